@@ -1,0 +1,9 @@
+//go:build !linux
+
+package poller
+
+const netpollSupported = false
+
+// newNetpollWaiter is never called where netpoll is unsupported: Start checks
+// netpollSupported first.
+func newNetpollWaiter(stop <-chan struct{}) waiter { return nil }

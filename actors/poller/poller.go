@@ -1,0 +1,638 @@
+// Package poller runs the loops that own zmqmsg's ZeroMQ sockets.
+//
+// # Ownership
+//
+// A *zmq.Socket is not safe for concurrent use. In zmqmsg only a Loop
+// goroutine ever calls a method on one: the loop creates its sockets (in
+// Handler.Setup, on the loop goroutine), reads and writes them, and closes
+// them when it exits. Everybody else talks to the loop through typed commands
+// queued with Submit; the loop executes them one at a time in
+// Handler.HandleCommand. This package is the only one in zmqmsg that calls
+// methods on a *zmq.Socket after setup.
+//
+// # The loop
+//
+// One pass of the loop:
+//
+//  1. service every socket: ask libzmq for its events (GetEvents), flush the
+//     send backlog while POLLOUT, receive with DONTWAIT while POLLIN, up to a
+//     budget per socket per pass;
+//  2. run queued commands, up to a budget;
+//  3. fire the handler's timer if its deadline has passed;
+//  4. if the pass did anything, go round again; otherwise sleep until a socket
+//     may be ready, a command arrives, or the handler's next deadline (the loop
+//     is tickless: it never wakes on an interval).
+//
+// The loop may only go to sleep after a zmq call that found nothing to do:
+// libzmq signals its descriptor once per "sleep" of the socket's command
+// mailbox, and any zmq call (a send included) may consume that signal. Step 4
+// therefore always follows a pass in which GetEvents found nothing.
+//
+// # Waiting strategies
+//
+// How the loop sleeps is a Strategy:
+//
+//   - Netpoll (the default on Linux): the socket's ZMQ_FD is duplicated and
+//     registered with Go's netpoller; a helper goroutine per socket parks in
+//     RawConn.Read until libzmq signals, then wakes the loop, which selects on
+//     {commands, ready, timer}. No OS thread is parked per loop and a command
+//     reaches the loop with one goroutine hand-off.
+//   - ZMQPoller (portable): the loop blocks in zmq_poll over its sockets plus
+//     the receiving end of an inproc PAIR. Producers wake it through a waker
+//     goroutine that owns the sending end (so no socket is shared), with a
+//     coalescing flag so a burst of commands costs one wake-up byte.
+//
+// Both strategies run the same stress test (200k sequential and 200k
+// concurrent round trips, zero lost or mismatched) in CI.
+package poller
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"runtime/debug"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	zmq "github.com/pebbe/zmq4"
+)
+
+// Strategy selects how a Loop sleeps.
+type Strategy int
+
+const (
+	// StrategyDefault is Netpoll where it is supported (Linux), else ZMQPoller.
+	StrategyDefault Strategy = iota
+	// StrategyNetpoll waits on each socket's ZMQ_FD through Go's netpoller.
+	StrategyNetpoll
+	// StrategyZMQPoller waits in zmq_poll with an inproc PAIR wake-up socket.
+	StrategyZMQPoller
+)
+
+// String returns the strategy's name.
+func (s Strategy) String() string {
+	switch s {
+	case StrategyDefault:
+		return "default"
+	case StrategyNetpoll:
+		return "netpoll"
+	case StrategyZMQPoller:
+		return "zmqpoller"
+	}
+	return fmt.Sprintf("Strategy(%d)", int(s))
+}
+
+// Resolve returns the concrete strategy that s stands for on this platform.
+func (s Strategy) Resolve() Strategy {
+	if s == StrategyDefault {
+		if netpollSupported {
+			return StrategyNetpoll
+		}
+		return StrategyZMQPoller
+	}
+	return s
+}
+
+// Errors returned by Loop methods.
+var (
+	// ErrClosed is returned by Submit once the loop is stopping or stopped.
+	ErrClosed = errors.New("poller: loop closed")
+	// ErrUnsupported is returned by Start when a strategy is not available here.
+	ErrUnsupported = errors.New("poller: strategy not supported on this platform")
+)
+
+// PanicError is the exit error of a loop whose handler panicked. The loop
+// recovers the panic so that a bug never kills the process; its owner (the
+// socket actor) decides what happens next.
+type PanicError struct {
+	Value any
+	Stack []byte
+}
+
+func (e *PanicError) Error() string { return fmt.Sprintf("poller: handler panicked: %v", e.Value) }
+
+// Handler is the owner of a loop's sockets: the logic of one socket actor.
+// Every method runs on the loop goroutine, one at a time, and must not block.
+type Handler[C any] interface {
+	// Setup creates, configures and binds or connects the sockets with
+	// l.NewSocket. An error aborts the start and is returned by Start.
+	Setup(l *Loop[C]) error
+	// HandleMessage is called with every message received on socket sock. The
+	// frames belong to the handler.
+	HandleMessage(l *Loop[C], sock int, frames [][]byte)
+	// HandleCommand runs one command queued with Submit.
+	HandleCommand(l *Loop[C], cmd C)
+	// Deadline returns when HandleTimer should run next; the zero time means never.
+	Deadline() time.Time
+	// HandleTimer runs when the time returned by Deadline has passed.
+	HandleTimer(l *Loop[C], now time.Time)
+	// Shutdown runs once when the loop stops, before its sockets are closed;
+	// pending is every command that was queued but never run, so that the
+	// handler can fail them (nothing is dropped silently).
+	Shutdown(l *Loop[C], pending []C, cause error)
+}
+
+// Options configure a Loop.
+type Options struct {
+	// Name identifies the loop in logs and errors.
+	Name string
+	// Strategy selects how the loop sleeps.
+	Strategy Strategy
+	// QueueSize is the capacity of the command queue; Submit blocks (bounded
+	// by its context) when it is full. Default 1024.
+	QueueSize int
+	// Budget is how many messages a pass receives from one socket, and how
+	// many commands it runs, before it moves on. Default 256.
+	Budget int
+	// MaxBacklog bounds the messages waiting for a socket to become writable
+	// (send high-water mark reached). While a socket's backlog is full the loop
+	// stops taking commands, so producers block in Submit. Default 4096.
+	MaxBacklog int
+	// OnExit, when set, is called on the loop goroutine as the very last thing
+	// with the reason the loop ended (nil after Stop).
+	OnExit func(error)
+}
+
+func (o *Options) defaults() {
+	if o.QueueSize <= 0 {
+		o.QueueSize = 1024
+	}
+	if o.Budget <= 0 {
+		o.Budget = 256
+	}
+	if o.MaxBacklog <= 0 {
+		o.MaxBacklog = 4096
+	}
+	if o.Name == "" {
+		o.Name = "loop"
+	}
+}
+
+// Stats are counters of one loop. Read them with Loop.Stats.
+type Stats struct {
+	Received  uint64 // messages received
+	Sent      uint64 // messages handed to libzmq
+	Backlog   uint64 // sends that hit the high-water mark and waited
+	Wakeups   uint64 // times the loop went to sleep and woke up
+	Commands  uint64 // commands run
+	SendError uint64 // sends that failed for a reason other than the high-water mark
+}
+
+// sock is the loop's view of one socket. Owned by the loop goroutine.
+type sock struct {
+	z       *zmq.Socket
+	name    string
+	backlog [][][]byte // whole messages waiting for POLLOUT, in order
+	paused  bool       // true: do not receive (the consumer is behind)
+}
+
+// Loop is one socket-owning goroutine. Create it with Start.
+type Loop[C any] struct {
+	opts Options
+	h    Handler[C]
+	zctx *zmq.Context
+
+	cmds     chan C
+	stopCh   chan struct{} // closed by Stop
+	stopOnce sync.Once
+	done     chan struct{} // closed when the loop goroutine has exited
+	exitErr  error         // set before done is closed
+
+	// mu guards closed: Submit holds it shared while it queues, Stop takes it
+	// exclusively once, so that after Stop no command can enter the queue and
+	// the loop's final drain sees every queued command.
+	mu     sync.RWMutex
+	closed bool
+
+	// Owned by the loop goroutine.
+	socks    []*sock
+	w        waiter
+	draining bool // a backlog is full: do not take commands
+
+	received, sent, backlogged, wakeups, commands, sendErrors atomic.Uint64
+}
+
+// waiter is a wait strategy.
+type waiter interface {
+	// arm is called once after Setup with the loop's sockets.
+	arm(socks []*sock) error
+	// wait sleeps until a socket may have events, a command may be queued or
+	// stop was requested, or d has passed (d < 0: no timeout). wantIn and
+	// wantOut tell which events each socket is waited for.
+	wait(d time.Duration, wantIn, wantOut []bool) error
+	// notify is called by producers after queuing a command.
+	notify()
+	// close releases the strategy's resources; called on the loop goroutine
+	// before the sockets are closed.
+	close()
+}
+
+// Start creates a loop, runs h.Setup on the new loop goroutine, and returns
+// once setup finished: a setup error (a taken port, say) is returned here,
+// and then no goroutine is left running.
+func Start[C any](zctx *zmq.Context, h Handler[C], opts Options) (*Loop[C], error) {
+	opts.defaults()
+	l := &Loop[C]{
+		opts:   opts,
+		h:      h,
+		zctx:   zctx,
+		cmds:   make(chan C, opts.QueueSize),
+		stopCh: make(chan struct{}),
+		done:   make(chan struct{}),
+	}
+	switch opts.Strategy.Resolve() {
+	case StrategyNetpoll:
+		if !netpollSupported {
+			return nil, fmt.Errorf("%s: %w: netpoll", opts.Name, ErrUnsupported)
+		}
+		l.w = newNetpollWaiter(l.stopCh)
+	case StrategyZMQPoller:
+		l.w = newZMQPollerWaiter(zctx)
+	default:
+		return nil, fmt.Errorf("%s: %w: %v", opts.Name, ErrUnsupported, opts.Strategy)
+	}
+	started := make(chan error, 1)
+	go l.run(started)
+	if err := <-started; err != nil {
+		<-l.done
+		return nil, err
+	}
+	return l, nil
+}
+
+// Name returns the loop's name.
+func (l *Loop[C]) Name() string { return l.opts.Name }
+
+// Submit queues cmd for the loop. It blocks while the queue is full, until ctx
+// ends (returning ctx.Err()) or the loop stops (returning ErrClosed). A nil
+// error means the handler will see cmd, in HandleCommand or, if the loop
+// stops first, in Shutdown's pending list.
+func (l *Loop[C]) Submit(ctx context.Context, cmd C) error {
+	l.mu.RLock()
+	if l.closed {
+		l.mu.RUnlock()
+		return ErrClosed
+	}
+	select {
+	case l.cmds <- cmd:
+	default:
+		select {
+		case l.cmds <- cmd:
+		case <-ctx.Done():
+			l.mu.RUnlock()
+			return ctx.Err()
+		case <-l.stopCh:
+			l.mu.RUnlock()
+			return ErrClosed
+		}
+	}
+	l.mu.RUnlock()
+	l.w.notify()
+	return nil
+}
+
+// TrySubmit queues cmd if the queue has room and reports whether it did.
+func (l *Loop[C]) TrySubmit(cmd C) bool {
+	l.mu.RLock()
+	defer l.mu.RUnlock()
+	if l.closed {
+		return false
+	}
+	select {
+	case l.cmds <- cmd:
+	default:
+		return false
+	}
+	l.w.notify()
+	return true
+}
+
+// Stop asks the loop to exit and waits until it has: Handler.Shutdown has
+// run and every socket is closed. It is idempotent and safe to call from any
+// goroutine except the loop's own.
+func (l *Loop[C]) Stop() error {
+	l.stopOnce.Do(func() {
+		close(l.stopCh)
+		l.mu.Lock()
+		l.closed = true
+		l.mu.Unlock()
+		l.w.notify() // a loop asleep in zmq_poll sees stop only when woken
+	})
+	<-l.done
+	return l.exitErr
+}
+
+// Done is closed when the loop goroutine has exited.
+func (l *Loop[C]) Done() <-chan struct{} { return l.done }
+
+// Err returns why the loop exited (nil after Stop), once Done is closed.
+func (l *Loop[C]) Err() error {
+	select {
+	case <-l.done:
+		return l.exitErr
+	default:
+		return nil
+	}
+}
+
+// Stats returns a snapshot of the loop's counters. Safe from any goroutine.
+func (l *Loop[C]) Stats() Stats {
+	return Stats{
+		Received:  l.received.Load(),
+		Sent:      l.sent.Load(),
+		Backlog:   l.backlogged.Load(),
+		Wakeups:   l.wakeups.Load(),
+		Commands:  l.commands.Load(),
+		SendError: l.sendErrors.Load(),
+	}
+}
+
+// NewSocket creates a socket of type t owned by this loop and returns its
+// index. Call it only from Handler.Setup. The socket gets linger 0 so that
+// closing it never blocks; callers may change that.
+func (l *Loop[C]) NewSocket(t zmq.Type, name string) (int, *zmq.Socket, error) {
+	z, err := l.zctx.NewSocket(t)
+	if err != nil {
+		return -1, nil, fmt.Errorf("%s: new %s socket: %w", l.opts.Name, name, err)
+	}
+	if err := z.SetLinger(0); err != nil {
+		_ = z.Close()
+		return -1, nil, fmt.Errorf("%s: %s: set linger: %w", l.opts.Name, name, err)
+	}
+	l.socks = append(l.socks, &sock{z: z, name: name})
+	return len(l.socks) - 1, z, nil
+}
+
+// Socket returns socket i. Only the loop goroutine may use it.
+func (l *Loop[C]) Socket(i int) *zmq.Socket { return l.socks[i].z }
+
+// SetPaused stops (true) or resumes (false) receiving from socket i. While a
+// socket is paused its messages stay in libzmq's queues and, once they are
+// full, the high-water mark pushes back on the peers. Loop goroutine only.
+func (l *Loop[C]) SetPaused(i int, paused bool) { l.socks[i].paused = paused }
+
+// Send sends one message on socket i without blocking. If the socket's send
+// high-water mark is reached the message waits in the socket's backlog, in
+// order, and goes out as soon as the socket is writable. It returns an error
+// only when libzmq refused the message for good (for example a ROUTER with
+// ROUTER_MANDATORY and an unknown peer); the caller decides what that means.
+// Loop goroutine only. The frames must not be modified after the call.
+func (l *Loop[C]) Send(i int, frames ...[]byte) error {
+	s := l.socks[i]
+	if len(s.backlog) > 0 {
+		l.enqueue(s, frames)
+		return nil
+	}
+	err := sendFrames(s.z, frames)
+	switch {
+	case err == nil:
+		l.sent.Add(1)
+		return nil
+	case isEAGAIN(err): // the high-water mark is reached
+		l.enqueue(s, frames)
+		return nil
+	default:
+		l.sendErrors.Add(1)
+		return fmt.Errorf("%s: send on %s: %w", l.opts.Name, s.name, err)
+	}
+}
+
+func (l *Loop[C]) enqueue(s *sock, frames [][]byte) {
+	l.backlogged.Add(1)
+	s.backlog = append(s.backlog, frames)
+	if len(s.backlog) >= l.opts.MaxBacklog {
+		l.draining = true
+	}
+}
+
+// sendFrames sends a multipart message with DONTWAIT. libzmq accepts or
+// refuses a multipart message as a whole at its first frame, so EAGAIN can
+// only come back from frame 0.
+func sendFrames(z *zmq.Socket, frames [][]byte) error {
+	last := len(frames) - 1
+	for i, f := range frames {
+		flags := zmq.DONTWAIT
+		if i < last {
+			flags |= zmq.SNDMORE
+		}
+		if _, err := z.SendBytes(f, flags); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func isEAGAIN(err error) bool { return zmq.AsErrno(err) == zmq.Errno(syscall.EAGAIN) }
+
+// run is the loop goroutine.
+func (l *Loop[C]) run(started chan<- error) {
+	var cause error
+	setupDone := false
+	defer func() {
+		if p := recover(); p != nil {
+			cause = &PanicError{Value: p, Stack: debug.Stack()}
+		}
+		l.shutdown(cause, setupDone)
+		if !setupDone {
+			started <- cause
+		}
+		l.exitErr = cause
+		if l.opts.OnExit != nil && setupDone {
+			l.opts.OnExit(cause)
+		}
+		close(l.done)
+	}()
+	if err := l.h.Setup(l); err != nil {
+		cause = err
+		return
+	}
+	if err := l.w.arm(l.socks); err != nil {
+		cause = fmt.Errorf("%s: %w", l.opts.Name, err)
+		return
+	}
+	setupDone = true
+	started <- nil
+	cause = l.loop()
+}
+
+// loop runs passes until Stop or a fatal socket error.
+func (l *Loop[C]) loop() error {
+	wantIn := make([]bool, len(l.socks))
+	wantOut := make([]bool, len(l.socks))
+	for {
+		worked, err := l.serviceSockets()
+		if err != nil {
+			return err
+		}
+		if l.runCommands() {
+			worked = true
+		}
+		if d := l.h.Deadline(); !d.IsZero() {
+			if now := time.Now(); !now.Before(d) {
+				l.h.HandleTimer(l, now)
+				worked = true
+			}
+		}
+		select {
+		case <-l.stopCh:
+			return nil
+		default:
+		}
+		if worked {
+			continue
+		}
+		// Nothing to do, and the last zmq call on every socket was a
+		// GetEvents that found nothing: safe to sleep.
+		timeout := time.Duration(-1)
+		if d := l.h.Deadline(); !d.IsZero() {
+			timeout = max(time.Until(d), 0)
+		}
+		for i, s := range l.socks {
+			wantIn[i] = !s.paused
+			wantOut[i] = len(s.backlog) > 0
+		}
+		l.wakeups.Add(1)
+		if err := l.w.wait(timeout, wantIn, wantOut); err != nil {
+			return fmt.Errorf("%s: wait: %w", l.opts.Name, err)
+		}
+	}
+}
+
+// serviceSockets runs step 1 of a pass and reports whether it did anything.
+func (l *Loop[C]) serviceSockets() (bool, error) {
+	worked := false
+	for i, s := range l.socks {
+		for n := 0; ; {
+			ev, err := s.z.GetEvents()
+			if err != nil {
+				return worked, fmt.Errorf("%s: events of %s: %w", l.opts.Name, s.name, err)
+			}
+			progressed := false
+			if ev&zmq.POLLOUT != 0 && len(s.backlog) > 0 {
+				if err := l.flush(s); err != nil {
+					return worked, err
+				}
+				progressed = true
+			}
+			if ev&zmq.POLLIN != 0 && !s.paused && n < l.opts.Budget {
+				got, err := l.receive(i, s, l.opts.Budget-n)
+				if err != nil {
+					return worked, err
+				}
+				n += got
+				progressed = progressed || got > 0
+			}
+			if !progressed {
+				break
+			}
+			worked = true
+			if n >= l.opts.Budget {
+				break
+			}
+		}
+	}
+	return worked, nil
+}
+
+// receive drains socket s with DONTWAIT until EAGAIN or max messages.
+func (l *Loop[C]) receive(i int, s *sock, max int) (int, error) {
+	n := 0
+	for n < max && !s.paused {
+		frames, err := s.z.RecvMessageBytes(zmq.DONTWAIT)
+		if err != nil {
+			if isEAGAIN(err) {
+				return n, nil
+			}
+			return n, fmt.Errorf("%s: receive on %s: %w", l.opts.Name, s.name, err)
+		}
+		n++
+		l.received.Add(1)
+		l.h.HandleMessage(l, i, frames)
+	}
+	return n, nil
+}
+
+// flush sends backlogged messages until EAGAIN or the backlog is empty.
+func (l *Loop[C]) flush(s *sock) error {
+	k := 0
+	for ; k < len(s.backlog); k++ {
+		err := sendFrames(s.z, s.backlog[k])
+		if err == nil {
+			l.sent.Add(1)
+			continue
+		}
+		if isEAGAIN(err) {
+			break
+		}
+		// A permanent error for this message: count it and move on; the
+		// message's owner learns of it through its own timeout or ack.
+		l.sendErrors.Add(1)
+	}
+	clear(s.backlog[:k])
+	s.backlog = s.backlog[k:]
+	if len(s.backlog) == 0 {
+		s.backlog = nil
+	}
+	if l.draining {
+		l.draining = false
+		for _, o := range l.socks {
+			if len(o.backlog) >= l.opts.MaxBacklog {
+				l.draining = true
+			}
+		}
+	}
+	return nil
+}
+
+// runCommands runs queued commands, up to the budget, unless a backlog is full.
+func (l *Loop[C]) runCommands() bool {
+	worked := false
+	for n := 0; n < l.opts.Budget && !l.draining; n++ {
+		select {
+		case c := <-l.cmds:
+			l.commands.Add(1)
+			l.h.HandleCommand(l, c)
+			worked = true
+		default:
+			return worked
+		}
+	}
+	return worked
+}
+
+// shutdown runs Handler.Shutdown with every command left in the queue, then
+// releases the strategy and closes the sockets. It runs on the loop goroutine.
+func (l *Loop[C]) shutdown(cause error, setupDone bool) {
+	// No Submit can add to the queue once closed is set.
+	l.stopOnce.Do(func() { close(l.stopCh) })
+	l.mu.Lock()
+	l.closed = true
+	l.mu.Unlock()
+	var pending []C
+	for {
+		select {
+		case c := <-l.cmds:
+			pending = append(pending, c)
+			continue
+		default:
+		}
+		break
+	}
+	if setupDone {
+		func() {
+			defer func() {
+				if p := recover(); p != nil && cause == nil {
+					cause = &PanicError{Value: p, Stack: debug.Stack()}
+				}
+			}()
+			l.h.Shutdown(l, pending, cause)
+		}()
+	}
+	l.w.close()
+	for _, s := range l.socks {
+		_ = s.z.Close()
+	}
+	l.socks = nil
+}

@@ -1,0 +1,160 @@
+// Package directory is the service directory of zmqmsg: it records which
+// nodes serve which topic, so that a client knows where to send a message.
+//
+// A server announces itself with [Directory.Register] and keeps the
+// announcement alive by registering again before its TTL runs out; a crashed
+// server therefore disappears on its own. Clients find servers with
+// [Directory.Lookup] and learn about changes with [Directory.Watch].
+//
+// [Memory] is an in-process implementation, enough when every node lives in
+// one process (tests, examples, single-binary deployments). A shared store
+// such as Redis implements the same [Directory] interface for real clusters.
+package directory
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"strconv"
+	"time"
+)
+
+// Errors returned by Directory implementations. Test for them with
+// [errors.Is]: the returned errors usually wrap them with more detail.
+var (
+	// ErrClosed is returned by every method called after Close.
+	ErrClosed = errors.New("directory: closed")
+	// ErrInvalid is returned for a malformed Registration or a TTL <= 0.
+	ErrInvalid = errors.New("directory: invalid registration")
+)
+
+// Key names a topic within an exchange. The empty Exchange is the default
+// exchange. Key is comparable and can be used as a map key.
+type Key struct {
+	Exchange string
+	Topic    string
+}
+
+// String returns "exchange/topic", with the empty (default) exchange shown as
+// "(default)". It is meant for logs and error messages, not as a storage key.
+func (k Key) String() string {
+	ex := k.Exchange
+	if ex == "" {
+		ex = "(default)"
+	}
+	return ex + "/" + k.Topic
+}
+
+// Node is how other nodes reach one node's proxy. A port of 0 means the node
+// does not offer that kind of socket; CallPort is always required.
+type Node struct {
+	Host       string // IP or hostname, e.g. "127.0.0.1" or "::1"
+	CallPort   int    // request/reply
+	FanoutPort int    // publish to every server of a topic
+	NotifyPort int    // notifications
+	CastPort   int    // one-way message to one server
+}
+
+// endpoint formats a ZeroMQ TCP endpoint; net.JoinHostPort puts IPv6 hosts
+// in brackets ("tcp://[::1]:9501"). Port 0 (unused) yields "".
+func (n Node) endpoint(port int) string {
+	if port == 0 {
+		return ""
+	}
+	return "tcp://" + net.JoinHostPort(n.Host, strconv.Itoa(port))
+}
+
+// CallEndpoint returns the ZeroMQ endpoint of the call socket,
+// e.g. "tcp://127.0.0.1:9501".
+func (n Node) CallEndpoint() string { return n.endpoint(n.CallPort) }
+
+// FanoutEndpoint returns the endpoint of the fanout socket, or "" if unused.
+func (n Node) FanoutEndpoint() string { return n.endpoint(n.FanoutPort) }
+
+// NotifyEndpoint returns the endpoint of the notify socket, or "" if unused.
+func (n Node) NotifyEndpoint() string { return n.endpoint(n.NotifyPort) }
+
+// CastEndpoint returns the endpoint of the cast socket, or "" if unused.
+func (n Node) CastEndpoint() string { return n.endpoint(n.CastPort) }
+
+// ID returns "host:callport" (IPv6 hosts in brackets), a stable identifier
+// for the node: two nodes cannot listen on the same call address.
+func (n Node) ID() string { return net.JoinHostPort(n.Host, strconv.Itoa(n.CallPort)) }
+
+// Registration is one server of a topic on one node.
+type Registration struct {
+	Key
+	Server string // server name, unique within the Key; required
+	Node   Node
+}
+
+// Validate reports whether r can be registered: Topic, Server and Node.Host
+// must be non-empty, CallPort must be in 1..65535 and the other ports either
+// 0 (unused) or in 1..65535. The error wraps ErrInvalid and says what is wrong.
+func (r Registration) Validate() error {
+	switch {
+	case r.Topic == "":
+		return fmt.Errorf("%w: empty topic", ErrInvalid)
+	case r.Server == "":
+		return fmt.Errorf("%w: empty server name", ErrInvalid)
+	case r.Node.Host == "":
+		return fmt.Errorf("%w: empty host", ErrInvalid)
+	case r.Node.CallPort < 1 || r.Node.CallPort > 65535:
+		return fmt.Errorf("%w: call port %d not in 1..65535", ErrInvalid, r.Node.CallPort)
+	}
+	for _, p := range []struct {
+		name string
+		port int
+	}{
+		{"fanout", r.Node.FanoutPort},
+		{"notify", r.Node.NotifyPort},
+		{"cast", r.Node.CastPort},
+	} {
+		if p.port < 0 || p.port > 65535 {
+			return fmt.Errorf("%w: %s port %d not 0 or in 1..65535", ErrInvalid, p.name, p.port)
+		}
+	}
+	return nil
+}
+
+// Entry is a live registration as returned by Lookup.
+type Entry struct {
+	Registration
+	Expires time.Time // when the entry disappears unless refreshed
+}
+
+// Directory maps topics to the servers that handle them. A server is
+// identified by its Key and Server name: registering the same pair again
+// refreshes it (and moves it, if the Node changed).
+//
+// Implementations are safe for concurrent use. Every method taking a context
+// returns ctx.Err() without doing anything if ctx is already done.
+type Directory interface {
+	// Register adds or refreshes r; it expires ttl after the call unless
+	// refreshed. ttl must be > 0. Implementations may round ttl up to
+	// their storage's resolution (e.g. milliseconds).
+	Register(ctx context.Context, r Registration, ttl time.Duration) error
+
+	// Deregister removes r at once (no error if absent). Only an entry
+	// with r's Key, Server and Node is removed, so a stale process cannot
+	// remove the entry of a replacement that registered on another Node.
+	Deregister(ctx context.Context, r Registration) error
+
+	// Lookup returns the live entries of k, sorted by (Node.ID(), Server)
+	// so that results are deterministic. No entries is an empty slice and
+	// a nil error.
+	Lookup(ctx context.Context, k Key) ([]Entry, error)
+
+	// Watch returns a channel that receives a value whenever the set of
+	// live entries of k may have changed (a new server, a deregistration,
+	// an expiry), and a stop func that releases it. Signals are coalesced:
+	// the channel has capacity 1 and is never blocked on, so after a
+	// signal call Lookup to see the current state. stop is idempotent.
+	// The channel is never closed, not even by stop or Close.
+	Watch(k Key) (<-chan struct{}, func())
+
+	// Close releases resources; later calls fail with ErrClosed.
+	// Idempotent.
+	Close() error
+}
