@@ -1,0 +1,352 @@
+// Package proxy is the node proxy of the CALL pipeline.
+//
+// Every node (every Transport, or the proxy daemon) has one. It binds a
+// ROUTER on the node's call port, and routes each request to one of the
+// servers of the node registered for its target:
+//
+//	remote DEALER --tcp--> ROUTER (proxy loop) --Go channel--> server worker
+//	remote DEALER <--tcp-- ROUTER (proxy loop) <--command----- server worker
+//
+// Servers in the proxy's own process get requests without a socket hop: the
+// proxy loop offers the decoded request to the server's queue (a channel
+// send that never blocks the loop), and a worker sends the reply back as a
+// command to the loop. Latency on these machines is dominated by thread
+// hand-offs, and an inproc socket between proxy and server would add two.
+//
+// Routing: a request names Exchange, Topic and optionally Server. With a
+// server name it goes to that server; without, round robin among the node's
+// servers of the topic. A target the node does not serve gets an ERROR frame
+// with CodeNoServers; a full server queue gets CodeOverloaded. Frames that do
+// not decode are dropped and counted, and the proxy keeps serving.
+package proxy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/asynkron/protoactor-go/actor"
+	zmq "github.com/pebbe/zmq4"
+
+	"github.com/zmqmsg/zmqmsg/actors/poller"
+	"github.com/zmqmsg/zmqmsg/actors/socket"
+	"github.com/zmqmsg/zmqmsg/directory"
+	"github.com/zmqmsg/zmqmsg/envelope"
+)
+
+// Request is one CALL handed to a local server.
+type Request struct {
+	// Routing are the identity frames of the caller; the reply must carry them.
+	Routing [][]byte
+	// Msg is the decoded request. Msg.Payload aliases the received frame,
+	// which belongs to the request.
+	Msg envelope.Message
+}
+
+// Server is a local server behind the proxy.
+type Server interface {
+	// Name is the server's name, unique within its topic.
+	Name() string
+	// Offer hands r to the server without blocking; false means the server's
+	// queue is full or it is stopping.
+	Offer(r *Request) bool
+}
+
+// ErrDuplicate is returned by Routes.Add for a server name already taken in
+// its topic.
+var ErrDuplicate = errors.New("proxy: duplicate server name")
+
+// Routes is the proxy's routing table. It is read by the proxy loop on every
+// request and changed when servers start or stop.
+type Routes struct {
+	mu     sync.RWMutex
+	topics map[directory.Key]*topicRoute
+}
+
+type topicRoute struct {
+	servers []Server
+	byName  map[string]Server
+	rr      atomic.Uint64
+}
+
+// Add routes key to srv.
+func (r *Routes) Add(key directory.Key, srv Server) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.topics == nil {
+		r.topics = make(map[directory.Key]*topicRoute)
+	}
+	t := r.topics[key]
+	if t == nil {
+		t = &topicRoute{byName: make(map[string]Server)}
+		r.topics[key] = t
+	}
+	if _, ok := t.byName[srv.Name()]; ok {
+		return fmt.Errorf("%w: %q in %s", ErrDuplicate, srv.Name(), key)
+	}
+	t.byName[srv.Name()] = srv
+	// Copy on write: a reader holding the old slice is not disturbed.
+	t.servers = append(t.servers[:len(t.servers):len(t.servers)], srv)
+	return nil
+}
+
+// Remove stops routing key to srv.
+func (r *Routes) Remove(key directory.Key, srv Server) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	t := r.topics[key]
+	if t == nil || t.byName[srv.Name()] != srv {
+		return
+	}
+	delete(t.byName, srv.Name())
+	servers := make([]Server, 0, len(t.servers))
+	for _, s := range t.servers {
+		if s != srv {
+			servers = append(servers, s)
+		}
+	}
+	t.servers = servers
+	if len(servers) == 0 {
+		delete(r.topics, key)
+	}
+}
+
+// Pick returns the server for a request to key (and name, if not empty), or
+// nil if this node has none.
+func (r *Routes) Pick(key directory.Key, name string) Server {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	t := r.topics[key]
+	if t == nil {
+		return nil
+	}
+	if name != "" {
+		return t.byName[name]
+	}
+	n := uint64(len(t.servers))
+	if n == 0 {
+		return nil
+	}
+	return t.servers[(t.rr.Add(1)-1)%n]
+}
+
+// Counters are the proxy's counters.
+type Counters struct {
+	Requests   atomic.Uint64 // requests routed to a local server
+	Malformed  atomic.Uint64 // messages that did not decode, dropped
+	WrongKind  atomic.Uint64 // decoded messages of a kind the call port does not take, dropped
+	NoServers  atomic.Uint64 // requests for a target this node does not serve (answered with an error)
+	Overloaded atomic.Uint64 // requests refused because the server's queue was full (answered with an error)
+	Replies    atomic.Uint64 // replies sent
+	SendFailed atomic.Uint64 // replies libzmq refused (the caller is gone), dropped
+}
+
+// Cmd is a command for the proxy loop. The interface is sealed.
+type Cmd interface{ isProxyCmd() }
+
+// replyCmd sends a reply (routing frames, delimiter, body) on the ROUTER.
+type replyCmd struct{ frames [][]byte }
+
+func (*replyCmd) isProxyCmd() {}
+
+// Config configures a proxy.
+type Config struct {
+	// ZMQ is the Transport's context.
+	ZMQ *zmq.Context
+	// Bind is the call port's endpoint, e.g. "tcp://127.0.0.1:9501"; a port
+	// of "*" asks the OS for a free one (see Proxy.Endpoint).
+	Bind string
+	// Options are applied to the ROUTER.
+	Options socket.Options
+	// Loop configures the proxy loop.
+	Loop poller.Options
+	// Logger receives events; nil discards them.
+	Logger *slog.Logger
+}
+
+// Proxy is a running node proxy.
+type Proxy struct {
+	routes   Routes
+	counters Counters
+	handle   *socket.Handle[Cmd]
+	parent   *actor.PID
+	root     *actor.RootContext
+	endpoint string
+	log      *slog.Logger
+}
+
+// Start binds the call port and starts the proxy as a supervised actor tree
+// under root: a parent actor ("proxy") supervising the ROUTER's socket actor.
+// It returns once the port is bound; a bind error (a taken port) is returned.
+func Start(ctx context.Context, root *actor.RootContext, name string, cfg Config) (*Proxy, error) {
+	p := &Proxy{root: root, log: cfg.Logger}
+	if p.log == nil {
+		p.log = slog.New(slog.DiscardHandler)
+	}
+	parent, err := socket.SpawnParent(root, name, socket.NewStrategy(10, time.Minute), nil)
+	if err != nil {
+		return nil, err
+	}
+	p.parent = parent
+	bind := cfg.Bind
+	err = socket.SpawnUnder(ctx, root, parent, func(pc actor.SpawnerContext) error {
+		h, err := socket.Spawn(pc, socket.Spec[Cmd]{
+			Name: "router",
+			ZMQ:  cfg.ZMQ,
+			NewHandler: func() poller.Handler[Cmd] {
+				// On a restart, bind again to the port the first start got.
+				if p.endpoint != "" {
+					bind = p.endpoint
+				}
+				return &frontend{p: p, bind: bind, opts: cfg.Options}
+			},
+			Loop:   cfg.Loop,
+			Logger: p.log,
+		})
+		if err != nil {
+			return err
+		}
+		p.handle = h
+		return nil
+	})
+	if err != nil {
+		_ = root.StopFuture(parent).Wait()
+		return nil, fmt.Errorf("proxy %s: %w", cfg.Bind, err)
+	}
+	return p, nil
+}
+
+// Endpoint returns the bound call endpoint, with the actual port.
+func (p *Proxy) Endpoint() string { return p.endpoint }
+
+// Routes returns the routing table, where local servers add themselves.
+func (p *Proxy) Routes() *Routes { return &p.routes }
+
+// Counters returns the proxy's counters.
+func (p *Proxy) Counters() *Counters { return &p.counters }
+
+// LoopStats returns the ROUTER loop's counters.
+func (p *Proxy) LoopStats() poller.Stats { return p.handle.Stats() }
+
+// Reply sends body (header and payload frames) back to the caller whose
+// routing frames are given. It blocks only while the proxy's command queue
+// is full, bounded by ctx.
+func (p *Proxy) Reply(ctx context.Context, routing [][]byte, body ...[]byte) error {
+	frames := make([][]byte, 0, len(routing)+1+len(body))
+	frames = append(frames, routing...)
+	frames = append(frames, []byte{})
+	frames = append(frames, body...)
+	return p.handle.Submit(ctx, &replyCmd{frames: frames})
+}
+
+// Stop stops the proxy's actors and closes its socket. Idempotent.
+func (p *Proxy) Stop() error {
+	return p.root.StopFuture(p.parent).Wait()
+}
+
+// frontend is the handler of the ROUTER loop.
+type frontend struct {
+	p    *Proxy
+	bind string
+	opts socket.Options
+}
+
+func (f *frontend) Setup(l *poller.Loop[Cmd]) error {
+	_, z, err := l.NewSocket(zmq.ROUTER, "router")
+	if err != nil {
+		return err
+	}
+	if err := f.opts.Apply(z); err != nil {
+		return err
+	}
+	// Report unroutable replies (a caller that went away) as errors instead
+	// of dropping them silently, so that they are counted.
+	if err := z.SetRouterMandatory(1); err != nil {
+		return err
+	}
+	if err := z.Bind(f.bind); err != nil {
+		return fmt.Errorf("bind %s: %w", f.bind, err)
+	}
+	ep, err := z.GetLastEndpoint()
+	if err != nil {
+		return err
+	}
+	if f.p.endpoint == "" {
+		// Written once, during the first start, before Start returns.
+		f.p.endpoint = ep
+	}
+	return nil
+}
+
+func (f *frontend) HandleMessage(l *poller.Loop[Cmd], sock int, frames [][]byte) {
+	routing, body, err := envelope.SplitRouting(frames)
+	if err != nil || len(routing) == 0 {
+		f.p.counters.Malformed.Add(1)
+		return
+	}
+	var m envelope.Message
+	if err := envelope.DecodeInto(&m, body); err != nil {
+		f.p.counters.Malformed.Add(1)
+		return
+	}
+	if m.Kind != envelope.KindCall {
+		f.p.counters.WrongKind.Add(1)
+		return
+	}
+	key := directory.Key{Exchange: m.Exchange, Topic: m.Topic}
+	srv := f.p.routes.Pick(key, m.Server)
+	if srv == nil {
+		f.p.counters.NoServers.Add(1)
+		f.sendError(l, sock, routing, &m, envelope.CodeNoServers, "no server for the target on this node")
+		return
+	}
+	if !srv.Offer(&Request{Routing: routing, Msg: m}) {
+		f.p.counters.Overloaded.Add(1)
+		f.sendError(l, sock, routing, &m, envelope.CodeOverloaded, "server queue full")
+		return
+	}
+	f.p.counters.Requests.Add(1)
+}
+
+// sendError answers a request with an ERROR frame.
+func (f *frontend) sendError(l *poller.Loop[Cmd], sock int, routing [][]byte, req *envelope.Message, code envelope.Code, text string) {
+	reply := envelope.Message{
+		Kind:    envelope.KindError,
+		ID:      req.ID,
+		Code:    code,
+		ErrType: code.String(),
+		ErrMsg:  fmt.Sprintf("%s (%s/%s server %q)", text, req.Exchange, req.Topic, req.Server),
+	}
+	hdr, err := envelope.AppendHeader(nil, &reply)
+	if err != nil {
+		return
+	}
+	frames := append(append(make([][]byte, 0, len(routing)+3), routing...), []byte{}, hdr, []byte{})
+	if err := l.Send(sock, frames...); err != nil {
+		f.p.counters.SendFailed.Add(1)
+	}
+}
+
+func (f *frontend) HandleCommand(l *poller.Loop[Cmd], c Cmd) {
+	switch c := c.(type) {
+	case *replyCmd:
+		if err := l.Send(0, c.frames...); err != nil {
+			f.p.counters.SendFailed.Add(1)
+			return
+		}
+		f.p.counters.Replies.Add(1)
+	}
+}
+
+func (f *frontend) Deadline() time.Time                      { return time.Time{} }
+func (f *frontend) HandleTimer(*poller.Loop[Cmd], time.Time) {}
+
+// Shutdown drops the replies still queued: their callers are failed by their
+// own Transport (timeout, or ErrClosed when it is the same one). Count them.
+func (f *frontend) Shutdown(_ *poller.Loop[Cmd], pending []Cmd, _ error) {
+	f.p.counters.SendFailed.Add(uint64(len(pending)))
+}

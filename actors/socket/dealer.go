@@ -1,0 +1,132 @@
+package socket
+
+import (
+	"errors"
+	"sync/atomic"
+	"time"
+
+	zmq "github.com/pebbe/zmq4"
+
+	"github.com/zmqmsg/zmqmsg/actors/poller"
+	"github.com/zmqmsg/zmqmsg/envelope"
+)
+
+// Replies is where a dealer delivers replies: the reply table
+// (*reply.Table), which outlives the socket.
+type Replies interface {
+	Deliver(m envelope.Message) bool
+	Fail(id envelope.ID, err error)
+	FailTagged(tag string, err error) int
+}
+
+// ErrSocketStopped fails the requests of a dealer that stopped without an
+// error of its own (the Transport is closing).
+var ErrSocketStopped = errors.New("socket: stopped")
+
+// DealerCmd is a command for a Dealer socket actor. The interface is sealed.
+type DealerCmd interface{ isDealerCmd() }
+
+// Request sends a CALL to the remote node. Its result arrives through the
+// reply table, where the caller registered ID before submitting.
+type Request struct {
+	ID     envelope.ID
+	Frames [][]byte // body frames: header, payload (the empty delimiter is added by the dealer)
+}
+
+func (*Request) isDealerCmd() {}
+
+// DealerCounters are shared by every incarnation of one dealer.
+type DealerCounters struct {
+	Malformed atomic.Uint64 // replies that could not be decoded, dropped
+	WrongKind atomic.Uint64 // messages of a kind a dealer does not expect, dropped
+}
+
+// Dealer is the client end of the CALL pipeline towards one node: a DEALER
+// connected to the node proxy's ROUTER. Requests go out as
+// ["", header, payload] (the REQ/REP envelope, so the ROUTER sees
+// [identity, "", header, payload]); replies come back the same way and are
+// handed to the reply table.
+type Dealer struct {
+	Endpoint string  // tcp://host:port of the node's call port
+	Tag      string  // the node id the table tags calls with
+	Table    Replies // where replies go
+	Options  Options
+	Counters *DealerCounters
+}
+
+var empty = []byte{}
+
+// Setup creates the DEALER and connects it.
+func (d *Dealer) Setup(l *poller.Loop[DealerCmd]) error {
+	_, z, err := l.NewSocket(zmq.DEALER, "dealer")
+	if err != nil {
+		return err
+	}
+	if err := d.Options.Apply(z); err != nil {
+		return err
+	}
+	// IMMEDIATE: queue only to a completed connection, so nothing piles up
+	// in the pipe of a peer that is not there; sends wait in the loop's
+	// backlog instead until the connection is up.
+	if err := z.SetImmediate(true); err != nil {
+		return err
+	}
+	return z.Connect(d.Endpoint)
+}
+
+// HandleMessage decodes a reply and hands it to the waiting call.
+func (d *Dealer) HandleMessage(_ *poller.Loop[DealerCmd], _ int, frames [][]byte) {
+	_, body, err := envelope.SplitRouting(frames)
+	if err != nil {
+		d.Counters.Malformed.Add(1)
+		return
+	}
+	var m envelope.Message
+	if err := envelope.DecodeInto(&m, body); err != nil {
+		d.Counters.Malformed.Add(1)
+		return
+	}
+	switch m.Kind {
+	case envelope.KindReply, envelope.KindError:
+		d.Table.Deliver(m) // late and unmatched replies are counted there
+	default:
+		d.Counters.WrongKind.Add(1)
+	}
+}
+
+// HandleCommand sends a request.
+func (d *Dealer) HandleCommand(l *poller.Loop[DealerCmd], c DealerCmd) {
+	switch c := c.(type) {
+	case *Request:
+		frames := make([][]byte, 0, 1+len(c.Frames))
+		frames = append(frames, empty)
+		frames = append(frames, c.Frames...)
+		if err := l.Send(0, frames...); err != nil {
+			d.Table.Fail(c.ID, err)
+		}
+	}
+}
+
+// Deadline: the dealer has no timers (callers time their own calls).
+func (d *Dealer) Deadline() time.Time { return time.Time{} }
+
+// HandleTimer is never called.
+func (d *Dealer) HandleTimer(*poller.Loop[DealerCmd], time.Time) {}
+
+// Shutdown fails the requests that never went out. Requests already sent on
+// a socket that failed cannot be answered on its successor (a new socket has
+// a new identity), so they are failed too.
+func (d *Dealer) Shutdown(_ *poller.Loop[DealerCmd], pending []DealerCmd, cause error) {
+	err := cause
+	if err == nil {
+		err = ErrSocketStopped
+	}
+	for _, c := range pending {
+		if r, ok := c.(*Request); ok {
+			d.Table.Fail(r.ID, err)
+		}
+	}
+	if cause != nil {
+		d.Table.FailTagged(d.Tag, cause)
+	}
+}

@@ -1,0 +1,89 @@
+package socket
+
+import (
+	"fmt"
+	"time"
+
+	zmq "github.com/pebbe/zmq4"
+)
+
+// Options are the settings every network-facing (TCP) socket gets.
+type Options struct {
+	// KeepaliveIdle, KeepaliveInterval and KeepaliveCount configure TCP
+	// keepalive (SO_KEEPALIVE, TCP_KEEPIDLE, TCP_KEEPINTVL, TCP_KEEPCNT).
+	// libzmq takes whole seconds: durations are rounded up. Zero idle turns
+	// keepalive off.
+	KeepaliveIdle     time.Duration
+	KeepaliveInterval time.Duration
+	KeepaliveCount    int
+	// HeartbeatInterval, HeartbeatTimeout and HeartbeatTTL configure ZMTP
+	// heartbeats (ZMQ_HEARTBEAT_IVL, _TIMEOUT, _TTL): a peer that does not
+	// answer a PING within the timeout is disconnected. Zero interval turns
+	// them off.
+	HeartbeatInterval time.Duration
+	HeartbeatTimeout  time.Duration
+	HeartbeatTTL      time.Duration
+	// MaxMessageSize is ZMQ_MAXMSGSIZE: a peer that sends a larger frame is
+	// disconnected by libzmq. Zero means no limit.
+	MaxMessageSize int64
+	// SendHWM and RecvHWM are the high-water marks in messages (0: libzmq's 1000).
+	SendHWM, RecvHWM int
+	// ReconnectInterval and ReconnectIntervalMax bound libzmq's reconnection
+	// backoff for connecting sockets.
+	ReconnectInterval, ReconnectIntervalMax time.Duration
+}
+
+func seconds(d time.Duration) int {
+	return int((d + time.Second - 1) / time.Second)
+}
+
+// Apply sets o on z. It must run on the goroutine that owns z (in a loop's
+// Setup).
+func (o Options) Apply(z *zmq.Socket) error {
+	type setting struct {
+		name string
+		set  func() error
+	}
+	var settings []setting
+	add := func(name string, f func() error) { settings = append(settings, setting{name, f}) }
+	if o.KeepaliveIdle > 0 {
+		add("tcp keepalive", func() error { return z.SetTcpKeepalive(1) })
+		add("tcp keepalive idle", func() error { return z.SetTcpKeepaliveIdle(seconds(o.KeepaliveIdle)) })
+		if o.KeepaliveInterval > 0 {
+			add("tcp keepalive interval", func() error { return z.SetTcpKeepaliveIntvl(seconds(o.KeepaliveInterval)) })
+		}
+		if o.KeepaliveCount > 0 {
+			add("tcp keepalive count", func() error { return z.SetTcpKeepaliveCnt(o.KeepaliveCount) })
+		}
+	}
+	if o.HeartbeatInterval > 0 {
+		add("heartbeat interval", func() error { return z.SetHeartbeatIvl(o.HeartbeatInterval) })
+		if o.HeartbeatTimeout > 0 {
+			add("heartbeat timeout", func() error { return z.SetHeartbeatTimeout(o.HeartbeatTimeout) })
+		}
+		if o.HeartbeatTTL > 0 {
+			add("heartbeat ttl", func() error { return z.SetHeartbeatTtl(o.HeartbeatTTL) })
+		}
+	}
+	if o.MaxMessageSize > 0 {
+		add("max message size", func() error { return z.SetMaxmsgsize(o.MaxMessageSize) })
+	}
+	if o.SendHWM > 0 {
+		add("send hwm", func() error { return z.SetSndhwm(o.SendHWM) })
+	}
+	if o.RecvHWM > 0 {
+		add("receive hwm", func() error { return z.SetRcvhwm(o.RecvHWM) })
+	}
+	if o.ReconnectInterval > 0 {
+		add("reconnect interval", func() error { return z.SetReconnectIvl(o.ReconnectInterval) })
+	}
+	if o.ReconnectIntervalMax > 0 {
+		add("reconnect interval max", func() error { return z.SetReconnectIvlMax(o.ReconnectIntervalMax) })
+	}
+	for _, s := range settings {
+		if err := s.set(); err != nil {
+			return fmt.Errorf("set %s: %w", s.name, err)
+		}
+	}
+	return nil
+}

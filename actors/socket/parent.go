@@ -1,0 +1,61 @@
+package socket
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/asynkron/protoactor-go/actor"
+)
+
+// SpawnChild asks a parent actor to start a child under its supervision.
+// Start runs inside the parent's mailbox turn with the parent's context; its
+// error is sent on Done (buffered 1).
+type SpawnChild struct {
+	Start func(parent actor.SpawnerContext) error
+	Done  chan error
+}
+
+// Parent is a plain supervising actor: it starts the children it is asked to
+// start (SpawnChild) and supervises them with the strategy of its props.
+// OnStopping, when set, runs before its children are stopped.
+type Parent struct {
+	OnStopping func()
+}
+
+// Receive handles the parent's messages.
+func (p *Parent) Receive(ctx actor.Context) {
+	switch m := ctx.Message().(type) {
+	case *SpawnChild:
+		m.Done <- m.Start(ctx)
+	case *actor.Stopping:
+		if p.OnStopping != nil {
+			p.OnStopping()
+		}
+	}
+}
+
+// SpawnParent starts a Parent under root, supervising its children with
+// socket actors' strategy.
+func SpawnParent(root *actor.RootContext, name string, strategy actor.SupervisorStrategy, onStopping func()) (*actor.PID, error) {
+	props := actor.PropsFromProducer(
+		func() actor.Actor { return &Parent{OnStopping: onStopping} },
+		actor.WithSupervisor(strategy),
+	)
+	pid, err := root.SpawnNamed(props, name)
+	if err != nil {
+		return nil, fmt.Errorf("spawn %s: %w", name, err)
+	}
+	return pid, nil
+}
+
+// SpawnUnder asks the parent at pid to start a child and waits for the result.
+func SpawnUnder(ctx context.Context, root *actor.RootContext, pid *actor.PID, start func(parent actor.SpawnerContext) error) error {
+	req := &SpawnChild{Start: start, Done: make(chan error, 1)}
+	root.Send(pid, req)
+	select {
+	case err := <-req.Done:
+		return err
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}

@@ -1,0 +1,428 @@
+package zmqmsg
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync/atomic"
+	"time"
+
+	"github.com/zmqmsg/zmqmsg/actors/poller"
+	"github.com/zmqmsg/zmqmsg/directory"
+	"github.com/zmqmsg/zmqmsg/engine"
+	"github.com/zmqmsg/zmqmsg/envelope"
+)
+
+// Target addresses the servers of a topic.
+type Target struct {
+	Exchange string // optional namespace; "" is the default exchange
+	Topic    string // required
+	Server   string // optional: one named server of the topic; "" = any server
+	Fanout   bool   // CAST to every server of the topic (not yet implemented; Call refuses it)
+}
+
+func (t Target) engine() engine.Target {
+	return engine.Target{Exchange: t.Exchange, Topic: t.Topic, Server: t.Server}
+}
+
+// AnyPort, as a port in Ports, asks the OS for a free port. The actual port
+// is what the node registers in the directory (see Transport.Node).
+const AnyPort = engine.AnyPort
+
+// Default ports of the node proxy's pipelines.
+const (
+	DefaultCallPort   = 9501
+	DefaultFanoutPort = 9502
+	DefaultNotifyPort = 9503
+	DefaultCastPort   = 9504
+)
+
+// Ports are the node proxy's TCP ports, one per pipeline. A zero field takes
+// its default; AnyPort asks the OS for a free port. Only the call port is
+// bound so far: fanout, notify and direct cast come with their pipelines.
+type Ports struct {
+	Call, Fanout, Notify, Cast int
+}
+
+// Keepalive configures dead-peer detection on every TCP socket.
+type Keepalive struct {
+	// TCP keepalive: first probe after Idle without traffic, then every
+	// Interval, giving up after Count probes. libzmq takes whole seconds
+	// (rounded up). Default 30s, 5s, 3.
+	Idle, Interval time.Duration
+	Count          int
+	// ZMTP heartbeats: a PING every HeartbeatInterval; a peer that sends
+	// nothing within HeartbeatTimeout is disconnected. Default 2s and 6s.
+	HeartbeatInterval, HeartbeatTimeout time.Duration
+	// Disabled turns both off.
+	Disabled bool
+}
+
+// Config configures a Transport. The zero value is usable: every field has
+// a default.
+type Config struct {
+	// Host is the address other nodes reach this node at, and the address
+	// its ports bind to. Default "127.0.0.1".
+	Host string
+	// Directory knows which nodes serve which topic. nil means the
+	// process-wide in-memory directory (directory.Shared), which is enough
+	// for every Transport of one process.
+	Directory directory.Directory
+	// Ports are the node proxy's ports; see Ports.
+	Ports Ports
+	// CallTimeout bounds a call whose ctx has no deadline. Default 60s.
+	CallTimeout time.Duration
+	// WaitForServers is how long a call waits for a server of its target to
+	// appear in the directory before failing with ErrNoServers (never past
+	// the call's deadline). Default 2s.
+	WaitForServers time.Duration
+	// Logger receives the Transport's logs. nil discards them.
+	Logger *slog.Logger
+	// Keepalive configures TCP keepalive and ZMTP heartbeats.
+	Keepalive Keepalive
+	// MaxMessageSize bounds a message's payload in bytes. Larger messages
+	// are refused before sending (ErrTooLarge), and a peer that sends a
+	// larger frame is disconnected. Default 16 MiB.
+	MaxMessageSize int
+	// ServerConcurrency is how many requests one Server runs at once.
+	// Default 64.
+	ServerConcurrency int
+	// ServerQueue is how many accepted requests may wait for a worker;
+	// beyond it requests are refused with ErrOverloaded. Default 1024.
+	ServerQueue int
+	// RegistrationTTL is how long a server's directory registration lives
+	// unless refreshed (the Transport refreshes it every TTL/3). Default 30s.
+	RegistrationTTL time.Duration
+	// Codec encodes arguments and replies that are not []byte. Default JSON.
+	Codec Codec
+	// WaitStrategy selects how socket loops sleep; the default is the Go
+	// netpoller on Linux, zmq_poll elsewhere. See package actors/poller.
+	WaitStrategy poller.Strategy
+}
+
+func (c Config) withDefaults() Config {
+	if c.Host == "" {
+		c.Host = "127.0.0.1"
+	}
+	if c.Directory == nil {
+		c.Directory = directory.Shared()
+	}
+	def := func(p *int, v int) {
+		if *p == 0 {
+			*p = v
+		}
+	}
+	def(&c.Ports.Call, DefaultCallPort)
+	def(&c.Ports.Fanout, DefaultFanoutPort)
+	def(&c.Ports.Notify, DefaultNotifyPort)
+	def(&c.Ports.Cast, DefaultCastPort)
+	def(&c.MaxMessageSize, 16<<20)
+	def(&c.ServerConcurrency, 64)
+	def(&c.ServerQueue, 1024)
+	defd := func(p *time.Duration, v time.Duration) {
+		if *p == 0 {
+			*p = v
+		}
+	}
+	defd(&c.CallTimeout, 60*time.Second)
+	defd(&c.WaitForServers, 2*time.Second)
+	defd(&c.RegistrationTTL, 30*time.Second)
+	if !c.Keepalive.Disabled {
+		defd(&c.Keepalive.Idle, 30*time.Second)
+		defd(&c.Keepalive.Interval, 5*time.Second)
+		def(&c.Keepalive.Count, 3)
+		defd(&c.Keepalive.HeartbeatInterval, 2*time.Second)
+		defd(&c.Keepalive.HeartbeatTimeout, 6*time.Second)
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	if c.Codec == nil {
+		c.Codec = JSON{}
+	}
+	return c
+}
+
+func (c Config) validate() error {
+	for name, p := range map[string]int{"call": c.Ports.Call, "fanout": c.Ports.Fanout, "notify": c.Ports.Notify, "cast": c.Ports.Cast} {
+		if p != AnyPort && (p < 1 || p > 65535) {
+			return fmt.Errorf("%w: %s port %d not in 1..65535 (or AnyPort)", ErrInvalidConfig, name, p)
+		}
+	}
+	switch {
+	case c.MaxMessageSize < 0:
+		return fmt.Errorf("%w: negative MaxMessageSize", ErrInvalidConfig)
+	case c.ServerConcurrency < 0 || c.ServerQueue < 0:
+		return fmt.Errorf("%w: negative server concurrency or queue", ErrInvalidConfig)
+	case c.CallTimeout < 0 || c.WaitForServers < 0 || c.RegistrationTTL < 0:
+		return fmt.Errorf("%w: negative duration", ErrInvalidConfig)
+	}
+	return nil
+}
+
+// Transport is one node: it owns a ZeroMQ context, the node proxy on the
+// node's ports, the sockets to other nodes, and the servers it serves. It is
+// safe for concurrent use.
+type Transport struct {
+	e     *engine.Engine
+	cfg   Config
+	codec Codec
+	seq   atomic.Uint64
+}
+
+// New starts a Transport: it binds the node's ports (a taken port is an
+// error) and returns when the node is reachable.
+func New(cfg Config) (*Transport, error) {
+	cfg = cfg.withDefaults()
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	if err := checkLibzmq(); err != nil {
+		return nil, err
+	}
+	e, err := engine.New(engine.Config{
+		Host:              cfg.Host,
+		CallPort:          cfg.Ports.Call,
+		Directory:         cfg.Directory,
+		Logger:            cfg.Logger,
+		Strategy:          cfg.WaitStrategy,
+		Socket:            socketOptions(cfg),
+		CallTimeout:       cfg.CallTimeout,
+		MaxMessageSize:    cfg.MaxMessageSize,
+		ServerConcurrency: cfg.ServerConcurrency,
+		ServerQueue:       cfg.ServerQueue,
+		WaitForServers:    cfg.WaitForServers,
+		RegistrationTTL:   cfg.RegistrationTTL,
+		TermTimeout:       5 * time.Second,
+	})
+	if err != nil {
+		return nil, err
+	}
+	return &Transport{e: e, cfg: cfg, codec: cfg.Codec}, nil
+}
+
+// Close shuts the Transport down: calls in flight fail with ErrClosed at
+// once, servers stop (their handlers' contexts are cancelled), and every
+// goroutine, socket and the ZeroMQ context are gone when it returns. It is
+// idempotent.
+func (t *Transport) Close() error { return t.e.Close() }
+
+// Node returns how other nodes reach this one: its host and actual ports.
+func (t *Transport) Node() directory.Node { return t.e.Node() }
+
+// Stats is a snapshot of a Transport's counters.
+type Stats = engine.Stats
+
+// Stats returns the Transport's counters: every dropped, late, malformed or
+// failed message is counted there.
+func (t *Transport) Stats() Stats { return t.e.Stats() }
+
+// Args are a call's arguments as a handler receives them.
+type Args struct {
+	payload []byte
+	raw     bool
+	codec   Codec
+}
+
+// Decode decodes the arguments into v (a pointer). Arguments sent as []byte
+// can only be decoded into a *[]byte.
+func (a Args) Decode(v any) error {
+	if a.raw {
+		p, ok := v.(*[]byte)
+		if !ok {
+			return &BadArgumentsError{Reason: fmt.Sprintf("raw []byte arguments cannot be decoded into %T", v)}
+		}
+		*p = a.payload
+		return nil
+	}
+	if err := a.codec.Unmarshal(a.payload, v); err != nil {
+		return &BadArgumentsError{Reason: err.Error()}
+	}
+	return nil
+}
+
+// Raw returns the encoded arguments; they are valid while the handler runs.
+func (a Args) Raw() []byte { return a.payload }
+
+// BadArgumentsError is a handler's error for arguments that do not decode.
+// The caller sees it as a RemoteError of type "BadArguments".
+type BadArgumentsError struct{ Reason string }
+
+func (e *BadArgumentsError) Error() string { return "zmqmsg: bad arguments: " + e.Reason }
+
+// ErrorType names the error for RemoteError.Type.
+func (e *BadArgumentsError) ErrorType() string { return "BadArguments" }
+
+// Handler serves one method. Its result is sent back with the Transport's
+// codec; a []byte result is sent as is. An error reaches the caller as a
+// *RemoteError with the error's type (its ErrorType() string method if it
+// has one, else its Go type) and message. ctx ends at the caller's deadline
+// or when the Transport closes.
+type Handler func(ctx context.Context, args Args) (any, error)
+
+// Endpoints maps method names to handlers.
+type Endpoints map[string]Handler
+
+// Method adapts a typed function to a Handler: the arguments are decoded
+// into an A, the result R is encoded.
+func Method[A, R any](fn func(ctx context.Context, args A) (R, error)) Handler {
+	return func(ctx context.Context, args Args) (any, error) {
+		var a A
+		if err := args.Decode(&a); err != nil {
+			return nil, err
+		}
+		return fn(ctx, a)
+	}
+}
+
+// Server is a running server of one topic.
+type Server struct {
+	s *engine.Server
+}
+
+// Name returns the server's name (Target.Server, or a generated one).
+func (s *Server) Name() string { return s.s.Name() }
+
+// Stop stops the server: it deregisters, takes no new requests, and waits
+// until the requests it accepted have been answered, or ctx ends (their
+// handlers' contexts are then cancelled). Idempotent.
+func (s *Server) Stop(ctx context.Context) error { return s.s.Stop(ctx) }
+
+// Serve starts a server of target.Topic (in target.Exchange) with the given
+// endpoints and returns once the server is reachable: routed by this node's
+// proxy and registered in the directory. target.Server names it (unique
+// within the topic); empty means a generated name.
+func (t *Transport) Serve(target Target, endpoints Endpoints) (*Server, error) {
+	if target.Fanout {
+		return nil, fmt.Errorf("%w: Serve takes the topic's target, without Fanout", ErrInvalidTarget)
+	}
+	name := target.Server
+	if name == "" {
+		name = fmt.Sprintf("%s#%d", t.e.Node().ID(), t.seq.Add(1))
+	}
+	eps := make(Endpoints, len(endpoints))
+	for k, h := range endpoints {
+		if h == nil {
+			return nil, fmt.Errorf("%w: nil handler for %q", ErrInvalidConfig, k)
+		}
+		eps[k] = h
+	}
+	codec := t.codec
+	dispatch := func(ctx context.Context, req *engine.Request) (engine.Reply, error) {
+		h, ok := eps[req.Method]
+		if !ok {
+			return engine.Reply{}, fmt.Errorf("%w: %q", ErrNoSuchMethod, req.Method)
+		}
+		res, err := h(ctx, Args{payload: req.Payload, raw: req.Flags&envelope.FlagRaw != 0, codec: codec})
+		if err != nil {
+			return engine.Reply{}, err
+		}
+		flags, payload, err := encode(codec, res)
+		if err != nil {
+			return engine.Reply{}, fmt.Errorf("zmqmsg: encode reply: %w", err)
+		}
+		return engine.Reply{Flags: flags, Payload: payload}, nil
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	s, err := t.e.Serve(ctx, directory.Key{Exchange: target.Exchange, Topic: target.Topic}, name, dispatch)
+	if err != nil {
+		return nil, err
+	}
+	return &Server{s: s}, nil
+}
+
+// Client sends messages to one target. It is cheap, and safe for
+// concurrent use.
+type Client struct {
+	t      *Transport
+	target Target
+}
+
+// Client returns a Client for target.
+func (t *Transport) Client(target Target) *Client { return &Client{t: t, target: target} }
+
+// Call invokes method on one server of the client's target (the named one,
+// or the next in round robin) and waits for its reply, which is decoded into
+// reply (a pointer; nil discards it). args is encoded with the codec, or
+// sent as is if it is a []byte.
+//
+// Call waits until the reply arrives, ctx ends, or the deadline passes: ctx's
+// deadline, or Config.CallTimeout from now. It returns ErrTimeout (which
+// matches context.DeadlineExceeded) on a deadline, ctx.Err() when ctx is
+// cancelled, ErrNoServers when no server of the target appears within
+// Config.WaitForServers, a *RemoteError for a handler's error, ErrTooLarge,
+// ErrOverloaded, or ErrClosed. A ctx that has already ended sends nothing.
+func (c *Client) Call(ctx context.Context, method string, args, reply any) error {
+	if c.target.Fanout {
+		return fmt.Errorf("%w: Call on a fanout target", ErrInvalidTarget)
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	flags, payload, err := encode(c.t.codec, args)
+	if err != nil {
+		return fmt.Errorf("zmqmsg: encode arguments: %w", err)
+	}
+	m, err := c.t.e.Call(ctx, c.target.engine(), method, flags, payload)
+	if err != nil {
+		return err
+	}
+	if reply == nil {
+		return nil
+	}
+	if m.Flags&envelope.FlagRaw != 0 {
+		p, ok := reply.(*[]byte)
+		if !ok {
+			return fmt.Errorf("zmqmsg: raw []byte reply cannot be decoded into %T", reply)
+		}
+		*p = m.Payload
+		return nil
+	}
+	if err := c.t.codec.Unmarshal(m.Payload, reply); err != nil {
+		return fmt.Errorf("zmqmsg: decode reply: %w", err)
+	}
+	return nil
+}
+
+// encode encodes v with codec, or passes a []byte through as raw.
+func encode(codec Codec, v any) (envelope.Flags, []byte, error) {
+	if b, ok := v.([]byte); ok {
+		if b == nil {
+			b = []byte{}
+		}
+		return envelope.FlagRaw, b, nil
+	}
+	b, err := codec.Marshal(v)
+	return 0, b, err
+}
+
+// Errors. Compare with errors.Is.
+var (
+	// ErrClosed: the Transport (or the Server) is closed.
+	ErrClosed = engine.ErrClosed
+	// ErrNoServers: no server of the target appeared within
+	// Config.WaitForServers, or the named server is unknown.
+	ErrNoServers = engine.ErrNoServers
+	// ErrTimeout: the call's deadline passed. It matches
+	// context.DeadlineExceeded.
+	ErrTimeout = engine.ErrTimeout
+	// ErrTooLarge: the message is over Config.MaxMessageSize; nothing was sent.
+	ErrTooLarge = engine.ErrTooLarge
+	// ErrOverloaded: the server's queue was full; the request did not run.
+	ErrOverloaded = engine.ErrOverloaded
+	// ErrNoSuchMethod matches the RemoteError of a call to an unknown method.
+	ErrNoSuchMethod = engine.ErrNoSuchMethod
+	// ErrInvalidTarget: a target without a topic, or otherwise unusable.
+	ErrInvalidTarget = engine.ErrInvalidTarget
+	// ErrUnavailable: the connection to the target's node is being
+	// re-established; the request was not sent.
+	ErrUnavailable = engine.ErrUnavailable
+	// ErrInvalidConfig: a Config field is out of range.
+	ErrInvalidConfig = errors.New("zmqmsg: invalid config")
+)
+
+// RemoteError is a handler's error as seen by the caller: its Type and
+// Message on the server.
+type RemoteError = engine.RemoteError

@@ -1,0 +1,160 @@
+package engine
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/zmqmsg/zmqmsg/actors/reply"
+	"github.com/zmqmsg/zmqmsg/actors/socket"
+	"github.com/zmqmsg/zmqmsg/directory"
+	"github.com/zmqmsg/zmqmsg/envelope"
+)
+
+// Target addresses a topic's servers.
+type Target struct {
+	Exchange, Topic, Server string
+}
+
+func (t Target) key() directory.Key { return directory.Key{Exchange: t.Exchange, Topic: t.Topic} }
+
+// Validate checks t.
+func (t Target) Validate() error {
+	switch {
+	case t.Topic == "":
+		return fmt.Errorf("%w: empty topic", ErrInvalidTarget)
+	case len(t.Exchange) > envelope.MaxStringLen, len(t.Topic) > envelope.MaxStringLen, len(t.Server) > envelope.MaxStringLen:
+		return fmt.Errorf("%w: a field is over %d bytes", ErrInvalidTarget, envelope.MaxStringLen)
+	}
+	return nil
+}
+
+// Call sends a CALL to target and waits for its reply: until the reply
+// arrives, ctx ends, or the deadline (ctx's, or now+CallTimeout) passes.
+// The returned message is a KindReply; every failure is an error:
+// ErrTimeout, ctx.Err() on cancellation, ErrNoServers, *RemoteError,
+// ErrOverloaded, ErrTooLarge, ErrClosed.
+func (e *Engine) Call(ctx context.Context, t Target, method string, flags envelope.Flags, payload []byte) (envelope.Message, error) {
+	// A call whose context already ended sends nothing.
+	if err := ctx.Err(); err != nil {
+		return envelope.Message{}, err
+	}
+	if e.closed.Load() {
+		return envelope.Message{}, ErrClosed
+	}
+	if err := t.Validate(); err != nil {
+		return envelope.Message{}, err
+	}
+	if max := e.cfg.MaxMessageSize; max > 0 && len(payload) > max {
+		return envelope.Message{}, fmt.Errorf("%w: %d bytes, limit %d", ErrTooLarge, len(payload), max)
+	}
+	deadline, ok := ctx.Deadline()
+	if !ok {
+		deadline = time.Now().Add(e.cfg.CallTimeout)
+	}
+	m, err := e.call(ctx, t, method, flags, payload, deadline)
+	if err != nil {
+		e.callErrors.Add(1)
+		if errors.Is(err, ErrTimeout) {
+			e.timeouts.Add(1)
+		}
+	}
+	return m, err
+}
+
+func (e *Engine) call(ctx context.Context, t Target, method string, flags envelope.Flags, payload []byte, deadline time.Time) (envelope.Message, error) {
+	waitUntil := deadline
+	if w := time.Now().Add(e.cfg.WaitForServers); w.Before(waitUntil) {
+		waitUntil = w
+	}
+	entry, err := e.res.pick(ctx, t.key(), t.Server, waitUntil)
+	if err != nil {
+		return envelope.Message{}, e.ctxError(ctx, err)
+	}
+	d, err := e.dealer(ctx, entry.Node)
+	if err != nil {
+		return envelope.Message{}, e.ctxError(ctx, err)
+	}
+	req := envelope.Message{
+		Kind:     envelope.KindCall,
+		Flags:    flags,
+		ID:       envelope.NewID(),
+		Deadline: deadline.UnixNano(),
+		Exchange: t.Exchange,
+		Topic:    t.Topic,
+		Server:   t.Server,
+		Method:   method,
+	}
+	hdr, err := envelope.AppendHeader(make([]byte, 0, 64+len(t.Exchange)+len(t.Topic)+len(t.Server)+len(method)), &req)
+	if err != nil {
+		return envelope.Message{}, fmt.Errorf("zmqmsg: encode call: %w", err)
+	}
+	if payload == nil {
+		payload = []byte{}
+	}
+	// Register before sending: the reply can never beat the registration.
+	ch, err := e.table.Register(req.ID, entry.Node.ID())
+	if err != nil {
+		return envelope.Message{}, ErrClosed
+	}
+	if err := d.Submit(ctx, &socket.Request{ID: req.ID, Frames: [][]byte{hdr, payload}}); err != nil {
+		e.table.Forget(req.ID)
+		return envelope.Message{}, e.ctxError(ctx, err)
+	}
+	e.calls.Add(1)
+	timer := time.NewTimer(time.Until(deadline))
+	defer timer.Stop()
+	select {
+	case res := <-ch:
+		if res.Err != nil {
+			return envelope.Message{}, e.ctxError(ctx, res.Err)
+		}
+		return e.result(res.Msg, entry)
+	case <-ctx.Done():
+		e.table.Forget(req.ID)
+		return envelope.Message{}, e.ctxError(ctx, ctx.Err())
+	case <-timer.C:
+		e.table.Forget(req.ID)
+		return envelope.Message{}, ErrTimeout
+	}
+}
+
+// ctxError maps internal errors to the public ones.
+func (e *Engine) ctxError(ctx context.Context, err error) error {
+	switch {
+	case errors.Is(err, context.DeadlineExceeded):
+		return ErrTimeout
+	case errors.Is(err, context.Canceled):
+		return err
+	case errors.Is(err, reply.ErrClosed), errors.Is(err, socket.ErrSocketStopped):
+		return ErrClosed
+	case errors.Is(err, socket.ErrUnavailable):
+		if e.closed.Load() {
+			return ErrClosed
+		}
+		return ErrUnavailable
+	}
+	return err
+}
+
+// result turns a reply message into the call's outcome.
+func (e *Engine) result(m envelope.Message, entry directory.Entry) (envelope.Message, error) {
+	if m.Kind == envelope.KindReply {
+		return m, nil
+	}
+	switch m.Code {
+	case envelope.CodeNoServers:
+		// The directory listed this node, but it no longer serves the target.
+		return envelope.Message{}, fmt.Errorf("%w: node %s: %s", ErrNoServers, entry.Node.ID(), m.ErrMsg)
+	case envelope.CodeOverloaded:
+		return envelope.Message{}, fmt.Errorf("%w: %s", ErrOverloaded, m.ErrMsg)
+	case envelope.CodeTooLarge:
+		return envelope.Message{}, fmt.Errorf("%w: %s", ErrTooLarge, m.ErrMsg)
+	case envelope.CodeExpired:
+		return envelope.Message{}, ErrTimeout
+	case envelope.CodeShuttingDown:
+		return envelope.Message{}, fmt.Errorf("%w: server stopping: %s", ErrUnavailable, m.ErrMsg)
+	}
+	return envelope.Message{}, &RemoteError{Type: m.ErrType, Message: m.ErrMsg}
+}

@@ -1,0 +1,368 @@
+// Package engine is zmqmsg's core: it builds and tears down everything one
+// Transport owns and implements the messaging patterns on top of the actors.
+//
+// # What one Engine owns
+//
+//	zmq.Context (its own, never the default one)
+//	protoactor ActorSystem (quiet logger)
+//	├── "reply" supervisor: owns the reply table; children: one DEALER socket
+//	│    actor per remote node (the client end of the CALL pipeline)
+//	└── "proxy-call" parent: child: the ROUTER socket actor on the call port
+//	servers: worker goroutines per Server, fed by the proxy without a socket hop
+//	resolver: the directory cache and its watch goroutines
+//	heartbeat: one goroutine that refreshes this node's registrations
+//
+// # Shutdown order (Close)
+//
+//  1. refuse new work (Call, Serve return ErrClosed);
+//  2. fail every pending call with ErrClosed (the reply table);
+//  3. stop the servers: deregister, stop intake, cancel handler contexts,
+//     wait (bounded) for the workers;
+//  4. stop the proxy, then the reply supervisor and its socket actors: their
+//     loops close the sockets;
+//  5. stop the resolver and heartbeat goroutines;
+//  6. terminate the zmq context, with a watchdog so that a socket left open
+//     by a bug turns into an error instead of a hang;
+//  7. shut the actor system down.
+package engine
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/asynkron/protoactor-go/actor"
+	zmq "github.com/pebbe/zmq4"
+
+	"github.com/zmqmsg/zmqmsg/actors/poller"
+	"github.com/zmqmsg/zmqmsg/actors/proxy"
+	"github.com/zmqmsg/zmqmsg/actors/reply"
+	"github.com/zmqmsg/zmqmsg/actors/socket"
+	"github.com/zmqmsg/zmqmsg/directory"
+)
+
+// AnyPort asks the OS for a free port.
+const AnyPort = -1
+
+// Config configures an Engine. The zmqmsg package fills it from its own
+// Config, with defaults applied.
+type Config struct {
+	Host              string
+	CallPort          int // AnyPort for a free port
+	Directory         directory.Directory
+	Logger            *slog.Logger
+	Strategy          poller.Strategy
+	Socket            socket.Options
+	CallTimeout       time.Duration
+	MaxMessageSize    int
+	ServerConcurrency int
+	ServerQueue       int
+	WaitForServers    time.Duration
+	RegistrationTTL   time.Duration
+	TermTimeout       time.Duration
+}
+
+// Engine is the core of one Transport.
+type Engine struct {
+	cfg    Config
+	log    *slog.Logger
+	zctx   *zmq.Context
+	system *actor.ActorSystem
+	root   *actor.RootContext
+
+	table    *reply.Table
+	replyPID *actor.PID
+	proxy    *proxy.Proxy
+	node     directory.Node
+	dir      directory.Directory
+	res      *resolver
+
+	// ctx ends when Close starts: it bounds every background wait.
+	ctx    context.Context
+	cancel context.CancelFunc
+
+	mu      sync.Mutex
+	dealers map[string]*socket.Handle[socket.DealerCmd] // node id -> dealer
+	servers map[*Server]struct{}
+
+	dealerCounters socket.DealerCounters
+	closed         atomic.Bool
+	closeOnce      sync.Once
+	closeErr       error
+	wg             sync.WaitGroup
+
+	calls, callErrors, timeouts, expired, panics, handlerErrors atomic.Uint64
+}
+
+// New starts an engine: its zmq context, actor system, reply supervisor and
+// call-port proxy. A taken port is returned as an error, and then nothing is
+// left running.
+func New(cfg Config) (_ *Engine, err error) {
+	e := &Engine{
+		cfg:     cfg,
+		log:     cfg.Logger,
+		dir:     cfg.Directory,
+		dealers: make(map[string]*socket.Handle[socket.DealerCmd]),
+		servers: make(map[*Server]struct{}),
+		table:   reply.NewTable(),
+	}
+	e.ctx, e.cancel = context.WithCancel(context.Background())
+	if e.zctx, err = zmq.NewContext(); err != nil {
+		return nil, fmt.Errorf("zmqmsg: new zmq context: %w", err)
+	}
+	quiet := e.log.With("component", "protoactor")
+	e.system = actor.NewActorSystem(
+		actor.WithLoggerFactory(func(*actor.ActorSystem) *slog.Logger { return quiet }),
+		actor.WithDeadLetterThrottleInterval(10*time.Millisecond),
+		actor.WithDeadLetterRequestLogging(false),
+	)
+	e.root = e.system.Root
+	defer func() {
+		if err != nil {
+			e.teardown()
+		}
+	}()
+	strategy := socket.NewStrategy(10, time.Minute)
+	if e.replyPID, err = reply.SpawnSupervisor(e.root, "reply", e.table, strategy); err != nil {
+		return nil, err
+	}
+	port := "*"
+	if cfg.CallPort != AnyPort {
+		port = strconv.Itoa(cfg.CallPort)
+	}
+	startCtx, cancel := context.WithTimeout(e.ctx, 10*time.Second)
+	defer cancel()
+	e.proxy, err = proxy.Start(startCtx, e.root, "proxy-call", proxy.Config{
+		ZMQ:     e.zctx,
+		Bind:    "tcp://" + net.JoinHostPort(cfg.Host, port),
+		Options: e.routerOptions(),
+		Loop:    poller.Options{Strategy: cfg.Strategy},
+		Logger:  e.log,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("zmqmsg: call port: %w", err)
+	}
+	_, p, err := net.SplitHostPort(trimScheme(e.proxy.Endpoint()))
+	if err != nil {
+		return nil, fmt.Errorf("zmqmsg: bound endpoint %q: %w", e.proxy.Endpoint(), err)
+	}
+	callPort, _ := strconv.Atoi(p)
+	e.node = directory.Node{Host: cfg.Host, CallPort: callPort}
+	e.res = newResolver(e.dir, e.log)
+	e.wg.Add(1)
+	go e.heartbeat()
+	e.log.Info("zmqmsg node started", "host", cfg.Host, "call", e.proxy.Endpoint(), "strategy", cfg.Strategy.Resolve().String())
+	return e, nil
+}
+
+func trimScheme(ep string) string {
+	const tcp = "tcp://"
+	if len(ep) > len(tcp) && ep[:len(tcp)] == tcp {
+		return ep[len(tcp):]
+	}
+	return ep
+}
+
+// routerOptions are the call ROUTER's socket options: the network settings,
+// with room for the envelope above the payload limit.
+func (e *Engine) routerOptions() socket.Options {
+	o := e.cfg.Socket
+	if e.cfg.MaxMessageSize > 0 {
+		o.MaxMessageSize = int64(e.cfg.MaxMessageSize) + 256*1024
+	}
+	return o
+}
+
+// Node returns how other nodes reach this one.
+func (e *Engine) Node() directory.Node { return e.node }
+
+// Close shuts the engine down in the order given in the package doc. It is
+// idempotent and returns the first error of the first call.
+func (e *Engine) Close() error {
+	e.closeOnce.Do(func() {
+		e.closed.Store(true)
+		e.table.Close(ErrClosed)
+		e.mu.Lock()
+		servers := make([]*Server, 0, len(e.servers))
+		for s := range e.servers {
+			servers = append(servers, s)
+		}
+		e.mu.Unlock()
+		for _, s := range servers {
+			ctx, cancel := context.WithTimeout(context.Background(), e.cfg.TermTimeout)
+			s.shutdown(ctx, true)
+			cancel()
+		}
+		e.closeErr = e.teardown()
+	})
+	return e.closeErr
+}
+
+// teardown stops the actors, goroutines and the zmq context (steps 4 to 7).
+func (e *Engine) teardown() error {
+	e.cancel()
+	var errs []error
+	if e.proxy != nil {
+		if err := e.proxy.Stop(); err != nil {
+			errs = append(errs, fmt.Errorf("stop proxy: %w", err))
+		}
+	}
+	if e.replyPID != nil {
+		if err := e.root.PoisonFuture(e.replyPID).Wait(); err != nil {
+			errs = append(errs, fmt.Errorf("stop reply supervisor: %w", err))
+		}
+	}
+	if e.res != nil {
+		e.res.close()
+	}
+	e.wg.Wait()
+	if err := e.term(); err != nil {
+		errs = append(errs, err)
+	}
+	e.system.Shutdown()
+	return errors.Join(errs...)
+}
+
+// term terminates the zmq context with a watchdog: Term blocks while any
+// socket is open, which would be a bug in zmqmsg; turn it into an error.
+func (e *Engine) term() error {
+	done := make(chan error, 1)
+	go func() { done <- e.zctx.Term() }()
+	timeout := e.cfg.TermTimeout
+	if timeout <= 0 {
+		timeout = 5 * time.Second
+	}
+	t := time.NewTimer(timeout)
+	defer t.Stop()
+	select {
+	case err := <-done:
+		if err != nil {
+			return fmt.Errorf("zmqmsg: terminate zmq context: %w", err)
+		}
+		return nil
+	case <-t.C:
+		e.log.Error("zmq context did not terminate: a socket was left open", "waited", timeout)
+		return fmt.Errorf("zmqmsg: zmq context did not terminate within %v", timeout)
+	}
+}
+
+// heartbeat refreshes this node's registrations well inside their TTL.
+func (e *Engine) heartbeat() {
+	defer e.wg.Done()
+	every := e.cfg.RegistrationTTL / 3
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-t.C:
+			e.mu.Lock()
+			servers := make([]*Server, 0, len(e.servers))
+			for s := range e.servers {
+				servers = append(servers, s)
+			}
+			e.mu.Unlock()
+			for _, s := range servers {
+				if err := s.register(e.ctx); err != nil && e.ctx.Err() == nil {
+					e.log.Warn("registration refresh failed", "server", s.name, "err", err)
+				}
+			}
+		case <-e.ctx.Done():
+			return
+		}
+	}
+}
+
+// dealer returns the DEALER socket actor connected to node, starting it on
+// first use under the reply supervisor.
+func (e *Engine) dealer(ctx context.Context, node directory.Node) (*socket.Handle[socket.DealerCmd], error) {
+	id := node.ID()
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if h := e.dealers[id]; h != nil {
+		return h, nil
+	}
+	if e.closed.Load() {
+		return nil, ErrClosed
+	}
+	var h *socket.Handle[socket.DealerCmd]
+	err := socket.SpawnUnder(ctx, e.root, e.replyPID, func(parent actor.SpawnerContext) error {
+		var err error
+		h, err = socket.Spawn(parent, socket.Spec[socket.DealerCmd]{
+			Name: "dealer-" + id,
+			ZMQ:  e.zctx,
+			NewHandler: func() poller.Handler[socket.DealerCmd] {
+				return &socket.Dealer{
+					Endpoint: node.CallEndpoint(),
+					Tag:      id,
+					Table:    e.table,
+					Options:  e.cfg.Socket,
+					Counters: &e.dealerCounters,
+				}
+			},
+			Loop:   poller.Options{Strategy: e.cfg.Strategy},
+			Logger: e.log,
+		})
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("zmqmsg: connect to %s: %w", id, err)
+	}
+	e.dealers[id] = h
+	return h, nil
+}
+
+// Stats are the engine's counters; every drop, failure and late reply is
+// counted here, so that "nothing lost silently" can be checked.
+type Stats struct {
+	Calls            uint64 // calls sent
+	CallErrors       uint64 // calls that ended with an error (timeouts included)
+	Timeouts         uint64 // calls that timed out
+	LateReplies      uint64 // replies that arrived after their call gave up, dropped
+	UnmatchedReplies uint64 // replies for unknown ids, dropped
+	MalformedFrames  uint64 // received messages that did not decode, dropped
+	WrongKind        uint64 // decoded messages of a kind the socket does not take, dropped
+	NoServers        uint64 // requests this node's proxy could not route (answered with an error)
+	Overloaded       uint64 // requests refused because a server queue was full (answered)
+	Expired          uint64 // requests whose deadline passed before a worker took them, dropped
+	HandlerErrors    uint64 // handler errors returned to callers
+	HandlerPanics    uint64 // handler panics, returned to callers as RemoteError
+	SendFailures     uint64 // messages libzmq refused (peer gone), dropped
+	SocketRestarts   uint64 // socket actors restarted by their supervisor
+	DirectoryErrors  uint64 // failed directory lookups (cached entries kept serving)
+	PendingCalls     int    // calls waiting for a reply now
+}
+
+// Stats returns a snapshot of the counters.
+func (e *Engine) Stats() Stats {
+	ts := e.table.Stats()
+	pc := e.proxy.Counters()
+	st := Stats{
+		Calls:            e.calls.Load(),
+		CallErrors:       e.callErrors.Load(),
+		Timeouts:         e.timeouts.Load(),
+		LateReplies:      ts.Late,
+		UnmatchedReplies: ts.Unmatched,
+		MalformedFrames:  pc.Malformed.Load() + e.dealerCounters.Malformed.Load(),
+		WrongKind:        pc.WrongKind.Load() + e.dealerCounters.WrongKind.Load(),
+		NoServers:        pc.NoServers.Load(),
+		Overloaded:       pc.Overloaded.Load(),
+		Expired:          e.expired.Load(),
+		HandlerErrors:    e.handlerErrors.Load(),
+		HandlerPanics:    e.panics.Load(),
+		SendFailures:     pc.SendFailed.Load(),
+		DirectoryErrors:  e.res.lookupErrors.Load(),
+		PendingCalls:     ts.Pending,
+	}
+	e.mu.Lock()
+	for _, h := range e.dealers {
+		st.SocketRestarts += h.Restarts()
+	}
+	e.mu.Unlock()
+	return st
+}

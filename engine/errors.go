@@ -1,0 +1,77 @@
+package engine
+
+import (
+	"context"
+	"errors"
+	"fmt"
+)
+
+// Errors returned by the engine; the zmqmsg package re-exports them.
+var (
+	// ErrClosed: the Transport (or the Server) is closed.
+	ErrClosed = errors.New("zmqmsg: closed")
+	// ErrNoServers: no server serves the target (none registered, or the
+	// named server is unknown), after waiting Config.WaitForServers.
+	ErrNoServers = errors.New("zmqmsg: no servers for target")
+	// ErrTimeout: the call's deadline passed before its reply came.
+	// errors.Is(ErrTimeout, context.DeadlineExceeded) is true.
+	ErrTimeout error = timeoutError{}
+	// ErrTooLarge: a message is over Config.MaxMessageSize; nothing was sent.
+	ErrTooLarge = errors.New("zmqmsg: message too large")
+	// ErrOverloaded: the server's queue was full; the request did not run.
+	ErrOverloaded = errors.New("zmqmsg: server overloaded")
+	// ErrNoSuchMethod: the server has no endpoint for the method. The caller
+	// sees it as a *RemoteError that matches ErrNoSuchMethod with errors.Is.
+	ErrNoSuchMethod = errors.New("zmqmsg: no such method")
+	// ErrInvalidTarget: a target without a topic, or with fields over the
+	// wire limits.
+	ErrInvalidTarget = errors.New("zmqmsg: invalid target")
+	// ErrUnavailable: the connection to the node that serves the target is
+	// being re-established; the request was not sent.
+	ErrUnavailable = errors.New("zmqmsg: node connection unavailable")
+)
+
+type timeoutError struct{}
+
+func (timeoutError) Error() string { return "zmqmsg: call timed out" }
+
+// Is makes ErrTimeout match context.DeadlineExceeded.
+func (timeoutError) Is(target error) bool { return target == context.DeadlineExceeded }
+
+// Timeout reports true, like net.Error.
+func (timeoutError) Timeout() bool { return true }
+
+// RemoteError is a handler's error as seen by the caller.
+type RemoteError struct {
+	// Type is the error's type on the server: the handler error's
+	// ErrorType() string if it has that method, else its Go type, e.g.
+	// "*errors.errorString"; "NoSuchMethod" for an unknown method and
+	// "panic" for a handler that panicked.
+	Type string
+	// Message is the error's text on the server.
+	Message string
+}
+
+// Error implements error.
+func (e *RemoteError) Error() string {
+	return fmt.Sprintf("zmqmsg: remote error %s: %s", e.Type, e.Message)
+}
+
+// Is lets errors.Is(err, ErrNoSuchMethod) recognise an unknown method.
+func (e *RemoteError) Is(target error) bool {
+	return target == ErrNoSuchMethod && e.Type == remoteTypeNoSuchMethod
+}
+
+const (
+	remoteTypeNoSuchMethod = "NoSuchMethod"
+	remoteTypePanic        = "panic"
+)
+
+// remoteType names err's type for a RemoteError.
+func remoteType(err error) string {
+	var typed interface{ ErrorType() string }
+	if errors.As(err, &typed) {
+		return typed.ErrorType()
+	}
+	return fmt.Sprintf("%T", err)
+}

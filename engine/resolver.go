@@ -1,0 +1,183 @@
+package engine
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/zmqmsg/zmqmsg/directory"
+)
+
+// resolver caches directory lookups per key and keeps them fresh with the
+// directory's Watch, so a call costs no directory round trip. When the
+// directory fails, the cached entries keep serving (stale but working).
+type resolver struct {
+	dir     directory.Directory
+	log     *slog.Logger
+	timeout time.Duration // bound of one directory call
+
+	mu   sync.Mutex
+	keys map[directory.Key]*keyState
+
+	stop chan struct{}
+	wg   sync.WaitGroup
+
+	lookupErrors atomic.Uint64
+}
+
+// keyState is the cache of one key.
+type keyState struct {
+	entries atomic.Pointer[[]directory.Entry]
+	rr      atomic.Uint64
+
+	mu      sync.Mutex
+	changed chan struct{} // closed (and replaced) whenever entries are refreshed
+	loaded  bool          // at least one successful lookup
+}
+
+func newResolver(dir directory.Directory, log *slog.Logger) *resolver {
+	return &resolver{
+		dir:     dir,
+		log:     log,
+		timeout: 5 * time.Second,
+		keys:    make(map[directory.Key]*keyState),
+		stop:    make(chan struct{}),
+	}
+}
+
+// state returns the cache of key, creating it (with a first lookup and a
+// watch goroutine) on first use.
+func (r *resolver) state(ctx context.Context, key directory.Key) (*keyState, error) {
+	r.mu.Lock()
+	ks := r.keys[key]
+	if ks != nil {
+		r.mu.Unlock()
+		return ks, nil
+	}
+	select {
+	case <-r.stop:
+		r.mu.Unlock()
+		return nil, ErrClosed
+	default:
+	}
+	ks = &keyState{changed: make(chan struct{})}
+	r.keys[key] = ks
+	watch, stopWatch := r.dir.Watch(key)
+	r.wg.Add(1)
+	r.mu.Unlock()
+	go r.watch(key, ks, watch, stopWatch)
+	r.refresh(ctx, key, ks)
+	return ks, nil
+}
+
+// watch refreshes a key's cache on every change notification.
+func (r *resolver) watch(key directory.Key, ks *keyState, watch <-chan struct{}, stopWatch func()) {
+	defer r.wg.Done()
+	defer stopWatch()
+	for {
+		select {
+		case <-watch:
+			r.refresh(context.Background(), key, ks)
+		case <-r.stop:
+			return
+		}
+	}
+}
+
+// refresh reads key's entries from the directory into the cache.
+func (r *resolver) refresh(ctx context.Context, key directory.Key, ks *keyState) {
+	ctx, cancel := context.WithTimeout(ctx, r.timeout)
+	defer cancel()
+	entries, err := r.dir.Lookup(ctx, key)
+	if err != nil {
+		r.lookupErrors.Add(1)
+		r.log.Warn("directory lookup failed; serving cached entries", "key", key.String(), "err", err)
+		return
+	}
+	ks.entries.Store(&entries)
+	ks.mu.Lock()
+	ks.loaded = true
+	close(ks.changed)
+	ks.changed = make(chan struct{})
+	ks.mu.Unlock()
+}
+
+// pick chooses the server for a call to key (named server if name is not
+// empty, else round robin over the key's servers). With none known it waits
+// for the directory to announce one, until waitUntil or ctx ends, then
+// fails with ErrNoServers.
+func (r *resolver) pick(ctx context.Context, key directory.Key, name string, waitUntil time.Time) (directory.Entry, error) {
+	ks, err := r.state(ctx, key)
+	if err != nil {
+		return directory.Entry{}, err
+	}
+	var timer *time.Timer
+	defer func() {
+		if timer != nil {
+			timer.Stop()
+		}
+	}()
+	for {
+		ks.mu.Lock()
+		changed := ks.changed
+		ks.mu.Unlock()
+		if e, ok := ks.choose(name); ok {
+			return e, nil
+		}
+		wait := time.Until(waitUntil)
+		if wait <= 0 {
+			return directory.Entry{}, noServers(key, name)
+		}
+		if timer == nil {
+			timer = time.NewTimer(wait)
+		}
+		select {
+		case <-changed:
+		case <-timer.C:
+			return directory.Entry{}, noServers(key, name)
+		case <-ctx.Done():
+			return directory.Entry{}, ctx.Err()
+		case <-r.stop:
+			return directory.Entry{}, ErrClosed
+		}
+	}
+}
+
+func noServers(key directory.Key, name string) error {
+	if name != "" {
+		return fmt.Errorf("%w: server %q of %s", ErrNoServers, name, key)
+	}
+	return fmt.Errorf("%w: %s", ErrNoServers, key)
+}
+
+func (ks *keyState) choose(name string) (directory.Entry, bool) {
+	p := ks.entries.Load()
+	if p == nil || len(*p) == 0 {
+		return directory.Entry{}, false
+	}
+	entries := *p
+	if name != "" {
+		for _, e := range entries {
+			if e.Server == name {
+				return e, true
+			}
+		}
+		return directory.Entry{}, false
+	}
+	return entries[(ks.rr.Add(1)-1)%uint64(len(entries))], true
+}
+
+// close stops the watch goroutines.
+func (r *resolver) close() {
+	r.mu.Lock()
+	select {
+	case <-r.stop:
+	default:
+		close(r.stop)
+	}
+	r.mu.Unlock()
+	r.wg.Wait()
+}

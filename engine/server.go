@@ -1,0 +1,245 @@
+package engine
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"runtime/debug"
+	"sync"
+	"time"
+
+	"github.com/zmqmsg/zmqmsg/actors/proxy"
+	"github.com/zmqmsg/zmqmsg/directory"
+	"github.com/zmqmsg/zmqmsg/envelope"
+)
+
+// Request is one call as a server's dispatch function sees it.
+type Request struct {
+	Method  string
+	Flags   envelope.Flags
+	Payload []byte // owned by the request; valid until dispatch returns
+	Meta    map[string]string
+}
+
+// Reply is a dispatch function's successful result.
+type Reply struct {
+	Flags   envelope.Flags
+	Payload []byte
+}
+
+// Dispatch runs one request. An error that wraps ErrNoSuchMethod is sent as
+// a RemoteError of type NoSuchMethod; any other error as a RemoteError with
+// the error's type and text. A panic is recovered and sent as a RemoteError
+// of type "panic"; the server keeps serving.
+type Dispatch func(ctx context.Context, req *Request) (Reply, error)
+
+// Server is one server of a topic on this node: a queue fed by the node
+// proxy and worker goroutines that run the dispatch function.
+type Server struct {
+	e        *Engine
+	name     string
+	key      directory.Key
+	reg      directory.Registration
+	dispatch Dispatch
+
+	queue chan *proxy.Request
+	// mu guards stopping against Offer: once stopping is set no request
+	// enters the queue, and the queue can be closed.
+	mu       sync.RWMutex
+	stopping bool
+
+	ctx    context.Context // handler contexts derive from it; cancelled by a Close
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+	once   sync.Once
+	err    error
+}
+
+// Serve starts a server named name (unique within the topic) for key and
+// returns once it is reachable: routed by the proxy and registered in the
+// directory.
+func (e *Engine) Serve(ctx context.Context, key directory.Key, name string, dispatch Dispatch) (*Server, error) {
+	if e.closed.Load() {
+		return nil, ErrClosed
+	}
+	if err := (Target{Exchange: key.Exchange, Topic: key.Topic, Server: name}).Validate(); err != nil {
+		return nil, err
+	}
+	s := &Server{
+		e:        e,
+		name:     name,
+		key:      key,
+		reg:      directory.Registration{Key: key, Server: name, Node: e.node},
+		dispatch: dispatch,
+		queue:    make(chan *proxy.Request, e.cfg.ServerQueue),
+	}
+	s.ctx, s.cancel = context.WithCancel(e.ctx)
+	if err := e.proxy.Routes().Add(key, s); err != nil {
+		s.cancel()
+		return nil, fmt.Errorf("zmqmsg: serve: %w", err)
+	}
+	for i := 0; i < e.cfg.ServerConcurrency; i++ {
+		s.wg.Add(1)
+		go s.work()
+	}
+	e.mu.Lock()
+	if e.closed.Load() {
+		e.mu.Unlock()
+		s.shutdown(ctx, true)
+		return nil, ErrClosed
+	}
+	e.servers[s] = struct{}{}
+	e.mu.Unlock()
+	if err := s.register(ctx); err != nil {
+		_ = s.Stop(ctx)
+		return nil, fmt.Errorf("zmqmsg: serve: register: %w", err)
+	}
+	return s, nil
+}
+
+// Name returns the server's name.
+func (s *Server) Name() string { return s.name }
+
+// Offer hands a request to the server without blocking (proxy.Server).
+func (s *Server) Offer(r *proxy.Request) bool {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if s.stopping {
+		return false
+	}
+	select {
+	case s.queue <- r:
+		return true
+	default:
+		return false
+	}
+}
+
+func (s *Server) register(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	return s.e.dir.Register(ctx, s.reg, s.e.cfg.RegistrationTTL)
+}
+
+// Stop stops intake (deregisters, and the proxy routes no more requests to
+// this server), then waits until every request already accepted has been
+// answered, or ctx ends. Idempotent.
+func (s *Server) Stop(ctx context.Context) error {
+	s.shutdown(ctx, false)
+	return s.err
+}
+
+// shutdown implements Stop; abort (Transport.Close) also cancels the
+// handlers' contexts so that they return promptly.
+func (s *Server) shutdown(ctx context.Context, abort bool) {
+	if abort {
+		s.cancel()
+	}
+	s.once.Do(func() {
+		dctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		derr := s.e.dir.Deregister(dctx, s.reg)
+		cancel()
+		s.e.proxy.Routes().Remove(s.key, s)
+		s.mu.Lock()
+		s.stopping = true
+		close(s.queue) // the workers finish what is queued, then exit
+		s.mu.Unlock()
+		done := make(chan struct{})
+		go func() { s.wg.Wait(); close(done) }()
+		select {
+		case <-done:
+		case <-ctx.Done():
+			s.cancel() // tell running handlers to give up
+			<-done
+			s.err = fmt.Errorf("zmqmsg: server %s stopped before its requests finished: %w", s.name, ctx.Err())
+		}
+		s.cancel()
+		s.e.mu.Lock()
+		delete(s.e.servers, s)
+		s.e.mu.Unlock()
+		if derr != nil && s.err == nil {
+			s.err = fmt.Errorf("zmqmsg: server %s: deregister: %w", s.name, derr)
+		}
+	})
+}
+
+// work is a worker goroutine.
+func (s *Server) work() {
+	defer s.wg.Done()
+	for r := range s.queue {
+		s.handle(r)
+	}
+}
+
+// handle runs one request and sends its reply through the proxy.
+func (s *Server) handle(r *proxy.Request) {
+	m := &r.Msg
+	ctx := s.ctx
+	if m.Deadline != 0 {
+		deadline := time.Unix(0, m.Deadline)
+		if time.Now().After(deadline) {
+			// The caller has given up already: running would be wasted.
+			s.e.expired.Add(1)
+			return
+		}
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithDeadline(ctx, deadline)
+		defer cancel()
+	}
+	rep, err := s.run(ctx, &Request{Method: m.Method, Flags: m.Flags, Payload: m.Payload, Meta: m.Meta})
+	out := envelope.Message{ID: m.ID}
+	if err == nil {
+		out.Kind, out.Flags = envelope.KindReply, rep.Flags
+	} else {
+		out.Kind, out.Code = envelope.KindError, envelope.CodeRemote
+		var re *RemoteError
+		switch {
+		case errors.As(err, &re):
+			out.ErrType, out.ErrMsg = re.Type, re.Message
+			if re.Type == remoteTypeNoSuchMethod {
+				out.Code = envelope.CodeNoSuchMethod
+			}
+		case errors.Is(err, ErrNoSuchMethod):
+			out.Code, out.ErrType, out.ErrMsg = envelope.CodeNoSuchMethod, remoteTypeNoSuchMethod, err.Error()
+		default:
+			s.e.handlerErrors.Add(1)
+			out.ErrType, out.ErrMsg = remoteType(err), err.Error()
+		}
+		if len(out.ErrMsg) > envelope.MaxStringLen {
+			out.ErrMsg = out.ErrMsg[:envelope.MaxStringLen]
+		}
+		if len(out.ErrType) > envelope.MaxStringLen {
+			out.ErrType = out.ErrType[:envelope.MaxStringLen]
+		}
+		rep.Payload = nil
+	}
+	if max := s.e.cfg.MaxMessageSize; max > 0 && len(rep.Payload) > max {
+		out = envelope.Message{Kind: envelope.KindError, ID: m.ID, Code: envelope.CodeTooLarge, ErrType: envelope.CodeTooLarge.String(),
+			ErrMsg: fmt.Sprintf("reply of %d bytes over the limit of %d", len(rep.Payload), max)}
+		rep.Payload = nil
+	}
+	hdr, err := envelope.AppendHeader(make([]byte, 0, 64), &out)
+	if err != nil {
+		s.e.log.Error("encode reply", "server", s.name, "err", err)
+		return
+	}
+	payload := rep.Payload
+	if payload == nil {
+		payload = []byte{}
+	}
+	if err := s.e.proxy.Reply(s.e.ctx, r.Routing, hdr, payload); err != nil {
+		s.e.proxy.Counters().SendFailed.Add(1)
+	}
+}
+
+// run calls dispatch, turning a panic into a RemoteError.
+func (s *Server) run(ctx context.Context, req *Request) (rep Reply, err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			s.e.panics.Add(1)
+			s.e.log.Error("handler panicked", "server", s.name, "method", req.Method, "panic", p, "stack", string(debug.Stack()))
+			err = &RemoteError{Type: remoteTypePanic, Message: fmt.Sprint(p)}
+		}
+	}()
+	return s.dispatch(ctx, req)
+}

@@ -1,0 +1,42 @@
+package zmqmsg
+
+import (
+	"fmt"
+
+	zmq "github.com/pebbe/zmq4"
+
+	"github.com/zmqmsg/zmqmsg/actors/socket"
+)
+
+// MinLibzmq is the oldest libzmq zmqmsg runs on: 4.3.3 fixed the
+// CVE-2020-15166 family of remote memory exhaustion and overflow bugs.
+var MinLibzmq = [3]int{4, 3, 3}
+
+// ErrLibzmqTooOld: the linked libzmq is older than MinLibzmq.
+var ErrLibzmqTooOld = fmt.Errorf("zmqmsg: libzmq too old (need %d.%d.%d or later)", MinLibzmq[0], MinLibzmq[1], MinLibzmq[2])
+
+func checkLibzmq() error {
+	major, minor, patch := zmq.Version()
+	have := [3]int{major, minor, patch}
+	for i := range have {
+		if have[i] != MinLibzmq[i] {
+			if have[i] < MinLibzmq[i] {
+				return fmt.Errorf("%w: linked against %d.%d.%d", ErrLibzmqTooOld, major, minor, patch)
+			}
+			return nil
+		}
+	}
+	return nil
+}
+
+// socketOptions turns the Config into the settings of every TCP socket.
+func socketOptions(cfg Config) socket.Options {
+	o := socket.Options{MaxMessageSize: int64(cfg.MaxMessageSize)}
+	if !cfg.Keepalive.Disabled {
+		k := cfg.Keepalive
+		o.KeepaliveIdle, o.KeepaliveInterval, o.KeepaliveCount = k.Idle, k.Interval, k.Count
+		o.HeartbeatInterval, o.HeartbeatTimeout = k.HeartbeatInterval, k.HeartbeatTimeout
+		o.HeartbeatTTL = k.HeartbeatTimeout
+	}
+	return o
+}
