@@ -101,17 +101,17 @@ func (e *Engine) Serve(ctx context.Context, key directory.Key, name string, disp
 func (s *Server) Name() string { return s.name }
 
 // Offer hands a request to the server without blocking (proxy.Server).
-func (s *Server) Offer(r *proxy.Request) bool {
+func (s *Server) Offer(r *proxy.Request) proxy.Offer {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	if s.stopping {
-		return false
+		return proxy.Stopping
 	}
 	select {
 	case s.queue <- r:
-		return true
+		return proxy.Accepted
 	default:
-		return false
+		return proxy.Full
 	}
 }
 

@@ -47,13 +47,25 @@ type Request struct {
 	Msg envelope.Message
 }
 
+// Offer is a server's answer to a request the proxy offers it.
+type Offer int
+
+const (
+	// Accepted: the server queued the request; it will answer it.
+	Accepted Offer = iota + 1
+	// Full: the server's queue is full.
+	Full
+	// Stopping: the server is stopping and takes no new request; the proxy
+	// routes the request to another server of the topic if there is one.
+	Stopping
+)
+
 // Server is a local server behind the proxy.
 type Server interface {
 	// Name is the server's name, unique within its topic.
 	Name() string
-	// Offer hands r to the server without blocking; false means the server's
-	// queue is full or it is stopping.
-	Offer(r *Request) bool
+	// Offer hands r to the server without blocking.
+	Offer(r *Request) Offer
 }
 
 // ErrDuplicate is returned by Routes.Add for a server name already taken in
@@ -298,19 +310,32 @@ func (f *frontend) HandleMessage(l *poller.Loop[Cmd], sock int, frames [][]byte)
 		return
 	}
 	key := directory.Key{Exchange: m.Exchange, Topic: m.Topic}
-	srv := f.p.routes.Pick(key, m.Server)
-	if srv == nil {
-		f.p.counters.NoServers.Add(1)
-		f.sendError(l, sock, routing, &m, envelope.CodeNoServers, "no server for the target on this node")
-		return
+	req := &Request{Routing: routing, Msg: m}
+	// A server picked just before it stopped refuses with Stopping; by then
+	// it is out of the routes, so picking again finds another one.
+	for attempt := 0; attempt < maxPicks; attempt++ {
+		srv := f.p.routes.Pick(key, m.Server)
+		if srv == nil {
+			f.p.counters.NoServers.Add(1)
+			f.sendError(l, sock, routing, &m, envelope.CodeNoServers, "no server for the target on this node")
+			return
+		}
+		switch srv.Offer(req) {
+		case Accepted:
+			f.p.counters.Requests.Add(1)
+			return
+		case Full:
+			f.p.counters.Overloaded.Add(1)
+			f.sendError(l, sock, routing, &m, envelope.CodeOverloaded, "server queue full")
+			return
+		}
 	}
-	if !srv.Offer(&Request{Routing: routing, Msg: m}) {
-		f.p.counters.Overloaded.Add(1)
-		f.sendError(l, sock, routing, &m, envelope.CodeOverloaded, "server queue full")
-		return
-	}
-	f.p.counters.Requests.Add(1)
+	f.p.counters.NoServers.Add(1)
+	f.sendError(l, sock, routing, &m, envelope.CodeShuttingDown, "server stopping")
 }
+
+// maxPicks bounds how often a request is re-routed away from stopping servers.
+const maxPicks = 4
 
 // sendError answers a request with an ERROR frame.
 func (f *frontend) sendError(l *poller.Loop[Cmd], sock int, routing [][]byte, req *envelope.Message, code envelope.Code, text string) {

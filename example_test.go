@@ -1,0 +1,117 @@
+package zmqmsg_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/zmqmsg/zmqmsg"
+	"github.com/zmqmsg/zmqmsg/directory"
+)
+
+// A server and a client on two nodes of one process, sharing a directory.
+func Example() {
+	dir := directory.NewMemory()
+	defer dir.Close()
+	server, err := zmqmsg.New(zmqmsg.Config{Directory: dir, Ports: zmqmsg.Ports{Call: zmqmsg.AnyPort}})
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	defer server.Close()
+	client, err := zmqmsg.New(zmqmsg.Config{Directory: dir, Ports: zmqmsg.Ports{Call: zmqmsg.AnyPort}})
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	defer client.Close()
+
+	srv, err := server.Serve(zmqmsg.Target{Topic: "calculator"}, zmqmsg.Endpoints{
+		"add": zmqmsg.Method(func(ctx context.Context, a [2]int) (int, error) { return a[0] + a[1], nil }),
+	})
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	defer srv.Stop(context.Background())
+
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	var sum int
+	if err := client.Client(zmqmsg.Target{Topic: "calculator"}).Call(ctx, "add", [2]int{2, 3}, &sum); err != nil {
+		fmt.Println(err)
+		return
+	}
+	fmt.Println("2 + 3 =", sum)
+	// Output: 2 + 3 = 5
+}
+
+// A handler's error reaches the caller as a *RemoteError.
+func ExampleRemoteError() {
+	dir := directory.NewMemory()
+	defer dir.Close()
+	node, err := zmqmsg.New(zmqmsg.Config{Directory: dir, Ports: zmqmsg.Ports{Call: zmqmsg.AnyPort}})
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	defer node.Close()
+	srv, err := node.Serve(zmqmsg.Target{Topic: "calculator"}, zmqmsg.Endpoints{
+		"div": zmqmsg.Method(func(ctx context.Context, a [2]int) (int, error) {
+			if a[1] == 0 {
+				return 0, errors.New("division by zero")
+			}
+			return a[0] / a[1], nil
+		}),
+	})
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	defer srv.Stop(context.Background())
+
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	c := node.Client(zmqmsg.Target{Topic: "calculator"})
+	var re *zmqmsg.RemoteError
+	if err := c.Call(ctx, "div", [2]int{1, 0}, nil); errors.As(err, &re) {
+		fmt.Println("remote:", re.Message)
+	}
+	if err := c.Call(ctx, "mul", [2]int{1, 0}, nil); errors.Is(err, zmqmsg.ErrNoSuchMethod) {
+		fmt.Println("no such method")
+	}
+	// Output:
+	// remote: division by zero
+	// no such method
+}
+
+// A call whose deadline passes fails with ErrTimeout, which is also a
+// context.DeadlineExceeded.
+func ExampleClient_Call_timeout() {
+	dir := directory.NewMemory()
+	defer dir.Close()
+	node, err := zmqmsg.New(zmqmsg.Config{Directory: dir, Ports: zmqmsg.Ports{Call: zmqmsg.AnyPort}})
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	defer node.Close()
+	srv, err := node.Serve(zmqmsg.Target{Topic: "slow"}, zmqmsg.Endpoints{
+		"wait": func(ctx context.Context, _ zmqmsg.Args) (any, error) {
+			<-ctx.Done() // the caller's deadline travels with the request
+			return nil, ctx.Err()
+		},
+	})
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	defer srv.Stop(context.Background())
+
+	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	defer cancel()
+	err = node.Client(zmqmsg.Target{Topic: "slow"}).Call(ctx, "wait", nil, nil)
+	fmt.Println(errors.Is(err, zmqmsg.ErrTimeout), errors.Is(err, context.DeadlineExceeded))
+	// Output: true true
+}
