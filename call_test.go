@@ -512,17 +512,17 @@ func TestCallPortRejectsMalformedFrames(t *testing.T) {
 	for i := range many {
 		many[i] = []byte("x")
 	}
+	// The ROUTER prepends the peer's identity; the last frame is the body.
 	hostile := [][][]byte{
-		{garbage},                           // no delimiter
-		{{}},                                // empty message: delimiter only
-		{{}, []byte("XX\x01\x01"), {}},      // wrong signature
-		{{}, []byte("ZM\x01")},              // truncated header
-		{{}, valid[0][:20], {}},             // truncated after the id
-		append([][]byte{{}}, many...),       // huge frame count
-		{{}, garbage, garbage, garbage},     // garbage body
-		{{}, valid[0], valid[1], valid[1]},  // one frame too many
-		{{}, valid[0], valid[1]},            // a REPLY sent to the call port: wrong kind
-		{{}, append([]byte{}, valid[0]...)}, // header without payload frame
+		{garbage},                   // random body
+		{{}},                        // empty message
+		{[]byte("XX\x01\x01")},      // wrong signature
+		{[]byte("ZM\x01")},          // truncated header
+		{valid[:20]},                // truncated after the id
+		many,                        // huge frame count
+		{garbage, garbage, garbage}, // routing garbage, garbage body
+		{{}, []byte("ZM\x07\x01")},  // REQ-style, bad version
+		{valid},                     // a REPLY sent to the call port: wrong kind
 	}
 	for _, msg := range hostile {
 		if _, err := raw.SendMessage(toAny(msg)...); err != nil {

@@ -492,7 +492,7 @@ func TestConcurrent(t *testing.T) {
 }
 
 func TestShared(t *testing.T) {
-	if Shared() != Shared() {
+	if a, b := Shared(), Shared(); a != b {
 		t.Fatal("Shared returned different instances")
 	}
 	s := Shared()
@@ -549,7 +549,8 @@ func TestZeroValueAndNilInputs(t *testing.T) {
 	defer m.Close()
 	r := reg("s1", "10.0.0.1", 9501)
 	// A nil ctx is bad style but must not panic.
-	if err := m.Register(nil, r, time.Minute); err != nil {
+	var nilCtx context.Context
+	if err := m.Register(nilCtx, r, time.Minute); err != nil {
 		t.Fatal(err)
 	}
 	if got := servers(t, &m, key); len(got) != 1 {

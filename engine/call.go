@@ -72,7 +72,7 @@ func (e *Engine) call(ctx context.Context, t Target, method string, flags envelo
 	if err != nil {
 		return envelope.Message{}, e.ctxError(ctx, err)
 	}
-	d, err := e.dealer(ctx, entry.Node)
+	d, err := e.dealer(ctx, entry.Node, entry.nodeID)
 	if err != nil {
 		return envelope.Message{}, e.ctxError(ctx, err)
 	}
@@ -86,25 +86,28 @@ func (e *Engine) call(ctx context.Context, t Target, method string, flags envelo
 		Server:   t.Server,
 		Method:   method,
 	}
-	hdr, err := envelope.AppendHeader(make([]byte, 0, 64+len(t.Exchange)+len(t.Topic)+len(t.Server)+len(method)), &req)
+	req.Payload = payload
+	body, err := envelope.AppendMessage(make([]byte, 0, 64+len(t.Exchange)+len(t.Topic)+len(t.Server)+len(method)+len(payload)), &req)
 	if err != nil {
 		return envelope.Message{}, fmt.Errorf("zmqmsg: encode call: %w", err)
 	}
-	if payload == nil {
-		payload = []byte{}
-	}
 	// Register before sending: the reply can never beat the registration.
-	ch, err := e.table.Register(req.ID, entry.Node.ID())
+	ch, err := e.table.Register(req.ID, entry.nodeID)
 	if err != nil {
 		return envelope.Message{}, ErrClosed
 	}
-	if err := d.Submit(ctx, &socket.Request{ID: req.ID, Frames: [][]byte{hdr, payload}}); err != nil {
+	if err := d.Submit(ctx, &socket.Request{ID: req.ID, Body: body}); err != nil {
 		e.table.Forget(req.ID)
 		return envelope.Message{}, e.ctxError(ctx, err)
 	}
 	e.calls.Add(1)
-	timer := time.NewTimer(time.Until(deadline))
-	defer timer.Stop()
+	// ctx's own deadline is the call's deadline: no timer of our own then.
+	var expired <-chan time.Time
+	if _, ok := ctx.Deadline(); !ok {
+		timer := time.NewTimer(time.Until(deadline))
+		defer timer.Stop()
+		expired = timer.C
+	}
 	select {
 	case res := <-ch:
 		if res.Err != nil {
@@ -114,7 +117,7 @@ func (e *Engine) call(ctx context.Context, t Target, method string, flags envelo
 	case <-ctx.Done():
 		e.table.Forget(req.ID)
 		return envelope.Message{}, e.ctxError(ctx, ctx.Err())
-	case <-timer.C:
+	case <-expired:
 		e.table.Forget(req.ID)
 		return envelope.Message{}, ErrTimeout
 	}
@@ -139,14 +142,14 @@ func (e *Engine) ctxError(ctx context.Context, err error) error {
 }
 
 // result turns a reply message into the call's outcome.
-func (e *Engine) result(m envelope.Message, entry directory.Entry) (envelope.Message, error) {
+func (e *Engine) result(m envelope.Message, entry route) (envelope.Message, error) {
 	if m.Kind == envelope.KindReply {
 		return m, nil
 	}
 	switch m.Code {
 	case envelope.CodeNoServers:
 		// The directory listed this node, but it no longer serves the target.
-		return envelope.Message{}, fmt.Errorf("%w: node %s: %s", ErrNoServers, entry.Node.ID(), m.ErrMsg)
+		return envelope.Message{}, fmt.Errorf("%w: node %s: %s", ErrNoServers, entry.nodeID, m.ErrMsg)
 	case envelope.CodeOverloaded:
 		return envelope.Message{}, fmt.Errorf("%w: %s", ErrOverloaded, m.ErrMsg)
 	case envelope.CodeTooLarge:

@@ -89,7 +89,9 @@ type Engine struct {
 
 	mu      sync.Mutex
 	dealers map[string]*socket.Handle[socket.DealerCmd] // node id -> dealer
-	servers map[*Server]struct{}
+	// dealerSnap is a copy of dealers for lock-free reads on every call.
+	dealerSnap atomic.Value // map[string]*socket.Handle[socket.DealerCmd]
+	servers    map[*Server]struct{}
 
 	dealerCounters socket.DealerCounters
 	closed         atomic.Bool
@@ -112,6 +114,7 @@ func New(cfg Config) (_ *Engine, err error) {
 		servers: make(map[*Server]struct{}),
 		table:   reply.NewTable(),
 	}
+	e.dealerSnap.Store(map[string]*socket.Handle[socket.DealerCmd](nil))
 	e.ctx, e.cancel = context.WithCancel(context.Background())
 	if e.zctx, err = zmq.NewContext(); err != nil {
 		return nil, fmt.Errorf("zmqmsg: new zmq context: %w", err)
@@ -280,8 +283,10 @@ func (e *Engine) heartbeat() {
 
 // dealer returns the DEALER socket actor connected to node, starting it on
 // first use under the reply supervisor.
-func (e *Engine) dealer(ctx context.Context, node directory.Node) (*socket.Handle[socket.DealerCmd], error) {
-	id := node.ID()
+func (e *Engine) dealer(ctx context.Context, node directory.Node, id string) (*socket.Handle[socket.DealerCmd], error) {
+	if h, ok := e.dealerSnap.Load().(map[string]*socket.Handle[socket.DealerCmd])[id]; ok {
+		return h, nil // the common case: no lock
+	}
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	if h := e.dealers[id]; h != nil {
@@ -314,6 +319,11 @@ func (e *Engine) dealer(ctx context.Context, node directory.Node) (*socket.Handl
 		return nil, fmt.Errorf("zmqmsg: connect to %s: %w", id, err)
 	}
 	e.dealers[id] = h
+	snap := make(map[string]*socket.Handle[socket.DealerCmd], len(e.dealers))
+	for k, v := range e.dealers {
+		snap[k] = v
+	}
+	e.dealerSnap.Store(snap)
 	return h, nil
 }
 
@@ -348,7 +358,7 @@ func (e *Engine) Stats() Stats {
 		Timeouts:         e.timeouts.Load(),
 		LateReplies:      ts.Late,
 		UnmatchedReplies: ts.Unmatched,
-		MalformedFrames:  pc.Malformed.Load() + e.dealerCounters.Malformed.Load(),
+		MalformedFrames:  pc.Malformed.Load() + e.dealerCounters.Malformed.Load() + e.proxy.LoopStats().Oversized,
 		WrongKind:        pc.WrongKind.Load() + e.dealerCounters.WrongKind.Load(),
 		NoServers:        pc.NoServers.Load(),
 		Overloaded:       pc.Overloaded.Load(),
@@ -362,6 +372,7 @@ func (e *Engine) Stats() Stats {
 	e.mu.Lock()
 	for _, h := range e.dealers {
 		st.SocketRestarts += h.Restarts()
+		st.MalformedFrames += h.Stats().Oversized
 	}
 	e.mu.Unlock()
 	return st

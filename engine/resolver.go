@@ -19,8 +19,9 @@ type resolver struct {
 	log     *slog.Logger
 	timeout time.Duration // bound of one directory call
 
-	mu   sync.Mutex
-	keys map[directory.Key]*keyState
+	mu       sync.Mutex
+	keys     map[directory.Key]*keyState
+	snapshot atomic.Pointer[map[directory.Key]*keyState] // copy of keys for lock-free reads
 
 	stop chan struct{}
 	wg   sync.WaitGroup
@@ -28,9 +29,15 @@ type resolver struct {
 	lookupErrors atomic.Uint64
 }
 
+// route is a cached directory entry with its node id computed once.
+type route struct {
+	directory.Entry
+	nodeID string
+}
+
 // keyState is the cache of one key.
 type keyState struct {
-	entries atomic.Pointer[[]directory.Entry]
+	entries atomic.Pointer[[]route]
 	rr      atomic.Uint64
 
 	mu      sync.Mutex
@@ -51,6 +58,11 @@ func newResolver(dir directory.Directory, log *slog.Logger) *resolver {
 // state returns the cache of key, creating it (with a first lookup and a
 // watch goroutine) on first use.
 func (r *resolver) state(ctx context.Context, key directory.Key) (*keyState, error) {
+	if m := r.snapshot.Load(); m != nil {
+		if ks := (*m)[key]; ks != nil {
+			return ks, nil
+		}
+	}
 	r.mu.Lock()
 	ks := r.keys[key]
 	if ks != nil {
@@ -65,6 +77,11 @@ func (r *resolver) state(ctx context.Context, key directory.Key) (*keyState, err
 	}
 	ks = &keyState{changed: make(chan struct{})}
 	r.keys[key] = ks
+	snap := make(map[directory.Key]*keyState, len(r.keys))
+	for k, v := range r.keys {
+		snap[k] = v
+	}
+	r.snapshot.Store(&snap)
 	watch, stopWatch := r.dir.Watch(key)
 	r.wg.Add(1)
 	r.mu.Unlock()
@@ -97,7 +114,11 @@ func (r *resolver) refresh(ctx context.Context, key directory.Key, ks *keyState)
 		r.log.Warn("directory lookup failed; serving cached entries", "key", key.String(), "err", err)
 		return
 	}
-	ks.entries.Store(&entries)
+	routes := make([]route, len(entries))
+	for i, e := range entries {
+		routes[i] = route{Entry: e, nodeID: e.Node.ID()}
+	}
+	ks.entries.Store(&routes)
 	ks.mu.Lock()
 	ks.loaded = true
 	close(ks.changed)
@@ -109,10 +130,10 @@ func (r *resolver) refresh(ctx context.Context, key directory.Key, ks *keyState)
 // empty, else round robin over the key's servers). With none known it waits
 // for the directory to announce one, until waitUntil or ctx ends, then
 // fails with ErrNoServers.
-func (r *resolver) pick(ctx context.Context, key directory.Key, name string, waitUntil time.Time) (directory.Entry, error) {
+func (r *resolver) pick(ctx context.Context, key directory.Key, name string, waitUntil time.Time) (route, error) {
 	ks, err := r.state(ctx, key)
 	if err != nil {
-		return directory.Entry{}, err
+		return route{}, err
 	}
 	var timer *time.Timer
 	defer func() {
@@ -120,6 +141,9 @@ func (r *resolver) pick(ctx context.Context, key directory.Key, name string, wai
 			timer.Stop()
 		}
 	}()
+	if e, ok := ks.choose(name); ok {
+		return e, nil // the common case: no lock, no timer
+	}
 	for {
 		ks.mu.Lock()
 		changed := ks.changed
@@ -129,7 +153,7 @@ func (r *resolver) pick(ctx context.Context, key directory.Key, name string, wai
 		}
 		wait := time.Until(waitUntil)
 		if wait <= 0 {
-			return directory.Entry{}, noServers(key, name)
+			return route{}, noServers(key, name)
 		}
 		if timer == nil {
 			timer = time.NewTimer(wait)
@@ -137,11 +161,11 @@ func (r *resolver) pick(ctx context.Context, key directory.Key, name string, wai
 		select {
 		case <-changed:
 		case <-timer.C:
-			return directory.Entry{}, noServers(key, name)
+			return route{}, noServers(key, name)
 		case <-ctx.Done():
-			return directory.Entry{}, ctx.Err()
+			return route{}, ctx.Err()
 		case <-r.stop:
-			return directory.Entry{}, ErrClosed
+			return route{}, ErrClosed
 		}
 	}
 }
@@ -153,10 +177,10 @@ func noServers(key directory.Key, name string) error {
 	return fmt.Errorf("%w: %s", ErrNoServers, key)
 }
 
-func (ks *keyState) choose(name string) (directory.Entry, bool) {
+func (ks *keyState) choose(name string) (route, bool) {
 	p := ks.entries.Load()
 	if p == nil || len(*p) == 0 {
-		return directory.Entry{}, false
+		return route{}, false
 	}
 	entries := *p
 	if name != "" {
@@ -165,7 +189,7 @@ func (ks *keyState) choose(name string) (directory.Entry, bool) {
 				return e, true
 			}
 		}
-		return directory.Entry{}, false
+		return route{}, false
 	}
 	return entries[(ks.rr.Add(1)-1)%uint64(len(entries))], true
 }

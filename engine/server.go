@@ -218,16 +218,13 @@ func (s *Server) handle(r *proxy.Request) {
 			ErrMsg: fmt.Sprintf("reply of %d bytes over the limit of %d", len(rep.Payload), max)}
 		rep.Payload = nil
 	}
-	hdr, err := envelope.AppendHeader(make([]byte, 0, 64), &out)
+	out.Payload = rep.Payload
+	body, err := envelope.AppendMessage(make([]byte, 0, 64+len(out.ErrType)+len(out.ErrMsg)+len(rep.Payload)), &out)
 	if err != nil {
 		s.e.log.Error("encode reply", "server", s.name, "err", err)
 		return
 	}
-	payload := rep.Payload
-	if payload == nil {
-		payload = []byte{}
-	}
-	if err := s.e.proxy.Reply(s.e.ctx, r.Routing, hdr, payload); err != nil {
+	if err := s.e.proxy.Reply(s.e.ctx, r.Routing, body); err != nil {
 		s.e.proxy.Counters().SendFailed.Add(1)
 	}
 }

@@ -2,6 +2,8 @@ package envelope
 
 import "testing"
 
+// typicalCall is a typical CALL: topic "compute", method "add", 64-byte
+// payload, a deadline, no Meta.
 func typicalCall() Message {
 	return Message{
 		Kind:     KindCall,
@@ -23,6 +25,18 @@ func BenchmarkEncode(b *testing.B) {
 	}
 }
 
+func BenchmarkAppendMessage(b *testing.B) {
+	m := typicalCall()
+	buf := make([]byte, 0, 256)
+	b.ReportAllocs()
+	for b.Loop() {
+		var err error
+		if buf, err = AppendMessage(buf[:0], &m); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
 func BenchmarkAppendHeader(b *testing.B) {
 	m := typicalCall()
 	buf := make([]byte, 0, 256)
@@ -37,13 +51,13 @@ func BenchmarkAppendHeader(b *testing.B) {
 
 func BenchmarkDecode(b *testing.B) {
 	m := typicalCall()
-	frames, err := Encode(&m)
+	frame, err := Encode(&m)
 	if err != nil {
 		b.Fatal(err)
 	}
 	b.ReportAllocs()
 	for b.Loop() {
-		if _, err := Decode(frames); err != nil {
+		if _, err := Decode(frame); err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -51,14 +65,14 @@ func BenchmarkDecode(b *testing.B) {
 
 func BenchmarkDecodeIntoReuse(b *testing.B) {
 	m := typicalCall()
-	frames, err := Encode(&m)
+	frame, err := Encode(&m)
 	if err != nil {
 		b.Fatal(err)
 	}
 	var out Message
 	b.ReportAllocs()
 	for b.Loop() {
-		if err := DecodeInto(&out, frames); err != nil {
+		if err := DecodeInto(&out, frame); err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -78,13 +92,13 @@ func BenchmarkEncodeMeta(b *testing.B) {
 func BenchmarkDecodeMeta(b *testing.B) {
 	m := typicalCall()
 	m.Meta = map[string]string{"trace-id": "abc123", "user": "alice", "tenant": "t1"}
-	frames, err := Encode(&m)
+	frame, err := Encode(&m)
 	if err != nil {
 		b.Fatal(err)
 	}
 	b.ReportAllocs()
 	for b.Loop() {
-		if _, err := Decode(frames); err != nil {
+		if _, err := Decode(frame); err != nil {
 			b.Fatal(err)
 		}
 	}

@@ -51,25 +51,28 @@ func readString(h []byte, off int, field string) (start, end int, err error) {
 	return off + 2, off + 2 + n, nil
 }
 
-// Decode parses the two body frames [header, payload] of a message (see
-// SplitRouting to strip routing frames first). It is DecodeInto on a new
+// Decode parses a body frame (header followed by payload; see SplitRouting
+// to separate it from the routing frames first). It is DecodeInto on a new
 // Message; the same aliasing rules apply: strings are copied, Payload
-// aliases frames[1].
-func Decode(frames [][]byte) (Message, error) {
+// aliases the bytes of frame after the header.
+func Decode(frame []byte) (Message, error) {
 	var m Message
-	err := DecodeInto(&m, frames)
+	err := DecodeInto(&m, frame)
 	return m, err
 }
 
-// DecodeInto parses the two body frames [header, payload] into *m,
-// overwriting every field.
+// DecodeInto parses a body frame into *m, overwriting every field.
 //
-// Strings and Meta are copied out of the header frame, which may be reused
-// as soon as DecodeInto returns. m.Payload aliases frames[1] (with its
-// capacity clipped to its length): the payload frame must stay untouched as
-// long as m.Payload is in use. An empty payload frame decodes to a nil
-// Payload, so the wire cannot distinguish nil from empty payloads; test
-// len(m.Payload) == 0. A header without Meta entries decodes to a nil Meta.
+// The header's length is determined by parsing it (fixed part, six
+// strings, Meta section); every byte after the last Meta entry is the
+// payload, so there is no "trailing bytes" error.
+//
+// Strings and Meta are copied out of the frame and never alias it.
+// m.Payload, however, aliases the payload bytes frame[headerLen:], with its
+// capacity clipped to its length: frame must not be modified or reused while
+// m.Payload is in use. An empty payload decodes to a nil Payload, so the wire
+// cannot distinguish nil from empty payloads; test len(m.Payload) == 0. A
+// header without Meta entries decodes to a nil Meta.
 //
 // When reusing a Message, string fields whose value is unchanged keep their
 // existing string, so decoding a stream of similar messages into the same
@@ -79,14 +82,11 @@ func Decode(frames [][]byte) (Message, error) {
 // On failure *m is left unchanged and the error is a *DecodeError matching
 // ErrMalformed. m must not be nil (a nil m yields a plain, non-DecodeError
 // error rather than a panic).
-func DecodeInto(m *Message, frames [][]byte) error {
+func DecodeInto(m *Message, frame []byte) error {
 	if m == nil {
 		return errNilMessage
 	}
-	if len(frames) != 2 {
-		return decodeErr(ErrFrameCount, "body", len(frames))
-	}
-	h := frames[0]
+	h := frame
 	if len(h) < 2 {
 		return decodeErr(ErrTruncated, "signature", 0)
 	}
@@ -108,8 +108,9 @@ func DecodeInto(m *Message, frames [][]byte) error {
 		return decodeErr(ErrKind, "kind", 3)
 	}
 
-	// Pass 1: validate every length against the bytes actually present.
-	// Nothing is allocated and *m is not touched.
+	// Pass 1: validate every length against the bytes actually present and
+	// find the end of the header. Nothing is allocated and *m is not
+	// touched.
 	var spans [6][2]int
 	off := fixedLen
 	for i := range spans {
@@ -144,9 +145,7 @@ func DecodeInto(m *Message, frames [][]byte) error {
 		}
 		off = vb
 	}
-	if off != len(h) {
-		return decodeErr(ErrMalformed, "trailer", off)
-	}
+	end := off // header length; frame[end:] is the payload
 
 	// Pass 2: materialise strings. Lengths are known to be in bounds.
 	cur := [6]*string{&m.Exchange, &m.Topic, &m.Server, &m.Method, &m.ErrType, &m.ErrMsg}
@@ -160,8 +159,9 @@ func DecodeInto(m *Message, frames [][]byte) error {
 	}
 	var shared string
 	if changed {
-		if len(h)-fixedLen <= shareLimit {
-			shared = string(h[fixedLen:])
+		// Only the header's string section is shared, never the payload.
+		if end-fixedLen <= shareLimit {
+			shared = string(h[fixedLen:end])
 		}
 		for i, sp := range spans {
 			strs[i] = substr(h, shared, sp[0], sp[1])
@@ -195,8 +195,8 @@ func DecodeInto(m *Message, frames [][]byte) error {
 		}
 	}
 	m.Meta = meta
-	if p := frames[1]; len(p) > 0 {
-		m.Payload = p[:len(p):len(p)]
+	if end < len(frame) {
+		m.Payload = frame[end:len(frame):len(frame)]
 	} else {
 		m.Payload = nil
 	}
@@ -204,7 +204,7 @@ func DecodeInto(m *Message, frames [][]byte) error {
 }
 
 // substr returns h[a:b] as a string, sliced from shared when it is set
-// (shared holds h[fixedLen:]) and copied otherwise.
+// (shared holds h[fixedLen:headerEnd]) and copied otherwise.
 func substr(h []byte, shared string, a, b int) string {
 	if a == b {
 		return ""
@@ -215,26 +215,27 @@ func substr(h []byte, shared string, a, b int) string {
 	return string(h[a:b])
 }
 
-// SplitRouting splits a message received on a ROUTER or DEALER socket into
-// its routing frames (peer identities) and its body, at the first empty
-// delimiter frame (the REQ/REP convention):
+// SplitRouting splits a multipart message received on a ROUTER or DEALER
+// socket into its routing frames and its body frame. The body is always the
+// last frame; every frame before it is a routing frame (peer identities
+// added by ROUTER sockets, and the empty delimiter frame when the peer is a
+// REQ socket), to be sent back unchanged in front of the reply's body:
 //
-//	[id1, id2, "", header, payload] -> routing=[id1, id2], body=[header, payload]
-//	["", header, payload]           -> routing=[],         body=[header, payload]
+//	[id1, id2, body]     -> routing=[id1, id2],     body=body
+//	[id, "", body]       -> routing=[id, ""],       body=body  (REQ peer)
+//	[body]               -> routing=[] (empty),     body=body
 //
 // Both results alias frames (routing has its capacity clipped so appending
-// to it cannot overwrite the delimiter). The body is not validated; Decode
-// does that. It fails with ErrNoDelimiter if no frame is empty, and with
-// ErrFrameCount if more than MaxRoutingFrames frames precede the delimiter.
-func SplitRouting(frames [][]byte) (routing, body [][]byte, err error) {
-	for i, f := range frames {
-		if len(f) != 0 {
-			continue
-		}
-		if i > MaxRoutingFrames {
-			return nil, nil, decodeErr(ErrFrameCount, "routing", i)
-		}
-		return frames[:i:i], frames[i+1:], nil
+// to it cannot overwrite the body). The body is not validated; Decode does
+// that. It fails with ErrFrameCount if frames is empty (Field "body") or if
+// more than MaxRoutingFrames frames precede the body (Field "routing").
+func SplitRouting(frames [][]byte) (routing [][]byte, body []byte, err error) {
+	n := len(frames) - 1
+	if n < 0 {
+		return nil, nil, decodeErr(ErrFrameCount, "body", 0)
 	}
-	return nil, nil, decodeErr(ErrNoDelimiter, "routing", len(frames))
+	if n > MaxRoutingFrames {
+		return nil, nil, decodeErr(ErrFrameCount, "routing", n)
+	}
+	return frames[:n:n], frames[n], nil
 }

@@ -46,10 +46,11 @@ func headerSize(m *Message) (int, error) {
 	return n, nil
 }
 
-// AppendHeader appends the encoded header frame of m to dst and returns the
-// extended slice. The payload is not included. The layout is described in
-// the package documentation; Meta keys are written in sorted order, so the
-// encoding of a given Message is deterministic.
+// AppendHeader appends the encoded header of m to dst and returns the
+// extended slice. The payload is not included (see AppendMessage for the
+// whole body frame). The layout is described in the package documentation;
+// Meta keys are written in sorted order, so the encoding of a given Message
+// is deterministic.
 //
 // It fails, returning dst unchanged, if m.Kind is not valid (the error
 // wraps ErrKind) or if a string, Meta key or Meta value is longer than
@@ -64,6 +65,41 @@ func AppendHeader(dst []byte, m *Message) ([]byte, error) {
 		return dst, err
 	}
 	return appendHeader(slices.Grow(dst, n), m), nil
+}
+
+// AppendMessage appends the whole body frame of m to dst, its header (see
+// AppendHeader) immediately followed by the bytes of m.Payload, and returns
+// the extended slice. It grows dst at most once, so appending into a reused
+// buffer of sufficient capacity does not allocate.
+//
+// It fails like AppendHeader, returning dst unchanged.
+func AppendMessage(dst []byte, m *Message) ([]byte, error) {
+	if m == nil {
+		return dst, errNilMessage
+	}
+	n, err := headerSize(m)
+	if err != nil {
+		return dst, err
+	}
+	dst = appendHeader(slices.Grow(dst, n+len(m.Payload)), m)
+	return append(dst, m.Payload...), nil
+}
+
+// Encode returns the body frame of m, its header followed by its payload,
+// in a new slice of exactly that length and capacity (it never aliases
+// m.Payload). It fails like AppendHeader.
+//
+// Encode makes a single allocation.
+func Encode(m *Message) ([]byte, error) {
+	if m == nil {
+		return nil, errNilMessage
+	}
+	n, err := headerSize(m)
+	if err != nil {
+		return nil, err
+	}
+	buf := appendHeader(make([]byte, 0, n+len(m.Payload)), m)
+	return append(buf, m.Payload...), nil
 }
 
 // appendHeader appends the header of an already validated m to dst.
@@ -104,51 +140,4 @@ func appendHeader(dst []byte, m *Message) []byte {
 func appendString(dst []byte, s string) []byte {
 	dst = binary.BigEndian.AppendUint16(dst, uint16(len(s)))
 	return append(dst, s...)
-}
-
-// Small encode buffers: the frame slice and the header bytes share a single
-// allocation (sizes chosen to fill the 128- and 256-byte size classes).
-type (
-	encBuf80 struct {
-		frames [2][]byte
-		buf    [80]byte
-	}
-	encBuf208 struct {
-		frames [2][]byte
-		buf    [208]byte
-	}
-)
-
-// Encode returns the two body frames of m: its header (see AppendHeader)
-// and its payload. The payload frame aliases m.Payload; a nil payload
-// becomes an empty (non-nil, zero-length) frame. It fails like AppendHeader.
-//
-// For typical messages (header up to 208 bytes) Encode makes a single
-// allocation.
-func Encode(m *Message) ([][]byte, error) {
-	if m == nil {
-		return nil, errNilMessage
-	}
-	n, err := headerSize(m)
-	if err != nil {
-		return nil, err
-	}
-	var frames [][]byte
-	var buf []byte
-	switch {
-	case n <= len(encBuf80{}.buf):
-		p := new(encBuf80)
-		frames, buf = p.frames[:], p.buf[:0:n]
-	case n <= len(encBuf208{}.buf):
-		p := new(encBuf208)
-		frames, buf = p.frames[:], p.buf[:0:n]
-	default:
-		frames, buf = make([][]byte, 2), make([]byte, 0, n)
-	}
-	frames[0] = appendHeader(buf, m)
-	frames[1] = m.Payload
-	if frames[1] == nil {
-		frames[1] = []byte{}
-	}
-	return frames, nil
 }

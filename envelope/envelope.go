@@ -10,7 +10,8 @@ import (
 // one it accepts (header offset 2).
 const Version uint8 = 1
 
-// Signature is the first two bytes of every header frame (header offset 0).
+// Signature is the first two bytes of every header, hence of every body
+// frame (header offset 0).
 var Signature = [2]byte{'Z', 'M'}
 
 // Limits of the wire format.
@@ -20,8 +21,9 @@ const (
 	MaxStringLen = 65535
 	// MaxMetaEntries is the maximum number of Meta entries in one header.
 	MaxMetaEntries = 1024
-	// MaxRoutingFrames is the maximum number of routing (identity) frames
-	// SplitRouting accepts before the delimiter.
+	// MaxRoutingFrames is the maximum number of routing frames (identities,
+	// plus a REQ peer's empty delimiter) SplitRouting accepts before the
+	// body frame.
 	MaxRoutingFrames = 32
 )
 
@@ -128,7 +130,8 @@ func (c Code) String() string {
 // Message is one decoded RPC message: the header fields plus the payload.
 //
 // After decoding, the string fields and Meta are copies independent of the
-// frames, but Payload aliases the payload frame (see [DecodeInto]).
+// body frame, but Payload aliases the payload bytes of that frame (see
+// [DecodeInto]).
 type Message struct {
 	Kind     Kind
 	Flags    Flags
@@ -142,5 +145,5 @@ type Message struct {
 	ErrType  string            // error type name for KindError
 	ErrMsg   string            // error text for KindError
 	Meta     map[string]string // nil when empty; at most MaxMetaEntries entries
-	Payload  []byte            // the payload frame; nil when empty after decoding
+	Payload  []byte            // the bytes after the header; nil when empty after decoding
 }

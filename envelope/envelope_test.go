@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"reflect"
+	"runtime"
 	"strconv"
 	"strings"
 	"testing"
@@ -37,26 +38,36 @@ func normalize(m Message) Message {
 
 func roundTrip(t *testing.T, in Message) Message {
 	t.Helper()
-	frames, err := Encode(&in)
+	frame, err := Encode(&in)
 	if err != nil {
 		t.Fatalf("Encode: %v", err)
 	}
-	if len(frames) != 2 {
-		t.Fatalf("Encode returned %d frames", len(frames))
+	if cap(frame) != len(frame) {
+		t.Fatalf("Encode: len %d cap %d, want an exactly sized frame", len(frame), cap(frame))
 	}
 	hdr, err := AppendHeader(nil, &in)
 	if err != nil {
 		t.Fatalf("AppendHeader: %v", err)
 	}
-	if !bytes.Equal(hdr, frames[0]) {
-		t.Fatalf("AppendHeader and Encode disagree")
+	if !bytes.Equal(cat(hdr, in.Payload), frame) {
+		t.Fatalf("Encode is not AppendHeader followed by the payload")
 	}
-	out, err := Decode(frames)
+	appended, err := AppendMessage([]byte("prefix"), &in)
+	if err != nil {
+		t.Fatalf("AppendMessage: %v", err)
+	}
+	if string(appended[:6]) != "prefix" || !bytes.Equal(appended[6:], frame) {
+		t.Fatalf("AppendMessage and Encode disagree")
+	}
+	out, err := Decode(frame)
 	if err != nil {
 		t.Fatalf("Decode: %v", err)
 	}
 	if want := normalize(in); !reflect.DeepEqual(out, want) {
 		t.Fatalf("round trip mismatch:\n got %+v\nwant %+v", out, want)
+	}
+	if len(out.Payload) > 0 && &out.Payload[0] != &frame[len(hdr)] {
+		t.Fatal("Payload does not alias the bytes after the header")
 	}
 	return out
 }
@@ -93,64 +104,144 @@ func TestRoundTrip(t *testing.T) {
 		{"nil payload", Message{Kind: KindCall, Payload: nil}},
 		{"empty payload", Message{Kind: KindCall, Payload: []byte{}}},
 		{"big payload", Message{Kind: KindReply, Payload: bytes.Repeat([]byte{0xab}, 1<<20)}},
+		{"payload looks like a header", Message{Kind: KindCall, Topic: "t", Payload: header(byte(KindCall), cat(emptyStrings, []byte{0, 0})...)}},
+		{"payload with meta", Message{Kind: KindCall, Meta: map[string]string{"k": "v"}, Payload: []byte{0, 0, 0}}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) { roundTrip(t, tt.msg) })
 	}
 }
 
-func TestEncodePayloadFrame(t *testing.T) {
-	frames, err := Encode(&Message{Kind: KindCall})
-	if err != nil {
-		t.Fatal(err)
+func TestEncodeBody(t *testing.T) {
+	// A nil or empty payload: the body frame is just the header.
+	for _, p := range [][]byte{nil, {}} {
+		m := Message{Kind: KindCall, Topic: "t", Payload: p}
+		frame, err := Encode(&m)
+		if err != nil {
+			t.Fatal(err)
+		}
+		hdr, _ := AppendHeader(nil, &m)
+		if !bytes.Equal(frame, hdr) || len(frame) != minHeaderLen+1 {
+			t.Fatalf("payload %#v: frame %v, want header %v", p, frame, hdr)
+		}
 	}
-	if frames[1] == nil || len(frames[1]) != 0 {
-		t.Fatalf("nil payload: got %#v, want empty non-nil frame", frames[1])
-	}
+	// The payload is copied, never aliased.
 	p := []byte("abc")
-	frames, err = Encode(&Message{Kind: KindCall, Payload: p})
+	m := Message{Kind: KindCall, Payload: p}
+	frame, err := Encode(&m)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if &frames[1][0] != &p[0] {
-		t.Fatal("payload frame does not alias Message.Payload")
+	buf, err := AppendMessage(make([]byte, 0, 128), &m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p[0] = 'X'
+	if string(frame[minHeaderLen:]) != "abc" || string(buf[minHeaderLen:]) != "abc" {
+		t.Fatal("encoded body aliases Message.Payload")
+	}
+	// AppendMessage appends to a buffer with room in place.
+	dst := make([]byte, 2, 256)
+	out, err := AppendMessage(dst, &m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if &out[0] != &dst[0] || len(out) != 2+minHeaderLen+3 {
+		t.Fatalf("AppendMessage reallocated a large enough buffer (len %d)", len(out))
+	}
+}
+
+func TestAllocations(t *testing.T) {
+	m := typicalCall()
+	buf := make([]byte, 0, 256)
+	if a := testing.AllocsPerRun(100, func() {
+		var err error
+		if buf, err = AppendMessage(buf[:0], &m); err != nil {
+			t.Fatal(err)
+		}
+	}); a != 0 {
+		t.Errorf("AppendMessage into a reused buffer: %v allocs, want 0", a)
+	}
+	if a := testing.AllocsPerRun(100, func() {
+		if _, err := Encode(&m); err != nil {
+			t.Fatal(err)
+		}
+	}); a != 1 {
+		t.Errorf("Encode: %v allocs, want 1", a)
+	}
+	frame, _ := Encode(&m)
+	var out Message
+	if a := testing.AllocsPerRun(100, func() {
+		if err := DecodeInto(&out, frame); err != nil {
+			t.Fatal(err)
+		}
+	}); a != 0 {
+		t.Errorf("DecodeInto with a reused Message: %v allocs, want 0", a)
+	}
+	if a := testing.AllocsPerRun(100, func() {
+		if _, err := Decode(frame); err != nil {
+			t.Fatal(err)
+		}
+	}); a != 1 {
+		t.Errorf("Decode: %v allocs, want 1 (shared strings)", a)
 	}
 }
 
 func TestDecodePayloadAliasing(t *testing.T) {
-	frames, err := Encode(&Message{Kind: KindCall, Topic: "t", Payload: []byte("abcdef")})
+	in := Message{Kind: KindCall, Topic: "t", Payload: []byte("abcdef")}
+	enc, err := Encode(&in)
 	if err != nil {
 		t.Fatal(err)
 	}
-	frames[1] = append(make([]byte, 0, 64), frames[1]...)
-	m, err := Decode(frames)
+	frame := append(make([]byte, 0, 256), enc...)
+	m, err := Decode(frame)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if &m.Payload[0] != &frames[1][0] {
-		t.Fatal("Payload does not alias the payload frame")
+	hlen := len(frame) - len(in.Payload)
+	if &m.Payload[0] != &frame[hlen] || string(m.Payload) != "abcdef" {
+		t.Fatal("Payload does not alias the bytes after the header")
 	}
 	if cap(m.Payload) != len(m.Payload) {
 		t.Fatalf("Payload capacity not clipped: cap %d len %d", cap(m.Payload), len(m.Payload))
 	}
 	// Strings are copies: clobbering the header must not change them.
-	for i := range frames[0] {
-		frames[0][i] = 0
+	for i := range frame[:hlen] {
+		frame[i] = 0
 	}
 	if m.Topic != "t" {
-		t.Fatalf("Topic aliases the header frame: %q", m.Topic)
+		t.Fatalf("Topic aliases the body frame: %q", m.Topic)
 	}
-	// Empty payload frames decode to nil, whatever their representation.
-	for _, p := range [][]byte{nil, {}, make([]byte, 0, 8)} {
-		f, _ := Encode(&Message{Kind: KindPing})
-		f[1] = p
-		m, err := Decode(f)
-		if err != nil {
-			t.Fatal(err)
+	// A frame that is just a header decodes to a nil Payload, whatever its
+	// capacity.
+	hdr, _ := AppendHeader(make([]byte, 0, 128), &Message{Kind: KindPing})
+	m, err = Decode(hdr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m.Payload != nil {
+		t.Fatalf("empty payload decoded to %#v, want nil", m.Payload)
+	}
+}
+
+func TestSharedStringsExcludePayload(t *testing.T) {
+	// The shared string allocation covers the header only: decoding a small
+	// header in front of a big payload must not copy the payload.
+	frame, err := Encode(&Message{Kind: KindReply, Topic: "t", Payload: make([]byte, 1<<20)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	for range 10 {
+		m, err := Decode(frame)
+		if err != nil || m.Topic != "t" {
+			t.Fatal(m, err)
 		}
-		if m.Payload != nil {
-			t.Fatalf("empty payload frame %#v decoded to %#v, want nil", p, m.Payload)
-		}
+	}
+	runtime.ReadMemStats(&after)
+	if d := after.TotalAlloc - before.TotalAlloc; d > 1<<20 {
+		t.Fatalf("10 decodes allocated %d bytes: the payload is being copied", d)
 	}
 }
 
@@ -202,9 +293,18 @@ func TestWireLayout(t *testing.T) {
 	if !bytes.Equal(h, want) {
 		t.Fatalf("header\n got %v\nwant %v", h, want)
 	}
+	// The body frame is the header immediately followed by the payload.
+	m.Payload = []byte{0xde, 0xad}
+	body, err := AppendMessage(nil, &m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(body, cat(want, []byte{0xde, 0xad})) {
+		t.Fatalf("body\n got %v\nwant %v", body, cat(want, []byte{0xde, 0xad}))
+	}
 	// The reserved byte is ignored on decode.
-	h[5] = 0x7f
-	got, err := Decode([][]byte{h, nil})
+	body[5] = 0x7f
+	got, err := Decode(body)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -246,9 +346,16 @@ func TestEncodeErrors(t *testing.T) {
 			if string(out) != "keep" {
 				t.Fatalf("AppendHeader modified dst on error: %q", out)
 			}
-			frames, err := Encode(&tt.msg)
-			if !errors.Is(err, tt.want) || frames != nil {
-				t.Fatalf("Encode = %v, %v; want nil, %v", frames, err, tt.want)
+			out, err = AppendMessage(dst, &tt.msg)
+			if !errors.Is(err, tt.want) {
+				t.Fatalf("AppendMessage error = %v, want %v", err, tt.want)
+			}
+			if string(out) != "keep" {
+				t.Fatalf("AppendMessage modified dst on error: %q", out)
+			}
+			frame, err := Encode(&tt.msg)
+			if !errors.Is(err, tt.want) || frame != nil {
+				t.Fatalf("Encode = %v, %v; want nil, %v", frame, err, tt.want)
 			}
 			if errors.Is(err, ErrMalformed) {
 				t.Fatal("encode error matches ErrMalformed")
@@ -270,6 +377,9 @@ func TestNilMessage(t *testing.T) {
 	}
 	if _, err := AppendHeader(nil, nil); err == nil {
 		t.Fatal("AppendHeader(nil, nil) succeeded")
+	}
+	if out, err := AppendMessage([]byte("keep"), nil); err == nil || string(out) != "keep" {
+		t.Fatal("AppendMessage(dst, nil) succeeded or modified dst")
 	}
 	f, _ := Encode(&Message{Kind: KindPing})
 	if err := DecodeInto(nil, f); err == nil {
@@ -298,46 +408,42 @@ func TestDecodeErrors(t *testing.T) {
 
 	tests := []struct {
 		name   string
-		frames [][]byte
+		frame  []byte
 		want   error
 		field  string
 		offset int
 	}{
-		{"no frames", nil, ErrFrameCount, "body", 0},
-		{"one frame", [][]byte{valid}, ErrFrameCount, "body", 1},
-		{"three frames", [][]byte{valid, nil, nil}, ErrFrameCount, "body", 3},
-		{"empty header", [][]byte{nil, nil}, ErrTruncated, "signature", 0},
-		{"one byte", [][]byte{{'Z'}, nil}, ErrTruncated, "signature", 0},
-		{"bad signature", [][]byte{{'Z', 'Q', 1, 1}, nil}, ErrSignature, "signature", 0},
-		{"no version", [][]byte{{'Z', 'M'}, nil}, ErrTruncated, "version", 2},
-		{"version 0", [][]byte{{'Z', 'M', 0, 1}, nil}, ErrVersion, "version", 2},
-		{"version 2", [][]byte{{'Z', 'M', 2}, nil}, ErrVersion, "version", 2},
-		{"no kind", [][]byte{{'Z', 'M', 1}, nil}, ErrTruncated, "kind", 3},
-		{"truncated id", [][]byte{valid[:10], nil}, ErrTruncated, "id", 6},
-		{"truncated deadline", [][]byte{valid[:25], nil}, ErrTruncated, "deadline", 22},
-		{"truncated code", [][]byte{valid[:31], nil}, ErrTruncated, "code", 30},
-		{"kind 0", [][]byte{header(0, cat(emptyStrings, []byte{0, 0})...), nil}, ErrKind, "kind", 3},
-		{"kind 9", [][]byte{header(9, cat(emptyStrings, []byte{0, 0})...), nil}, ErrKind, "kind", 3},
-		{"no strings", [][]byte{valid[:32], nil}, ErrTruncated, "exchange", 32},
-		{"half length", [][]byte{valid[:33], nil}, ErrTruncated, "exchange", 32},
-		{"topic too short", [][]byte{topicTrunc, nil}, ErrTruncated, "topic", 34},
-		{"no errmsg", [][]byte{valid[:42], nil}, ErrTruncated, "errmsg", 42},
-		{"no meta count", [][]byte{valid[:44], nil}, ErrTruncated, "meta count", 44},
-		{"meta count over limit", [][]byte{bigCount, nil}, ErrMalformed, "meta count", 44},
-		{"meta count huge", [][]byte{hugeCount, nil}, ErrMalformed, "meta count", 44},
-		{"missing meta entry", [][]byte{header(byte(KindCall), cat(emptyStrings, []byte{0, 1})...), nil}, ErrTruncated, "meta key", 46},
-		{"truncated meta key", [][]byte{oneMeta[:48], nil}, ErrTruncated, "meta key", 46},
-		{"missing meta value", [][]byte{oneMeta[:49], nil}, ErrTruncated, "meta value", 49},
-		{"truncated meta value", [][]byte{oneMeta[:51], nil}, ErrTruncated, "meta value", 49},
-		{"duplicate meta key", [][]byte{dupMeta, nil}, ErrMalformed, "meta key", 52},
-		{"trailer", [][]byte{append(bytes.Clone(valid), 0), nil}, ErrMalformed, "trailer", 46},
-		{"trailer after meta", [][]byte{append(bytes.Clone(oneMeta), 1, 2), nil}, ErrMalformed, "trailer", 52},
+		{"nil frame", nil, ErrTruncated, "signature", 0},
+		{"empty frame", []byte{}, ErrTruncated, "signature", 0},
+		{"one byte", []byte{'Z'}, ErrTruncated, "signature", 0},
+		{"bad signature", []byte{'Z', 'Q', 1, 1}, ErrSignature, "signature", 0},
+		{"no version", []byte{'Z', 'M'}, ErrTruncated, "version", 2},
+		{"version 0", []byte{'Z', 'M', 0, 1}, ErrVersion, "version", 2},
+		{"version 2", []byte{'Z', 'M', 2}, ErrVersion, "version", 2},
+		{"no kind", []byte{'Z', 'M', 1}, ErrTruncated, "kind", 3},
+		{"truncated id", valid[:10], ErrTruncated, "id", 6},
+		{"truncated deadline", valid[:25], ErrTruncated, "deadline", 22},
+		{"truncated code", valid[:31], ErrTruncated, "code", 30},
+		{"kind 0", header(0, cat(emptyStrings, []byte{0, 0})...), ErrKind, "kind", 3},
+		{"kind 9", header(9, cat(emptyStrings, []byte{0, 0})...), ErrKind, "kind", 3},
+		{"no strings", valid[:32], ErrTruncated, "exchange", 32},
+		{"half length", valid[:33], ErrTruncated, "exchange", 32},
+		{"topic too short", topicTrunc, ErrTruncated, "topic", 34},
+		{"no errmsg", valid[:42], ErrTruncated, "errmsg", 42},
+		{"no meta count", valid[:44], ErrTruncated, "meta count", 44},
+		{"meta count over limit", bigCount, ErrMalformed, "meta count", 44},
+		{"meta count huge", hugeCount, ErrMalformed, "meta count", 44},
+		{"missing meta entry", header(byte(KindCall), cat(emptyStrings, []byte{0, 1})...), ErrTruncated, "meta key", 46},
+		{"truncated meta key", oneMeta[:48], ErrTruncated, "meta key", 46},
+		{"missing meta value", oneMeta[:49], ErrTruncated, "meta value", 49},
+		{"truncated meta value", oneMeta[:51], ErrTruncated, "meta value", 49},
+		{"duplicate meta key", dupMeta, ErrMalformed, "meta key", 52},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			sentinel := Message{Kind: KindReply, Topic: "unchanged"}
 			m := sentinel
-			err := DecodeInto(&m, tt.frames)
+			err := DecodeInto(&m, tt.frame)
 			if err == nil {
 				t.Fatal("decode succeeded")
 			}
@@ -357,15 +463,22 @@ func TestDecodeErrors(t *testing.T) {
 			if !reflect.DeepEqual(m, sentinel) {
 				t.Errorf("message modified on error: %+v", m)
 			}
-			if _, err2 := Decode(tt.frames); err2 == nil || err2.Error() != err.Error() {
+			if _, err2 := Decode(tt.frame); err2 == nil || err2.Error() != err.Error() {
 				t.Errorf("Decode error %v differs from DecodeInto error %v", err2, err)
 			}
 		})
 	}
-	// Sanity: the valid headers used above decode.
+	// Sanity: the valid headers used above decode, and anything after the
+	// header is payload, never a "trailing bytes" error.
 	for _, h := range [][]byte{valid, oneMeta} {
-		if _, err := Decode([][]byte{h, nil}); err != nil {
-			t.Fatalf("valid header: %v", err)
+		for _, p := range [][]byte{nil, {0}, {1, 2}, h} {
+			m, err := Decode(cat(h, p))
+			if err != nil {
+				t.Fatalf("valid header + %v: %v", p, err)
+			}
+			if !bytes.Equal(m.Payload, p) || (len(p) == 0) != (m.Payload == nil) {
+				t.Fatalf("payload %v decoded as %#v", p, m.Payload)
+			}
 		}
 	}
 }
@@ -376,9 +489,9 @@ func TestDecodeErrorText(t *testing.T) {
 		want string
 	}{
 		{&DecodeError{Err: ErrTruncated, Field: "topic", Offset: 34}, "envelope: truncated header: field topic at offset 34"},
-		{&DecodeError{Err: ErrMalformed, Field: "trailer", Offset: 46}, "envelope: malformed message: field trailer at offset 46"},
-		{&DecodeError{Err: ErrFrameCount, Field: "body", Offset: 3}, "envelope: wrong frame count: body (3 frames)"},
-		{&DecodeError{Err: ErrNoDelimiter, Field: "routing", Offset: 2}, "envelope: no routing delimiter: routing (2 frames)"},
+		{&DecodeError{Err: ErrMalformed, Field: "meta count", Offset: 44}, "envelope: malformed message: field meta count at offset 44"},
+		{&DecodeError{Err: ErrFrameCount, Field: "body", Offset: 0}, "envelope: wrong frame count: body (0 frames)"},
+		{&DecodeError{Err: ErrFrameCount, Field: "routing", Offset: 33}, "envelope: wrong frame count: routing (33 frames)"},
 		{&DecodeError{}, "envelope: malformed message at offset 0"},
 		{nil, "<nil>"},
 	}
@@ -438,44 +551,46 @@ func TestLargeHeaderStringsAreIndependent(t *testing.T) {
 }
 
 func TestSplitRouting(t *testing.T) {
-	h, p := []byte("header"), []byte("payload")
+	body := []byte("body")
 	many := func(n int) [][]byte {
-		f := make([][]byte, 0, n+3)
+		f := make([][]byte, 0, n+1)
 		for i := range n {
 			f = append(f, []byte("id"+strconv.Itoa(i)))
 		}
-		return append(f, nil, h, p)
+		return append(f, body)
 	}
 	tests := []struct {
 		name    string
 		frames  [][]byte
-		routing int
-		body    int
+		routing []string
 		want    error
+		field   string
+		offset  int
 	}{
-		{"no routing", [][]byte{{}, h, p}, 0, 2, nil},
-		{"one id", [][]byte{[]byte("a"), {}, h, p}, 1, 2, nil},
-		{"several ids", [][]byte{[]byte("a"), []byte("b"), []byte("c"), {}, h, p}, 3, 2, nil},
-		{"nil delimiter", [][]byte{[]byte("a"), nil, h, p}, 1, 2, nil},
-		{"first delimiter wins", [][]byte{[]byte("a"), {}, h, {}}, 1, 2, nil},
-		{"empty body", [][]byte{[]byte("a"), {}}, 1, 0, nil},
-		{"max routing", many(MaxRoutingFrames), MaxRoutingFrames, 2, nil},
-		{"no delimiter", [][]byte{[]byte("a"), h, p}, 0, 0, ErrNoDelimiter},
-		{"no frames", nil, 0, 0, ErrNoDelimiter},
-		{"too many", many(MaxRoutingFrames + 1), 0, 0, ErrFrameCount},
+		{"body only", [][]byte{body}, []string{}, nil, "", 0},
+		{"one id", [][]byte{[]byte("a"), body}, []string{"a"}, nil, "", 0},
+		{"several ids", [][]byte{[]byte("a"), []byte("b"), []byte("c"), body}, []string{"a", "b", "c"}, nil, "", 0},
+		{"REQ delimiter kept", [][]byte{[]byte("a"), {}, body}, []string{"a", ""}, nil, "", 0},
+		{"nil delimiter kept", [][]byte{[]byte("a"), nil, body}, []string{"a", ""}, nil, "", 0},
+		{"delimiter only", [][]byte{{}, body}, []string{""}, nil, "", 0},
+		{"empty frames are not special", [][]byte{{}, []byte("a"), {}, body}, []string{"", "a", ""}, nil, "", 0},
+		{"max routing", many(MaxRoutingFrames), nil, nil, "", 0},
+		{"no frames", nil, nil, ErrFrameCount, "body", 0},
+		{"empty list", [][]byte{}, nil, ErrFrameCount, "body", 0},
+		{"too many", many(MaxRoutingFrames + 1), nil, ErrFrameCount, "routing", MaxRoutingFrames + 1},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			routing, body, err := SplitRouting(tt.frames)
+			routing, b, err := SplitRouting(tt.frames)
 			if tt.want != nil {
 				if !errors.Is(err, tt.want) || !errors.Is(err, ErrMalformed) {
 					t.Fatalf("err = %v, want %v and ErrMalformed", err, tt.want)
 				}
 				var de *DecodeError
-				if !errors.As(err, &de) || de.Field != "routing" {
-					t.Fatalf("err = %#v, want *DecodeError for routing", err)
+				if !errors.As(err, &de) || de.Field != tt.field || de.Offset != tt.offset {
+					t.Fatalf("err = %#v, want *DecodeError{Field: %q, Offset: %d}", err, tt.field, tt.offset)
 				}
-				if routing != nil || body != nil {
+				if routing != nil || b != nil {
 					t.Fatal("non-nil results on error")
 				}
 				return
@@ -483,19 +598,33 @@ func TestSplitRouting(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if len(routing) != tt.routing || len(body) != tt.body {
-				t.Fatalf("got %d routing, %d body frames; want %d, %d", len(routing), len(body), tt.routing, tt.body)
+			if len(routing) != len(tt.frames)-1 {
+				t.Fatalf("got %d routing frames, want %d", len(routing), len(tt.frames)-1)
 			}
-			if cap(routing) != len(routing) {
-				t.Fatal("routing capacity not clipped")
+			if tt.routing != nil {
+				got := make([]string, len(routing))
+				for i, r := range routing {
+					got[i] = string(r)
+				}
+				if !reflect.DeepEqual(got, tt.routing) {
+					t.Fatalf("routing = %q, want %q", got, tt.routing)
+				}
+			}
+			if routing == nil || cap(routing) != len(routing) {
+				t.Fatal("routing nil or capacity not clipped")
 			}
 			for i := range routing {
 				if &routing[i] != &tt.frames[i] {
 					t.Fatal("routing does not alias input")
 				}
 			}
-			if tt.body > 0 && (&body[0][0] != &h[0]) {
-				t.Fatal("body does not alias input")
+			if &b[0] != &body[0] {
+				t.Fatal("body does not alias the last frame")
+			}
+			// Appending the reply body to routing must not clobber the input.
+			_ = append(routing, []byte("reply"))
+			if &tt.frames[len(tt.frames)-1][0] != &body[0] {
+				t.Fatal("appending to routing overwrote the body frame")
 			}
 		})
 	}
@@ -507,7 +636,8 @@ func TestSplitRoutingDecode(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	wire := append([][]byte{[]byte("peer-1"), []byte("peer-2"), {}}, body...)
+	// A REQ client behind a ROUTER proxy: the delimiter is a routing frame.
+	wire := [][]byte{[]byte("peer-1"), []byte("peer-2"), {}, body}
 	routing, b, err := SplitRouting(wire)
 	if err != nil {
 		t.Fatal(err)
@@ -516,8 +646,20 @@ func TestSplitRoutingDecode(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(routing) != 2 || string(routing[1]) != "peer-2" || !reflect.DeepEqual(out, in) {
+	if len(routing) != 3 || string(routing[1]) != "peer-2" || len(routing[2]) != 0 || !reflect.DeepEqual(out, in) {
 		t.Fatalf("routing %q, message %+v", routing, out)
+	}
+	// The reply echoes the routing frames, delimiter included.
+	reply, err := Encode(&Message{Kind: KindReply, ID: out.ID, Payload: []byte{3}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	back := append(routing, reply)
+	if len(back) != 4 || string(back[0]) != "peer-1" || len(back[2]) != 0 || !bytes.Equal(back[3], reply) {
+		t.Fatalf("reply frames %q", back)
+	}
+	if !bytes.Equal(wire[3], body) {
+		t.Fatal("building the reply clobbered the request")
 	}
 }
 
@@ -569,15 +711,18 @@ func TestHeaderSizeExact(t *testing.T) {
 	// Encode must size its buffer exactly, whichever path it takes.
 	for _, n := range []int{0, 10, 34, 35, 100, 162, 163, 500} {
 		m := Message{Kind: KindCall, Topic: strings.Repeat("t", n)}
-		f, err := Encode(&m)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if len(f[0]) != minHeaderLen+n || cap(f[0]) != len(f[0]) {
-			t.Fatalf("n=%d: len %d cap %d", n, len(f[0]), cap(f[0]))
-		}
-		if binary.BigEndian.Uint16(f[0][34:]) != uint16(n) {
-			t.Fatal("bad topic length")
+		for _, p := range []int{0, 1, 64, 1000} {
+			m.Payload = bytes.Repeat([]byte{7}, p)
+			f, err := Encode(&m)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(f) != minHeaderLen+n+p || cap(f) != len(f) {
+				t.Fatalf("n=%d p=%d: len %d cap %d", n, p, len(f), cap(f))
+			}
+			if binary.BigEndian.Uint16(f[34:]) != uint16(n) {
+				t.Fatal("bad topic length")
+			}
 		}
 	}
 }

@@ -18,14 +18,12 @@ var (
 	ErrVersion = errors.New("envelope: unsupported version")
 	// ErrTruncated means the header ends inside a field.
 	ErrTruncated = errors.New("envelope: truncated header")
-	// ErrFrameCount means the body is not exactly two frames, or there are
-	// more than MaxRoutingFrames routing frames.
+	// ErrFrameCount means a received message has no frames at all, or more
+	// than MaxRoutingFrames routing frames before its body.
 	ErrFrameCount = errors.New("envelope: wrong frame count")
 	// ErrKind means the kind byte is not a valid Kind (when decoding), or
 	// Message.Kind is not valid (when encoding).
 	ErrKind = errors.New("envelope: unknown kind")
-	// ErrNoDelimiter means a routed message has no empty delimiter frame.
-	ErrNoDelimiter = errors.New("envelope: no routing delimiter")
 	// ErrTooLong is wrapped by encoding errors when a string, Meta key,
 	// Meta value or the Meta map itself exceeds its limit. It is not a
 	// decoding error and does not match ErrMalformed.
@@ -35,17 +33,17 @@ var (
 // errNilMessage is returned when a nil *Message is passed in.
 var errNilMessage = errors.New("envelope: nil *Message")
 
-// DecodeError describes why frames could not be decoded.
+// DecodeError describes why a message could not be decoded.
 //
 // For header errors, Field names the header field being read ("signature",
-// "version", "kind", "id", "topic", "meta count", "meta key", "trailer",
-// ...) and Offset is the byte offset of that field in the header frame. For
-// frame-level errors (Err is ErrFrameCount or ErrNoDelimiter), Field is
-// "body" or "routing" and Offset is the number of frames involved (body
-// frames received, or routing frames before the delimiter).
+// "version", "kind", "id", "topic", "meta count", "meta key", ...) and
+// Offset is the byte offset of that field in the body frame. For
+// frame-level errors from SplitRouting (Err is ErrFrameCount), Field is
+// "body" (no frames at all, Offset 0) or "routing" (Offset is the number of
+// routing frames that preceded the body).
 type DecodeError struct {
 	Err    error  // ErrMalformed or one of the more specific sentinels
-	Offset int    // byte offset in the header, or a frame count (see above)
+	Offset int    // byte offset in the body frame, or a frame count (see above)
 	Field  string // the field or frame group being decoded
 }
 
@@ -60,7 +58,7 @@ func (e *DecodeError) Error() string {
 		err = ErrMalformed
 	}
 	s := err.Error()
-	if err == ErrFrameCount || err == ErrNoDelimiter {
+	if err == ErrFrameCount {
 		if e.Field != "" {
 			s += ": " + e.Field
 		}

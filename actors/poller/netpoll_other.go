@@ -6,4 +6,4 @@ const netpollSupported = false
 
 // newNetpollWaiter is never called where netpoll is unsupported: Start checks
 // netpollSupported first.
-func newNetpollWaiter(stop <-chan struct{}) waiter { return nil }
+func newNetpollWaiter() waiter { return nil }

@@ -150,6 +150,9 @@ type Options struct {
 	// (send high-water mark reached). While a socket's backlog is full the loop
 	// stops taking commands, so producers block in Submit. Default 4096.
 	MaxBacklog int
+	// MaxFrames bounds the frames of one received message; longer messages
+	// are dropped and counted (Stats.Oversized). Default 64.
+	MaxFrames int
 	// OnExit, when set, is called on the loop goroutine as the very last thing
 	// with the reason the loop ended (nil after Stop).
 	OnExit func(error)
@@ -165,6 +168,9 @@ func (o *Options) defaults() {
 	if o.MaxBacklog <= 0 {
 		o.MaxBacklog = 4096
 	}
+	if o.MaxFrames <= 0 {
+		o.MaxFrames = 64
+	}
 	if o.Name == "" {
 		o.Name = "loop"
 	}
@@ -178,6 +184,7 @@ type Stats struct {
 	Wakeups   uint64 // times the loop went to sleep and woke up
 	Commands  uint64 // commands run
 	SendError uint64 // sends that failed for a reason other than the high-water mark
+	Oversized uint64 // received messages over MaxFrames frames, dropped
 }
 
 // sock is the loop's view of one socket. Owned by the loop goroutine.
@@ -211,7 +218,7 @@ type Loop[C any] struct {
 	w        waiter
 	draining bool // a backlog is full: do not take commands
 
-	received, sent, backlogged, wakeups, commands, sendErrors atomic.Uint64
+	received, sent, backlogged, wakeups, commands, sendErrors, oversized atomic.Uint64
 }
 
 // waiter is a wait strategy.
@@ -247,7 +254,7 @@ func Start[C any](zctx *zmq.Context, h Handler[C], opts Options) (*Loop[C], erro
 		if !netpollSupported {
 			return nil, fmt.Errorf("%s: %w: netpoll", opts.Name, ErrUnsupported)
 		}
-		l.w = newNetpollWaiter(l.stopCh)
+		l.w = newNetpollWaiter()
 	case StrategyZMQPoller:
 		l.w = newZMQPollerWaiter(zctx)
 	default:
@@ -346,6 +353,7 @@ func (l *Loop[C]) Stats() Stats {
 		Wakeups:   l.wakeups.Load(),
 		Commands:  l.commands.Load(),
 		SendError: l.sendErrors.Load(),
+		Oversized: l.oversized.Load(),
 	}
 }
 
@@ -501,36 +509,36 @@ func (l *Loop[C]) loop() error {
 }
 
 // serviceSockets runs step 1 of a pass and reports whether it did anything.
+//
+// A receive that returns EAGAIN is itself the "zmq call that found nothing"
+// after which the loop may sleep, so GetEvents is only asked when there is a
+// backlog to flush (is the socket writable?) or the socket is paused (the
+// call processes libzmq's mailbox, which resets its descriptor; without it
+// the level-triggered wait would wake at once, forever).
 func (l *Loop[C]) serviceSockets() (bool, error) {
 	worked := false
 	for i, s := range l.socks {
-		for n := 0; ; {
+		if len(s.backlog) > 0 || s.paused {
 			ev, err := s.z.GetEvents()
 			if err != nil {
 				return worked, fmt.Errorf("%s: events of %s: %w", l.opts.Name, s.name, err)
 			}
-			progressed := false
 			if ev&zmq.POLLOUT != 0 && len(s.backlog) > 0 {
 				if err := l.flush(s); err != nil {
 					return worked, err
 				}
-				progressed = true
+				worked = true
 			}
-			if ev&zmq.POLLIN != 0 && !s.paused && n < l.opts.Budget {
-				got, err := l.receive(i, s, l.opts.Budget-n)
-				if err != nil {
-					return worked, err
-				}
-				n += got
-				progressed = progressed || got > 0
-			}
-			if !progressed {
-				break
-			}
+		}
+		if s.paused {
+			continue
+		}
+		got, err := l.receive(i, s, l.opts.Budget)
+		if err != nil {
+			return worked, err
+		}
+		if got > 0 {
 			worked = true
-			if n >= l.opts.Budget {
-				break
-			}
 		}
 	}
 	return worked, nil
@@ -540,7 +548,7 @@ func (l *Loop[C]) serviceSockets() (bool, error) {
 func (l *Loop[C]) receive(i int, s *sock, max int) (int, error) {
 	n := 0
 	for n < max && !s.paused {
-		frames, err := s.z.RecvMessageBytes(zmq.DONTWAIT)
+		frames, err := l.recvMessage(s)
 		if err != nil {
 			if isEAGAIN(err) {
 				return n, nil
@@ -548,10 +556,51 @@ func (l *Loop[C]) receive(i int, s *sock, max int) (int, error) {
 			return n, fmt.Errorf("%s: receive on %s: %w", l.opts.Name, s.name, err)
 		}
 		n++
+		if frames == nil {
+			continue // over the frame limit: dropped and counted
+		}
 		l.received.Add(1)
 		l.h.HandleMessage(l, i, frames)
 	}
 	return n, nil
+}
+
+// recvMessage receives one multipart message. A message of more than
+// MaxFrames frames is drained and dropped (nil frames, counted in
+// Stats.Oversized): a hostile peer cannot make the loop build an unbounded
+// list.
+func (l *Loop[C]) recvMessage(s *sock) ([][]byte, error) {
+	b, err := s.z.RecvBytes(zmq.DONTWAIT)
+	if err != nil {
+		return nil, err
+	}
+	frames := make([][]byte, 1, 2)
+	frames[0] = b
+	for {
+		more, err := s.z.GetRcvmore()
+		if err != nil {
+			return nil, err
+		}
+		if !more {
+			break
+		}
+		// The rest of a multipart message is already here: DONTWAIT cannot
+		// return EAGAIN for it.
+		b, err := s.z.RecvBytes(zmq.DONTWAIT)
+		if err != nil {
+			return nil, err
+		}
+		if frames != nil {
+			frames = append(frames, b)
+			if len(frames) > l.opts.MaxFrames {
+				frames = nil
+			}
+		}
+	}
+	if frames == nil {
+		l.oversized.Add(1)
+	}
+	return frames, nil
 }
 
 // flush sends backlogged messages until EAGAIN or the backlog is empty.

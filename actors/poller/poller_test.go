@@ -372,3 +372,52 @@ func TestTicklessTimer(t *testing.T) {
 		})
 	}
 }
+
+// BenchmarkEcho measures one round trip through a client loop and an echo
+// loop over TCP: the cost the wait strategies add to a raw DEALER/ROUTER
+// echo (bench/ has that baseline).
+func BenchmarkEcho(b *testing.B) {
+	for _, s := range strategies() {
+		for _, callers := range []int{1, 16} {
+			b.Run(fmt.Sprintf("%s/callers=%d", s, callers), func(b *testing.B) {
+				zctx := newContext(b)
+				srv := &echoServer{endpoint: "tcp://127.0.0.1:*"}
+				srv.mustStart(b, zctx, s)
+				l, err := Start[*request](zctx, &echoClient{endpoint: srv.bound}, Options{Strategy: s})
+				if err != nil {
+					b.Fatal(err)
+				}
+				defer func() { _ = l.Stop() }()
+				ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+				defer cancel()
+				var next atomic.Uint64
+				for i := 0; i < 100; i++ {
+					if err := roundTrip(ctx, l, next.Add(1)); err != nil {
+						b.Fatal(err)
+					}
+				}
+				b.ReportAllocs()
+				b.ResetTimer()
+				var wg sync.WaitGroup
+				per := b.N / callers
+				for g := 0; g < callers; g++ {
+					n := per
+					if g == 0 {
+						n += b.N % callers
+					}
+					wg.Add(1)
+					go func() {
+						defer wg.Done()
+						for i := 0; i < n; i++ {
+							if err := roundTrip(ctx, l, next.Add(1)); err != nil {
+								b.Error(err)
+								return
+							}
+						}
+					}()
+				}
+				wg.Wait()
+			})
+		}
+	}
+}

@@ -40,10 +40,11 @@ import (
 
 // Request is one CALL handed to a local server.
 type Request struct {
-	// Routing are the identity frames of the caller; the reply must carry them.
+	// Routing are the frames before the body: the caller's identity and,
+	// from a REQ peer, the empty delimiter. The reply must carry them.
 	Routing [][]byte
-	// Msg is the decoded request. Msg.Payload aliases the received frame,
-	// which belongs to the request.
+	// Msg is the decoded request. Msg.Payload aliases the received body
+	// frame, which belongs to the request.
 	Msg envelope.Message
 }
 
@@ -244,13 +245,12 @@ func (p *Proxy) Counters() *Counters { return &p.counters }
 // LoopStats returns the ROUTER loop's counters.
 func (p *Proxy) LoopStats() poller.Stats { return p.handle.Stats() }
 
-// Reply sends body (header and payload frames) back to the caller whose
+// Reply sends body (the encoded reply, one frame) back to the caller whose
 // routing frames are given. It blocks only while the proxy's command queue
 // is full, bounded by ctx.
 func (p *Proxy) Reply(ctx context.Context, routing [][]byte, body ...[]byte) error {
-	frames := make([][]byte, 0, len(routing)+1+len(body))
+	frames := make([][]byte, 0, len(routing)+len(body))
 	frames = append(frames, routing...)
-	frames = append(frames, []byte{})
 	frames = append(frames, body...)
 	return p.handle.Submit(ctx, &replyCmd{frames: frames})
 }
@@ -296,7 +296,7 @@ func (f *frontend) Setup(l *poller.Loop[Cmd]) error {
 
 func (f *frontend) HandleMessage(l *poller.Loop[Cmd], sock int, frames [][]byte) {
 	routing, body, err := envelope.SplitRouting(frames)
-	if err != nil || len(routing) == 0 {
+	if err != nil || len(routing) == 0 || len(routing[0]) == 0 {
 		f.p.counters.Malformed.Add(1)
 		return
 	}
@@ -346,11 +346,11 @@ func (f *frontend) sendError(l *poller.Loop[Cmd], sock int, routing [][]byte, re
 		ErrType: code.String(),
 		ErrMsg:  fmt.Sprintf("%s (%s/%s server %q)", text, req.Exchange, req.Topic, req.Server),
 	}
-	hdr, err := envelope.AppendHeader(nil, &reply)
+	body, err := envelope.AppendMessage(nil, &reply)
 	if err != nil {
 		return
 	}
-	frames := append(append(make([][]byte, 0, len(routing)+3), routing...), []byte{}, hdr, []byte{})
+	frames := append(append(make([][]byte, 0, len(routing)+1), routing...), body)
 	if err := l.Send(sock, frames...); err != nil {
 		f.p.counters.SendFailed.Add(1)
 	}

@@ -29,8 +29,8 @@ type DealerCmd interface{ isDealerCmd() }
 // Request sends a CALL to the remote node. Its result arrives through the
 // reply table, where the caller registered ID before submitting.
 type Request struct {
-	ID     envelope.ID
-	Frames [][]byte // body frames: header, payload (the empty delimiter is added by the dealer)
+	ID   envelope.ID
+	Body []byte // the encoded message (envelope.AppendMessage)
 }
 
 func (*Request) isDealerCmd() {}
@@ -42,10 +42,9 @@ type DealerCounters struct {
 }
 
 // Dealer is the client end of the CALL pipeline towards one node: a DEALER
-// connected to the node proxy's ROUTER. Requests go out as
-// ["", header, payload] (the REQ/REP envelope, so the ROUTER sees
-// [identity, "", header, payload]); replies come back the same way and are
-// handed to the reply table.
+// connected to the node proxy's ROUTER. A request goes out as one frame, the
+// body (the ROUTER sees [identity, body]); the reply comes back as one frame
+// and is handed to the reply table.
 type Dealer struct {
 	Endpoint string  // tcp://host:port of the node's call port
 	Tag      string  // the node id the table tags calls with
@@ -53,8 +52,6 @@ type Dealer struct {
 	Options  Options
 	Counters *DealerCounters
 }
-
-var empty = []byte{}
 
 // Setup creates the DEALER and connects it.
 func (d *Dealer) Setup(l *poller.Loop[DealerCmd]) error {
@@ -98,10 +95,7 @@ func (d *Dealer) HandleMessage(_ *poller.Loop[DealerCmd], _ int, frames [][]byte
 func (d *Dealer) HandleCommand(l *poller.Loop[DealerCmd], c DealerCmd) {
 	switch c := c.(type) {
 	case *Request:
-		frames := make([][]byte, 0, 1+len(c.Frames))
-		frames = append(frames, empty)
-		frames = append(frames, c.Frames...)
-		if err := l.Send(0, frames...); err != nil {
+		if err := l.Send(0, c.Body); err != nil {
 			d.Table.Fail(c.ID, err)
 		}
 	}
