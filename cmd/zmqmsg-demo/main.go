@@ -1,0 +1,352 @@
+// Command zmqmsg-demo shows zmqmsg's CALL pattern end to end, in one process.
+//
+// It starts two nodes (two Transports) on 127.0.0.1, each on a free port,
+// sharing the embedded in-memory directory. Node A serves the topic
+// "calculator" with two servers, calc-1 and calc-2; node B calls them over
+// TCP: round robin, a named server, a remote error, an unknown method, a
+// timeout, a topic nobody serves, and a short concurrent burst. It prints
+// both nodes' counters and closes everything.
+//
+//	go run ./cmd/zmqmsg-demo [-calls 2000] [-concurrency 16] [-v]
+//
+// It exits non-zero if anything does not behave as documented.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"reflect"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	zmq "github.com/pebbe/zmq4"
+
+	"github.com/zmqmsg/zmqmsg"
+)
+
+const topic = "calculator"
+
+// Pair is the arguments of add and div.
+type Pair struct {
+	A, B int
+}
+
+// Result is what add and div return: the value and which server computed it.
+type Result struct {
+	Value  int
+	Server string
+}
+
+// SlowArgs is the argument of slow: how long the simulated work takes.
+type SlowArgs struct {
+	Work time.Duration
+}
+
+// DivisionByZero is div's error. Its ErrorType is what the caller sees as
+// RemoteError.Type (named after Python's, as an oslo.messaging peer would).
+type DivisionByZero struct{ A int }
+
+func (e *DivisionByZero) Error() string     { return fmt.Sprintf("cannot divide %d by zero", e.A) }
+func (e *DivisionByZero) ErrorType() string { return "ZeroDivisionError" }
+
+// calculator returns the endpoints of one server named name.
+func calculator(name string) zmqmsg.Endpoints {
+	return zmqmsg.Endpoints{
+		"add": zmqmsg.Method(func(ctx context.Context, p Pair) (Result, error) {
+			return Result{Value: p.A + p.B, Server: name}, nil
+		}),
+		"div": zmqmsg.Method(func(ctx context.Context, p Pair) (Result, error) {
+			if p.B == 0 {
+				return Result{}, &DivisionByZero{A: p.A}
+			}
+			return Result{Value: p.A / p.B, Server: name}, nil
+		}),
+		"slow": zmqmsg.Method(func(ctx context.Context, a SlowArgs) (string, error) {
+			// Simulated work: it ends early when the caller gives up.
+			t := time.NewTimer(a.Work)
+			defer t.Stop()
+			select {
+			case <-t.C:
+				return "done by " + name, nil
+			case <-ctx.Done():
+				return "", ctx.Err()
+			}
+		}),
+	}
+}
+
+func main() {
+	calls := flag.Int("calls", 2000, "number of calls in the burst")
+	concurrency := flag.Int("concurrency", 16, "goroutines calling in the burst")
+	verbose := flag.Bool("v", false, "debug logs (slog) to stderr")
+	flag.Parse()
+	if *calls < 1 || *concurrency < 1 {
+		fmt.Fprintln(os.Stderr, "zmqmsg-demo: -calls and -concurrency must be at least 1")
+		os.Exit(2)
+	}
+	logger := slog.New(slog.DiscardHandler)
+	if *verbose {
+		logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
+	defer stop()
+	start := time.Now()
+	if err := run(ctx, os.Stdout, logger, *calls, *concurrency); err != nil {
+		fmt.Fprintln(os.Stderr, "zmqmsg-demo: FAILED:", err)
+		stop()
+		os.Exit(1)
+	}
+	fmt.Printf("servers stopped, nodes closed; total %s\n", time.Since(start).Round(time.Millisecond))
+}
+
+// run is the demo; every deviation from the documented behaviour is an
+// error. It returns once the servers are stopped and both nodes closed.
+func run(ctx context.Context, w io.Writer, logger *slog.Logger, calls, concurrency int) (err error) {
+	major, minor, patch := zmq.Version()
+	fmt.Fprintf(w, "zmqmsg demo: CALL over ZeroMQ (libzmq %d.%d.%d), two nodes in one process, in-memory directory\n\n", major, minor, patch)
+
+	// Two nodes. Directory nil = the process-wide in-memory directory, so
+	// node B finds what node A serves. AnyPort never collides.
+	a, err := zmqmsg.New(zmqmsg.Config{Host: "127.0.0.1", Ports: zmqmsg.Ports{Call: zmqmsg.AnyPort}, Logger: logger.With("node", "A")})
+	if err != nil {
+		return fmt.Errorf("start node A: %w", err)
+	}
+	defer closeAll(&err, "close node A", a.Close)
+	b, err := zmqmsg.New(zmqmsg.Config{Host: "127.0.0.1", Ports: zmqmsg.Ports{Call: zmqmsg.AnyPort}, Logger: logger.With("node", "B")})
+	if err != nil {
+		return fmt.Errorf("start node B: %w", err)
+	}
+	defer closeAll(&err, "close node B", b.Close)
+
+	var servers []*zmqmsg.Server
+	for _, name := range []string{"calc-1", "calc-2"} {
+		s, err := a.Serve(zmqmsg.Target{Topic: topic, Server: name}, calculator(name))
+		if err != nil {
+			return fmt.Errorf("serve %s: %w", name, err)
+		}
+		servers = append(servers, s)
+	}
+	defer func() {
+		for _, s := range servers {
+			stopCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			closeAll(&err, "stop server "+s.Name(), func() error { return s.Stop(stopCtx) })
+			cancel()
+		}
+	}()
+	fmt.Fprintf(w, "node A  %-21s serves %q: calc-1, calc-2\n", a.Node().CallEndpoint(), topic)
+	fmt.Fprintf(w, "node B  %-21s calls it over TCP\n", b.Node().CallEndpoint())
+
+	calc := b.Client(zmqmsg.Target{Topic: topic})
+
+	section(w, "round robin (first call includes the TCP connect)")
+	seen := map[string]int{}
+	for i := 1; i <= 6; i++ {
+		var r Result
+		t0 := time.Now()
+		if err := call(ctx, calc, "add", Pair{i, 10 * i}, &r); err != nil {
+			return err
+		}
+		lat := time.Since(t0)
+		if r.Value != 11*i {
+			return fmt.Errorf("add(%d, %d) = %d, want %d", i, 10*i, r.Value, 11*i)
+		}
+		seen[r.Server]++
+		row(w, fmt.Sprintf("add(%d, %d) = %d", i, 10*i, r.Value), "answered by "+r.Server, lat)
+	}
+	if seen["calc-1"] != 3 || seen["calc-2"] != 3 {
+		return fmt.Errorf("round robin: answers per server %v, want 3 each", seen)
+	}
+
+	section(w, "named server")
+	{
+		var r Result
+		t0 := time.Now()
+		named := b.Client(zmqmsg.Target{Topic: topic, Server: "calc-2"})
+		if err := call(ctx, named, "div", Pair{84, 2}, &r); err != nil {
+			return err
+		}
+		lat := time.Since(t0)
+		if r.Server != "calc-2" || r.Value != 42 {
+			return fmt.Errorf("div(84, 2) on calc-2 = %+v, want 42 from calc-2", r)
+		}
+		row(w, fmt.Sprintf("div(84, 2) = %d", r.Value), "Target.Server=calc-2, answered by "+r.Server, lat)
+	}
+
+	section(w, "errors")
+	{
+		// A handler's error comes back as a *RemoteError.
+		t0 := time.Now()
+		err := call(ctx, calc, "div", Pair{1, 0}, nil)
+		lat := time.Since(t0)
+		var re *zmqmsg.RemoteError
+		if !errors.As(err, &re) || re.Type != "ZeroDivisionError" {
+			return fmt.Errorf("div(1, 0): got %v, want a RemoteError of type ZeroDivisionError", err)
+		}
+		row(w, "div(1, 0)", fmt.Sprintf("*zmqmsg.RemoteError Type=%s Message=%q", re.Type, re.Message), lat)
+
+		// An unknown method.
+		t0 = time.Now()
+		err = call(ctx, calc, "sqrt", 2, nil)
+		lat = time.Since(t0)
+		if !errors.Is(err, zmqmsg.ErrNoSuchMethod) || !errors.As(err, &re) {
+			return fmt.Errorf("sqrt: got %v, want ErrNoSuchMethod", err)
+		}
+		row(w, "sqrt(2)", fmt.Sprintf("ErrNoSuchMethod (RemoteError Type=%s)", re.Type), lat)
+
+		// The caller's deadline passes while the handler works; the
+		// handler's ctx ends at the same deadline.
+		short, cancel := context.WithTimeout(ctx, 100*time.Millisecond)
+		t0 = time.Now()
+		err = calc.Call(short, "slow", SlowArgs{Work: 5 * time.Second}, nil)
+		lat = time.Since(t0)
+		cancel()
+		if !errors.Is(err, zmqmsg.ErrTimeout) || !errors.Is(err, context.DeadlineExceeded) {
+			return fmt.Errorf("slow(5s) with a 100ms deadline: got %v, want ErrTimeout", err)
+		}
+		row(w, "slow(5s), 100ms deadline", "ErrTimeout (matches context.DeadlineExceeded)", lat)
+
+		// Nobody serves this topic: the call waits Config.WaitForServers
+		// (default 2s) for a server to appear, then gives up.
+		t0 = time.Now()
+		err = call(ctx, b.Client(zmqmsg.Target{Topic: "nobody-home"}), "add", Pair{1, 1}, nil)
+		lat = time.Since(t0)
+		if !errors.Is(err, zmqmsg.ErrNoServers) {
+			return fmt.Errorf("call to an unserved topic: got %v, want ErrNoServers", err)
+		}
+		row(w, `add on topic "nobody-home"`, "ErrNoServers (after Config.WaitForServers)", lat)
+	}
+
+	section(w, fmt.Sprintf("burst: %d calls from %d goroutines", calls, concurrency))
+	if err := burst(ctx, w, calc, calls, concurrency); err != nil {
+		return err
+	}
+
+	section(w, "stats")
+	sa, sb := a.Stats(), b.Stats()
+	printStats(w, sa, sb)
+	if sa.MalformedFrames+sb.MalformedFrames+sa.WrongKind+sb.WrongKind != 0 {
+		return fmt.Errorf("malformed or misrouted frames on loopback: A %+v, B %+v", sa, sb)
+	}
+	if sb.PendingCalls != 0 {
+		return fmt.Errorf("node B has %d pending calls after the demo", sb.PendingCalls)
+	}
+
+	fmt.Fprintln(w)
+	fmt.Fprintln(w, "coming next: CAST (one-way, port 9504), FANOUT (every server, 9502), NOTIFY (9503); Redis directory, proxy daemon, CURVE")
+	return nil
+}
+
+// call is Client.Call with a deadline, so that the demo never hangs.
+func call(ctx context.Context, c *zmqmsg.Client, method string, args, reply any) error {
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	if err := c.Call(ctx, method, args, reply); err != nil {
+		return fmt.Errorf("call %s: %w", method, err)
+	}
+	return nil
+}
+
+// burst runs calls add calls from concurrency goroutines and prints the
+// throughput and latency percentiles.
+func burst(ctx context.Context, w io.Writer, c *zmqmsg.Client, calls, concurrency int) error {
+	ctx, cancel := context.WithTimeout(ctx, 60*time.Second)
+	defer cancel()
+	lat := make([]time.Duration, calls)
+	served := make([]map[string]int, concurrency)
+	var next atomic.Int64
+	var (
+		mu       sync.Mutex
+		firstErr error
+	)
+	var wg sync.WaitGroup
+	t0 := time.Now()
+	for g := range concurrency {
+		served[g] = map[string]int{}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				i := int(next.Add(1)) - 1
+				if i >= calls || ctx.Err() != nil {
+					return
+				}
+				var r Result
+				s := time.Now()
+				err := c.Call(ctx, "add", Pair{i, 1}, &r)
+				lat[i] = time.Since(s)
+				if err == nil && r.Value != i+1 {
+					err = fmt.Errorf("add(%d, 1) = %d", i, r.Value)
+				}
+				if err != nil {
+					mu.Lock()
+					if firstErr == nil {
+						firstErr = fmt.Errorf("burst call %d: %w", i, err)
+						cancel()
+					}
+					mu.Unlock()
+					return
+				}
+				served[g][r.Server]++
+			}
+		}()
+	}
+	wg.Wait()
+	elapsed := time.Since(t0)
+	if firstErr != nil {
+		return firstErr
+	}
+	total := map[string]int{}
+	for _, m := range served {
+		for k, v := range m {
+			total[k] += v
+		}
+	}
+	slices.Sort(lat)
+	fmt.Fprintf(w, "  %d calls in %s: %.0f calls/s\n", calls, elapsed.Round(time.Millisecond), float64(calls)/elapsed.Seconds())
+	fmt.Fprintf(w, "  latency  p50 %s  p99 %s  max %s\n", ms(percentile(lat, 50)), ms(percentile(lat, 99)), ms(lat[len(lat)-1]))
+	fmt.Fprintf(w, "  answered by calc-1: %d, calc-2: %d\n", total["calc-1"], total["calc-2"])
+	if total["calc-1"]+total["calc-2"] != calls {
+		return fmt.Errorf("burst: answers %v, want %d from calc-1 and calc-2", total, calls)
+	}
+	return nil
+}
+
+// percentile returns the nearest-rank p-th percentile of sorted.
+func percentile(sorted []time.Duration, p int) time.Duration {
+	i := (len(sorted)*p+99)/100 - 1
+	return sorted[max(i, 0)]
+}
+
+// printStats prints the two nodes' counters side by side, every field of
+// zmqmsg.Stats in declaration order.
+func printStats(w io.Writer, a, b zmqmsg.Stats) {
+	fmt.Fprintf(w, "  %-18s %8s %8s\n", "", "node A", "node B")
+	va, vb := reflect.ValueOf(a), reflect.ValueOf(b)
+	for i := range va.NumField() {
+		fmt.Fprintf(w, "  %-18s %8v %8v\n", va.Type().Field(i).Name, va.Field(i), vb.Field(i))
+	}
+}
+
+func section(w io.Writer, title string) { fmt.Fprintf(w, "\n%s:\n", title) }
+
+func row(w io.Writer, what, outcome string, lat time.Duration) {
+	fmt.Fprintf(w, "  %-28s %9s  %s\n", what, ms(lat), outcome)
+}
+
+// ms formats d in milliseconds with two decimals.
+func ms(d time.Duration) string { return fmt.Sprintf("%.2fms", float64(d)/float64(time.Millisecond)) }
+
+// closeAll runs fn and records its error in *err unless *err is already set.
+func closeAll(err *error, what string, fn func() error) {
+	if e := fn(); e != nil && *err == nil {
+		*err = fmt.Errorf("%s: %w", what, e)
+	}
+}
