@@ -94,7 +94,7 @@ func (e *Engine) call(ctx context.Context, t Target, method string, flags envelo
 	// Register before sending: the reply can never beat the registration.
 	ch, err := e.table.Register(req.ID, entry.nodeID)
 	if err != nil {
-		return envelope.Message{}, ErrClosed
+		return envelope.Message{}, e.ctxError(ctx, fmt.Errorf("zmqmsg: register call: %w", err))
 	}
 	if err := d.Submit(ctx, &socket.Request{ID: req.ID, Body: body}); err != nil {
 		e.table.Forget(req.ID)

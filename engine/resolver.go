@@ -40,6 +40,8 @@ type keyState struct {
 	entries atomic.Pointer[[]route]
 	rr      atomic.Uint64
 
+	refreshMu sync.Mutex // serialises lookup+store, so an older result never overwrites a newer one
+
 	mu      sync.Mutex
 	changed chan struct{} // closed (and replaced) whenever entries are refreshed
 	loaded  bool          // at least one successful lookup
@@ -108,6 +110,8 @@ func (r *resolver) watch(key directory.Key, ks *keyState, watch <-chan struct{},
 func (r *resolver) refresh(ctx context.Context, key directory.Key, ks *keyState) {
 	ctx, cancel := context.WithTimeout(ctx, r.timeout)
 	defer cancel()
+	ks.refreshMu.Lock()
+	defer ks.refreshMu.Unlock()
 	entries, err := r.dir.Lookup(ctx, key)
 	if err != nil {
 		r.lookupErrors.Add(1)
@@ -146,8 +150,17 @@ func (r *resolver) pick(ctx context.Context, key directory.Key, name string, wai
 	}
 	for {
 		ks.mu.Lock()
-		changed := ks.changed
+		changed, loaded := ks.changed, ks.loaded
 		ks.mu.Unlock()
+		if !loaded {
+			// The first lookup failed (directory down, or its ctx ended):
+			// an existing registration sends no change notification, so
+			// look again rather than wait for one.
+			r.refresh(ctx, key, ks)
+			ks.mu.Lock()
+			changed = ks.changed
+			ks.mu.Unlock()
+		}
 		if e, ok := ks.choose(name); ok {
 			return e, nil
 		}

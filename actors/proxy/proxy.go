@@ -280,7 +280,7 @@ func (f *frontend) Setup(l *poller.Loop[Cmd]) error {
 	if err := z.SetRouterMandatory(1); err != nil {
 		return err
 	}
-	if err := z.Bind(f.bind); err != nil {
+	if err := bindRetry(z, f.bind, f.p.endpoint != ""); err != nil {
 		return fmt.Errorf("bind %s: %w", f.bind, err)
 	}
 	ep, err := z.GetLastEndpoint()
@@ -292,6 +292,28 @@ func (f *frontend) Setup(l *poller.Loop[Cmd]) error {
 		f.p.endpoint = ep
 	}
 	return nil
+}
+
+// rebindWait bounds how long a restarted proxy retries its port while the
+// failed socket's listener is still being closed by libzmq's I/O thread.
+const rebindWait = 2 * time.Second
+
+// bindRetry binds z to endpoint. On a restart (rebind) the port is the one
+// the first start got, and libzmq closes the old listener asynchronously, so
+// EADDRINUSE is retried with a short backoff for up to rebindWait; on a first
+// start it is returned at once (the port belongs to somebody else).
+func bindRetry(z *zmq.Socket, endpoint string, rebind bool) error {
+	deadline := time.Now().Add(rebindWait)
+	backoff := time.Millisecond
+	for {
+		err := z.Bind(endpoint)
+		if err == nil || !rebind || zmq.AsErrno(err) != zmq.EADDRINUSE || time.Now().After(deadline) {
+			return err
+		}
+		t := time.NewTimer(backoff)
+		<-t.C // runs in Setup, before the loop serves anything
+		backoff = min(2*backoff, 100*time.Millisecond)
+	}
 }
 
 func (f *frontend) HandleMessage(l *poller.Loop[Cmd], sock int, frames [][]byte) {

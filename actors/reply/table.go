@@ -32,6 +32,10 @@ import (
 // Register afterwards.
 var ErrClosed = errors.New("reply: closed")
 
+// ErrDuplicateID is returned by Register for an id already pending (two
+// random 16-byte ids collided, or a caller reused one).
+var ErrDuplicateID = errors.New("reply: duplicate id")
+
 // Result is what a waiting call receives: a decoded reply message, or an
 // error that ended the call (the table closed, the node went down, ...).
 type Result struct {
@@ -98,6 +102,10 @@ func (t *Table) Register(id envelope.ID, tag string) (<-chan Result, error) {
 	if t.closed.Load() {
 		s.mu.Unlock()
 		return nil, ErrClosed
+	}
+	if _, dup := s.pending[id]; dup {
+		s.mu.Unlock()
+		return nil, ErrDuplicateID
 	}
 	s.pending[id] = entry{ch: ch, tag: tag}
 	s.mu.Unlock()

@@ -191,18 +191,17 @@ func (a *socketActor[C]) start(ctx actor.Context) {
 	}
 	l, err := poller.Start(a.spec.ZMQ, a.spec.NewHandler(), opts)
 	if err != nil {
-		select {
-		case a.h.ready <- err: // first start: the spawner returns the error
+		if gen == 1 {
+			a.h.ready <- err // first start: the spawner returns the error
 			return
-		default:
 		}
+		// A restart that cannot start fails again: the supervisor decides.
 		panic(&LoopError{Socket: a.spec.Name, Err: err})
 	}
 	a.loop, a.gen = l, gen
 	a.h.loop.Store(l)
-	select {
-	case a.h.ready <- nil:
-	default:
+	if gen == 1 {
+		a.h.ready <- nil
 	}
 }
 
