@@ -538,14 +538,21 @@ func waitCounters(cs []*counter) error {
 // Scenarios: raw ZMQ
 
 // zmqEchoSequential: one DEALER, send + blocking recv, n times.
-// Returns per-op latencies.
-func zmqEchoSequential(tb testing.TB, tm timer, n int) []time.Duration {
+// Returns per-op latencies. With twoContexts the DEALER lives in a context
+// of its own, as it would in another process: two libzmq I/O threads, as
+// between two zmqmsg nodes; otherwise both ends share one I/O thread.
+func zmqEchoSequential(tb testing.TB, tm timer, n int, twoContexts bool) []time.Duration {
 	ctx := newZMQContext(tb)
 	defer termZMQContext(tb, ctx)
 	srv := startRouterEcho(tb, ctx)
 	defer srv.shutdown(tb)
 
-	dealer := mustZMQSocket(tb, ctx, zmq.DEALER)
+	cctx := ctx
+	if twoContexts {
+		cctx = newZMQContext(tb)
+		defer termZMQContext(tb, cctx)
+	}
+	dealer := mustZMQSocket(tb, cctx, zmq.DEALER)
 	defer closeZMQSocket(tb, dealer)
 	if err := dealer.Connect(srv.endpoint); err != nil {
 		tb.Fatalf("dealer connect: %v", err)
@@ -569,11 +576,16 @@ func zmqEchoSequential(tb testing.TB, tm timer, n int) []time.Duration {
 
 // zmqEchoConcurrent: `callers` goroutines, each with its own DEALER, doing n
 // round trips in total. Returns the wall time of the measured part.
-func zmqEchoConcurrent(tb testing.TB, tm timer, n, callers int) time.Duration {
+func zmqEchoConcurrent(tb testing.TB, tm timer, n, callers int, twoContexts bool) time.Duration {
 	ctx := newZMQContext(tb)
 	defer termZMQContext(tb, ctx)
 	srv := startRouterEcho(tb, ctx)
 	defer srv.shutdown(tb)
+	cctx := ctx
+	if twoContexts {
+		cctx = newZMQContext(tb)
+		defer termZMQContext(tb, cctx)
+	}
 
 	socks := make([]*zmq.Socket, 0, callers)
 	defer func() {
@@ -582,7 +594,7 @@ func zmqEchoConcurrent(tb testing.TB, tm timer, n, callers int) time.Duration {
 		}
 	}()
 	for range callers {
-		s := mustZMQSocket(tb, ctx, zmq.DEALER)
+		s := mustZMQSocket(tb, cctx, zmq.DEALER)
 		socks = append(socks, s)
 		if err := s.Connect(srv.endpoint); err != nil {
 			tb.Fatalf("dealer connect: %v", err)
@@ -888,19 +900,33 @@ func natsPublish(tb testing.TB, tm timer, n, subs int, queue string) time.Durati
 // ---------------------------------------------------------------------------
 // Benchmarks
 
+// contextsCases: "contexts=1" puts both ends in one zmq context (one libzmq
+// I/O thread does both sides of the TCP connection); "contexts=2" gives each
+// end its own, as two processes, or two zmqmsg nodes, have.
+var contextsCases = []struct {
+	name string
+	two  bool
+}{{"contexts=1", false}, {"contexts=2", true}}
+
 func BenchmarkRawZMQ_DealerRouterEcho_Sequential(b *testing.B) {
-	b.ReportAllocs()
-	lat := zmqEchoSequential(b, b, b.N)
-	reportLatency(b, lat)
+	for _, c := range contextsCases {
+		b.Run(c.name, func(b *testing.B) {
+			b.ReportAllocs()
+			lat := zmqEchoSequential(b, b, b.N, c.two)
+			reportLatency(b, lat)
+		})
+	}
 }
 
 func BenchmarkRawZMQ_DealerRouterEcho_Concurrent(b *testing.B) {
-	for _, callers := range []int{16, 64} {
-		b.Run(fmt.Sprintf("callers=%d", callers), func(b *testing.B) {
-			b.ReportAllocs()
-			elapsed := zmqEchoConcurrent(b, b, b.N, callers)
-			reportRate(b, b.N, elapsed, "calls/s")
-		})
+	for _, c := range contextsCases {
+		for _, callers := range []int{16, 64} {
+			b.Run(fmt.Sprintf("%s/callers=%d", c.name, callers), func(b *testing.B) {
+				b.ReportAllocs()
+				elapsed := zmqEchoConcurrent(b, b, b.N, callers, c.two)
+				reportRate(b, b.N, elapsed, "calls/s")
+			})
+		}
 	}
 }
 
@@ -964,10 +990,11 @@ func TestBaselines(t *testing.T) {
 		}
 	}
 	t.Run("RawZMQ_DealerRouterEcho_Sequential", func(t *testing.T) {
-		checkLat(t, zmqEchoSequential(t, noTimer{}, n))
+		checkLat(t, zmqEchoSequential(t, noTimer{}, n, false))
+		checkLat(t, zmqEchoSequential(t, noTimer{}, n, true))
 	})
 	t.Run("RawZMQ_DealerRouterEcho_Concurrent", func(t *testing.T) {
-		zmqEchoConcurrent(t, noTimer{}, n, 16)
+		zmqEchoConcurrent(t, noTimer{}, n, 16, true)
 	})
 	t.Run("NATS_RequestReply_Sequential", func(t *testing.T) {
 		checkLat(t, natsRequestSequential(t, noTimer{}, n))

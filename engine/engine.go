@@ -367,6 +367,7 @@ func (e *Engine) Stats() Stats {
 		HandlerPanics:    e.panics.Load(),
 		SendFailures:     pc.SendFailed.Load(),
 		DirectoryErrors:  e.res.lookupErrors.Load(),
+		SocketRestarts:   e.proxy.Restarts(),
 		PendingCalls:     ts.Pending,
 	}
 	e.mu.Lock()

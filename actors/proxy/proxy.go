@@ -242,6 +242,9 @@ func (p *Proxy) Routes() *Routes { return &p.routes }
 // Counters returns the proxy's counters.
 func (p *Proxy) Counters() *Counters { return &p.counters }
 
+// Restarts returns how often the ROUTER's socket actor was restarted.
+func (p *Proxy) Restarts() uint64 { return p.handle.Restarts() }
+
 // LoopStats returns the ROUTER loop's counters.
 func (p *Proxy) LoopStats() poller.Stats { return p.handle.Stats() }
 
