@@ -292,8 +292,15 @@ func (s *Server) Stop(ctx context.Context) error { return s.s.Stop(ctx) }
 // Serve starts a server of target.Topic (in target.Exchange) with the given
 // endpoints and returns once the server is reachable: routed by this node's
 // proxy and registered in the directory. target.Server names it (unique
-// within the topic); empty means a generated name.
-func (t *Transport) Serve(target Target, endpoints Endpoints) (*Server, error) {
+// within the topic); empty means a generated name. By default each request
+// runs on one of Config.ServerConcurrency worker goroutines; see Inline.
+func (t *Transport) Serve(target Target, endpoints Endpoints, opts ...ServeOption) (*Server, error) {
+	var so serveOptions
+	for _, o := range opts {
+		if o != nil {
+			o(&so)
+		}
+	}
 	if target.Fanout {
 		return nil, fmt.Errorf("%w: Serve takes the topic's target, without Fanout", ErrInvalidTarget)
 	}
@@ -326,12 +333,29 @@ func (t *Transport) Serve(target Target, endpoints Endpoints) (*Server, error) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	s, err := t.e.Serve(ctx, directory.Key{Exchange: target.Exchange, Topic: target.Topic}, name, dispatch)
+	s, err := t.e.Serve(ctx, directory.Key{Exchange: target.Exchange, Topic: target.Topic}, name, dispatch, so.inline)
 	if err != nil {
 		return nil, err
 	}
 	return &Server{s: s}, nil
 }
+
+// ServeOption configures a Server.
+type ServeOption func(*serveOptions)
+
+type serveOptions struct {
+	inline bool
+}
+
+// Inline runs the server's handlers on the node proxy's loop goroutine, the
+// one that owns the node's call socket, instead of on worker goroutines. It
+// saves two goroutine hand-offs per call (see docs/design.md for the
+// numbers), but a handler that blocks, or merely takes long, delays every
+// call to every server of this node: use it only for short, non-blocking
+// handlers (no I/O, no waiting on locks or channels). A panic is still
+// recovered and returned as a RemoteError. Config.ServerConcurrency does not
+// apply: inline handlers run one at a time.
+func Inline() ServeOption { return func(o *serveOptions) { o.inline = true } }
 
 // Client sends messages to one target. It is cheap, and safe for
 // concurrent use.

@@ -682,3 +682,57 @@ func TestInvalidInput(t *testing.T) {
 		t.Fatalf("bad arguments: %v", err)
 	}
 }
+
+// Inline servers run their handlers on the proxy loop: results, remote
+// errors, panics and Stop behave as with workers, and they share a topic
+// with worker servers.
+func TestCallInlineServers(t *testing.T) {
+	dir := newDir(t)
+	node := newNode(t, dir)
+	var hits sync.Map
+	eps := func(name string) Endpoints {
+		e := whoAmI(name, &hits)
+		e["fail"] = func(ctx context.Context, a Args) (any, error) { return nil, &quotaError{left: 1} }
+		e["panic"] = func(ctx context.Context, a Args) (any, error) { panic("inline bug") }
+		return e
+	}
+	inline, err := node.Serve(Target{Topic: "inl", Server: "inline"}, eps("inline"), Inline())
+	if err != nil {
+		t.Fatal(err)
+	}
+	serve(t, node, Target{Topic: "inl", Server: "worker"}, eps("worker"))
+	c := newNode(t, dir).Client(Target{Topic: "inl"})
+	ctx := testCtx(t, 10*time.Second)
+	for i := 0; i < 10; i++ {
+		var got echoed
+		if err := c.Call(ctx, "who", i, &got); err != nil || got.Seq != i {
+			t.Fatalf("call %d: %+v, %v", i, got, err)
+		}
+	}
+	for _, name := range []string{"inline", "worker"} {
+		if n, ok := hits.Load(name); !ok || n.(*atomic.Int64).Load() != 5 {
+			t.Fatalf("server %s: want 5 of 10 calls", name)
+		}
+	}
+	ic := node.Client(Target{Topic: "inl", Server: "inline"})
+	var re *RemoteError
+	if err := ic.Call(ctx, "fail", nil, nil); !errors.As(err, &re) || re.Type != "QuotaExceeded" {
+		t.Fatalf("inline remote error: %v", err)
+	}
+	if err := ic.Call(ctx, "panic", nil, nil); !errors.As(err, &re) || re.Type != "panic" {
+		t.Fatalf("inline panic: %v", err)
+	}
+	var got echoed
+	if err := ic.Call(ctx, "who", 99, &got); err != nil || got.Server != "inline" {
+		t.Fatalf("after an inline panic the node must keep serving: %+v, %v", got, err)
+	}
+	if err := inline.Stop(ctx); err != nil {
+		t.Fatal(err)
+	}
+	// Stopped: the topic's calls all go to the worker server now.
+	for i := 0; i < 4; i++ {
+		if err := c.Call(ctx, "who", i, &got); err != nil || got.Server != "worker" {
+			t.Fatalf("after Stop: %+v, %v", got, err)
+		}
+	}
+}

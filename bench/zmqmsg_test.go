@@ -29,13 +29,19 @@ import (
 	"github.com/zmqmsg/zmqmsg/directory"
 )
 
-// zmqmsgStrategies are the wait strategies every zmqmsg scenario runs with.
-var zmqmsgStrategies = []struct {
+// zmqmsgVariant is a wait strategy, and whether the server's handlers run
+// on workers (the default) or inline on the proxy loop (zmqmsg.Inline).
+type zmqmsgVariant struct {
 	name     string
 	strategy poller.Strategy
-}{
-	{"netpoll", poller.StrategyNetpoll},
-	{"zmqpoller", poller.StrategyZMQPoller},
+	inline   bool
+}
+
+// zmqmsgStrategies are the variants every zmqmsg scenario runs with.
+var zmqmsgStrategies = []zmqmsgVariant{
+	{"netpoll", poller.StrategyNetpoll, false},
+	{"zmqpoller", poller.StrategyZMQPoller, false},
+	{"netpoll-inline", poller.StrategyNetpoll, true},
 }
 
 const (
@@ -68,7 +74,8 @@ type zmqmsgEnv struct {
 	cli    *zmqmsg.Client
 }
 
-func startZmqmsg(tb testing.TB, strategy poller.Strategy) *zmqmsgEnv {
+func startZmqmsg(tb testing.TB, v zmqmsgVariant) *zmqmsgEnv {
+	strategy := v.strategy
 	tb.Helper()
 	env := &zmqmsgEnv{dir: directory.NewMemory()}
 	ok := false
@@ -95,7 +102,7 @@ func startZmqmsg(tb testing.TB, strategy poller.Strategy) *zmqmsgEnv {
 		"echo": func(_ context.Context, a zmqmsg.Args) (any, error) { return a.Raw(), nil },
 		// Decoded into a struct and encoded again with the default codec (JSON).
 		"echoJSON": zmqmsg.Method(func(_ context.Context, a jsonArgs) (jsonArgs, error) { return a, nil }),
-	})
+	}, serveOptions(v)...)
 	if err != nil {
 		tb.Fatalf("serve: %v", err)
 	}
@@ -187,8 +194,8 @@ func (env *zmqmsgEnv) warmup(tb testing.TB, call func() error) {
 
 // zmqmsgSequential: one caller, n round trips; returns per-op latencies.
 // json selects the codec path (echoJSON with a struct) instead of raw bytes.
-func zmqmsgSequential(tb testing.TB, tm timer, n int, strategy poller.Strategy, json bool) []time.Duration {
-	env := startZmqmsg(tb, strategy)
+func zmqmsgSequential(tb testing.TB, tm timer, n int, v zmqmsgVariant, json bool) []time.Duration {
+	env := startZmqmsg(tb, v)
 	defer env.close(tb)
 	call := env.rawCall
 	if json {
@@ -213,8 +220,8 @@ func zmqmsgSequential(tb testing.TB, tm timer, n int, strategy poller.Strategy, 
 // zmqmsgConcurrent: `callers` goroutines sharing ONE Client (one Transport,
 // so one DEALER to the server node), n round trips in total. Returns the wall
 // time of the measured part.
-func zmqmsgConcurrent(tb testing.TB, tm timer, n, callers int, strategy poller.Strategy) time.Duration {
-	env := startZmqmsg(tb, strategy)
+func zmqmsgConcurrent(tb testing.TB, tm timer, n, callers int, v zmqmsgVariant) time.Duration {
+	env := startZmqmsg(tb, v)
 	defer env.close(tb)
 	env.warmup(tb, env.rawCall)
 
@@ -250,7 +257,7 @@ func BenchmarkZmqmsg_Call_Sequential(b *testing.B) {
 	for _, s := range zmqmsgStrategies {
 		b.Run("strategy="+s.name, func(b *testing.B) {
 			b.ReportAllocs()
-			lat := zmqmsgSequential(b, b, b.N, s.strategy, false)
+			lat := zmqmsgSequential(b, b, b.N, s, false)
 			reportLatency(b, lat)
 		})
 	}
@@ -263,7 +270,7 @@ func BenchmarkZmqmsg_Call_Concurrent(b *testing.B) {
 		for _, callers := range []int{16, 64} {
 			b.Run(fmt.Sprintf("strategy=%s/callers=%d", s.name, callers), func(b *testing.B) {
 				b.ReportAllocs()
-				elapsed := zmqmsgConcurrent(b, b, b.N, callers, s.strategy)
+				elapsed := zmqmsgConcurrent(b, b, b.N, callers, s)
 				reportRate(b, b.N, elapsed, "calls/s")
 			})
 		}
@@ -277,7 +284,7 @@ func BenchmarkZmqmsg_Call_JSON_Sequential(b *testing.B) {
 	for _, s := range zmqmsgStrategies {
 		b.Run("strategy="+s.name, func(b *testing.B) {
 			b.ReportAllocs()
-			lat := zmqmsgSequential(b, b, b.N, s.strategy, true)
+			lat := zmqmsgSequential(b, b, b.N, s, true)
 			reportLatency(b, lat)
 		})
 	}
@@ -296,14 +303,14 @@ func TestZmqmsgSmoke(t *testing.T) {
 	for _, s := range zmqmsgStrategies {
 		t.Run("strategy="+s.name, func(t *testing.T) {
 			t.Run("Call_Sequential", func(t *testing.T) {
-				checkLat(t, zmqmsgSequential(t, noTimer{}, n, s.strategy, false))
+				checkLat(t, zmqmsgSequential(t, noTimer{}, n, s, false))
 			})
 			t.Run("Call_JSON_Sequential", func(t *testing.T) {
-				checkLat(t, zmqmsgSequential(t, noTimer{}, n, s.strategy, true))
+				checkLat(t, zmqmsgSequential(t, noTimer{}, n, s, true))
 			})
 			for _, callers := range []int{16, 64} {
 				t.Run(fmt.Sprintf("Call_Concurrent/callers=%d", callers), func(t *testing.T) {
-					zmqmsgConcurrent(t, noTimer{}, n, callers, s.strategy)
+					zmqmsgConcurrent(t, noTimer{}, n, callers, s)
 				})
 			}
 		})
@@ -313,7 +320,7 @@ func TestZmqmsgSmoke(t *testing.T) {
 // TestZmqmsgTwoNodes checks the benchmark topology: the client is a
 // different node than the server, so calls cross TCP.
 func TestZmqmsgTwoNodes(t *testing.T) {
-	env := startZmqmsg(t, poller.StrategyDefault)
+	env := startZmqmsg(t, zmqmsgVariant{name: "default"})
 	defer env.close(t)
 	if a, b := env.client.Node().ID(), env.server.Node().ID(); a == b {
 		t.Fatalf("client and server are the same node %s", a)
@@ -330,4 +337,11 @@ func TestZmqmsgTwoNodes(t *testing.T) {
 	if err := env.cli.Call(ctx, "echo", payload, &out); err != nil || !bytes.Equal(out, payload) {
 		t.Fatalf("echo: %q, %v", out, err)
 	}
+}
+
+func serveOptions(v zmqmsgVariant) []zmqmsg.ServeOption {
+	if v.inline {
+		return []zmqmsg.ServeOption{zmqmsg.Inline()}
+	}
+	return nil
 }

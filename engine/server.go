@@ -41,6 +41,7 @@ type Server struct {
 	key      directory.Key
 	reg      directory.Registration
 	dispatch Dispatch
+	inline   bool // handlers run on the proxy loop, not on workers
 
 	queue chan *proxy.Request
 	// mu guards stopping against Offer: once stopping is set no request
@@ -58,7 +59,11 @@ type Server struct {
 // Serve starts a server named name (unique within the topic) for key and
 // returns once it is reachable: routed by the proxy and registered in the
 // directory.
-func (e *Engine) Serve(ctx context.Context, key directory.Key, name string, dispatch Dispatch) (*Server, error) {
+//
+// With inline, the handlers run on the proxy loop goroutine itself: no
+// hand-off to a worker and back, but a handler that blocks stalls every
+// request to this node. Only for short, non-blocking handlers.
+func (e *Engine) Serve(ctx context.Context, key directory.Key, name string, dispatch Dispatch, inline bool) (*Server, error) {
 	if e.closed.Load() {
 		return nil, ErrClosed
 	}
@@ -71,6 +76,7 @@ func (e *Engine) Serve(ctx context.Context, key directory.Key, name string, disp
 		key:      key,
 		reg:      directory.Registration{Key: key, Server: name, Node: e.node},
 		dispatch: dispatch,
+		inline:   inline,
 		queue:    make(chan *proxy.Request, e.cfg.ServerQueue),
 	}
 	s.ctx, s.cancel = context.WithCancel(e.ctx)
@@ -78,7 +84,11 @@ func (e *Engine) Serve(ctx context.Context, key directory.Key, name string, disp
 		s.cancel()
 		return nil, fmt.Errorf("zmqmsg: serve: %w", err)
 	}
-	for i := 0; i < e.cfg.ServerConcurrency; i++ {
+	workers := e.cfg.ServerConcurrency
+	if inline {
+		workers = 0 // the proxy loop runs the handlers
+	}
+	for i := 0; i < workers; i++ {
 		s.wg.Add(1)
 		go s.work()
 	}
@@ -171,8 +181,36 @@ func (s *Server) work() {
 	}
 }
 
-// handle runs one request and sends its reply through the proxy.
+// handle runs one request on a worker and sends its reply through the proxy.
 func (s *Server) handle(r *proxy.Request) {
+	body := s.respond(r)
+	if body == nil {
+		return
+	}
+	if err := s.e.proxy.Reply(s.e.ctx, r.Routing, body); err != nil {
+		s.e.proxy.Counters().SendFailed.Add(1)
+	}
+}
+
+// Inline reports whether the server's handlers run on the proxy loop
+// (proxy.InlineServer).
+func (s *Server) Inline() bool { return s.inline }
+
+// HandleInline runs r on the proxy loop goroutine and returns the reply
+// body (nil: nothing to send) or Stopping (proxy.InlineServer).
+func (s *Server) HandleInline(r *proxy.Request) ([]byte, proxy.Offer) {
+	s.mu.RLock()
+	stopping := s.stopping
+	s.mu.RUnlock()
+	if stopping {
+		return nil, proxy.Stopping
+	}
+	return s.respond(r), proxy.Accepted
+}
+
+// respond runs one request and returns the encoded reply, or nil when no
+// reply is due (the request expired before it ran).
+func (s *Server) respond(r *proxy.Request) []byte {
 	m := &r.Msg
 	ctx := s.ctx
 	if m.Deadline != 0 {
@@ -180,7 +218,7 @@ func (s *Server) handle(r *proxy.Request) {
 		if time.Now().After(deadline) {
 			// The caller has given up already: running would be wasted.
 			s.e.expired.Add(1)
-			return
+			return nil
 		}
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithDeadline(ctx, deadline)
@@ -222,11 +260,9 @@ func (s *Server) handle(r *proxy.Request) {
 	body, err := envelope.AppendMessage(make([]byte, 0, 64+len(out.ErrType)+len(out.ErrMsg)+len(rep.Payload)), &out)
 	if err != nil {
 		s.e.log.Error("encode reply", "server", s.name, "err", err)
-		return
+		return nil
 	}
-	if err := s.e.proxy.Reply(s.e.ctx, r.Routing, body); err != nil {
-		s.e.proxy.Counters().SendFailed.Add(1)
-	}
+	return body
 }
 
 // run calls dispatch, turning a panic into a RemoteError.

@@ -69,6 +69,17 @@ type Server interface {
 	Offer(r *Request) Offer
 }
 
+// InlineServer is a Server whose handlers may run on the proxy loop itself.
+// When Inline reports true, the proxy calls HandleInline instead of Offer
+// and sends the returned body (if any) at once: no hand-off to a worker and
+// back. HandleInline must not block: it runs on the goroutine that owns the
+// node's call socket.
+type InlineServer interface {
+	Server
+	Inline() bool
+	HandleInline(r *Request) (body []byte, o Offer)
+}
+
 // ErrDuplicate is returned by Routes.Add for a server name already taken in
 // its topic.
 var ErrDuplicate = errors.New("proxy: duplicate server name")
@@ -343,6 +354,21 @@ func (f *frontend) HandleMessage(l *poller.Loop[Cmd], sock int, frames [][]byte)
 		if srv == nil {
 			f.p.counters.NoServers.Add(1)
 			f.sendError(l, sock, routing, &m, envelope.CodeNoServers, "no server for the target on this node")
+			return
+		}
+		if is, ok := srv.(InlineServer); ok && is.Inline() {
+			body, o := is.HandleInline(req)
+			if o == Stopping {
+				continue
+			}
+			f.p.counters.Requests.Add(1)
+			if body != nil {
+				if err := l.Send(sock, append(routing[:len(routing):len(routing)], body)...); err != nil {
+					f.p.counters.SendFailed.Add(1)
+				} else {
+					f.p.counters.Replies.Add(1)
+				}
+			}
 			return
 		}
 		switch srv.Offer(req) {
