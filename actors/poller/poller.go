@@ -407,6 +407,35 @@ func (l *Loop[C]) Send(i int, frames ...[]byte) error {
 	}
 }
 
+// ErrWouldBlock is returned by TrySend when the message cannot be queued
+// now (for a ROUTER with ROUTER_MANDATORY: that one peer's pipe is full).
+var ErrWouldBlock = errors.New("poller: send would block")
+
+// TrySend sends one message on socket i without blocking and without using
+// the backlog: if libzmq cannot take it now it returns ErrWouldBlock and the
+// message is not sent. A ROUTER uses it for replies, where a full pipe
+// belongs to one peer (one that does not read) and must not hold back the
+// replies to every other peer behind it. While the socket has a backlog,
+// TrySend queues behind it like Send, to keep the order. Loop goroutine only.
+func (l *Loop[C]) TrySend(i int, frames ...[]byte) error {
+	s := l.socks[i]
+	if len(s.backlog) > 0 {
+		l.enqueue(s, frames)
+		return nil
+	}
+	err := sendFrames(s.z, frames)
+	switch {
+	case err == nil:
+		l.sent.Add(1)
+		return nil
+	case isEAGAIN(err):
+		return ErrWouldBlock
+	default:
+		l.sendErrors.Add(1)
+		return fmt.Errorf("%s: send on %s: %w", l.opts.Name, s.name, err)
+	}
+}
+
 func (l *Loop[C]) enqueue(s *sock, frames [][]byte) {
 	l.backlogged.Add(1)
 	s.backlog = append(s.backlog, frames)

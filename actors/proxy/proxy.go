@@ -166,7 +166,7 @@ type Counters struct {
 	NoServers  atomic.Uint64 // requests for a target this node does not serve (answered with an error)
 	Overloaded atomic.Uint64 // requests refused because the server's queue was full (answered with an error)
 	Replies    atomic.Uint64 // replies sent
-	SendFailed atomic.Uint64 // replies libzmq refused (the caller is gone), dropped
+	SendFailed atomic.Uint64 // replies libzmq refused (the caller is gone, or its pipe is full: it does not read), dropped
 }
 
 // Cmd is a command for the proxy loop. The interface is sealed.
@@ -363,11 +363,7 @@ func (f *frontend) HandleMessage(l *poller.Loop[Cmd], sock int, frames [][]byte)
 			}
 			f.p.counters.Requests.Add(1)
 			if body != nil {
-				if err := l.Send(sock, append(routing[:len(routing):len(routing)], body)...); err != nil {
-					f.p.counters.SendFailed.Add(1)
-				} else {
-					f.p.counters.Replies.Add(1)
-				}
+				f.send(l, sock, append(routing[:len(routing):len(routing)], body))
 			}
 			return
 		}
@@ -402,20 +398,29 @@ func (f *frontend) sendError(l *poller.Loop[Cmd], sock int, routing [][]byte, re
 		return
 	}
 	frames := append(append(make([][]byte, 0, len(routing)+1), routing...), body)
-	if err := l.Send(sock, frames...); err != nil {
-		f.p.counters.SendFailed.Add(1)
-	}
+	f.send(l, sock, frames)
 }
 
 func (f *frontend) HandleCommand(l *poller.Loop[Cmd], c Cmd) {
 	switch c := c.(type) {
 	case *replyCmd:
-		if err := l.Send(0, c.frames...); err != nil {
-			f.p.counters.SendFailed.Add(1)
-			return
-		}
-		f.p.counters.Replies.Add(1)
+		f.send(l, 0, c.frames)
 	}
+}
+
+// send sends a reply to one caller. A caller that is gone (EHOSTUNREACH,
+// with ROUTER_MANDATORY) or does not read its replies (its pipe is full) gets
+// its reply dropped, counted and logged: its call fails by its own deadline,
+// and the replies to every other caller are not held back behind it.
+func (f *frontend) send(l *poller.Loop[Cmd], sock int, frames [][]byte) {
+	if err := l.TrySend(sock, frames...); err != nil {
+		// Logged at the 1st, 2nd, 4th, 8th... drop: visible, never a flood.
+		if n := f.p.counters.SendFailed.Add(1); n&(n-1) == 0 {
+			f.p.log.Warn("reply dropped: caller gone or not reading", "err", err, "dropped_total", n)
+		}
+		return
+	}
+	f.p.counters.Replies.Add(1)
 }
 
 func (f *frontend) Deadline() time.Time                      { return time.Time{} }

@@ -1,0 +1,87 @@
+package proxy_test
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	zmq "github.com/pebbe/zmq4"
+
+	"github.com/zmqmsg/zmqmsg/actors/proxy"
+	"github.com/zmqmsg/zmqmsg/actors/socket"
+	"github.com/zmqmsg/zmqmsg/directory"
+	"github.com/zmqmsg/zmqmsg/envelope"
+)
+
+// inlineEcho is an InlineServer that answers every call at once with a
+// large reply, so that a peer that does not read fills its pipe quickly.
+type inlineEcho struct{ reply []byte }
+
+func (s *inlineEcho) Name() string                     { return "echo" }
+func (s *inlineEcho) Offer(*proxy.Request) proxy.Offer { return proxy.Full }
+func (s *inlineEcho) Inline() bool                     { return true }
+func (s *inlineEcho) HandleInline(r *proxy.Request) ([]byte, proxy.Offer) {
+	body, err := envelope.AppendMessage(nil, &envelope.Message{Kind: envelope.KindReply, ID: r.Msg.ID, Payload: s.reply})
+	if err != nil {
+		panic(err)
+	}
+	return body, proxy.Accepted
+}
+
+// A caller that sends requests but never reads its replies fills its pipe;
+// its replies are then dropped and counted, and the replies to every other
+// caller keep flowing (no head-of-line blocking behind the deaf peer).
+func TestDeafPeerDoesNotStallOthers(t *testing.T) {
+	key := directory.Key{Topic: "deaf"}
+	zctx := newZMQ(t)
+	sys := newSystem(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	p, err := proxy.Start(ctx, sys.Root, "proxy", proxy.Config{
+		ZMQ: zctx, Bind: "tcp://127.0.0.1:*", Options: socket.Options{SendHWM: 4},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = p.Stop() })
+	if err := p.Routes().Add(key, &inlineEcho{reply: make([]byte, 16<<10)}); err != nil {
+		t.Fatal(err)
+	}
+
+	deaf, err := zctx.NewSocket(zmq.DEALER)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = deaf.Close() })
+	for _, set := range []func() error{
+		func() error { return deaf.SetLinger(0) },
+		func() error { return deaf.SetRcvhwm(1) },
+		func() error { return deaf.SetRcvbuf(4096) },
+		func() error { return deaf.Connect(p.Endpoint()) },
+	} {
+		if err := set(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	req := call(t, envelope.Message{ID: envelope.NewID(), Topic: key.Topic})
+	for i := 0; i < 2000; i++ {
+		if _, err := deaf.SendBytes(req, 0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitFor(t, 10*time.Second, "replies to the deaf peer to be dropped", func() bool {
+		return p.Counters().SendFailed.Load() > 0
+	})
+
+	good := newClient(t, zctx, p.Endpoint())
+	for i := 0; i < 20; i++ {
+		id := envelope.NewID()
+		good.send(call(t, envelope.Message{ID: id, Topic: key.Topic}))
+		if m := good.reply(); m.ID != id || m.Kind != envelope.KindReply {
+			t.Fatalf("reply %d: %+v", i, m)
+		}
+	}
+	if b := p.LoopStats().Backlog; b != 0 {
+		t.Fatalf("%d replies waited in the backlog behind the deaf peer", b)
+	}
+}
