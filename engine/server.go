@@ -33,6 +33,14 @@ type Reply struct {
 // of type "panic"; the server keeps serving.
 type Dispatch func(ctx context.Context, req *Request) (Reply, error)
 
+// A server remembers the ids of its last dedupSize CASTs for up to dedupTTL:
+// far longer than a cast's retries take (seconds), in bounded memory
+// (about 3 MiB at the limit).
+const (
+	dedupSize = 65536
+	dedupTTL  = 10 * time.Minute
+)
+
 // Server is one server of a topic on this node: a queue fed by the node
 // proxy and worker goroutines that run the dispatch function.
 type Server struct {
@@ -41,7 +49,8 @@ type Server struct {
 	key      directory.Key
 	reg      directory.Registration
 	dispatch Dispatch
-	inline   bool // handlers run on the proxy loop, not on workers
+	inline   bool   // handlers run on the proxy loop, not on workers
+	casts    *dedup // ids of recent CASTs
 
 	queue chan *proxy.Request
 	// mu guards stopping against Offer: once stopping is set no request
@@ -77,6 +86,7 @@ func (e *Engine) Serve(ctx context.Context, key directory.Key, name string, disp
 		reg:      directory.Registration{Key: key, Server: name, Node: e.node},
 		dispatch: dispatch,
 		inline:   inline,
+		casts:    newDedup(dedupSize, dedupTTL),
 		queue:    make(chan *proxy.Request, e.cfg.ServerQueue),
 	}
 	s.ctx, s.cancel = context.WithCancel(e.ctx)
@@ -111,16 +121,27 @@ func (e *Engine) Serve(ctx context.Context, key directory.Key, name string, disp
 func (s *Server) Name() string { return s.name }
 
 // Offer hands a request to the server without blocking (proxy.Server).
+//
+// A CAST whose id the server has had recently is a retry whose ACK was lost:
+// it is refused as Duplicate (and acknowledged again by the proxy), so its
+// handler runs once.
 func (s *Server) Offer(r *proxy.Request) proxy.Offer {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	if s.stopping {
 		return proxy.Stopping
 	}
+	cast := r.Msg.Kind == envelope.KindCast
+	if cast && !s.casts.firstTime(r.Msg.ID, time.Now()) {
+		return proxy.Duplicate
+	}
 	select {
 	case s.queue <- r:
 		return proxy.Accepted
 	default:
+		if cast {
+			s.casts.forget(r.Msg.ID) // not taken: its retry must run
+		}
 		return proxy.Full
 	}
 }
@@ -183,11 +204,19 @@ func (s *Server) work() {
 
 // handle runs one request on a worker and sends its reply through the proxy.
 func (s *Server) handle(r *proxy.Request) {
+	if r.Msg.Kind == envelope.KindCast {
+		s.runCast(r)
+		return
+	}
 	body := s.respond(r)
 	if body == nil {
 		return
 	}
-	if err := s.e.proxy.Reply(s.e.ctx, r.Routing, body); err != nil {
+	var expires time.Time
+	if r.Msg.Deadline != 0 {
+		expires = time.Unix(0, r.Msg.Deadline)
+	}
+	if err := s.e.proxy.Reply(s.e.ctx, r.Routing, expires, body); err != nil {
 		s.e.proxy.Counters().SendFailed.Add(1)
 	}
 }
@@ -205,7 +234,27 @@ func (s *Server) HandleInline(r *proxy.Request) ([]byte, proxy.Offer) {
 	if stopping {
 		return nil, proxy.Stopping
 	}
+	if r.Msg.Kind == envelope.KindCast {
+		if !s.casts.firstTime(r.Msg.ID, time.Now()) {
+			return nil, proxy.Duplicate
+		}
+		s.runCast(r)
+		return nil, proxy.Accepted
+	}
 	return s.respond(r), proxy.Accepted
+}
+
+// runCast runs a CAST's handler. Nobody waits for its result: an error is
+// counted and logged (at the 1st, 2nd, 4th... error), a panic recovered.
+func (s *Server) runCast(r *proxy.Request) {
+	m := &r.Msg
+	s.e.castsRun.Add(1)
+	_, err := s.run(s.ctx, &Request{Method: m.Method, Flags: m.Flags, Payload: m.Payload, Meta: m.Meta})
+	if err != nil {
+		if n := s.e.castErrors.Add(1); n&(n-1) == 0 {
+			s.e.log.Warn("cast handler failed", "server", s.name, "method", m.Method, "err", err, "failed_total", n)
+		}
+	}
 }
 
 // respond runs one request and returns the encoded reply, or nil when no

@@ -82,9 +82,10 @@ func startProxy(t *testing.T) (*proxy.Proxy, *zmq.Context) {
 
 // client is a raw DEALER used only by the test goroutine.
 type client struct {
-	t *testing.T
-	z *zmq.Socket
-	p *zmq.Poller
+	last envelope.Message
+	t    *testing.T
+	z    *zmq.Socket
+	p    *zmq.Poller
 }
 
 func newClient(t *testing.T, zctx *zmq.Context, endpoint string) *client {
@@ -201,4 +202,19 @@ func encode(t *testing.T, m envelope.Message) []byte {
 		t.Fatal(err)
 	}
 	return body
+}
+
+// recvWait receives one single-frame reply into c.last, or returns nil.
+func (c *client) recvWait(timeout time.Duration) *envelope.Message {
+	c.t.Helper()
+	m := c.recv(timeout)
+	if m == nil {
+		return nil
+	}
+	msg, err := envelope.Decode(m[len(m)-1])
+	if err != nil {
+		c.t.Fatalf("decode reply: %v", err)
+	}
+	c.last = msg
+	return &c.last
 }

@@ -59,6 +59,10 @@ const (
 	// Stopping: the server is stopping and takes no new request; the proxy
 	// routes the request to another server of the topic if there is one.
 	Stopping
+	// Duplicate: the server has already had a CAST with this message id
+	// (a retry whose ACK was lost); it will not run it again, and the proxy
+	// acknowledges it again.
+	Duplicate
 )
 
 // Server is a local server behind the proxy.
@@ -160,20 +164,27 @@ func (r *Routes) Pick(key directory.Key, name string) Server {
 
 // Counters are the proxy's counters.
 type Counters struct {
-	Requests   atomic.Uint64 // requests routed to a local server
-	Malformed  atomic.Uint64 // messages that did not decode, dropped
-	WrongKind  atomic.Uint64 // decoded messages of a kind the call port does not take, dropped
-	NoServers  atomic.Uint64 // requests for a target this node does not serve (answered with an error)
-	Overloaded atomic.Uint64 // requests refused because the server's queue was full (answered with an error)
-	Replies    atomic.Uint64 // replies sent
-	SendFailed atomic.Uint64 // replies libzmq refused (the caller is gone, or its pipe is full: it does not read), dropped
+	Requests    atomic.Uint64 // requests routed to a local server
+	Malformed   atomic.Uint64 // messages that did not decode, dropped
+	WrongKind   atomic.Uint64 // decoded messages of a kind the call port does not take, dropped
+	NoServers   atomic.Uint64 // requests for a target this node does not serve (answered with an error)
+	Overloaded  atomic.Uint64 // requests refused because the server's queue was full (answered with an error)
+	Replies     atomic.Uint64 // replies sent
+	Duplicates  atomic.Uint64 // CASTs a server had already had (retries), acknowledged again
+	Waited      atomic.Uint64 // replies that waited for a full caller pipe (see frontend.send)
+	AcksDropped atomic.Uint64 // ACKs dropped by the test hook (Hooks.DropAck)
+	SendFailed  atomic.Uint64 // replies libzmq refused (the caller is gone, or its pipe is full: it does not read), dropped
 }
 
 // Cmd is a command for the proxy loop. The interface is sealed.
 type Cmd interface{ isProxyCmd() }
 
-// replyCmd sends a reply (routing frames, delimiter, body) on the ROUTER.
-type replyCmd struct{ frames [][]byte }
+// replyCmd sends a reply (routing frames, then the body) on the ROUTER; if
+// the caller's pipe stays full it is dropped at expires.
+type replyCmd struct {
+	frames  [][]byte
+	expires time.Time
+}
 
 func (*replyCmd) isProxyCmd() {}
 
@@ -190,6 +201,15 @@ type Config struct {
 	Loop poller.Options
 	// Logger receives events; nil discards them.
 	Logger *slog.Logger
+	// Hooks are for tests.
+	Hooks Hooks
+}
+
+// Hooks let tests interfere with the proxy deterministically.
+type Hooks struct {
+	// DropAck, when set, is asked before each CAST acknowledgement; true
+	// drops it (counted in Counters.AcksDropped), as a lost packet would.
+	DropAck func(id envelope.ID) bool
 }
 
 // Proxy is a running node proxy.
@@ -201,13 +221,14 @@ type Proxy struct {
 	root     *actor.RootContext
 	endpoint string
 	log      *slog.Logger
+	hooks    Hooks
 }
 
 // Start binds the call port and starts the proxy as a supervised actor tree
 // under root: a parent actor ("proxy") supervising the ROUTER's socket actor.
 // It returns once the port is bound; a bind error (a taken port) is returned.
 func Start(ctx context.Context, root *actor.RootContext, name string, cfg Config) (*Proxy, error) {
-	p := &Proxy{root: root, log: cfg.Logger}
+	p := &Proxy{root: root, log: cfg.Logger, hooks: cfg.Hooks}
 	if p.log == nil {
 		p.log = slog.New(slog.DiscardHandler)
 	}
@@ -262,11 +283,15 @@ func (p *Proxy) LoopStats() poller.Stats { return p.handle.Stats() }
 // Reply sends body (the encoded reply, one frame) back to the caller whose
 // routing frames are given. It blocks only while the proxy's command queue
 // is full, bounded by ctx.
-func (p *Proxy) Reply(ctx context.Context, routing [][]byte, body ...[]byte) error {
+//
+// expires is when the caller stops waiting (its call's deadline); a reply
+// that cannot be delivered by then is dropped and counted. Zero means
+// DefaultReplyTTL from now.
+func (p *Proxy) Reply(ctx context.Context, routing [][]byte, expires time.Time, body ...[]byte) error {
 	frames := make([][]byte, 0, len(routing)+len(body))
 	frames = append(frames, routing...)
 	frames = append(frames, body...)
-	return p.handle.Submit(ctx, &replyCmd{frames: frames})
+	return p.handle.Submit(ctx, &replyCmd{frames: frames, expires: expires})
 }
 
 // Stop stops the proxy's actors and closes its socket. Idempotent.
@@ -279,7 +304,30 @@ type frontend struct {
 	p    *Proxy
 	bind string
 	opts socket.Options
+
+	// Replies waiting for a caller whose pipe was full, per caller identity,
+	// in order. Loop goroutine only. See send.
+	waiting    map[string][]queuedReply
+	nWaiting   int
+	retryAt    time.Time     // next retry of the waiting replies; zero: none
+	retryEvery time.Duration // current retry backoff
 }
+
+type queuedReply struct {
+	frames  [][]byte
+	expires time.Time
+}
+
+// Flow control of replies (see frontend.send).
+const (
+	// DefaultReplyTTL is how long a reply without a deadline (an ACK, or a
+	// reply to a call sent without one) may wait for its caller's pipe.
+	DefaultReplyTTL = 5 * time.Second
+	// maxWaitingPerPeer bounds the replies waiting for one caller.
+	maxWaitingPerPeer = 4096
+	retryMin          = time.Millisecond
+	retryMax          = 50 * time.Millisecond
+)
 
 func (f *frontend) Setup(l *poller.Loop[Cmd]) error {
 	_, z, err := l.NewSocket(zmq.ROUTER, "router")
@@ -341,7 +389,7 @@ func (f *frontend) HandleMessage(l *poller.Loop[Cmd], sock int, frames [][]byte)
 		f.p.counters.Malformed.Add(1)
 		return
 	}
-	if m.Kind != envelope.KindCall {
+	if m.Kind != envelope.KindCall && m.Kind != envelope.KindCast {
 		f.p.counters.WrongKind.Add(1)
 		return
 	}
@@ -353,81 +401,188 @@ func (f *frontend) HandleMessage(l *poller.Loop[Cmd], sock int, frames [][]byte)
 		srv := f.p.routes.Pick(key, m.Server)
 		if srv == nil {
 			f.p.counters.NoServers.Add(1)
-			f.sendError(l, sock, routing, &m, envelope.CodeNoServers, "no server for the target on this node")
+			f.answer(l, sock, routing, &m, envelope.CodeNoServers, "no server for the target on this node")
 			return
 		}
+		var o Offer
+		var body []byte
 		if is, ok := srv.(InlineServer); ok && is.Inline() {
-			body, o := is.HandleInline(req)
-			if o == Stopping {
-				continue
-			}
-			f.p.counters.Requests.Add(1)
-			if body != nil {
-				f.send(l, sock, append(routing[:len(routing):len(routing)], body))
-			}
-			return
+			body, o = is.HandleInline(req)
+		} else {
+			o = srv.Offer(req)
 		}
-		switch srv.Offer(req) {
-		case Accepted:
-			f.p.counters.Requests.Add(1)
-			return
+		switch o {
+		case Stopping:
+			continue
 		case Full:
 			f.p.counters.Overloaded.Add(1)
-			f.sendError(l, sock, routing, &m, envelope.CodeOverloaded, "server queue full")
+			f.answer(l, sock, routing, &m, envelope.CodeOverloaded, "server queue full")
 			return
+		case Duplicate:
+			f.p.counters.Duplicates.Add(1)
+		default:
+			f.p.counters.Requests.Add(1)
 		}
+		switch {
+		case m.Kind == envelope.KindCast:
+			// The server has the message (or had it already): acknowledge.
+			f.answer(l, sock, routing, &m, envelope.CodeOK, "")
+		case body != nil:
+			f.send(l, append(routing[:len(routing):len(routing)], body), expiry(&m))
+		}
+		return
 	}
 	f.p.counters.NoServers.Add(1)
-	f.sendError(l, sock, routing, &m, envelope.CodeShuttingDown, "server stopping")
+	f.answer(l, sock, routing, &m, envelope.CodeShuttingDown, "server stopping")
 }
 
 // maxPicks bounds how often a request is re-routed away from stopping servers.
 const maxPicks = 4
 
-// sendError answers a request with an ERROR frame.
-func (f *frontend) sendError(l *poller.Loop[Cmd], sock int, routing [][]byte, req *envelope.Message, code envelope.Code, text string) {
-	reply := envelope.Message{
-		Kind:    envelope.KindError,
-		ID:      req.ID,
-		Code:    code,
-		ErrType: code.String(),
-		ErrMsg:  fmt.Sprintf("%s (%s/%s server %q)", text, req.Exchange, req.Topic, req.Server),
+// answer answers a request from the loop: a CAST gets an ACK carrying code
+// (CodeOK: the server has it), unless its sender asked for none; a CALL gets
+// an ERROR frame with code.
+func (f *frontend) answer(l *poller.Loop[Cmd], sock int, routing [][]byte, req *envelope.Message, code envelope.Code, text string) {
+	reply := envelope.Message{Kind: envelope.KindError, ID: req.ID, Code: code}
+	if req.Kind == envelope.KindCast {
+		if req.Flags&envelope.FlagNoAck != 0 {
+			return
+		}
+		if h := f.p.hooks.DropAck; h != nil && h(req.ID) {
+			f.p.counters.AcksDropped.Add(1)
+			return
+		}
+		reply.Kind = envelope.KindAck
+	}
+	if code != envelope.CodeOK {
+		reply.ErrType = code.String()
+		reply.ErrMsg = fmt.Sprintf("%s (%s/%s server %q)", text, req.Exchange, req.Topic, req.Server)
 	}
 	body, err := envelope.AppendMessage(nil, &reply)
 	if err != nil {
 		return
 	}
 	frames := append(append(make([][]byte, 0, len(routing)+1), routing...), body)
-	f.send(l, sock, frames)
+	f.send(l, frames, expiry(req))
 }
 
 func (f *frontend) HandleCommand(l *poller.Loop[Cmd], c Cmd) {
 	switch c := c.(type) {
 	case *replyCmd:
-		f.send(l, 0, c.frames)
+		f.send(l, c.frames, c.expires)
 	}
 }
 
-// send sends a reply to one caller. A caller that is gone (EHOSTUNREACH,
-// with ROUTER_MANDATORY) or does not read its replies (its pipe is full) gets
-// its reply dropped, counted and logged: its call fails by its own deadline,
-// and the replies to every other caller are not held back behind it.
-func (f *frontend) send(l *poller.Loop[Cmd], sock int, frames [][]byte) {
-	if err := l.TrySend(sock, frames...); err != nil {
-		// Logged at the 1st, 2nd, 4th, 8th... drop: visible, never a flood.
-		if n := f.p.counters.SendFailed.Add(1); n&(n-1) == 0 {
-			f.p.log.Warn("reply dropped: caller gone or not reading", "err", err, "dropped_total", n)
+// expiry is when the caller of m stops waiting for its answer.
+func expiry(m *envelope.Message) time.Time {
+	if m.Deadline != 0 {
+		return time.Unix(0, m.Deadline)
+	}
+	return time.Time{}
+}
+
+// send sends a reply to one caller without ever holding back the replies to
+// other callers.
+//
+// With ROUTER_MANDATORY, libzmq refuses a message whose caller's pipe is
+// full (EAGAIN) instead of dropping it silently. That happens for a moment
+// to a healthy caller with many calls in flight (libzmq returns write
+// credit in batches), and for good to a caller that does not read. So the
+// reply waits in that caller's own queue, in order, and is retried on a
+// tickless backoff (1 ms doubling to 50 ms, reset on progress); it is
+// dropped, counted and logged only when its caller has stopped waiting
+// (expires), or the caller has maxWaitingPerPeer replies waiting. A caller
+// that is gone (EHOSTUNREACH) has its reply dropped and counted at once.
+func (f *frontend) send(l *poller.Loop[Cmd], frames [][]byte, expires time.Time) {
+	if f.nWaiting > 0 {
+		if q, ok := f.waiting[string(frames[0])]; ok {
+			f.wait(string(frames[0]), q, frames, expires)
+			return
 		}
+	}
+	err := l.TrySend(0, frames...)
+	switch {
+	case err == nil:
+		f.p.counters.Replies.Add(1)
+	case errors.Is(err, poller.ErrWouldBlock):
+		f.wait(string(frames[0]), f.waiting[string(frames[0])], frames, expires)
+	default:
+		f.drop(err)
+	}
+}
+
+// wait queues a reply for a caller whose pipe is full.
+func (f *frontend) wait(peer string, q []queuedReply, frames [][]byte, expires time.Time) {
+	if len(q) >= maxWaitingPerPeer {
+		f.drop(fmt.Errorf("%d replies already waiting for this caller", len(q)))
 		return
 	}
-	f.p.counters.Replies.Add(1)
+	if expires.IsZero() {
+		expires = time.Now().Add(DefaultReplyTTL)
+	}
+	if f.waiting == nil {
+		f.waiting = make(map[string][]queuedReply)
+	}
+	f.waiting[peer] = append(q, queuedReply{frames: frames, expires: expires})
+	f.nWaiting++
+	f.p.counters.Waited.Add(1)
+	if f.retryAt.IsZero() {
+		f.retryEvery = retryMin
+		f.retryAt = time.Now().Add(f.retryEvery)
+	}
 }
 
-func (f *frontend) Deadline() time.Time                      { return time.Time{} }
-func (f *frontend) HandleTimer(*poller.Loop[Cmd], time.Time) {}
+// drop counts and logs (at the 1st, 2nd, 4th, 8th... drop: visible, never a
+// flood) a reply that cannot be delivered.
+func (f *frontend) drop(err error) {
+	if n := f.p.counters.SendFailed.Add(1); n&(n-1) == 0 {
+		f.p.log.Warn("reply dropped: caller gone or not reading", "err", err, "dropped_total", n)
+	}
+}
+
+// Deadline is when the waiting replies are retried next.
+func (f *frontend) Deadline() time.Time { return f.retryAt }
+
+// HandleTimer retries the waiting replies, each caller's in order.
+func (f *frontend) HandleTimer(l *poller.Loop[Cmd], now time.Time) {
+	progressed := false
+	for peer, q := range f.waiting {
+		for len(q) > 0 {
+			r := q[0]
+			if now.After(r.expires) {
+				f.drop(fmt.Errorf("caller stopped waiting at %v", r.expires.Format(time.RFC3339Nano)))
+			} else if err := l.TrySend(0, r.frames...); errors.Is(err, poller.ErrWouldBlock) {
+				break
+			} else if err != nil {
+				f.drop(err)
+			} else {
+				f.p.counters.Replies.Add(1)
+				progressed = true
+			}
+			q[0] = queuedReply{}
+			q = q[1:]
+			f.nWaiting--
+		}
+		if len(q) == 0 {
+			delete(f.waiting, peer)
+		} else {
+			f.waiting[peer] = q
+		}
+	}
+	switch {
+	case f.nWaiting == 0:
+		f.retryAt = time.Time{}
+		return
+	case progressed:
+		f.retryEvery = retryMin
+	default:
+		f.retryEvery = min(2*f.retryEvery, retryMax)
+	}
+	f.retryAt = now.Add(f.retryEvery)
+}
 
 // Shutdown drops the replies still queued: their callers are failed by their
 // own Transport (timeout, or ErrClosed when it is the same one). Count them.
 func (f *frontend) Shutdown(_ *poller.Loop[Cmd], pending []Cmd, _ error) {
-	f.p.counters.SendFailed.Add(uint64(len(pending)))
+	f.p.counters.SendFailed.Add(uint64(len(pending) + f.nWaiting))
 }

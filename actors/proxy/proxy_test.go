@@ -45,7 +45,7 @@ func answer(t *testing.T, p *proxy.Proxy, req *proxy.Request, payload []byte) {
 	body := encode(t, envelope.Message{Kind: envelope.KindReply, ID: req.Msg.ID, Payload: payload})
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	if err := p.Reply(ctx, req.Routing, body); err != nil {
+	if err := p.Reply(ctx, req.Routing, time.Time{}, body); err != nil {
 		t.Fatalf("reply: %v", err)
 	}
 }
@@ -306,7 +306,7 @@ func TestProxyReroutesAwayFromStoppingServer(t *testing.T) {
 func TestProxyReplyToGoneCaller(t *testing.T) {
 	p, _ := startProxy(t)
 	body := encode(t, envelope.Message{Kind: envelope.KindReply, ID: envelope.NewID()})
-	if err := p.Reply(context.Background(), [][]byte{[]byte("nobody")}, body); err != nil {
+	if err := p.Reply(context.Background(), [][]byte{[]byte("nobody")}, time.Time{}, body); err != nil {
 		t.Fatal(err)
 	}
 	waitFor(t, 5*time.Second, "SendFailed", func() bool { return p.Counters().SendFailed.Load() == 1 })

@@ -63,25 +63,77 @@ func TestDeafPeerDoesNotStallOthers(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	req := call(t, envelope.Message{ID: envelope.NewID(), Topic: key.Topic})
+	// The deaf peer's calls give up after 300 ms: until then their replies
+	// wait in its own queue, then they are dropped and counted.
+	req := call(t, envelope.Message{ID: envelope.NewID(), Topic: key.Topic, Deadline: time.Now().Add(300 * time.Millisecond).UnixNano()})
 	for i := 0; i < 2000; i++ {
 		if _, err := deaf.SendBytes(req, 0); err != nil {
 			t.Fatal(err)
 		}
 	}
-	waitFor(t, 10*time.Second, "replies to the deaf peer to be dropped", func() bool {
-		return p.Counters().SendFailed.Load() > 0
+	waitFor(t, 10*time.Second, "replies to the deaf peer to wait", func() bool {
+		return p.Counters().Waited.Load() > 0
 	})
 
 	good := newClient(t, zctx, p.Endpoint())
 	for i := 0; i < 20; i++ {
 		id := envelope.NewID()
 		good.send(call(t, envelope.Message{ID: id, Topic: key.Topic}))
-		if m := good.reply(); m.ID != id || m.Kind != envelope.KindReply {
+		if good.recvWait(5*time.Second) == nil {
+			t.Fatalf("call %d: no reply; counters requests=%d replies=%d sendFailed=%d malformed=%d loop %+v",
+				i, p.Counters().Requests.Load(), p.Counters().Replies.Load(), p.Counters().SendFailed.Load(),
+				p.Counters().Malformed.Load(), p.LoopStats())
+		}
+		if m := good.last; m.ID != id || m.Kind != envelope.KindReply {
 			t.Fatalf("reply %d: %+v", i, m)
 		}
 	}
 	if b := p.LoopStats().Backlog; b != 0 {
 		t.Fatalf("%d replies waited in the backlog behind the deaf peer", b)
+	}
+	waitFor(t, 10*time.Second, "the deaf peer's expired replies to be dropped", func() bool {
+		return p.Counters().SendFailed.Load() > 0
+	})
+}
+
+// A healthy caller with many calls in flight fills its pipe for a moment:
+// its replies wait in its queue and all arrive, in order; none is dropped.
+func TestBusyPeerGetsEveryReply(t *testing.T) {
+	key := directory.Key{Topic: "busy"}
+	zctx := newZMQ(t)
+	sys := newSystem(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	p, err := proxy.Start(ctx, sys.Root, "proxy", proxy.Config{
+		ZMQ: zctx, Bind: "tcp://127.0.0.1:*", Options: socket.Options{SendHWM: 4},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = p.Stop() })
+	if err := p.Routes().Add(key, &inlineEcho{reply: make([]byte, 16<<10)}); err != nil {
+		t.Fatal(err)
+	}
+	busy := newClient(t, zctx, p.Endpoint())
+	const n = 500
+	ids := make([]envelope.ID, n)
+	for i := range ids {
+		ids[i] = envelope.NewID()
+		busy.send(call(t, envelope.Message{ID: ids[i], Topic: key.Topic}))
+	}
+	for i := range ids {
+		m := busy.recvWait(5 * time.Second)
+		if m == nil {
+			t.Fatalf("reply %d of %d missing; counters waited=%d dropped=%d", i, n, p.Counters().Waited.Load(), p.Counters().SendFailed.Load())
+		}
+		if m.ID != ids[i] {
+			t.Fatalf("reply %d out of order", i)
+		}
+	}
+	if d := p.Counters().SendFailed.Load(); d != 0 {
+		t.Fatalf("%d replies dropped for a caller that reads them all", d)
+	}
+	if p.Counters().Waited.Load() == 0 {
+		t.Fatal("the pipe never filled: the test did not exercise the waiting queue")
 	}
 }
