@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/zmqmsg/zmqmsg/actors/poller"
+	"github.com/zmqmsg/zmqmsg/actors/proxy"
 	"github.com/zmqmsg/zmqmsg/directory"
 	"github.com/zmqmsg/zmqmsg/engine"
 	"github.com/zmqmsg/zmqmsg/envelope"
@@ -19,7 +20,7 @@ type Target struct {
 	Exchange string // optional namespace; "" is the default exchange
 	Topic    string // required
 	Server   string // optional: one named server of the topic; "" = any server
-	Fanout   bool   // CAST to every server of the topic (not yet implemented; Call refuses it)
+	Fanout   bool   // CAST to every server of the topic (not yet available: Cast and Call refuse it)
 }
 
 func (t Target) engine() engine.Target {
@@ -96,9 +97,34 @@ type Config struct {
 	RegistrationTTL time.Duration
 	// Codec encodes arguments and replies that are not []byte. Default JSON.
 	Codec Codec
+	// Acks configures CAST acknowledgements; see AckPolicy.
+	Acks AckPolicy
+	// CastWindow bounds the unacknowledged casts in flight to one node;
+	// Cast waits (bounded by its ctx) while the window is full. Default 1024.
+	CastWindow int
 	// WaitStrategy selects how socket loops sleep; the default is the Go
 	// netpoller on Linux, zmq_poll elsewhere. See package actors/poller.
 	WaitStrategy poller.Strategy
+
+	hooks proxy.Hooks // set by this package's tests
+}
+
+// AckPolicy configures CAST acknowledgements. A cast waits Timeout for its
+// ACK, resends the same message (same id, same server) and waits Multiplier
+// times longer, up to Retries resends, then fails with ErrNotAcked; the
+// server runs a resent message's handler once. The defaults suit a LAN: 250
+// ms, ×2, 3 retries (a cast gives up after 3.75 s without an ACK).
+type AckPolicy struct {
+	// Disabled: Cast returns as soon as the message is handed to the node's
+	// socket; nothing tells the sender whether it arrived.
+	Disabled bool
+	// Timeout is the first wait for an ACK. Default 250ms.
+	Timeout time.Duration
+	// Multiplier grows the wait for each retry. Default 2.
+	Multiplier float64
+	// Retries is how many times a message is resent. Default 3; -1 for
+	// none (zero means the default).
+	Retries int
 }
 
 func (c Config) withDefaults() Config {
@@ -120,6 +146,18 @@ func (c Config) withDefaults() Config {
 	def(&c.MaxMessageSize, 16<<20)
 	def(&c.ServerConcurrency, 64)
 	def(&c.ServerQueue, 1024)
+	def(&c.CastWindow, 1024)
+	if !c.Acks.Disabled {
+		if c.Acks.Timeout == 0 {
+			c.Acks.Timeout = 250 * time.Millisecond
+		}
+		if c.Acks.Multiplier == 0 {
+			c.Acks.Multiplier = 2
+		}
+		if c.Acks.Retries == 0 {
+			c.Acks.Retries = 3
+		}
+	}
 	defd := func(p *time.Duration, v time.Duration) {
 		if *p == 0 {
 			*p = v
@@ -157,6 +195,10 @@ func (c Config) validate() error {
 		return fmt.Errorf("%w: negative server concurrency or queue", ErrInvalidConfig)
 	case c.CallTimeout < 0 || c.WaitForServers < 0 || c.RegistrationTTL < 0:
 		return fmt.Errorf("%w: negative duration", ErrInvalidConfig)
+	case c.CastWindow < 0:
+		return fmt.Errorf("%w: negative CastWindow", ErrInvalidConfig)
+	case !c.Acks.Disabled && (c.Acks.Timeout < 0 || c.Acks.Multiplier < 1 || c.Acks.Retries < -1):
+		return fmt.Errorf("%w: Acks needs Timeout ≥ 0, Multiplier ≥ 1 and Retries ≥ -1", ErrInvalidConfig)
 	}
 	return nil
 }
@@ -195,6 +237,9 @@ func New(cfg Config) (*Transport, error) {
 		WaitForServers:    cfg.WaitForServers,
 		RegistrationTTL:   cfg.RegistrationTTL,
 		TermTimeout:       5 * time.Second,
+		Acks:              engine.AckPolicy{Disabled: cfg.Acks.Disabled, Timeout: cfg.Acks.Timeout, Multiplier: cfg.Acks.Multiplier, Retries: max(cfg.Acks.Retries, 0)},
+		CastWindow:        cfg.CastWindow,
+		Hooks:             cfg.hooks,
 	})
 	if err != nil {
 		return nil, err
@@ -410,6 +455,30 @@ func (c *Client) Call(ctx context.Context, method string, args, reply any) error
 	return nil
 }
 
+// Cast sends method and args to one server of the client's target (the
+// named one, or the next in round robin) without waiting for a result. With
+// acknowledgements on (the default; see AckPolicy) it returns nil once the
+// server has the message, retrying with the same message id (the server runs
+// it once) and failing with ErrNotAcked when no ACK comes; with them off it
+// returns once the message is handed to the socket. It also fails with
+// ErrNoServers, ErrOverloaded, ErrTooLarge, ErrClosed or ctx.Err(), and
+// waits, bounded by ctx, while Config.CastWindow casts to the same node are
+// unacknowledged. A handler's error is counted (Stats.CastErrors) and
+// logged on the server; the caster does not see it.
+func (c *Client) Cast(ctx context.Context, method string, args any) error {
+	if c.target.Fanout {
+		return fmt.Errorf("%w: fanout casts are not available yet", ErrInvalidTarget)
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	flags, payload, err := encode(c.t.codec, args)
+	if err != nil {
+		return fmt.Errorf("zmqmsg: encode arguments: %w", err)
+	}
+	return c.t.e.Cast(ctx, c.target.engine(), method, flags, payload)
+}
+
 // encode encodes v with codec, or passes a []byte through as raw.
 func encode(codec Codec, v any) (envelope.Flags, []byte, error) {
 	if b, ok := v.([]byte); ok {
@@ -443,6 +512,8 @@ var (
 	// ErrUnavailable: the connection to the target's node is being
 	// re-established; the request was not sent.
 	ErrUnavailable = engine.ErrUnavailable
+	// ErrNotAcked: a cast got no acknowledgement after all its retries.
+	ErrNotAcked = engine.ErrNotAcked
 	// ErrInvalidConfig: a Config field is out of range.
 	ErrInvalidConfig = errors.New("zmqmsg: invalid config")
 )

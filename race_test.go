@@ -34,7 +34,8 @@ func TestRaceHammer(t *testing.T) {
 
 	allowed := func(err error) bool {
 		return err == nil || errors.Is(err, ErrClosed) || errors.Is(err, ErrNoServers) ||
-			errors.Is(err, ErrUnavailable) || errors.Is(err, ErrTimeout) || errors.Is(err, context.DeadlineExceeded)
+			errors.Is(err, ErrUnavailable) || errors.Is(err, ErrTimeout) || errors.Is(err, context.DeadlineExceeded) ||
+			errors.Is(err, ErrNotAcked) // a cast whose server closed before acknowledging
 	}
 	var (
 		wg         sync.WaitGroup
@@ -64,6 +65,16 @@ func TestRaceHammer(t *testing.T) {
 			c := node.Client(Target{Topic: "hammer"})
 			for i := 0; i < 2000 && ctx.Err() == nil; i++ {
 				payload := []byte(fmt.Sprintf("%d-%d", g, i))
+				if i%4 == 3 {
+					err := c.Cast(ctx, "echo", payload)
+					if err != nil && !allowed(err) {
+						report(fmt.Errorf("cast: %w", err))
+					}
+					if errors.Is(err, ErrClosed) {
+						return
+					}
+					continue
+				}
 				var got []byte
 				err := c.Call(ctx, "echo", payload, &got)
 				calls.Add(1)

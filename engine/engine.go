@@ -66,6 +66,23 @@ type Config struct {
 	WaitForServers    time.Duration
 	RegistrationTTL   time.Duration
 	TermTimeout       time.Duration
+	// Acks configures CAST acknowledgements.
+	Acks AckPolicy
+	// CastWindow bounds the un-acknowledged CASTs in flight to one node;
+	// Cast waits (bounded by its ctx) while the window is full.
+	CastWindow int
+	// Hooks are for tests.
+	Hooks proxy.Hooks
+}
+
+// AckPolicy configures CAST acknowledgements: the first wait for an ACK is
+// Timeout, each retry waits Multiplier times longer, and after Retries
+// resends of the same message id Cast fails with ErrNotAcked.
+type AckPolicy struct {
+	Disabled   bool
+	Timeout    time.Duration
+	Multiplier float64
+	Retries    int
 }
 
 // Engine is the core of one Transport.
@@ -100,6 +117,10 @@ type Engine struct {
 	wg             sync.WaitGroup
 
 	calls, callErrors, timeouts, expired, panics, handlerErrors atomic.Uint64
+	casts, castRetries, castsNotAcked, castsRun, castErrors     atomic.Uint64
+
+	windowMu sync.Mutex
+	windows  map[string]chan struct{} // node id -> un-acked CAST slots
 }
 
 // New starts an engine: its zmq context, actor system, reply supervisor and
@@ -112,6 +133,7 @@ func New(cfg Config) (_ *Engine, err error) {
 		dir:     cfg.Directory,
 		dealers: make(map[string]*socket.Handle[socket.DealerCmd]),
 		servers: make(map[*Server]struct{}),
+		windows: make(map[string]chan struct{}),
 		table:   reply.NewTable(),
 	}
 	e.dealerSnap.Store(map[string]*socket.Handle[socket.DealerCmd](nil))
@@ -147,6 +169,7 @@ func New(cfg Config) (_ *Engine, err error) {
 		Options: e.routerOptions(),
 		Loop:    poller.Options{Strategy: cfg.Strategy},
 		Logger:  e.log,
+		Hooks:   cfg.Hooks,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("zmqmsg: call port: %w", err)
@@ -343,6 +366,12 @@ type Stats struct {
 	HandlerErrors    uint64 // handler errors returned to callers
 	HandlerPanics    uint64 // handler panics, returned to callers as RemoteError
 	SendFailures     uint64 // messages libzmq refused (peer gone), dropped
+	Casts            uint64 // casts sent (each counted once, however often retried)
+	CastRetries      uint64 // cast resends after an ACK did not come in time
+	CastsNotAcked    uint64 // casts that failed with ErrNotAcked
+	CastsRun         uint64 // cast handlers run by this node's servers
+	CastErrors       uint64 // cast handlers that returned an error (counted, logged)
+	DuplicateCasts   uint64 // retried casts a server had already had: acknowledged, not run again
 	SocketRestarts   uint64 // socket actors restarted by their supervisor
 	DirectoryErrors  uint64 // failed directory lookups (cached entries kept serving)
 	PendingCalls     int    // calls waiting for a reply now
@@ -368,6 +397,12 @@ func (e *Engine) Stats() Stats {
 		SendFailures:     pc.SendFailed.Load(),
 		DirectoryErrors:  e.res.lookupErrors.Load(),
 		SocketRestarts:   e.proxy.Restarts(),
+		Casts:            e.casts.Load(),
+		CastRetries:      e.castRetries.Load(),
+		CastsNotAcked:    e.castsNotAcked.Load(),
+		CastsRun:         e.castsRun.Load(),
+		CastErrors:       e.castErrors.Load(),
+		DuplicateCasts:   pc.Duplicates.Load(),
 		PendingCalls:     ts.Pending,
 	}
 	e.mu.Lock()

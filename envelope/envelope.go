@@ -84,8 +84,13 @@ func (id ID) IsZero() bool { return id == ID{} }
 // carried through encoding and decoding unchanged.
 type Flags uint8
 
-// FlagRaw marks a payload made of raw bytes rather than codec-encoded data.
-const FlagRaw Flags = 1 << 0
+// Flag bits (header offset 4).
+const (
+	// FlagRaw marks a payload made of raw bytes rather than codec-encoded data.
+	FlagRaw Flags = 1 << 0
+	// FlagNoAck marks a CAST whose sender wants no ACK (acks disabled).
+	FlagNoAck Flags = 1 << 1
+)
 
 // Code is the status carried by KindError (and KindAck) messages (header
 // offset 30).

@@ -26,7 +26,7 @@ var ErrSocketStopped = errors.New("socket: stopped")
 // DealerCmd is a command for a Dealer socket actor. The interface is sealed.
 type DealerCmd interface{ isDealerCmd() }
 
-// Request sends a CALL to the remote node. Its result arrives through the
+// Request sends a CALL or a CAST to the remote node. Its result arrives through the
 // reply table, where the caller registered ID before submitting.
 type Request struct {
 	ID   envelope.ID
@@ -84,7 +84,7 @@ func (d *Dealer) HandleMessage(_ *poller.Loop[DealerCmd], _ int, frames [][]byte
 		return
 	}
 	switch m.Kind {
-	case envelope.KindReply, envelope.KindError:
+	case envelope.KindReply, envelope.KindError, envelope.KindAck:
 		d.Table.Deliver(m) // late and unmatched replies are counted there
 	default:
 		d.Counters.WrongKind.Add(1)

@@ -1,0 +1,280 @@
+package zmqmsg
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/zmqmsg/zmqmsg/envelope"
+)
+
+// Rows 12-14 of shared/ACCEPTANCE.md, and the ack-loss behaviour of issue 3.
+
+// counting returns endpoints whose "note" method counts its calls per
+// server and reports each on got.
+func counting(name string, hits *sync.Map, got chan<- string) Endpoints {
+	return Endpoints{"note": func(ctx context.Context, a Args) (any, error) {
+		n, _ := hits.LoadOrStore(name, new(atomic.Int64))
+		n.(*atomic.Int64).Add(1)
+		if got != nil {
+			got <- name
+		}
+		return nil, nil
+	}}
+}
+
+func hitsOf(hits *sync.Map, name string) int64 {
+	if n, ok := hits.Load(name); ok {
+		return n.(*atomic.Int64).Load()
+	}
+	return 0
+}
+
+// Row 12: casts to a named server land only there.
+func TestCastTargeted(t *testing.T) {
+	dir := newDir(t)
+	node := newNode(t, dir)
+	var hits sync.Map
+	got := make(chan string, 100)
+	for _, name := range []string{"s1", "s2", "s3"} {
+		serve(t, node, Target{Topic: "cast", Server: name}, counting(name, &hits, got))
+	}
+	c := newNode(t, dir).Client(Target{Topic: "cast", Server: "s2"})
+	ctx := testCtx(t, 10*time.Second)
+	for i := 0; i < 10; i++ {
+		if err := c.Cast(ctx, "note", i); err != nil {
+			t.Fatalf("cast %d: %v", i, err)
+		}
+	}
+	for i := 0; i < 10; i++ {
+		select {
+		case name := <-got:
+			if name != "s2" {
+				t.Fatalf("a cast to s2 reached %s", name)
+			}
+		case <-ctx.Done():
+			t.Fatalf("only %d of 10 acknowledged casts ran", i)
+		}
+	}
+}
+
+// Row 13: 20 casts to a topic with 3 servers: each gets some, none gets
+// all, and the total is exactly 20.
+func TestCastSpread(t *testing.T) {
+	dir := newDir(t)
+	serverNode := newNode(t, dir)
+	var hits sync.Map
+	got := make(chan string, 100)
+	names := []string{"s1", "s2", "s3"}
+	for _, name := range names {
+		serve(t, serverNode, Target{Topic: "spread", Server: name}, counting(name, &hits, got))
+	}
+	clientNode := newNode(t, dir)
+	c := clientNode.Client(Target{Topic: "spread"})
+	ctx := testCtx(t, 10*time.Second)
+	for i := 0; i < 20; i++ {
+		if err := c.Cast(ctx, "note", i); err != nil {
+			t.Fatalf("cast %d: %v", i, err)
+		}
+	}
+	for i := 0; i < 20; i++ {
+		select {
+		case <-got:
+		case <-ctx.Done():
+			t.Fatalf("only %d of 20 acknowledged casts ran", i)
+		}
+	}
+	total := int64(0)
+	for _, name := range names {
+		n := hitsOf(&hits, name)
+		if n == 0 || n == 20 {
+			t.Fatalf("server %s got %d of 20 casts", name, n)
+		}
+		total += n
+	}
+	if st := serverNode.Stats(); total != 20 || st.CastsRun != 20 || st.DuplicateCasts != 0 {
+		t.Fatalf("total %d, server ran %d, duplicates %d; want exactly 20, 20, 0", total, st.CastsRun, st.DuplicateCasts)
+	}
+	if st := clientNode.Stats(); st.Casts != 20 || st.CastRetries != 0 || st.CastsNotAcked != 0 {
+		t.Fatalf("client stats: %d casts, %d retries, %d not acked", st.Casts, st.CastRetries, st.CastsNotAcked)
+	}
+}
+
+// Row 14 and issue 3's ack-loss test: the server side drops ACKs (a test hook,
+// not a sleep). Lost ACKs cause retries with growing waits, the handler runs
+// once, and when no ACK ever comes Cast fails with ErrNotAcked.
+func TestCastAckLoss(t *testing.T) {
+	dir := newDir(t)
+	var (
+		mu       sync.Mutex
+		drops    = 2 // ACKs still to drop; -1 drops all
+		attempts []time.Time
+	)
+	dropAcks := func(c *Config) {
+		c.hooks.DropAck = func(envelope.ID) bool {
+			mu.Lock()
+			defer mu.Unlock()
+			attempts = append(attempts, time.Now())
+			if drops == 0 {
+				return false
+			}
+			if drops > 0 {
+				drops--
+			}
+			return true
+		}
+	}
+	serverNode := newNode(t, dir, dropAcks)
+	var hits sync.Map
+	got := make(chan string, 10)
+	serve(t, serverNode, Target{Topic: "lossy", Server: "only"}, counting("only", &hits, got))
+	const timeout = 20 * time.Millisecond
+	policy := AckPolicy{Timeout: timeout, Multiplier: 2, Retries: 3}
+	clientNode := newNode(t, dir, func(c *Config) { c.Acks = policy })
+	c := clientNode.Client(Target{Topic: "lossy"})
+	ctx := testCtx(t, 10*time.Second)
+
+	// Two ACKs lost, the third arrives.
+	if err := c.Cast(ctx, "note", 1); err != nil {
+		t.Fatalf("cast with 2 lost ACKs: %v", err)
+	}
+	<-got
+	mu.Lock()
+	if len(attempts) != 3 {
+		t.Fatalf("%d attempts reached the server, want 3", len(attempts))
+	}
+	mu.Unlock()
+	if st := clientNode.Stats(); st.CastRetries != 2 || st.CastsNotAcked != 0 {
+		t.Fatalf("client: %d retries, %d not acked; want 2, 0", st.CastRetries, st.CastsNotAcked)
+	}
+	if st := serverNode.Stats(); st.CastsRun != 1 || st.DuplicateCasts != 2 {
+		t.Fatalf("server: ran %d, duplicates %d; want 1, 2", st.CastsRun, st.DuplicateCasts)
+	}
+
+	// Every ACK lost: 1 + Retries attempts, each wait Multiplier times the
+	// last, then ErrNotAcked; the handler still ran exactly once.
+	mu.Lock()
+	drops, attempts = -1, nil
+	mu.Unlock()
+	err := c.Cast(ctx, "note", 2)
+	if !errors.Is(err, ErrNotAcked) {
+		t.Fatalf("cast with every ACK lost: %v, want ErrNotAcked", err)
+	}
+	<-got
+	mu.Lock()
+	defer mu.Unlock()
+	if len(attempts) != 1+policy.Retries {
+		t.Fatalf("%d attempts, want %d", len(attempts), 1+policy.Retries)
+	}
+	wait := timeout
+	for i := 1; i < len(attempts); i++ {
+		// A lower bound only: a retry must never come before its wait.
+		if gap := attempts[i].Sub(attempts[i-1]); gap < wait {
+			t.Fatalf("retry %d came %v after the previous attempt, before its %v wait", i, gap, wait)
+		}
+		wait *= 2
+	}
+	if st := serverNode.Stats(); st.CastsRun != 2 || st.DuplicateCasts != 2+3 {
+		t.Fatalf("server: ran %d, duplicates %d; want 2, 5", st.CastsRun, st.DuplicateCasts)
+	}
+	if st := clientNode.Stats(); st.CastsNotAcked != 1 || st.CastRetries != 2+3 {
+		t.Fatalf("client: %d not acked, %d retries; want 1, 5", st.CastsNotAcked, st.CastRetries)
+	}
+	if n := hitsOf(&hits, "only"); n != 2 {
+		t.Fatalf("handler ran %d times for 2 casts", n)
+	}
+}
+
+// With acks off, Cast returns once the message is handed over, and the
+// server sends no ACK.
+func TestCastAcksDisabled(t *testing.T) {
+	dir := newDir(t)
+	serverNode := newNode(t, dir)
+	var hits sync.Map
+	got := make(chan string, 100)
+	serve(t, serverNode, Target{Topic: "fire"}, counting("s", &hits, got))
+	clientNode := newNode(t, dir, func(c *Config) { c.Acks.Disabled = true })
+	c := clientNode.Client(Target{Topic: "fire"})
+	ctx := testCtx(t, 10*time.Second)
+	for i := 0; i < 50; i++ {
+		if err := c.Cast(ctx, "note", i); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i := 0; i < 50; i++ {
+		select {
+		case <-got:
+		case <-ctx.Done():
+			t.Fatalf("%d of 50 unacknowledged casts ran", i)
+		}
+	}
+	if st := clientNode.Stats(); st.UnmatchedReplies != 0 || st.LateReplies != 0 {
+		t.Fatalf("the server acknowledged casts sent without acks: %+v", st)
+	}
+}
+
+// The window bounds unacknowledged casts per node: while it is full, Cast
+// waits, bounded by its ctx.
+func TestCastWindowBounds(t *testing.T) {
+	dir := newDir(t)
+	serverNode := newNode(t, dir, func(c *Config) { c.hooks.DropAck = func(envelope.ID) bool { return true } })
+	serve(t, serverNode, Target{Topic: "window"}, counting("s", new(sync.Map), nil))
+	clientNode := newNode(t, dir, func(c *Config) {
+		c.CastWindow = 1
+		c.Acks = AckPolicy{Timeout: 200 * time.Millisecond, Multiplier: 1, Retries: 5}
+	})
+	c := clientNode.Client(Target{Topic: "window"})
+	first := make(chan error, 1)
+	go func() { first <- c.Cast(testCtx(t, 10*time.Second), "note", 1) }()
+	// The first cast holds the only slot until it gives up (about 1.2 s).
+	waitFor(t, 5*time.Second, "the first cast to be sent", func() bool { return clientNode.Stats().Casts == 1 })
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	if err := c.Cast(ctx, "note", 2); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("cast into a full window: %v, want context.DeadlineExceeded", err)
+	}
+	if err := <-first; !errors.Is(err, ErrNotAcked) {
+		t.Fatalf("first cast: %v, want ErrNotAcked", err)
+	}
+}
+
+func TestCastRefusals(t *testing.T) {
+	dir := newDir(t)
+	node := newNode(t, dir, func(c *Config) { c.WaitForServers = 50 * time.Millisecond })
+	var hits sync.Map
+	serve(t, node, Target{Topic: "r", Server: "s"}, counting("s", &hits, nil))
+	ctx := testCtx(t, 10*time.Second)
+	if err := node.Client(Target{Topic: "nobody"}).Cast(ctx, "note", 1); !errors.Is(err, ErrNoServers) {
+		t.Fatalf("cast to nobody: %v", err)
+	}
+	if err := node.Client(Target{Topic: "r", Fanout: true}).Cast(ctx, "note", 1); !errors.Is(err, ErrInvalidTarget) {
+		t.Fatalf("fanout cast: %v", err)
+	}
+	if err := node.Client(Target{Topic: "r"}).Cast(ctx, "note", make([]byte, 16<<20+1)); !errors.Is(err, ErrTooLarge) {
+		t.Fatalf("oversized cast: %v", err)
+	}
+	ended, cancel := context.WithCancel(context.Background())
+	cancel()
+	before := node.Stats().Casts
+	if err := node.Client(Target{Topic: "r"}).Cast(ended, "note", 1); !errors.Is(err, context.Canceled) {
+		t.Fatalf("cast with an ended ctx: %v", err)
+	}
+	if node.Stats().Casts != before {
+		t.Fatal("a cast with an ended ctx was sent")
+	}
+	if _, err := New(Config{Acks: AckPolicy{Multiplier: 0.5}}); !errors.Is(err, ErrInvalidConfig) {
+		t.Fatalf("multiplier 0.5: %v", err)
+	}
+	// A handler error is counted on the server; the caster is not told.
+	serve(t, node, Target{Topic: "bad"}, Endpoints{"fail": func(ctx context.Context, a Args) (any, error) {
+		return nil, fmt.Errorf("cast handler error")
+	}})
+	if err := node.Client(Target{Topic: "bad"}).Cast(ctx, "fail", nil); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 5*time.Second, "the cast error to be counted", func() bool { return node.Stats().CastErrors == 1 })
+}

@@ -1,0 +1,154 @@
+package engine
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/zmqmsg/zmqmsg/actors/socket"
+	"github.com/zmqmsg/zmqmsg/envelope"
+)
+
+// ErrNotAcked: a CAST got no acknowledgement after all its retries. The
+// server may or may not have it: an ACK can be lost after the server took
+// the message (a retry of it would not run the handler twice).
+var ErrNotAcked = errors.New("zmqmsg: cast not acknowledged")
+
+// Cast sends a one-way message to one server of t: the named one, or the
+// next in round robin. The server is fixed before the first send and every
+// retry goes to it with the same message id, so that its de-duplication
+// runs the handler once.
+//
+// With acks on, Cast returns nil once the server has the message. It waits
+// for each ACK Timeout, then Timeout×Multiplier, ... and resends up to
+// Retries times, then fails with ErrNotAcked. With acks off it returns once
+// the message is handed to the node's socket. It also waits, bounded by ctx,
+// while CastWindow casts to the same node are waiting for their ACKs.
+func (e *Engine) Cast(ctx context.Context, t Target, method string, flags envelope.Flags, payload []byte) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if e.closed.Load() {
+		return ErrClosed
+	}
+	if err := t.Validate(); err != nil {
+		return err
+	}
+	if max := e.cfg.MaxMessageSize; max > 0 && len(payload) > max {
+		return fmt.Errorf("%w: %d bytes, limit %d", ErrTooLarge, len(payload), max)
+	}
+	waitUntil := time.Now().Add(e.cfg.WaitForServers)
+	if d, ok := ctx.Deadline(); ok && d.Before(waitUntil) {
+		waitUntil = d
+	}
+	entry, err := e.res.pick(ctx, t.key(), t.Server, waitUntil)
+	if err != nil {
+		return e.ctxError(ctx, err)
+	}
+	d, err := e.dealer(ctx, entry.Node, entry.nodeID)
+	if err != nil {
+		return e.ctxError(ctx, err)
+	}
+	m := envelope.Message{
+		Kind:     envelope.KindCast,
+		Flags:    flags,
+		ID:       envelope.NewID(),
+		Exchange: t.Exchange,
+		Topic:    t.Topic,
+		Server:   entry.Server, // retries must reach the same server
+		Method:   method,
+		Payload:  payload,
+	}
+	policy := e.cfg.Acks
+	if policy.Disabled {
+		m.Flags |= envelope.FlagNoAck
+	}
+	body, err := envelope.AppendMessage(make([]byte, 0, 64+len(t.Exchange)+len(t.Topic)+len(entry.Server)+len(method)+len(payload)), &m)
+	if err != nil {
+		return fmt.Errorf("zmqmsg: encode cast: %w", err)
+	}
+	e.casts.Add(1)
+	if policy.Disabled {
+		if err := d.Submit(ctx, &socket.Request{ID: m.ID, Body: body}); err != nil {
+			return e.ctxError(ctx, err)
+		}
+		return nil
+	}
+	// Take a slot of the node's window of un-acknowledged casts.
+	window := e.window(entry.nodeID)
+	select {
+	case window <- struct{}{}:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	defer func() { <-window }()
+
+	timeout := policy.Timeout
+	for attempt := 0; ; attempt++ {
+		acked, err := e.castOnce(ctx, d, &m, body, entry.nodeID, timeout)
+		if err != nil {
+			return err
+		}
+		if acked {
+			return nil
+		}
+		if attempt == policy.Retries {
+			e.castsNotAcked.Add(1)
+			e.log.Warn("cast not acknowledged", "topic", t.Topic, "server", entry.Server, "node", entry.nodeID,
+				"method", method, "id", m.ID.String(), "attempts", attempt+1)
+			return fmt.Errorf("%w: %s.%s to server %q on %s after %d attempts", ErrNotAcked, t.Topic, method, entry.Server, entry.nodeID, attempt+1)
+		}
+		e.castRetries.Add(1)
+		timeout = time.Duration(float64(timeout) * policy.Multiplier)
+	}
+}
+
+// castOnce sends the cast once and waits up to timeout for its ACK. It
+// returns acked=false when the time ran out, and an error for anything that
+// ends the cast: ctx, a closed Transport, or a negative ACK.
+func (e *Engine) castOnce(ctx context.Context, d *socket.Handle[socket.DealerCmd], m *envelope.Message, body []byte, nodeID string, timeout time.Duration) (bool, error) {
+	ch, err := e.table.Register(m.ID, nodeID)
+	if err != nil {
+		return false, e.ctxError(ctx, err)
+	}
+	if err := d.Submit(ctx, &socket.Request{ID: m.ID, Body: body}); err != nil {
+		e.table.Forget(m.ID)
+		return false, e.ctxError(ctx, err)
+	}
+	timer := time.NewTimer(timeout)
+	defer timer.Stop()
+	select {
+	case res := <-ch:
+		if res.Err != nil {
+			return false, e.ctxError(ctx, res.Err)
+		}
+		switch res.Msg.Code {
+		case envelope.CodeOK:
+			return true, nil
+		case envelope.CodeNoServers, envelope.CodeShuttingDown:
+			return false, fmt.Errorf("%w: %s", ErrNoServers, res.Msg.ErrMsg)
+		case envelope.CodeOverloaded:
+			return false, fmt.Errorf("%w: %s", ErrOverloaded, res.Msg.ErrMsg)
+		}
+		return false, fmt.Errorf("zmqmsg: cast refused: %s: %s", res.Msg.Code, res.Msg.ErrMsg)
+	case <-timer.C:
+		e.table.Forget(m.ID) // an ACK after this is counted as late
+		return false, nil
+	case <-ctx.Done():
+		e.table.Forget(m.ID)
+		return false, ctx.Err()
+	}
+}
+
+// window returns the semaphore of un-acknowledged casts to one node.
+func (e *Engine) window(nodeID string) chan struct{} {
+	e.windowMu.Lock()
+	defer e.windowMu.Unlock()
+	w := e.windows[nodeID]
+	if w == nil {
+		w = make(chan struct{}, e.cfg.CastWindow)
+		e.windows[nodeID] = w
+	}
+	return w
+}
