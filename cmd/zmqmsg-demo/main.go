@@ -1,10 +1,12 @@
-// Command zmqmsg-demo shows zmqmsg's CALL pattern end to end, in one process.
+// Command zmqmsg-demo shows zmqmsg's CALL and CAST patterns end to end, in
+// one process.
 //
 // It starts two nodes (two Transports) on 127.0.0.1, each on a free port,
 // sharing the embedded in-memory directory. Node A serves the topic
 // "calculator" with two servers, calc-1 and calc-2; node B calls them over
 // TCP: round robin, a named server, a remote error, an unknown method, a
-// timeout, a topic nobody serves, and a short concurrent burst. It prints
+// timeout, a topic nobody serves, acknowledged casts, and a short concurrent
+// burst. It prints
 // both nodes' counters and closes everything.
 //
 //	go run ./cmd/zmqmsg-demo [-calls 2000] [-concurrency 16] [-v]
@@ -57,9 +59,24 @@ type DivisionByZero struct{ A int }
 func (e *DivisionByZero) Error() string     { return fmt.Sprintf("cannot divide %d by zero", e.A) }
 func (e *DivisionByZero) ErrorType() string { return "ZeroDivisionError" }
 
+// ledger receives the demo's casts: which server ran "record" for what.
+type ledger struct {
+	mu      sync.Mutex
+	entries map[string][]int
+	got     chan struct{} // one per recorded cast
+}
+
 // calculator returns the endpoints of one server named name.
-func calculator(name string) zmqmsg.Endpoints {
+func calculator(name string, l *ledger) zmqmsg.Endpoints {
 	return zmqmsg.Endpoints{
+		// record is cast (one-way): nobody waits for its result.
+		"record": zmqmsg.Method(func(ctx context.Context, v int) (struct{}, error) {
+			l.mu.Lock()
+			l.entries[name] = append(l.entries[name], v)
+			l.mu.Unlock()
+			l.got <- struct{}{}
+			return struct{}{}, nil
+		}),
 		"add": zmqmsg.Method(func(ctx context.Context, p Pair) (Result, error) {
 			return Result{Value: p.A + p.B, Server: name}, nil
 		}),
@@ -111,7 +128,7 @@ func main() {
 // error. It returns once the servers are stopped and both nodes closed.
 func run(ctx context.Context, w io.Writer, logger *slog.Logger, calls, concurrency int) (err error) {
 	major, minor, patch := zmq.Version()
-	fmt.Fprintf(w, "zmqmsg demo: CALL over ZeroMQ (libzmq %d.%d.%d), two nodes in one process, in-memory directory\n\n", major, minor, patch)
+	fmt.Fprintf(w, "zmqmsg demo: CALL and CAST over ZeroMQ (libzmq %d.%d.%d), two nodes in one process, in-memory directory\n\n", major, minor, patch)
 
 	// Two nodes. Directory nil = the process-wide in-memory directory, so
 	// node B finds what node A serves. AnyPort never collides.
@@ -127,8 +144,9 @@ func run(ctx context.Context, w io.Writer, logger *slog.Logger, calls, concurren
 	defer closeAll(&err, "close node B", b.Close)
 
 	var servers []*zmqmsg.Server
+	led := &ledger{entries: map[string][]int{}, got: make(chan struct{}, 64)}
 	for _, name := range []string{"calc-1", "calc-2"} {
-		s, err := a.Serve(zmqmsg.Target{Topic: topic, Server: name}, calculator(name))
+		s, err := a.Serve(zmqmsg.Target{Topic: topic, Server: name}, calculator(name, led))
 		if err != nil {
 			return fmt.Errorf("serve %s: %w", name, err)
 		}
@@ -224,6 +242,33 @@ func run(ctx context.Context, w io.Writer, logger *slog.Logger, calls, concurren
 		row(w, `add on topic "nobody-home"`, "ErrNoServers (after Config.WaitForServers)", lat)
 	}
 
+	section(w, "cast (one-way, acknowledged once the server has it)")
+	for i := 1; i <= 6; i++ {
+		castCtx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		t0 := time.Now()
+		err := calc.Cast(castCtx, "record", i)
+		lat := time.Since(t0)
+		cancel()
+		if err != nil {
+			return fmt.Errorf("cast %d: %w", i, err)
+		}
+		row(w, fmt.Sprintf("record(%d)", i), "acknowledged", lat)
+	}
+	for i := 0; i < 6; i++ {
+		select {
+		case <-led.got:
+		case <-time.After(10 * time.Second):
+			return fmt.Errorf("only %d of 6 acknowledged casts ran", i)
+		}
+	}
+	led.mu.Lock()
+	fmt.Fprintf(w, "  ran on calc-1: %v, on calc-2: %v (round robin; each exactly once)\n", led.entries["calc-1"], led.entries["calc-2"])
+	ran := len(led.entries["calc-1"]) + len(led.entries["calc-2"])
+	led.mu.Unlock()
+	if ran != 6 {
+		return fmt.Errorf("6 casts ran %d times", ran)
+	}
+
 	section(w, fmt.Sprintf("burst: %d calls from %d goroutines", calls, concurrency))
 	if err := burst(ctx, w, calc, calls, concurrency); err != nil {
 		return err
@@ -240,7 +285,7 @@ func run(ctx context.Context, w io.Writer, logger *slog.Logger, calls, concurren
 	}
 
 	fmt.Fprintln(w)
-	fmt.Fprintln(w, "coming next: CAST (one-way, port 9504), FANOUT (every server, 9502), NOTIFY (9503); Redis directory, proxy daemon, CURVE")
+	fmt.Fprintln(w, "coming next: direct CAST (PUSH/PULL, port 9504), FANOUT (every server, 9502), NOTIFY (9503); Redis directory, proxy daemon, CURVE")
 	return nil
 }
 
