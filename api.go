@@ -40,8 +40,10 @@ const (
 )
 
 // Ports are the node proxy's TCP ports, one per pipeline. A zero field takes
-// its default; AnyPort asks the OS for a free port. Only the call port is
-// bound so far: fanout, notify and direct cast come with their pipelines.
+// its default (9501 call, 9502 fanout, 9503 notify, 9504 direct cast), or
+// AnyPort when Call is AnyPort: a node that asks for a free call port gets
+// free ports throughout. AnyPort asks the OS for a free port. Bound so far:
+// call and direct cast; fanout and notify come with their pipelines.
 type Ports struct {
 	Call, Fanout, Notify, Cast int
 }
@@ -139,6 +141,11 @@ func (c Config) withDefaults() Config {
 			*p = v
 		}
 	}
+	if c.Ports.Call == AnyPort {
+		def(&c.Ports.Fanout, AnyPort)
+		def(&c.Ports.Notify, AnyPort)
+		def(&c.Ports.Cast, AnyPort)
+	}
 	def(&c.Ports.Call, DefaultCallPort)
 	def(&c.Ports.Fanout, DefaultFanoutPort)
 	def(&c.Ports.Notify, DefaultNotifyPort)
@@ -226,6 +233,7 @@ func New(cfg Config) (*Transport, error) {
 	e, err := engine.New(engine.Config{
 		Host:              cfg.Host,
 		CallPort:          cfg.Ports.Call,
+		CastPort:          cfg.Ports.Cast,
 		Directory:         cfg.Directory,
 		Logger:            cfg.Logger,
 		Strategy:          cfg.WaitStrategy,
@@ -407,10 +415,33 @@ func Inline() ServeOption { return func(o *serveOptions) { o.inline = true } }
 type Client struct {
 	t      *Transport
 	target Target
+	direct bool // Cast goes over the direct-cast pipeline (DirectCast)
 }
 
+// ClientOption configures a Client.
+type ClientOption func(*Client)
+
+// DirectCast makes the client's Cast use the direct-cast pipeline: a PUSH
+// socket to the server's node (port 9504 by default) instead of the
+// acknowledged DEALER pipeline. It is the fast path for high-rate one-way
+// traffic: Cast returns once the message is queued for the socket, there is
+// no acknowledgement and no retry, and a server runs the direct casts of one
+// sender in the order they were sent. A message the receiving node cannot
+// hand to a server (its lane is full, or the server is gone) is dropped
+// there and counted (Stats.DirectDropped); one that cannot be sent is
+// counted here (Stats.DirectCastFailed).
+func DirectCast() ClientOption { return func(c *Client) { c.direct = true } }
+
 // Client returns a Client for target.
-func (t *Transport) Client(target Target) *Client { return &Client{t: t, target: target} }
+func (t *Transport) Client(target Target, opts ...ClientOption) *Client {
+	c := &Client{t: t, target: target}
+	for _, o := range opts {
+		if o != nil {
+			o(c)
+		}
+	}
+	return c
+}
 
 // Call invokes method on one server of the client's target (the named one,
 // or the next in round robin) and waits for its reply, which is decoded into
@@ -464,7 +495,8 @@ func (c *Client) Call(ctx context.Context, method string, args, reply any) error
 // ErrNoServers, ErrOverloaded, ErrTooLarge, ErrClosed or ctx.Err(), and
 // waits, bounded by ctx, while Config.CastWindow casts to the same node are
 // unacknowledged. A handler's error is counted (Stats.CastErrors) and
-// logged on the server; the caster does not see it.
+// logged on the server; the caster does not see it. A client made with
+// DirectCast sends over the direct-cast pipeline instead (see DirectCast).
 func (c *Client) Cast(ctx context.Context, method string, args any) error {
 	if c.target.Fanout {
 		return fmt.Errorf("%w: fanout casts are not available yet", ErrInvalidTarget)
@@ -475,6 +507,9 @@ func (c *Client) Cast(ctx context.Context, method string, args any) error {
 	flags, payload, err := encode(c.t.codec, args)
 	if err != nil {
 		return fmt.Errorf("zmqmsg: encode arguments: %w", err)
+	}
+	if c.direct {
+		return c.t.e.DirectCast(ctx, c.target.engine(), method, flags, payload)
 	}
 	return c.t.e.Cast(ctx, c.target.engine(), method, flags, payload)
 }

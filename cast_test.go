@@ -278,3 +278,89 @@ func TestCastRefusals(t *testing.T) {
 	}
 	waitFor(t, 5*time.Second, "the cast error to be counted", func() bool { return node.Stats().CastErrors == 1 })
 }
+
+// Row 15: the direct cast (PUSH/PULL, no acks) delivers in order to a single
+// server; what a full server lane refuses is dropped and counted.
+func TestDirectCastInOrder(t *testing.T) {
+	dir := newDir(t)
+	serverNode := newNode(t, dir)
+	const n = 1000
+	got := make(chan int, n)
+	serve(t, serverNode, Target{Topic: "direct", Server: "only"}, Endpoints{
+		"seq": Method(func(ctx context.Context, i int) (struct{}, error) {
+			got <- i
+			return struct{}{}, nil
+		}),
+	})
+	if serverNode.Node().CastPort == 0 {
+		t.Fatal("the node registered no direct-cast port")
+	}
+	clientNode := newNode(t, dir)
+	c := clientNode.Client(Target{Topic: "direct"}, DirectCast())
+	ctx := testCtx(t, 30*time.Second)
+	for i := 0; i < n; i++ {
+		if err := c.Cast(ctx, "seq", i); err != nil {
+			t.Fatalf("direct cast %d: %v", i, err)
+		}
+	}
+	for want := 0; want < n; want++ {
+		select {
+		case i := <-got:
+			if i != want {
+				t.Fatalf("direct cast %d arrived where %d was due", i, want)
+			}
+		case <-ctx.Done():
+			t.Fatalf("only %d of %d direct casts arrived", want, n)
+		}
+	}
+	if st := serverNode.Stats(); st.DirectCastsRun != n || st.DirectDropped != 0 {
+		t.Fatalf("server ran %d direct casts, dropped %d; want %d, 0", st.DirectCastsRun, st.DirectDropped, n)
+	}
+	if st := clientNode.Stats(); st.DirectCasts != n || st.DirectCastFailed != 0 || st.Casts != 0 {
+		t.Fatalf("client: %d direct casts, %d failed, %d acked casts", st.DirectCasts, st.DirectCastFailed, st.Casts)
+	}
+}
+
+func TestDirectCastDropsAreCounted(t *testing.T) {
+	dir := newDir(t)
+	serverNode := newNode(t, dir, func(c *Config) { c.ServerQueue = 4 })
+	release := make(chan struct{})
+	entered := make(chan int, 100)
+	serve(t, serverNode, Target{Topic: "slowlane"}, Endpoints{
+		"seq": Method(func(ctx context.Context, i int) (struct{}, error) {
+			entered <- i
+			<-release
+			return struct{}{}, nil
+		}),
+	})
+	c := newNode(t, dir).Client(Target{Topic: "slowlane"}, DirectCast())
+	ctx := testCtx(t, 30*time.Second)
+	const n = 50
+	for i := 0; i < n; i++ {
+		if err := c.Cast(ctx, "seq", i); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// The lane holds the message being run plus 4 queued; the rest of the
+	// 50 are dropped and counted on the receiving node.
+	waitFor(t, 10*time.Second, "the receiving node to account for all 50", func() bool {
+		st := serverNode.Stats()
+		return st.DirectDropped+uint64(len(entered))+4 >= n
+	})
+	close(release)
+	ran := []int{}
+	waitFor(t, 10*time.Second, "the queued casts to run", func() bool {
+		for len(entered) > 0 {
+			ran = append(ran, <-entered)
+		}
+		return uint64(len(ran))+serverNode.Stats().DirectDropped == n
+	})
+	for i := 1; i < len(ran); i++ {
+		if ran[i] <= ran[i-1] {
+			t.Fatalf("direct casts ran out of order: %v", ran)
+		}
+	}
+	if d := serverNode.Stats().DirectDropped; d == 0 {
+		t.Fatal("no drop counted although the lane was full")
+	}
+}

@@ -55,6 +55,7 @@ const AnyPort = -1
 type Config struct {
 	Host              string
 	CallPort          int // AnyPort for a free port
+	CastPort          int // the direct-cast port; AnyPort for a free one; 0 for none
 	Directory         directory.Directory
 	Logger            *slog.Logger
 	Strategy          poller.Strategy
@@ -111,6 +112,8 @@ type Engine struct {
 	servers    map[*Server]struct{}
 
 	dealerCounters socket.DealerCounters
+	pusherCounters socket.PusherCounters
+	pushers        map[string]*socket.Handle[socket.PushCmd] // node id -> direct-cast PUSH (under mu)
 	closed         atomic.Bool
 	closeOnce      sync.Once
 	closeErr       error
@@ -118,6 +121,7 @@ type Engine struct {
 
 	calls, callErrors, timeouts, expired, panics, handlerErrors atomic.Uint64
 	casts, castRetries, castsNotAcked, castsRun, castErrors     atomic.Uint64
+	directRun, directRefused                                    atomic.Uint64
 
 	windowMu sync.Mutex
 	windows  map[string]chan struct{} // node id -> un-acked CAST slots
@@ -134,6 +138,7 @@ func New(cfg Config) (_ *Engine, err error) {
 		dealers: make(map[string]*socket.Handle[socket.DealerCmd]),
 		servers: make(map[*Server]struct{}),
 		windows: make(map[string]chan struct{}),
+		pushers: make(map[string]*socket.Handle[socket.PushCmd]),
 		table:   reply.NewTable(),
 	}
 	e.dealerSnap.Store(map[string]*socket.Handle[socket.DealerCmd](nil))
@@ -161,15 +166,24 @@ func New(cfg Config) (_ *Engine, err error) {
 	if cfg.CallPort != AnyPort {
 		port = strconv.Itoa(cfg.CallPort)
 	}
+	castBind := ""
+	switch cfg.CastPort {
+	case 0:
+	case AnyPort:
+		castBind = "tcp://" + net.JoinHostPort(cfg.Host, "*")
+	default:
+		castBind = "tcp://" + net.JoinHostPort(cfg.Host, strconv.Itoa(cfg.CastPort))
+	}
 	startCtx, cancel := context.WithTimeout(e.ctx, 10*time.Second)
 	defer cancel()
 	e.proxy, err = proxy.Start(startCtx, e.root, "proxy-call", proxy.Config{
-		ZMQ:     e.zctx,
-		Bind:    "tcp://" + net.JoinHostPort(cfg.Host, port),
-		Options: e.routerOptions(),
-		Loop:    poller.Options{Strategy: cfg.Strategy},
-		Logger:  e.log,
-		Hooks:   cfg.Hooks,
+		ZMQ:      e.zctx,
+		Bind:     "tcp://" + net.JoinHostPort(cfg.Host, port),
+		CastBind: castBind,
+		Options:  e.routerOptions(),
+		Loop:     poller.Options{Strategy: cfg.Strategy},
+		Logger:   e.log,
+		Hooks:    cfg.Hooks,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("zmqmsg: call port: %w", err)
@@ -180,6 +194,13 @@ func New(cfg Config) (_ *Engine, err error) {
 	}
 	callPort, _ := strconv.Atoi(p)
 	e.node = directory.Node{Host: cfg.Host, CallPort: callPort}
+	if ep := e.proxy.CastEndpoint(); ep != "" {
+		_, cp, err := net.SplitHostPort(trimScheme(ep))
+		if err != nil {
+			return nil, fmt.Errorf("zmqmsg: bound endpoint %q: %w", ep, err)
+		}
+		e.node.CastPort, _ = strconv.Atoi(cp)
+	}
 	e.res = newResolver(e.dir, e.log)
 	e.wg.Add(1)
 	go e.heartbeat()
@@ -372,6 +393,10 @@ type Stats struct {
 	CastsRun         uint64 // cast handlers run by this node's servers
 	CastErrors       uint64 // cast handlers that returned an error (counted, logged)
 	DuplicateCasts   uint64 // retried casts a server had already had: acknowledged, not run again
+	DirectCasts      uint64 // direct casts handed to a PUSH socket
+	DirectCastFailed uint64 // direct casts that could not be sent (closed, refused, left queued at Close)
+	DirectCastsRun   uint64 // direct cast handlers run by this node's servers
+	DirectDropped    uint64 // direct casts this node received but no server could take (queue full, none), dropped
 	SocketRestarts   uint64 // socket actors restarted by their supervisor
 	DirectoryErrors  uint64 // failed directory lookups (cached entries kept serving)
 	PendingCalls     int    // calls waiting for a reply now
@@ -403,6 +428,10 @@ func (e *Engine) Stats() Stats {
 		CastsRun:         e.castsRun.Load(),
 		CastErrors:       e.castErrors.Load(),
 		DuplicateCasts:   pc.Duplicates.Load(),
+		DirectCasts:      e.pusherCounters.Sent.Load(),
+		DirectCastFailed: e.pusherCounters.Failed.Load() + e.directRefused.Load(),
+		DirectCastsRun:   e.directRun.Load(),
+		DirectDropped:    pc.DirectDropped.Load(),
 		PendingCalls:     ts.Pending,
 	}
 	e.mu.Lock()

@@ -52,7 +52,8 @@ type Server struct {
 	inline   bool   // handlers run on the proxy loop, not on workers
 	casts    *dedup // ids of recent CASTs
 
-	queue chan *proxy.Request
+	queue  chan *proxy.Request
+	direct chan *proxy.Request // direct casts, run in order by one goroutine
 	// mu guards stopping against Offer: once stopping is set no request
 	// enters the queue, and the queue can be closed.
 	mu       sync.RWMutex
@@ -88,6 +89,7 @@ func (e *Engine) Serve(ctx context.Context, key directory.Key, name string, disp
 		inline:   inline,
 		casts:    newDedup(dedupSize, dedupTTL),
 		queue:    make(chan *proxy.Request, e.cfg.ServerQueue),
+		direct:   make(chan *proxy.Request, e.cfg.ServerQueue),
 	}
 	s.ctx, s.cancel = context.WithCancel(e.ctx)
 	if err := e.proxy.Routes().Add(key, s); err != nil {
@@ -102,6 +104,8 @@ func (e *Engine) Serve(ctx context.Context, key directory.Key, name string, disp
 		s.wg.Add(1)
 		go s.work()
 	}
+	s.wg.Add(1)
+	go s.directLane()
 	e.mu.Lock()
 	if e.closed.Load() {
 		e.mu.Unlock()
@@ -173,7 +177,8 @@ func (s *Server) shutdown(ctx context.Context, abort bool) {
 		s.e.proxy.Routes().Remove(s.key, s)
 		s.mu.Lock()
 		s.stopping = true
-		close(s.queue) // the workers finish what is queued, then exit
+		close(s.queue)  // the workers finish what is queued, then exit
+		close(s.direct) // and so does the direct-cast lane
 		s.mu.Unlock()
 		done := make(chan struct{})
 		go func() { s.wg.Wait(); close(done) }()

@@ -189,10 +189,11 @@ type Stats struct {
 
 // sock is the loop's view of one socket. Owned by the loop goroutine.
 type sock struct {
-	z       *zmq.Socket
-	name    string
-	backlog [][][]byte // whole messages waiting for POLLOUT, in order
-	paused  bool       // true: do not receive (the consumer is behind)
+	z        *zmq.Socket
+	name     string
+	backlog  [][][]byte // whole messages waiting for POLLOUT, in order
+	paused   bool       // true: do not receive (the consumer is behind)
+	sendOnly bool       // a PUSH or PUB: nothing to receive, ever
 }
 
 // Loop is one socket-owning goroutine. Create it with Start.
@@ -369,12 +370,16 @@ func (l *Loop[C]) NewSocket(t zmq.Type, name string) (int, *zmq.Socket, error) {
 		_ = z.Close()
 		return -1, nil, fmt.Errorf("%s: %s: set linger: %w", l.opts.Name, name, err)
 	}
-	l.socks = append(l.socks, &sock{z: z, name: name})
+	l.socks = append(l.socks, &sock{z: z, name: name, sendOnly: t == zmq.PUSH || t == zmq.PUB})
 	return len(l.socks) - 1, z, nil
 }
 
 // Socket returns socket i. Only the loop goroutine may use it.
 func (l *Loop[C]) Socket(i int) *zmq.Socket { return l.socks[i].z }
+
+// Backlogged returns how many messages wait in socket i's send backlog.
+// Loop goroutine only (Shutdown uses it to count what is dropped).
+func (l *Loop[C]) Backlogged(i int) int { return len(l.socks[i].backlog) }
 
 // SetPaused stops (true) or resumes (false) receiving from socket i. While a
 // socket is paused its messages stay in libzmq's queues and, once they are
@@ -541,13 +546,15 @@ func (l *Loop[C]) loop() error {
 //
 // A receive that returns EAGAIN is itself the "zmq call that found nothing"
 // after which the loop may sleep, so GetEvents is only asked when there is a
-// backlog to flush (is the socket writable?) or the socket is paused (the
-// call processes libzmq's mailbox, which resets its descriptor; without it
-// the level-triggered wait would wake at once, forever).
+// backlog to flush (is the socket writable?), or the socket is paused or
+// send-only (the call processes libzmq's mailbox, which resets its
+// descriptor; without it the level-triggered wait would wake at once,
+// forever).
 func (l *Loop[C]) serviceSockets() (bool, error) {
 	worked := false
 	for i, s := range l.socks {
-		if len(s.backlog) > 0 || s.paused {
+		idle := s.paused || s.sendOnly
+		if len(s.backlog) > 0 || idle {
 			ev, err := s.z.GetEvents()
 			if err != nil {
 				return worked, fmt.Errorf("%s: events of %s: %w", l.opts.Name, s.name, err)
@@ -559,7 +566,7 @@ func (l *Loop[C]) serviceSockets() (bool, error) {
 				worked = true
 			}
 		}
-		if s.paused {
+		if idle {
 			continue
 		}
 		got, err := l.receive(i, s, l.opts.Budget)

@@ -84,6 +84,14 @@ type InlineServer interface {
 	HandleInline(r *Request) (body []byte, o Offer)
 }
 
+// DirectServer is a Server that takes direct casts (from the PULL socket).
+// OfferDirect must not block; the server runs direct casts in the order it
+// accepted them.
+type DirectServer interface {
+	Server
+	OfferDirect(r *Request) Offer
+}
+
 // ErrDuplicate is returned by Routes.Add for a server name already taken in
 // its topic.
 var ErrDuplicate = errors.New("proxy: duplicate server name")
@@ -164,16 +172,18 @@ func (r *Routes) Pick(key directory.Key, name string) Server {
 
 // Counters are the proxy's counters.
 type Counters struct {
-	Requests    atomic.Uint64 // requests routed to a local server
-	Malformed   atomic.Uint64 // messages that did not decode, dropped
-	WrongKind   atomic.Uint64 // decoded messages of a kind the call port does not take, dropped
-	NoServers   atomic.Uint64 // requests for a target this node does not serve (answered with an error)
-	Overloaded  atomic.Uint64 // requests refused because the server's queue was full (answered with an error)
-	Replies     atomic.Uint64 // replies sent
-	Duplicates  atomic.Uint64 // CASTs a server had already had (retries), acknowledged again
-	Waited      atomic.Uint64 // replies that waited for a full caller pipe (see frontend.send)
-	AcksDropped atomic.Uint64 // ACKs dropped by the test hook (Hooks.DropAck)
-	SendFailed  atomic.Uint64 // replies libzmq refused (the caller is gone, or its pipe is full: it does not read), dropped
+	Requests      atomic.Uint64 // requests routed to a local server
+	Malformed     atomic.Uint64 // messages that did not decode, dropped
+	WrongKind     atomic.Uint64 // decoded messages of a kind the call port does not take, dropped
+	NoServers     atomic.Uint64 // requests for a target this node does not serve (answered with an error)
+	Overloaded    atomic.Uint64 // requests refused because the server's queue was full (answered with an error)
+	Replies       atomic.Uint64 // replies sent
+	Duplicates    atomic.Uint64 // CASTs a server had already had (retries), acknowledged again
+	Waited        atomic.Uint64 // replies that waited for a full caller pipe (see frontend.send)
+	DirectCasts   atomic.Uint64 // direct casts handed to a server
+	DirectDropped atomic.Uint64 // direct casts no server could take (full, or none), dropped
+	AcksDropped   atomic.Uint64 // ACKs dropped by the test hook (Hooks.DropAck)
+	SendFailed    atomic.Uint64 // replies libzmq refused (the caller is gone, or its pipe is full: it does not read), dropped
 }
 
 // Cmd is a command for the proxy loop. The interface is sealed.
@@ -195,6 +205,9 @@ type Config struct {
 	// Bind is the call port's endpoint, e.g. "tcp://127.0.0.1:9501"; a port
 	// of "*" asks the OS for a free one (see Proxy.Endpoint).
 	Bind string
+	// CastBind, if not empty, is the direct-cast port's endpoint (a PULL);
+	// see Proxy.CastEndpoint.
+	CastBind string
 	// Options are applied to the ROUTER.
 	Options socket.Options
 	// Loop configures the proxy loop.
@@ -214,15 +227,19 @@ type Hooks struct {
 
 // Proxy is a running node proxy.
 type Proxy struct {
-	routes   Routes
-	counters Counters
-	handle   *socket.Handle[Cmd]
-	parent   *actor.PID
-	root     *actor.RootContext
-	endpoint string
-	log      *slog.Logger
-	hooks    Hooks
+	routes       Routes
+	counters     Counters
+	handle       *socket.Handle[Cmd]
+	parent       *actor.PID
+	root         *actor.RootContext
+	endpoint     string
+	castEndpoint string
+	log          *slog.Logger
+	hooks        Hooks
 }
+
+// CastEndpoint returns the bound direct-cast endpoint ("" if none).
+func (p *Proxy) CastEndpoint() string { return p.castEndpoint }
 
 // Start binds the call port and starts the proxy as a supervised actor tree
 // under root: a parent actor ("proxy") supervising the ROUTER's socket actor.
@@ -237,7 +254,7 @@ func Start(ctx context.Context, root *actor.RootContext, name string, cfg Config
 		return nil, err
 	}
 	p.parent = parent
-	bind := cfg.Bind
+	bind, castBind := cfg.Bind, cfg.CastBind
 	err = socket.SpawnUnder(ctx, root, parent, func(pc actor.SpawnerContext) error {
 		h, err := socket.Spawn(pc, socket.Spec[Cmd]{
 			Name: "router",
@@ -247,7 +264,10 @@ func Start(ctx context.Context, root *actor.RootContext, name string, cfg Config
 				if p.endpoint != "" {
 					bind = p.endpoint
 				}
-				return &frontend{p: p, bind: bind, opts: cfg.Options}
+				if p.castEndpoint != "" {
+					castBind = p.castEndpoint
+				}
+				return &frontend{p: p, bind: bind, castBind: castBind, opts: cfg.Options}
 			},
 			Loop:   cfg.Loop,
 			Logger: p.log,
@@ -301,9 +321,10 @@ func (p *Proxy) Stop() error {
 
 // frontend is the handler of the ROUTER loop.
 type frontend struct {
-	p    *Proxy
-	bind string
-	opts socket.Options
+	p        *Proxy
+	bind     string
+	castBind string // "" when the node has no direct-cast port
+	opts     socket.Options
 
 	// Replies waiting for a caller whose pipe was full, per caller identity,
 	// in order. Loop goroutine only. See send.
@@ -353,7 +374,68 @@ func (f *frontend) Setup(l *poller.Loop[Cmd]) error {
 		// Written once, during the first start, before Start returns.
 		f.p.endpoint = ep
 	}
+	if f.castBind == "" {
+		return nil
+	}
+	// The direct-cast port: a PULL that PUSH sockets of other nodes connect
+	// to. Socket index castSock.
+	_, pull, err := l.NewSocket(zmq.PULL, "pull")
+	if err != nil {
+		return err
+	}
+	if err := f.opts.Apply(pull); err != nil {
+		return err
+	}
+	if err := bindRetry(pull, f.castBind, f.p.castEndpoint != ""); err != nil {
+		return fmt.Errorf("bind %s: %w", f.castBind, err)
+	}
+	if ep, err = pull.GetLastEndpoint(); err != nil {
+		return err
+	}
+	if f.p.castEndpoint == "" {
+		f.p.castEndpoint = ep
+	}
 	return nil
+}
+
+// castSock is the index of the PULL socket in the proxy loop.
+const castSock = 1
+
+// handleDirect routes a direct cast from the PULL socket. Nobody waits for
+// an answer: a cast that no server can take is dropped and counted.
+func (f *frontend) handleDirect(frames [][]byte) {
+	if len(frames) != 1 {
+		f.p.counters.Malformed.Add(1)
+		return
+	}
+	var m envelope.Message
+	if err := envelope.DecodeInto(&m, frames[0]); err != nil {
+		f.p.counters.Malformed.Add(1)
+		return
+	}
+	if m.Kind != envelope.KindCast {
+		f.p.counters.WrongKind.Add(1)
+		return
+	}
+	key := directory.Key{Exchange: m.Exchange, Topic: m.Topic}
+	req := &Request{Msg: m}
+	for attempt := 0; attempt < maxPicks; attempt++ {
+		srv, ok := f.p.routes.Pick(key, m.Server).(DirectServer)
+		if !ok {
+			break
+		}
+		switch srv.OfferDirect(req) {
+		case Stopping:
+			continue
+		case Accepted:
+			f.p.counters.DirectCasts.Add(1)
+			return
+		}
+		break
+	}
+	if n := f.p.counters.DirectDropped.Add(1); n&(n-1) == 0 {
+		f.p.log.Warn("direct cast dropped: no server could take it", "topic", m.Topic, "server", m.Server, "dropped_total", n)
+	}
 }
 
 // rebindWait bounds how long a restarted proxy retries its port while the
@@ -379,6 +461,10 @@ func bindRetry(z *zmq.Socket, endpoint string, rebind bool) error {
 }
 
 func (f *frontend) HandleMessage(l *poller.Loop[Cmd], sock int, frames [][]byte) {
+	if sock == castSock {
+		f.handleDirect(frames)
+		return
+	}
 	routing, body, err := envelope.SplitRouting(frames)
 	if err != nil || len(routing) == 0 || len(routing[0]) == 0 {
 		f.p.counters.Malformed.Add(1)

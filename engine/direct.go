@@ -1,0 +1,128 @@
+package engine
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/asynkron/protoactor-go/actor"
+
+	"github.com/zmqmsg/zmqmsg/actors/poller"
+	"github.com/zmqmsg/zmqmsg/actors/proxy"
+	"github.com/zmqmsg/zmqmsg/actors/socket"
+	"github.com/zmqmsg/zmqmsg/directory"
+	"github.com/zmqmsg/zmqmsg/envelope"
+)
+
+// DirectCast sends a one-way message over the direct-cast pipeline: a PUSH
+// to the server's node, its PULL, and the server's in-order lane. There is
+// no acknowledgement: it returns once the message is queued for the node's
+// socket (waiting, bounded by ctx, while that queue is full). Messages from
+// one sender to one server run in the order they were sent. A message the
+// receiving node cannot hand to a server is dropped there and counted
+// (Stats.DirectDropped on that node).
+func (e *Engine) DirectCast(ctx context.Context, t Target, method string, flags envelope.Flags, payload []byte) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if e.closed.Load() {
+		return ErrClosed
+	}
+	if err := t.Validate(); err != nil {
+		return err
+	}
+	if max := e.cfg.MaxMessageSize; max > 0 && len(payload) > max {
+		return fmt.Errorf("%w: %d bytes, limit %d", ErrTooLarge, len(payload), max)
+	}
+	waitUntil := time.Now().Add(e.cfg.WaitForServers)
+	if d, ok := ctx.Deadline(); ok && d.Before(waitUntil) {
+		waitUntil = d
+	}
+	entry, err := e.res.pick(ctx, t.key(), t.Server, waitUntil)
+	if err != nil {
+		return e.ctxError(ctx, err)
+	}
+	if entry.Node.CastPort == 0 {
+		return fmt.Errorf("%w: node %s has no direct-cast port", ErrNoServers, entry.nodeID)
+	}
+	p, err := e.pusher(ctx, entry.Node, entry.nodeID)
+	if err != nil {
+		return e.ctxError(ctx, err)
+	}
+	m := envelope.Message{
+		Kind:     envelope.KindCast,
+		Flags:    flags | envelope.FlagNoAck,
+		ID:       envelope.NewID(),
+		Exchange: t.Exchange,
+		Topic:    t.Topic,
+		Server:   entry.Server,
+		Method:   method,
+		Payload:  payload,
+	}
+	body, err := envelope.AppendMessage(make([]byte, 0, 64+len(t.Exchange)+len(t.Topic)+len(entry.Server)+len(method)+len(payload)), &m)
+	if err != nil {
+		return fmt.Errorf("zmqmsg: encode cast: %w", err)
+	}
+	if err := p.Submit(ctx, &socket.Push{Body: body}); err != nil {
+		e.directRefused.Add(1)
+		return e.ctxError(ctx, err)
+	}
+	return nil
+}
+
+// pusher returns the PUSH socket actor connected to node's direct-cast
+// port, starting it on first use under the reply supervisor.
+func (e *Engine) pusher(ctx context.Context, node directory.Node, id string) (*socket.Handle[socket.PushCmd], error) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if h := e.pushers[id]; h != nil {
+		return h, nil
+	}
+	if e.closed.Load() {
+		return nil, ErrClosed
+	}
+	var h *socket.Handle[socket.PushCmd]
+	err := socket.SpawnUnder(ctx, e.root, e.replyPID, func(parent actor.SpawnerContext) error {
+		var err error
+		h, err = socket.Spawn(parent, socket.Spec[socket.PushCmd]{
+			Name: "push-" + id,
+			ZMQ:  e.zctx,
+			NewHandler: func() poller.Handler[socket.PushCmd] {
+				return &socket.Pusher{Endpoint: node.CastEndpoint(), Options: e.cfg.Socket, Counters: &e.pusherCounters}
+			},
+			Loop:   poller.Options{Strategy: e.cfg.Strategy},
+			Logger: e.log,
+		})
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("zmqmsg: connect to %s (direct cast): %w", id, err)
+	}
+	e.pushers[id] = h
+	return h, nil
+}
+
+// OfferDirect hands a direct cast to the server's in-order lane without
+// blocking (proxy.DirectServer).
+func (s *Server) OfferDirect(r *proxy.Request) proxy.Offer {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if s.stopping {
+		return proxy.Stopping
+	}
+	select {
+	case s.direct <- r:
+		return proxy.Accepted
+	default:
+		return proxy.Full
+	}
+}
+
+// directLane runs the server's direct casts one at a time, in order.
+func (s *Server) directLane() {
+	defer s.wg.Done()
+	for r := range s.direct {
+		s.e.directRun.Add(1)
+		s.runCast(r)
+	}
+}
