@@ -20,7 +20,7 @@ type Target struct {
 	Exchange string // optional namespace; "" is the default exchange
 	Topic    string // required
 	Server   string // optional: one named server of the topic; "" = any server
-	Fanout   bool   // CAST to every server of the topic (not yet available: Cast and Call refuse it)
+	Fanout   bool   // Cast reaches every server of the topic (Call refuses a fanout target)
 }
 
 func (t Target) engine() engine.Target {
@@ -43,7 +43,7 @@ const (
 // its default (9501 call, 9502 fanout, 9503 notify, 9504 direct cast), or
 // AnyPort when Call is AnyPort: a node that asks for a free call port gets
 // free ports throughout. AnyPort asks the OS for a free port. Bound so far:
-// call and direct cast; fanout and notify come with their pipelines.
+// call, fanout and direct cast; notify comes with its pipeline.
 type Ports struct {
 	Call, Fanout, Notify, Cast int
 }
@@ -234,6 +234,7 @@ func New(cfg Config) (*Transport, error) {
 		Host:              cfg.Host,
 		CallPort:          cfg.Ports.Call,
 		CastPort:          cfg.Ports.Cast,
+		FanoutPort:        cfg.Ports.Fanout,
 		Directory:         cfg.Directory,
 		Logger:            cfg.Logger,
 		Strategy:          cfg.WaitStrategy,
@@ -497,9 +498,18 @@ func (c *Client) Call(ctx context.Context, method string, args, reply any) error
 // unacknowledged. A handler's error is counted (Stats.CastErrors) and
 // logged on the server; the caster does not see it. A client made with
 // DirectCast sends over the direct-cast pipeline instead (see DirectCast).
+//
+// With Target.Fanout, Cast reaches every server of the topic, over the
+// FANOUT pipeline (PUB/SUB through each node's fanout port): each server
+// runs the fanouts it receives in order. Cast returns nil once every node
+// that serves the topic has taken the message; a *FanoutError (matching
+// ErrUnreached) names the nodes that did not, and why. The nodes come from a
+// fresh directory lookup, and a message waits (up to Config.WaitForServers)
+// for a node's subscription to the topic, so a server whose Serve has
+// returned receives every fanout sent after that.
 func (c *Client) Cast(ctx context.Context, method string, args any) error {
-	if c.target.Fanout {
-		return fmt.Errorf("%w: fanout casts are not available yet", ErrInvalidTarget)
+	if c.target.Fanout && c.target.Server != "" {
+		return fmt.Errorf("%w: a fanout target names no server", ErrInvalidTarget)
 	}
 	if err := ctx.Err(); err != nil {
 		return err
@@ -508,7 +518,10 @@ func (c *Client) Cast(ctx context.Context, method string, args any) error {
 	if err != nil {
 		return fmt.Errorf("zmqmsg: encode arguments: %w", err)
 	}
-	if c.direct {
+	switch {
+	case c.target.Fanout:
+		return c.t.e.Fanout(ctx, c.target.engine(), method, flags, payload)
+	case c.direct:
 		return c.t.e.DirectCast(ctx, c.target.engine(), method, flags, payload)
 	}
 	return c.t.e.Cast(ctx, c.target.engine(), method, flags, payload)
@@ -547,6 +560,9 @@ var (
 	// ErrUnavailable: the connection to the target's node is being
 	// re-established; the request was not sent.
 	ErrUnavailable = engine.ErrUnavailable
+	// ErrUnreached: a fanout did not reach every node of its topic; the
+	// error is a *FanoutError that names them.
+	ErrUnreached = engine.ErrUnreached
 	// ErrNotAcked: a cast got no acknowledgement after all its retries.
 	ErrNotAcked = engine.ErrNotAcked
 	// ErrInvalidConfig: a Config field is out of range.
@@ -556,3 +572,6 @@ var (
 // RemoteError is a handler's error as seen by the caller: its Type and
 // Message on the server.
 type RemoteError = engine.RemoteError
+
+// FanoutError names the nodes a fanout did not reach (node id -> why).
+type FanoutError = engine.FanoutError

@@ -251,7 +251,7 @@ func TestCastRefusals(t *testing.T) {
 	if err := node.Client(Target{Topic: "nobody"}).Cast(ctx, "note", 1); !errors.Is(err, ErrNoServers) {
 		t.Fatalf("cast to nobody: %v", err)
 	}
-	if err := node.Client(Target{Topic: "r", Fanout: true}).Cast(ctx, "note", 1); !errors.Is(err, ErrInvalidTarget) {
+	if err := node.Client(Target{Topic: "r", Server: "s", Fanout: true}).Cast(ctx, "note", 1); !errors.Is(err, ErrInvalidTarget) {
 		t.Fatalf("fanout cast: %v", err)
 	}
 	if err := node.Client(Target{Topic: "r"}).Cast(ctx, "note", make([]byte, 16<<20+1)); !errors.Is(err, ErrTooLarge) {

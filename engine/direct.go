@@ -118,11 +118,16 @@ func (s *Server) OfferDirect(r *proxy.Request) proxy.Offer {
 	}
 }
 
-// directLane runs the server's direct casts one at a time, in order.
+// directLane runs the server's direct casts and fanouts one at a time, in
+// the order they arrived.
 func (s *Server) directLane() {
 	defer s.wg.Done()
 	for r := range s.direct {
-		s.e.directRun.Add(1)
+		if r.Msg.Kind == envelope.KindFanout {
+			s.e.fanoutsRun.Add(1)
+		} else {
+			s.e.directRun.Add(1)
+		}
 		s.runCast(r)
 	}
 }

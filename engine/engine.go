@@ -56,6 +56,7 @@ type Config struct {
 	Host              string
 	CallPort          int // AnyPort for a free port
 	CastPort          int // the direct-cast port; AnyPort for a free one; 0 for none
+	FanoutPort        int // the fanout port; AnyPort for a free one; 0 for none
 	Directory         directory.Directory
 	Logger            *slog.Logger
 	Strategy          poller.Strategy
@@ -114,6 +115,8 @@ type Engine struct {
 	dealerCounters socket.DealerCounters
 	pusherCounters socket.PusherCounters
 	pushers        map[string]*socket.Handle[socket.PushCmd] // node id -> direct-cast PUSH (under mu)
+	pubCounters    socket.PublisherCounters
+	publishers     map[string]*socket.Handle[socket.PubCmd] // node id -> fanout XPUB (under mu)
 	closed         atomic.Bool
 	closeOnce      sync.Once
 	closeErr       error
@@ -121,6 +124,7 @@ type Engine struct {
 
 	calls, callErrors, timeouts, expired, panics, handlerErrors atomic.Uint64
 	casts, castRetries, castsNotAcked, castsRun, castErrors     atomic.Uint64
+	fanouts, fanoutUnreached, fanoutsRun                        atomic.Uint64
 	directRun, directRefused                                    atomic.Uint64
 
 	windowMu sync.Mutex
@@ -132,14 +136,15 @@ type Engine struct {
 // left running.
 func New(cfg Config) (_ *Engine, err error) {
 	e := &Engine{
-		cfg:     cfg,
-		log:     cfg.Logger,
-		dir:     cfg.Directory,
-		dealers: make(map[string]*socket.Handle[socket.DealerCmd]),
-		servers: make(map[*Server]struct{}),
-		windows: make(map[string]chan struct{}),
-		pushers: make(map[string]*socket.Handle[socket.PushCmd]),
-		table:   reply.NewTable(),
+		cfg:        cfg,
+		log:        cfg.Logger,
+		dir:        cfg.Directory,
+		dealers:    make(map[string]*socket.Handle[socket.DealerCmd]),
+		servers:    make(map[*Server]struct{}),
+		windows:    make(map[string]chan struct{}),
+		pushers:    make(map[string]*socket.Handle[socket.PushCmd]),
+		publishers: make(map[string]*socket.Handle[socket.PubCmd]),
+		table:      reply.NewTable(),
 	}
 	e.dealerSnap.Store(map[string]*socket.Handle[socket.DealerCmd](nil))
 	e.ctx, e.cancel = context.WithCancel(context.Background())
@@ -166,24 +171,26 @@ func New(cfg Config) (_ *Engine, err error) {
 	if cfg.CallPort != AnyPort {
 		port = strconv.Itoa(cfg.CallPort)
 	}
-	castBind := ""
-	switch cfg.CastPort {
-	case 0:
-	case AnyPort:
-		castBind = "tcp://" + net.JoinHostPort(cfg.Host, "*")
-	default:
-		castBind = "tcp://" + net.JoinHostPort(cfg.Host, strconv.Itoa(cfg.CastPort))
+	bindOf := func(port int) string {
+		switch port {
+		case 0:
+			return ""
+		case AnyPort:
+			return "tcp://" + net.JoinHostPort(cfg.Host, "*")
+		}
+		return "tcp://" + net.JoinHostPort(cfg.Host, strconv.Itoa(port))
 	}
 	startCtx, cancel := context.WithTimeout(e.ctx, 10*time.Second)
 	defer cancel()
 	e.proxy, err = proxy.Start(startCtx, e.root, "proxy-call", proxy.Config{
-		ZMQ:      e.zctx,
-		Bind:     "tcp://" + net.JoinHostPort(cfg.Host, port),
-		CastBind: castBind,
-		Options:  e.routerOptions(),
-		Loop:     poller.Options{Strategy: cfg.Strategy},
-		Logger:   e.log,
-		Hooks:    cfg.Hooks,
+		ZMQ:        e.zctx,
+		Bind:       "tcp://" + net.JoinHostPort(cfg.Host, port),
+		CastBind:   bindOf(cfg.CastPort),
+		FanoutBind: bindOf(cfg.FanoutPort),
+		Options:    e.routerOptions(),
+		Loop:       poller.Options{Strategy: cfg.Strategy},
+		Logger:     e.log,
+		Hooks:      cfg.Hooks,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("zmqmsg: call port: %w", err)
@@ -194,12 +201,18 @@ func New(cfg Config) (_ *Engine, err error) {
 	}
 	callPort, _ := strconv.Atoi(p)
 	e.node = directory.Node{Host: cfg.Host, CallPort: callPort}
-	if ep := e.proxy.CastEndpoint(); ep != "" {
-		_, cp, err := net.SplitHostPort(trimScheme(ep))
-		if err != nil {
-			return nil, fmt.Errorf("zmqmsg: bound endpoint %q: %w", ep, err)
+	for _, b := range []struct {
+		ep   string
+		port *int
+	}{{e.proxy.CastEndpoint(), &e.node.CastPort}, {e.proxy.FanoutEndpoint(), &e.node.FanoutPort}} {
+		if b.ep == "" {
+			continue
 		}
-		e.node.CastPort, _ = strconv.Atoi(cp)
+		_, port, err := net.SplitHostPort(trimScheme(b.ep))
+		if err != nil {
+			return nil, fmt.Errorf("zmqmsg: bound endpoint %q: %w", b.ep, err)
+		}
+		*b.port, _ = strconv.Atoi(port)
 	}
 	e.res = newResolver(e.dir, e.log)
 	e.wg.Add(1)
@@ -397,6 +410,13 @@ type Stats struct {
 	DirectCastFailed uint64 // direct casts that could not be sent (closed, refused, left queued at Close)
 	DirectCastsRun   uint64 // direct cast handlers run by this node's servers
 	DirectDropped    uint64 // direct casts this node received but no server could take (queue full, none), dropped
+	Fanouts          uint64 // fanout casts sent (each once, whatever the number of nodes)
+	FanoutsSent      uint64 // fanout messages handed to a node's socket (one per node)
+	FanoutsParked    uint64 // fanout messages that waited for a node's subscription
+	FanoutUnreached  uint64 // fanout messages a node never took (not subscribed in time, socket failed); reported to the caster
+	FanoutsRun       uint64 // fanout handlers run by this node's servers
+	FanoutDropped    uint64 // fanouts this node received that a server could not take (lane full), dropped
+	FanoutDeliveries uint64 // fanouts this node handed to its servers' lanes (one per server)
 	SocketRestarts   uint64 // socket actors restarted by their supervisor
 	DirectoryErrors  uint64 // failed directory lookups (cached entries kept serving)
 	PendingCalls     int    // calls waiting for a reply now
@@ -432,6 +452,13 @@ func (e *Engine) Stats() Stats {
 		DirectCastFailed: e.pusherCounters.Failed.Load() + e.directRefused.Load(),
 		DirectCastsRun:   e.directRun.Load(),
 		DirectDropped:    pc.DirectDropped.Load(),
+		Fanouts:          e.fanouts.Load(),
+		FanoutsSent:      e.pubCounters.Sent.Load(),
+		FanoutsParked:    e.pubCounters.Parked.Load(),
+		FanoutUnreached:  e.pubCounters.NotSubscribed.Load() + e.fanoutUnreached.Load(),
+		FanoutsRun:       e.fanoutsRun.Load(),
+		FanoutDropped:    pc.FanoutDropped.Load(),
+		FanoutDeliveries: pc.Fanouts.Load(),
 		PendingCalls:     ts.Pending,
 	}
 	e.mu.Lock()

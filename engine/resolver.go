@@ -207,6 +207,18 @@ func (ks *keyState) choose(name string) (route, bool) {
 	return entries[(ks.rr.Add(1)-1)%uint64(len(entries))], true
 }
 
+// cached returns the cached routes of key, or nil.
+func (r *resolver) cached(key directory.Key) []route {
+	if m := r.snapshot.Load(); m != nil {
+		if ks := (*m)[key]; ks != nil {
+			if p := ks.entries.Load(); p != nil {
+				return *p
+			}
+		}
+	}
+	return nil
+}
+
 // close stops the watch goroutines.
 func (r *resolver) close() {
 	r.mu.Lock()

@@ -96,6 +96,13 @@ func (e *Engine) Serve(ctx context.Context, key directory.Key, name string, disp
 		s.cancel()
 		return nil, fmt.Errorf("zmqmsg: serve: %w", err)
 	}
+	// Subscribe the node's fanout port to the topic before the server is
+	// registered: whoever finds it in the directory can reach it.
+	if err := e.proxy.Subscribe(ctx, key); err != nil {
+		e.proxy.Routes().Remove(key, s)
+		s.cancel()
+		return nil, fmt.Errorf("zmqmsg: serve: fanout subscription: %w", err)
+	}
 	workers := e.cfg.ServerConcurrency
 	if inline {
 		workers = 0 // the proxy loop runs the handlers
@@ -175,6 +182,11 @@ func (s *Server) shutdown(ctx context.Context, abort bool) {
 		derr := s.e.dir.Deregister(dctx, s.reg)
 		cancel()
 		s.e.proxy.Routes().Remove(s.key, s)
+		uctx, ucancel := context.WithTimeout(context.Background(), 5*time.Second)
+		if err := s.e.proxy.Unsubscribe(uctx, s.key); err != nil && !s.e.closed.Load() {
+			s.e.log.Warn("fanout unsubscribe failed", "server", s.name, "err", err)
+		}
+		ucancel()
 		s.mu.Lock()
 		s.stopping = true
 		close(s.queue)  // the workers finish what is queued, then exit

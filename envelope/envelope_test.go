@@ -726,3 +726,17 @@ func TestHeaderSizeExact(t *testing.T) {
 		}
 	}
 }
+
+// No fanout topic frame is a strict prefix of another's: subscriptions
+// (prefix matches in ZeroMQ) are exact.
+func TestFanoutTopicIsPrefixFree(t *testing.T) {
+	pairs := [][2]string{{"", "fan"}, {"", "fanx"}, {"", "fa"}, {"e", "fan"}, {"", "efan"}, {"ef", "an"}, {"", ""}, {"x", ""}}
+	for _, a := range pairs {
+		for _, b := range pairs {
+			fa, fb := FanoutTopic(a[0], a[1]), FanoutTopic(b[0], b[1])
+			if a != b && bytes.HasPrefix(fb, fa) {
+				t.Fatalf("topic frame of %q is a prefix of %q's", a, b)
+			}
+		}
+	}
+}

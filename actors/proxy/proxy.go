@@ -182,6 +182,8 @@ type Counters struct {
 	Waited        atomic.Uint64 // replies that waited for a full caller pipe (see frontend.send)
 	DirectCasts   atomic.Uint64 // direct casts handed to a server
 	DirectDropped atomic.Uint64 // direct casts no server could take (full, or none), dropped
+	Fanouts       atomic.Uint64 // fanout deliveries handed to local servers (one per server)
+	FanoutDropped atomic.Uint64 // fanout deliveries a local server could not take (lane full), dropped
 	AcksDropped   atomic.Uint64 // ACKs dropped by the test hook (Hooks.DropAck)
 	SendFailed    atomic.Uint64 // replies libzmq refused (the caller is gone, or its pipe is full: it does not read), dropped
 }
@@ -208,6 +210,9 @@ type Config struct {
 	// CastBind, if not empty, is the direct-cast port's endpoint (a PULL);
 	// see Proxy.CastEndpoint.
 	CastBind string
+	// FanoutBind, if not empty, is the fanout port's endpoint (an XSUB);
+	// see Proxy.FanoutEndpoint.
+	FanoutBind string
 	// Options are applied to the ROUTER.
 	Options socket.Options
 	// Loop configures the proxy loop.
@@ -227,16 +232,26 @@ type Hooks struct {
 
 // Proxy is a running node proxy.
 type Proxy struct {
-	routes       Routes
-	counters     Counters
-	handle       *socket.Handle[Cmd]
-	parent       *actor.PID
-	root         *actor.RootContext
-	endpoint     string
-	castEndpoint string
-	log          *slog.Logger
-	hooks        Hooks
+	routes         Routes
+	counters       Counters
+	handle         *socket.Handle[Cmd]
+	parent         *actor.PID
+	root           *actor.RootContext
+	endpoint       string
+	castEndpoint   string
+	fanoutEndpoint string
+	log            *slog.Logger
+	hooks          Hooks
+
+	// fanRefs counts the local servers of each key: the XSUB is subscribed
+	// to a key's topic frame while its count is above zero. It outlives the
+	// loop, so a restarted loop subscribes again to what its predecessor had.
+	fanMu   sync.Mutex
+	fanRefs map[directory.Key]int
 }
+
+// FanoutEndpoint returns the bound fanout endpoint ("" if none).
+func (p *Proxy) FanoutEndpoint() string { return p.fanoutEndpoint }
 
 // CastEndpoint returns the bound direct-cast endpoint ("" if none).
 func (p *Proxy) CastEndpoint() string { return p.castEndpoint }
@@ -254,7 +269,7 @@ func Start(ctx context.Context, root *actor.RootContext, name string, cfg Config
 		return nil, err
 	}
 	p.parent = parent
-	bind, castBind := cfg.Bind, cfg.CastBind
+	bind, castBind, fanBind := cfg.Bind, cfg.CastBind, cfg.FanoutBind
 	err = socket.SpawnUnder(ctx, root, parent, func(pc actor.SpawnerContext) error {
 		h, err := socket.Spawn(pc, socket.Spec[Cmd]{
 			Name: "router",
@@ -267,7 +282,10 @@ func Start(ctx context.Context, root *actor.RootContext, name string, cfg Config
 				if p.castEndpoint != "" {
 					castBind = p.castEndpoint
 				}
-				return &frontend{p: p, bind: bind, castBind: castBind, opts: cfg.Options}
+				if p.fanoutEndpoint != "" {
+					fanBind = p.fanoutEndpoint
+				}
+				return &frontend{p: p, bind: bind, castBind: castBind, fanBind: fanBind, opts: cfg.Options, castSock: -1, fanSock: -1}
 			},
 			Loop:   cfg.Loop,
 			Logger: p.log,
@@ -324,7 +342,10 @@ type frontend struct {
 	p        *Proxy
 	bind     string
 	castBind string // "" when the node has no direct-cast port
+	fanBind  string // "" when the node has no fanout port
 	opts     socket.Options
+	castSock int // index of the PULL in the loop, -1 if none
+	fanSock  int // index of the XSUB in the loop, -1 if none
 
 	// Replies waiting for a caller whose pipe was full, per caller identity,
 	// in order. Loop goroutine only. See send.
@@ -374,12 +395,16 @@ func (f *frontend) Setup(l *poller.Loop[Cmd]) error {
 		// Written once, during the first start, before Start returns.
 		f.p.endpoint = ep
 	}
+	if err := f.setupFanout(l); err != nil {
+		return err
+	}
 	if f.castBind == "" {
 		return nil
 	}
 	// The direct-cast port: a PULL that PUSH sockets of other nodes connect
-	// to. Socket index castSock.
-	_, pull, err := l.NewSocket(zmq.PULL, "pull")
+	// to.
+	var pull *zmq.Socket
+	f.castSock, pull, err = l.NewSocket(zmq.PULL, "pull")
 	if err != nil {
 		return err
 	}
@@ -397,9 +422,6 @@ func (f *frontend) Setup(l *poller.Loop[Cmd]) error {
 	}
 	return nil
 }
-
-// castSock is the index of the PULL socket in the proxy loop.
-const castSock = 1
 
 // handleDirect routes a direct cast from the PULL socket. Nobody waits for
 // an answer: a cast that no server can take is dropped and counted.
@@ -461,8 +483,12 @@ func bindRetry(z *zmq.Socket, endpoint string, rebind bool) error {
 }
 
 func (f *frontend) HandleMessage(l *poller.Loop[Cmd], sock int, frames [][]byte) {
-	if sock == castSock {
+	switch sock {
+	case f.castSock:
 		f.handleDirect(frames)
+		return
+	case f.fanSock:
+		f.handleFanout(frames)
 		return
 	}
 	routing, body, err := envelope.SplitRouting(frames)
@@ -556,6 +582,8 @@ func (f *frontend) HandleCommand(l *poller.Loop[Cmd], c Cmd) {
 	switch c := c.(type) {
 	case *replyCmd:
 		f.send(l, c.frames, c.expires)
+	case *subCmd:
+		c.done <- f.subscribe(l, c.key, c.on)
 	}
 }
 

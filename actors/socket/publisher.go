@@ -1,0 +1,168 @@
+package socket
+
+import (
+	"errors"
+	"sync/atomic"
+	"time"
+
+	zmq "github.com/pebbe/zmq4"
+
+	"github.com/zmqmsg/zmqmsg/actors/poller"
+)
+
+// PubCmd is a command for a Publisher socket actor. The interface is sealed.
+type PubCmd interface{ isPubCmd() }
+
+// Publish sends a fanout to the node once the node has subscribed to Topic
+// (the topic frame). Done receives nil when the message is handed to
+// libzmq, or ErrNotSubscribed if the node has not subscribed by Deadline.
+// Done must be buffered (capacity 1).
+type Publish struct {
+	Topic    []byte
+	Body     []byte
+	Deadline time.Time
+	Done     chan error
+}
+
+func (*Publish) isPubCmd() {}
+
+// ErrNotSubscribed: the node did not subscribe to the topic in time: it
+// does not serve it (any more), or it cannot be reached.
+var ErrNotSubscribed = errors.New("socket: node not subscribed to the topic")
+
+// PublisherCounters are shared by every incarnation of one publisher.
+type PublisherCounters struct {
+	Sent          atomic.Uint64 // fanouts handed to libzmq
+	Parked        atomic.Uint64 // fanouts that waited for the node's subscription
+	NotSubscribed atomic.Uint64 // fanouts failed because the node never subscribed
+}
+
+// Publisher is the client end of the FANOUT pipeline towards one node: an
+// XPUB connected to the node proxy's XSUB. Through it the publisher sees
+// which topics the node subscribes to (the node sends its subscriptions on
+// every new connection), and it sends a fanout only to a node that has
+// subscribed to its topic. A fanout sent before the subscription has
+// arrived waits, in order, until it does or its deadline passes: a node
+// whose server has started (and so subscribed) receives every fanout sent
+// after that, however new its connection.
+type Publisher struct {
+	Endpoint string
+	Options  Options
+	Counters *PublisherCounters
+
+	subs   map[string]bool       // topic frame -> subscribed; loop goroutine only
+	parked map[string][]*Publish // topic frame -> fanouts waiting for it, in order
+}
+
+// Setup creates the XPUB and connects it.
+func (p *Publisher) Setup(l *poller.Loop[PubCmd]) error {
+	p.subs = make(map[string]bool)
+	p.parked = make(map[string][]*Publish)
+	_, z, err := l.NewSocket(zmq.XPUB, "xpub")
+	if err != nil {
+		return err
+	}
+	if err := p.Options.Apply(z); err != nil {
+		return err
+	}
+	// At the high-water mark, wait (in the loop's backlog) instead of
+	// dropping silently.
+	if err := z.SetXpubNodrop(true); err != nil {
+		return err
+	}
+	return z.Connect(p.Endpoint)
+}
+
+// HandleMessage receives the node's subscriptions: 1 then the topic frame
+// to subscribe, 0 then the topic frame to unsubscribe.
+func (p *Publisher) HandleMessage(l *poller.Loop[PubCmd], _ int, frames [][]byte) {
+	if len(frames) != 1 || len(frames[0]) == 0 {
+		return
+	}
+	topic := string(frames[0][1:])
+	switch frames[0][0] {
+	case 1:
+		p.subs[topic] = true
+		for _, c := range p.parked[topic] {
+			p.send(l, c)
+		}
+		delete(p.parked, topic)
+	case 0:
+		delete(p.subs, topic)
+	}
+}
+
+// HandleCommand sends a fanout, or parks it until the node subscribes.
+func (p *Publisher) HandleCommand(l *poller.Loop[PubCmd], c PubCmd) {
+	pub, ok := c.(*Publish)
+	if !ok {
+		return
+	}
+	topic := string(pub.Topic)
+	if p.subs[topic] && len(p.parked[topic]) == 0 {
+		p.send(l, pub)
+		return
+	}
+	p.Counters.Parked.Add(1)
+	p.parked[topic] = append(p.parked[topic], pub)
+}
+
+func (p *Publisher) send(l *poller.Loop[PubCmd], c *Publish) {
+	if err := l.Send(0, c.Topic, c.Body); err != nil {
+		c.Done <- err
+		return
+	}
+	p.Counters.Sent.Add(1)
+	c.Done <- nil
+}
+
+// Deadline is the earliest deadline of a parked fanout.
+func (p *Publisher) Deadline() time.Time {
+	var d time.Time
+	for _, q := range p.parked {
+		for _, c := range q {
+			if d.IsZero() || c.Deadline.Before(d) {
+				d = c.Deadline
+			}
+		}
+	}
+	return d
+}
+
+// HandleTimer fails the parked fanouts whose deadline has passed.
+func (p *Publisher) HandleTimer(_ *poller.Loop[PubCmd], now time.Time) {
+	for topic, q := range p.parked {
+		keep := q[:0]
+		for _, c := range q {
+			if now.Before(c.Deadline) {
+				keep = append(keep, c)
+				continue
+			}
+			p.Counters.NotSubscribed.Add(1)
+			c.Done <- ErrNotSubscribed
+		}
+		if len(keep) == 0 {
+			delete(p.parked, topic)
+		} else {
+			p.parked[topic] = keep
+		}
+	}
+}
+
+// Shutdown fails every fanout not sent.
+func (p *Publisher) Shutdown(_ *poller.Loop[PubCmd], pending []PubCmd, cause error) {
+	err := cause
+	if err == nil {
+		err = ErrSocketStopped
+	}
+	for _, c := range pending {
+		if pub, ok := c.(*Publish); ok {
+			pub.Done <- err
+		}
+	}
+	for _, q := range p.parked {
+		for _, c := range q {
+			c.Done <- err
+		}
+	}
+}

@@ -1,0 +1,193 @@
+package engine
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/asynkron/protoactor-go/actor"
+
+	"github.com/zmqmsg/zmqmsg/actors/poller"
+	"github.com/zmqmsg/zmqmsg/actors/socket"
+	"github.com/zmqmsg/zmqmsg/directory"
+	"github.com/zmqmsg/zmqmsg/envelope"
+)
+
+// ErrUnreached: a fanout did not reach every node that serves its topic.
+// The *FanoutError that matches it says which nodes, and why.
+var ErrUnreached = errors.New("zmqmsg: fanout did not reach every node")
+
+// FanoutError lists the nodes a fanout did not reach. The nodes not listed
+// got it. errors.Is(err, ErrUnreached) is true.
+type FanoutError struct {
+	Unreached map[string]error // node id -> why
+}
+
+func (e *FanoutError) Error() string {
+	ids := make([]string, 0, len(e.Unreached))
+	for id, err := range e.Unreached {
+		ids = append(ids, fmt.Sprintf("%s (%v)", id, err))
+	}
+	sort.Strings(ids)
+	return fmt.Sprintf("%v: %s", ErrUnreached, strings.Join(ids, ", "))
+}
+
+// Is matches ErrUnreached.
+func (e *FanoutError) Is(target error) bool { return target == ErrUnreached }
+
+// Fanout sends a one-way message to every server of t's topic: one message
+// per node that serves it, through an XPUB to that node's fanout port; the
+// node hands it to each of its servers of the topic, in order.
+//
+// The nodes come from a fresh directory lookup (the cache is used only if the
+// directory fails), so a server whose Serve has returned is never missed.
+// A message waits, in order, until its node has subscribed to the topic: on
+// a new connection the node's subscriptions arrive a moment after the
+// connect. Fanout returns nil once every node has taken the message, a
+// *FanoutError naming the nodes that did not subscribe in time (up to
+// Config.WaitForServers, never past ctx's deadline), ErrNoServers if no
+// server appeared, or ctx.Err().
+func (e *Engine) Fanout(ctx context.Context, t Target, method string, flags envelope.Flags, payload []byte) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if e.closed.Load() {
+		return ErrClosed
+	}
+	if err := t.Validate(); err != nil {
+		return err
+	}
+	if max := e.cfg.MaxMessageSize; max > 0 && len(payload) > max {
+		return fmt.Errorf("%w: %d bytes, limit %d", ErrTooLarge, len(payload), max)
+	}
+	waitUntil := time.Now().Add(e.cfg.WaitForServers)
+	if d, ok := ctx.Deadline(); ok && d.Before(waitUntil) {
+		waitUntil = d
+	}
+	nodes, err := e.fanoutNodes(ctx, t.key(), waitUntil)
+	if err != nil {
+		return e.ctxError(ctx, err)
+	}
+	m := envelope.Message{
+		Kind:     envelope.KindFanout,
+		Flags:    flags,
+		ID:       envelope.NewID(),
+		Exchange: t.Exchange,
+		Topic:    t.Topic,
+		Method:   method,
+		Payload:  payload,
+	}
+	body, err := envelope.AppendMessage(make([]byte, 0, 64+len(t.Exchange)+len(t.Topic)+len(method)+len(payload)), &m)
+	if err != nil {
+		return fmt.Errorf("zmqmsg: encode fanout: %w", err)
+	}
+	topic := envelope.FanoutTopic(t.Exchange, t.Topic)
+	e.fanouts.Add(1)
+	type sent struct {
+		id   string
+		done chan error
+	}
+	var waiting []sent
+	failed := map[string]error{}
+	for id, node := range nodes {
+		if node.FanoutPort == 0 {
+			failed[id] = errors.New("no fanout port")
+			continue
+		}
+		pub, err := e.publisher(ctx, node, id)
+		if err == nil {
+			done := make(chan error, 1)
+			if err = pub.Submit(ctx, &socket.Publish{Topic: topic, Body: body, Deadline: waitUntil, Done: done}); err == nil {
+				waiting = append(waiting, sent{id, done})
+				continue
+			}
+		}
+		failed[id] = e.ctxError(ctx, err)
+	}
+	for _, w := range waiting {
+		select {
+		case err := <-w.done:
+			if err != nil {
+				failed[w.id] = e.ctxError(ctx, err)
+			}
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	if len(failed) > 0 {
+		e.fanoutUnreached.Add(uint64(len(failed)))
+		e.log.Warn("fanout did not reach every node", "topic", t.Topic, "method", method, "unreached", len(failed), "nodes", len(nodes))
+		return &FanoutError{Unreached: failed}
+	}
+	return nil
+}
+
+// fanoutNodes returns the nodes that serve key, by node id, from a fresh
+// lookup; it waits for a first server until waitUntil like a call does.
+func (e *Engine) fanoutNodes(ctx context.Context, key directory.Key, waitUntil time.Time) (map[string]directory.Node, error) {
+	lookup := func() ([]directory.Entry, error) {
+		lctx, cancel := context.WithTimeout(ctx, e.res.timeout)
+		defer cancel()
+		return e.dir.Lookup(lctx, key)
+	}
+	entries, err := lookup()
+	if err != nil || len(entries) == 0 {
+		// Wait (on the directory's watch) for a first server, then read
+		// again; a directory that fails falls back to the resolver's cache.
+		if _, err := e.res.pick(ctx, key, "", waitUntil); err != nil {
+			return nil, err
+		}
+		if entries, err = lookup(); err != nil {
+			e.res.lookupErrors.Add(1)
+			entries = nil
+			if p := e.res.cached(key); p != nil {
+				for _, r := range p {
+					entries = append(entries, r.Entry)
+				}
+			}
+		}
+		if len(entries) == 0 {
+			return nil, noServers(key, "")
+		}
+	}
+	nodes := make(map[string]directory.Node, len(entries))
+	for _, en := range entries {
+		nodes[en.Node.ID()] = en.Node
+	}
+	return nodes, nil
+}
+
+// publisher returns the XPUB socket actor connected to node's fanout port,
+// starting it on first use under the reply supervisor.
+func (e *Engine) publisher(ctx context.Context, node directory.Node, id string) (*socket.Handle[socket.PubCmd], error) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if h := e.publishers[id]; h != nil {
+		return h, nil
+	}
+	if e.closed.Load() {
+		return nil, ErrClosed
+	}
+	var h *socket.Handle[socket.PubCmd]
+	err := socket.SpawnUnder(ctx, e.root, e.replyPID, func(parent actor.SpawnerContext) error {
+		var err error
+		h, err = socket.Spawn(parent, socket.Spec[socket.PubCmd]{
+			Name: "xpub-" + id,
+			ZMQ:  e.zctx,
+			NewHandler: func() poller.Handler[socket.PubCmd] {
+				return &socket.Publisher{Endpoint: node.FanoutEndpoint(), Options: e.cfg.Socket, Counters: &e.pubCounters}
+			},
+			Loop:   poller.Options{Strategy: e.cfg.Strategy},
+			Logger: e.log,
+		})
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("zmqmsg: connect to %s (fanout): %w", id, err)
+	}
+	e.publishers[id] = h
+	return h, nil
+}
