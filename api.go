@@ -43,7 +43,7 @@ const (
 // its default (9501 call, 9502 fanout, 9503 notify, 9504 direct cast), or
 // AnyPort when Call is AnyPort: a node that asks for a free call port gets
 // free ports throughout. AnyPort asks the OS for a free port. Bound so far:
-// call, fanout and direct cast; notify comes with its pipeline.
+// all four.
 type Ports struct {
 	Call, Fanout, Notify, Cast int
 }
@@ -235,6 +235,7 @@ func New(cfg Config) (*Transport, error) {
 		CallPort:          cfg.Ports.Call,
 		CastPort:          cfg.Ports.Cast,
 		FanoutPort:        cfg.Ports.Fanout,
+		NotifyPort:        cfg.Ports.Notify,
 		Directory:         cfg.Directory,
 		Logger:            cfg.Logger,
 		Strategy:          cfg.WaitStrategy,

@@ -75,8 +75,15 @@ func (e *Engine) Cast(ctx context.Context, t Target, method string, flags envelo
 		}
 		return nil
 	}
+	return e.castAcked(ctx, d, &m, body, entry.nodeID)
+}
+
+// castAcked sends an encoded cast until it is acknowledged, following the
+// AckPolicy, within the node's window of unacknowledged casts.
+func (e *Engine) castAcked(ctx context.Context, d *socket.Handle[socket.DealerCmd], m *envelope.Message, body []byte, nodeID string) error {
+	policy := e.cfg.Acks
 	// Take a slot of the node's window of un-acknowledged casts.
-	window := e.window(entry.nodeID)
+	window := e.window(nodeID)
 	select {
 	case window <- struct{}{}:
 	case <-ctx.Done():
@@ -86,7 +93,7 @@ func (e *Engine) Cast(ctx context.Context, t Target, method string, flags envelo
 
 	timeout := policy.Timeout
 	for attempt := 0; ; attempt++ {
-		acked, err := e.castOnce(ctx, d, &m, body, entry.nodeID, timeout)
+		acked, err := e.castOnce(ctx, d, m, body, nodeID, timeout)
 		if err != nil {
 			return err
 		}
@@ -95,9 +102,9 @@ func (e *Engine) Cast(ctx context.Context, t Target, method string, flags envelo
 		}
 		if attempt == policy.Retries {
 			e.castsNotAcked.Add(1)
-			e.log.Warn("cast not acknowledged", "topic", t.Topic, "server", entry.Server, "node", entry.nodeID,
-				"method", method, "id", m.ID.String(), "attempts", attempt+1)
-			return fmt.Errorf("%w: %s.%s to server %q on %s after %d attempts", ErrNotAcked, t.Topic, method, entry.Server, entry.nodeID, attempt+1)
+			e.log.Warn("cast not acknowledged", "topic", m.Topic, "server", m.Server, "node", nodeID,
+				"method", m.Method, "id", m.ID.String(), "attempts", attempt+1)
+			return fmt.Errorf("%w: %s.%s to server %q on %s after %d attempts", ErrNotAcked, m.Topic, m.Method, m.Server, nodeID, attempt+1)
 		}
 		e.castRetries.Add(1)
 		timeout = time.Duration(float64(timeout) * policy.Multiplier)

@@ -57,6 +57,7 @@ type Config struct {
 	CallPort          int // AnyPort for a free port
 	CastPort          int // the direct-cast port; AnyPort for a free one; 0 for none
 	FanoutPort        int // the fanout port; AnyPort for a free one; 0 for none
+	NotifyPort        int // the notify port; AnyPort for a free one; 0 for none
 	Directory         directory.Directory
 	Logger            *slog.Logger
 	Strategy          poller.Strategy
@@ -98,6 +99,7 @@ type Engine struct {
 	table    *reply.Table
 	replyPID *actor.PID
 	proxy    *proxy.Proxy
+	notify   *proxy.Proxy // the NOTIFY pipeline's own proxy (nil without a notify port)
 	node     directory.Node
 	dir      directory.Directory
 	res      *resolver
@@ -122,10 +124,12 @@ type Engine struct {
 	closeErr       error
 	wg             sync.WaitGroup
 
-	calls, callErrors, timeouts, expired, panics, handlerErrors atomic.Uint64
-	casts, castRetries, castsNotAcked, castsRun, castErrors     atomic.Uint64
-	fanouts, fanoutUnreached, fanoutsRun                        atomic.Uint64
-	directRun, directRefused                                    atomic.Uint64
+	calls, callErrors, timeouts, expired, panics, handlerErrors           atomic.Uint64
+	casts, castRetries, castsNotAcked, castsRun, castErrors               atomic.Uint64
+	fanouts, fanoutUnreached, fanoutsRun                                  atomic.Uint64
+	notifications, notificationsUnheard, notificationsRun, notifyFailures atomic.Uint64
+	notificationsFiltered                                                 atomic.Uint64
+	directRun, directRefused                                              atomic.Uint64
 
 	windowMu sync.Mutex
 	windows  map[string]chan struct{} // node id -> un-acked CAST slots
@@ -195,6 +199,21 @@ func New(cfg Config) (_ *Engine, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("zmqmsg: call port: %w", err)
 	}
+	if nb := bindOf(cfg.NotifyPort); nb != "" {
+		// NOTIFY has a proxy of its own: its own loop and port, so that a
+		// storm of notifications never delays calls.
+		e.notify, err = proxy.Start(startCtx, e.root, "proxy-notify", proxy.Config{
+			ZMQ:     e.zctx,
+			Bind:    nb,
+			Options: e.routerOptions(),
+			Loop:    poller.Options{Strategy: cfg.Strategy},
+			Logger:  e.log,
+			Hooks:   cfg.Hooks,
+		})
+		if err != nil {
+			return nil, fmt.Errorf("zmqmsg: notify port: %w", err)
+		}
+	}
 	_, p, err := net.SplitHostPort(trimScheme(e.proxy.Endpoint()))
 	if err != nil {
 		return nil, fmt.Errorf("zmqmsg: bound endpoint %q: %w", e.proxy.Endpoint(), err)
@@ -204,7 +223,7 @@ func New(cfg Config) (_ *Engine, err error) {
 	for _, b := range []struct {
 		ep   string
 		port *int
-	}{{e.proxy.CastEndpoint(), &e.node.CastPort}, {e.proxy.FanoutEndpoint(), &e.node.FanoutPort}} {
+	}{{e.proxy.CastEndpoint(), &e.node.CastPort}, {e.proxy.FanoutEndpoint(), &e.node.FanoutPort}, {e.notifyEndpoint(), &e.node.NotifyPort}} {
 		if b.ep == "" {
 			continue
 		}
@@ -227,6 +246,13 @@ func trimScheme(ep string) string {
 		return ep[len(tcp):]
 	}
 	return ep
+}
+
+func (e *Engine) notifyEndpoint() string {
+	if e.notify == nil {
+		return ""
+	}
+	return e.notify.Endpoint()
 }
 
 // routerOptions are the call ROUTER's socket options: the network settings,
@@ -268,6 +294,11 @@ func (e *Engine) Close() error {
 func (e *Engine) teardown() error {
 	e.cancel()
 	var errs []error
+	if e.notify != nil {
+		if err := e.notify.Stop(); err != nil {
+			errs = append(errs, fmt.Errorf("stop notify proxy: %w", err))
+		}
+	}
 	if e.proxy != nil {
 		if err := e.proxy.Stop(); err != nil {
 			errs = append(errs, fmt.Errorf("stop proxy: %w", err))
@@ -341,6 +372,14 @@ func (e *Engine) heartbeat() {
 // dealer returns the DEALER socket actor connected to node, starting it on
 // first use under the reply supervisor.
 func (e *Engine) dealer(ctx context.Context, node directory.Node, id string) (*socket.Handle[socket.DealerCmd], error) {
+	return e.dealerAt(ctx, id, id, node.CallEndpoint())
+}
+
+// dealerAt returns the DEALER socket actor named key (a node id, with a
+// suffix for pipelines other than CALL/CAST), connected to endpoint; tag is
+// what the reply table tags its calls with.
+func (e *Engine) dealerAt(ctx context.Context, key, tag, endpoint string) (*socket.Handle[socket.DealerCmd], error) {
+	id := key
 	if h, ok := e.dealerSnap.Load().(map[string]*socket.Handle[socket.DealerCmd])[id]; ok {
 		return h, nil // the common case: no lock
 	}
@@ -360,8 +399,8 @@ func (e *Engine) dealer(ctx context.Context, node directory.Node, id string) (*s
 			ZMQ:  e.zctx,
 			NewHandler: func() poller.Handler[socket.DealerCmd] {
 				return &socket.Dealer{
-					Endpoint: node.CallEndpoint(),
-					Tag:      id,
+					Endpoint: endpoint,
+					Tag:      tag,
 					Table:    e.table,
 					Options:  e.cfg.Socket,
 					Counters: &e.dealerCounters,
@@ -387,39 +426,44 @@ func (e *Engine) dealer(ctx context.Context, node directory.Node, id string) (*s
 // Stats are the engine's counters; every drop, failure and late reply is
 // counted here, so that "nothing lost silently" can be checked.
 type Stats struct {
-	Calls            uint64 // calls sent
-	CallErrors       uint64 // calls that ended with an error (timeouts included)
-	Timeouts         uint64 // calls that timed out
-	LateReplies      uint64 // replies that arrived after their call gave up, dropped
-	UnmatchedReplies uint64 // replies for unknown ids, dropped
-	MalformedFrames  uint64 // received messages that did not decode, dropped
-	WrongKind        uint64 // decoded messages of a kind the socket does not take, dropped
-	NoServers        uint64 // requests this node's proxy could not route (answered with an error)
-	Overloaded       uint64 // requests refused because a server queue was full (answered)
-	Expired          uint64 // requests whose deadline passed before a worker took them, dropped
-	HandlerErrors    uint64 // handler errors returned to callers
-	HandlerPanics    uint64 // handler panics, returned to callers as RemoteError
-	SendFailures     uint64 // messages libzmq refused (peer gone), dropped
-	Casts            uint64 // casts sent (each counted once, however often retried)
-	CastRetries      uint64 // cast resends after an ACK did not come in time
-	CastsNotAcked    uint64 // casts that failed with ErrNotAcked
-	CastsRun         uint64 // cast handlers run by this node's servers
-	CastErrors       uint64 // cast handlers that returned an error (counted, logged)
-	DuplicateCasts   uint64 // retried casts a server had already had: acknowledged, not run again
-	DirectCasts      uint64 // direct casts handed to a PUSH socket
-	DirectCastFailed uint64 // direct casts that could not be sent (closed, refused, left queued at Close)
-	DirectCastsRun   uint64 // direct cast handlers run by this node's servers
-	DirectDropped    uint64 // direct casts this node received but no server could take (queue full, none), dropped
-	Fanouts          uint64 // fanout casts sent (each once, whatever the number of nodes)
-	FanoutsSent      uint64 // fanout messages handed to a node's socket (one per node)
-	FanoutsParked    uint64 // fanout messages that waited for a node's subscription
-	FanoutUnreached  uint64 // fanout messages a node never took (not subscribed in time, socket failed); reported to the caster
-	FanoutsRun       uint64 // fanout handlers run by this node's servers
-	FanoutDropped    uint64 // fanouts this node received that a server could not take (lane full), dropped
-	FanoutDeliveries uint64 // fanouts this node handed to its servers' lanes (one per server)
-	SocketRestarts   uint64 // socket actors restarted by their supervisor
-	DirectoryErrors  uint64 // failed directory lookups (cached entries kept serving)
-	PendingCalls     int    // calls waiting for a reply now
+	Calls                 uint64 // calls sent
+	CallErrors            uint64 // calls that ended with an error (timeouts included)
+	Timeouts              uint64 // calls that timed out
+	LateReplies           uint64 // replies that arrived after their call gave up, dropped
+	UnmatchedReplies      uint64 // replies for unknown ids, dropped
+	MalformedFrames       uint64 // received messages that did not decode, dropped
+	WrongKind             uint64 // decoded messages of a kind the socket does not take, dropped
+	NoServers             uint64 // requests this node's proxy could not route (answered with an error)
+	Overloaded            uint64 // requests refused because a server queue was full (answered)
+	Expired               uint64 // requests whose deadline passed before a worker took them, dropped
+	HandlerErrors         uint64 // handler errors returned to callers
+	HandlerPanics         uint64 // handler panics, returned to callers as RemoteError
+	SendFailures          uint64 // messages libzmq refused (peer gone), dropped
+	Casts                 uint64 // casts sent (each counted once, however often retried)
+	CastRetries           uint64 // cast resends after an ACK did not come in time
+	CastsNotAcked         uint64 // casts that failed with ErrNotAcked
+	CastsRun              uint64 // cast handlers run by this node's servers
+	CastErrors            uint64 // cast handlers that returned an error (counted, logged)
+	DuplicateCasts        uint64 // retried casts a server had already had: acknowledged, not run again
+	DirectCasts           uint64 // direct casts handed to a PUSH socket
+	DirectCastFailed      uint64 // direct casts that could not be sent (closed, refused, left queued at Close)
+	DirectCastsRun        uint64 // direct cast handlers run by this node's servers
+	DirectDropped         uint64 // direct casts this node received but no server could take (queue full, none), dropped
+	Fanouts               uint64 // fanout casts sent (each once, whatever the number of nodes)
+	FanoutsSent           uint64 // fanout messages handed to a node's socket (one per node)
+	FanoutsParked         uint64 // fanout messages that waited for a node's subscription
+	FanoutUnreached       uint64 // fanout messages a node never took (not subscribed in time, socket failed); reported to the caster
+	FanoutsRun            uint64 // fanout handlers run by this node's servers
+	FanoutDropped         uint64 // fanouts this node received that a server could not take (lane full), dropped
+	FanoutDeliveries      uint64 // fanouts this node handed to its servers' lanes (one per server)
+	Notifications         uint64 // notifications sent (each once, whatever the number of pools)
+	NotificationsUnheard  uint64 // notifications sent to a topic no pool listened to (counted, logged)
+	NotificationsRun      uint64 // notification handlers run by this node's listeners
+	NotifyFailures        uint64 // deliveries to a pool that no member of the pool acknowledged
+	NotificationsFiltered uint64 // notifications a listener's priority filter dropped (acknowledged)
+	SocketRestarts        uint64 // socket actors restarted by their supervisor
+	DirectoryErrors       uint64 // failed directory lookups (cached entries kept serving)
+	PendingCalls          int    // calls waiting for a reply now
 }
 
 // Stats returns a snapshot of the counters.
@@ -427,39 +471,44 @@ func (e *Engine) Stats() Stats {
 	ts := e.table.Stats()
 	pc := e.proxy.Counters()
 	st := Stats{
-		Calls:            e.calls.Load(),
-		CallErrors:       e.callErrors.Load(),
-		Timeouts:         e.timeouts.Load(),
-		LateReplies:      ts.Late,
-		UnmatchedReplies: ts.Unmatched,
-		MalformedFrames:  pc.Malformed.Load() + e.dealerCounters.Malformed.Load() + e.proxy.LoopStats().Oversized,
-		WrongKind:        pc.WrongKind.Load() + e.dealerCounters.WrongKind.Load(),
-		NoServers:        pc.NoServers.Load(),
-		Overloaded:       pc.Overloaded.Load(),
-		Expired:          e.expired.Load(),
-		HandlerErrors:    e.handlerErrors.Load(),
-		HandlerPanics:    e.panics.Load(),
-		SendFailures:     pc.SendFailed.Load(),
-		DirectoryErrors:  e.res.lookupErrors.Load(),
-		SocketRestarts:   e.proxy.Restarts(),
-		Casts:            e.casts.Load(),
-		CastRetries:      e.castRetries.Load(),
-		CastsNotAcked:    e.castsNotAcked.Load(),
-		CastsRun:         e.castsRun.Load(),
-		CastErrors:       e.castErrors.Load(),
-		DuplicateCasts:   pc.Duplicates.Load(),
-		DirectCasts:      e.pusherCounters.Sent.Load(),
-		DirectCastFailed: e.pusherCounters.Failed.Load() + e.directRefused.Load(),
-		DirectCastsRun:   e.directRun.Load(),
-		DirectDropped:    pc.DirectDropped.Load(),
-		Fanouts:          e.fanouts.Load(),
-		FanoutsSent:      e.pubCounters.Sent.Load(),
-		FanoutsParked:    e.pubCounters.Parked.Load(),
-		FanoutUnreached:  e.pubCounters.NotSubscribed.Load() + e.fanoutUnreached.Load(),
-		FanoutsRun:       e.fanoutsRun.Load(),
-		FanoutDropped:    pc.FanoutDropped.Load(),
-		FanoutDeliveries: pc.Fanouts.Load(),
-		PendingCalls:     ts.Pending,
+		Calls:                 e.calls.Load(),
+		CallErrors:            e.callErrors.Load(),
+		Timeouts:              e.timeouts.Load(),
+		LateReplies:           ts.Late,
+		UnmatchedReplies:      ts.Unmatched,
+		MalformedFrames:       pc.Malformed.Load() + e.dealerCounters.Malformed.Load() + e.proxy.LoopStats().Oversized,
+		WrongKind:             pc.WrongKind.Load() + e.dealerCounters.WrongKind.Load(),
+		NoServers:             pc.NoServers.Load(),
+		Overloaded:            pc.Overloaded.Load(),
+		Expired:               e.expired.Load(),
+		HandlerErrors:         e.handlerErrors.Load(),
+		HandlerPanics:         e.panics.Load(),
+		SendFailures:          pc.SendFailed.Load(),
+		DirectoryErrors:       e.res.lookupErrors.Load(),
+		SocketRestarts:        e.proxy.Restarts(),
+		Casts:                 e.casts.Load(),
+		CastRetries:           e.castRetries.Load(),
+		CastsNotAcked:         e.castsNotAcked.Load(),
+		CastsRun:              e.castsRun.Load(),
+		CastErrors:            e.castErrors.Load(),
+		DuplicateCasts:        pc.Duplicates.Load(),
+		DirectCasts:           e.pusherCounters.Sent.Load(),
+		DirectCastFailed:      e.pusherCounters.Failed.Load() + e.directRefused.Load(),
+		DirectCastsRun:        e.directRun.Load(),
+		DirectDropped:         pc.DirectDropped.Load(),
+		Fanouts:               e.fanouts.Load(),
+		FanoutsSent:           e.pubCounters.Sent.Load(),
+		FanoutsParked:         e.pubCounters.Parked.Load(),
+		FanoutUnreached:       e.pubCounters.NotSubscribed.Load() + e.fanoutUnreached.Load(),
+		FanoutsRun:            e.fanoutsRun.Load(),
+		FanoutDropped:         pc.FanoutDropped.Load(),
+		FanoutDeliveries:      pc.Fanouts.Load(),
+		Notifications:         e.notifications.Load(),
+		NotificationsUnheard:  e.notificationsUnheard.Load(),
+		NotificationsRun:      e.notificationsRun.Load(),
+		NotifyFailures:        e.notifyFailures.Load(),
+		NotificationsFiltered: e.notificationsFiltered.Load(),
+		PendingCalls:          ts.Pending,
 	}
 	e.mu.Lock()
 	for _, h := range e.dealers {

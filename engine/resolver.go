@@ -40,7 +40,8 @@ type keyState struct {
 	entries atomic.Pointer[[]route]
 	rr      atomic.Uint64
 
-	refreshMu sync.Mutex // serialises lookup+store, so an older result never overwrites a newer one
+	refreshMu sync.Mutex    // serialises lookup+store, so an older result never overwrites a newer one
+	first     chan struct{} // closed once the first lookup has been tried
 
 	mu      sync.Mutex
 	changed chan struct{} // closed (and replaced) whenever entries are refreshed
@@ -59,17 +60,21 @@ func newResolver(dir directory.Directory, log *slog.Logger) *resolver {
 
 // state returns the cache of key, creating it (with a first lookup and a
 // watch goroutine) on first use.
+//
+// A caller that finds the key's cache before its first lookup has been tried
+// waits for it (bounded by ctx), so that no caller mistakes a cache still
+// being filled for a topic nobody serves.
 func (r *resolver) state(ctx context.Context, key directory.Key) (*keyState, error) {
 	if m := r.snapshot.Load(); m != nil {
 		if ks := (*m)[key]; ks != nil {
-			return ks, nil
+			return ks, ks.waitFirst(ctx)
 		}
 	}
 	r.mu.Lock()
 	ks := r.keys[key]
 	if ks != nil {
 		r.mu.Unlock()
-		return ks, nil
+		return ks, ks.waitFirst(ctx)
 	}
 	select {
 	case <-r.stop:
@@ -77,7 +82,7 @@ func (r *resolver) state(ctx context.Context, key directory.Key) (*keyState, err
 		return nil, ErrClosed
 	default:
 	}
-	ks = &keyState{changed: make(chan struct{})}
+	ks = &keyState{changed: make(chan struct{}), first: make(chan struct{})}
 	r.keys[key] = ks
 	snap := make(map[directory.Key]*keyState, len(r.keys))
 	for k, v := range r.keys {
@@ -89,7 +94,23 @@ func (r *resolver) state(ctx context.Context, key directory.Key) (*keyState, err
 	r.mu.Unlock()
 	go r.watch(key, ks, watch, stopWatch)
 	r.refresh(ctx, key, ks)
+	close(ks.first)
 	return ks, nil
+}
+
+// waitFirst waits until the key's first lookup has been tried.
+func (ks *keyState) waitFirst(ctx context.Context) error {
+	select {
+	case <-ks.first:
+		return nil
+	default:
+	}
+	select {
+	case <-ks.first:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
 }
 
 // watch refreshes a key's cache on every change notification.

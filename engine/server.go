@@ -15,6 +15,8 @@ import (
 
 // Request is one call as a server's dispatch function sees it.
 type Request struct {
+	ID      envelope.ID
+	Topic   string
 	Method  string
 	Flags   envelope.Flags
 	Payload []byte // owned by the request; valid until dispatch returns
@@ -45,6 +47,7 @@ const (
 // proxy and worker goroutines that run the dispatch function.
 type Server struct {
 	e        *Engine
+	px       *proxy.Proxy // the proxy that routes to this server
 	name     string
 	key      directory.Key
 	reg      directory.Registration
@@ -74,6 +77,12 @@ type Server struct {
 // hand-off to a worker and back, but a handler that blocks stalls every
 // request to this node. Only for short, non-blocking handlers.
 func (e *Engine) Serve(ctx context.Context, key directory.Key, name string, dispatch Dispatch, inline bool) (*Server, error) {
+	return e.serve(ctx, e.proxy, key, name, dispatch, inline)
+}
+
+// serve starts a server behind px: the call proxy, or the notify proxy for
+// notification listeners.
+func (e *Engine) serve(ctx context.Context, px *proxy.Proxy, key directory.Key, name string, dispatch Dispatch, inline bool) (*Server, error) {
 	if e.closed.Load() {
 		return nil, ErrClosed
 	}
@@ -82,6 +91,7 @@ func (e *Engine) Serve(ctx context.Context, key directory.Key, name string, disp
 	}
 	s := &Server{
 		e:        e,
+		px:       px,
 		name:     name,
 		key:      key,
 		reg:      directory.Registration{Key: key, Server: name, Node: e.node},
@@ -92,14 +102,14 @@ func (e *Engine) Serve(ctx context.Context, key directory.Key, name string, disp
 		direct:   make(chan *proxy.Request, e.cfg.ServerQueue),
 	}
 	s.ctx, s.cancel = context.WithCancel(e.ctx)
-	if err := e.proxy.Routes().Add(key, s); err != nil {
+	if err := px.Routes().Add(key, s); err != nil {
 		s.cancel()
 		return nil, fmt.Errorf("zmqmsg: serve: %w", err)
 	}
 	// Subscribe the node's fanout port to the topic before the server is
 	// registered: whoever finds it in the directory can reach it.
-	if err := e.proxy.Subscribe(ctx, key); err != nil {
-		e.proxy.Routes().Remove(key, s)
+	if err := px.Subscribe(ctx, key); err != nil {
+		px.Routes().Remove(key, s)
 		s.cancel()
 		return nil, fmt.Errorf("zmqmsg: serve: fanout subscription: %w", err)
 	}
@@ -142,7 +152,7 @@ func (s *Server) Offer(r *proxy.Request) proxy.Offer {
 	if s.stopping {
 		return proxy.Stopping
 	}
-	cast := r.Msg.Kind == envelope.KindCast
+	cast := proxy.OneWay(r.Msg.Kind)
 	if cast && !s.casts.firstTime(r.Msg.ID, time.Now()) {
 		return proxy.Duplicate
 	}
@@ -181,9 +191,9 @@ func (s *Server) shutdown(ctx context.Context, abort bool) {
 		dctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		derr := s.e.dir.Deregister(dctx, s.reg)
 		cancel()
-		s.e.proxy.Routes().Remove(s.key, s)
+		s.px.Routes().Remove(s.key, s)
 		uctx, ucancel := context.WithTimeout(context.Background(), 5*time.Second)
-		if err := s.e.proxy.Unsubscribe(uctx, s.key); err != nil && !s.e.closed.Load() {
+		if err := s.px.Unsubscribe(uctx, s.key); err != nil && !s.e.closed.Load() {
 			s.e.log.Warn("fanout unsubscribe failed", "server", s.name, "err", err)
 		}
 		ucancel()
@@ -221,7 +231,7 @@ func (s *Server) work() {
 
 // handle runs one request on a worker and sends its reply through the proxy.
 func (s *Server) handle(r *proxy.Request) {
-	if r.Msg.Kind == envelope.KindCast {
+	if proxy.OneWay(r.Msg.Kind) {
 		s.runCast(r)
 		return
 	}
@@ -233,8 +243,8 @@ func (s *Server) handle(r *proxy.Request) {
 	if r.Msg.Deadline != 0 {
 		expires = time.Unix(0, r.Msg.Deadline)
 	}
-	if err := s.e.proxy.Reply(s.e.ctx, r.Routing, expires, body); err != nil {
-		s.e.proxy.Counters().SendFailed.Add(1)
+	if err := s.px.Reply(s.e.ctx, r.Routing, expires, body); err != nil {
+		s.px.Counters().SendFailed.Add(1)
 	}
 }
 
@@ -251,7 +261,7 @@ func (s *Server) HandleInline(r *proxy.Request) ([]byte, proxy.Offer) {
 	if stopping {
 		return nil, proxy.Stopping
 	}
-	if r.Msg.Kind == envelope.KindCast {
+	if proxy.OneWay(r.Msg.Kind) {
 		if !s.casts.firstTime(r.Msg.ID, time.Now()) {
 			return nil, proxy.Duplicate
 		}
@@ -265,8 +275,12 @@ func (s *Server) HandleInline(r *proxy.Request) ([]byte, proxy.Offer) {
 // counted and logged (at the 1st, 2nd, 4th... error), a panic recovered.
 func (s *Server) runCast(r *proxy.Request) {
 	m := &r.Msg
-	s.e.castsRun.Add(1)
-	_, err := s.run(s.ctx, &Request{Method: m.Method, Flags: m.Flags, Payload: m.Payload, Meta: m.Meta})
+	if m.Kind == envelope.KindNotify {
+		s.e.notificationsRun.Add(1)
+	} else {
+		s.e.castsRun.Add(1)
+	}
+	_, err := s.run(s.ctx, &Request{ID: m.ID, Topic: m.Topic, Method: m.Method, Flags: m.Flags, Payload: m.Payload, Meta: m.Meta})
 	if err != nil {
 		if n := s.e.castErrors.Add(1); n&(n-1) == 0 {
 			s.e.log.Warn("cast handler failed", "server", s.name, "method", m.Method, "err", err, "failed_total", n)
@@ -290,7 +304,7 @@ func (s *Server) respond(r *proxy.Request) []byte {
 		ctx, cancel = context.WithDeadline(ctx, deadline)
 		defer cancel()
 	}
-	rep, err := s.run(ctx, &Request{Method: m.Method, Flags: m.Flags, Payload: m.Payload, Meta: m.Meta})
+	rep, err := s.run(ctx, &Request{ID: m.ID, Topic: m.Topic, Method: m.Method, Flags: m.Flags, Payload: m.Payload, Meta: m.Meta})
 	out := envelope.Message{ID: m.ID}
 	if err == nil {
 		out.Kind, out.Flags = envelope.KindReply, rep.Flags

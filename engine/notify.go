@@ -1,0 +1,169 @@
+package engine
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sort"
+	"strings"
+
+	"github.com/zmqmsg/zmqmsg/directory"
+	"github.com/zmqmsg/zmqmsg/envelope"
+)
+
+// NotifyExchange is the directory namespace of notification listeners: a
+// listener of topic T in pool P registers as server "P/<id>" of
+// Key{Exchange: NotifyExchange, Topic: T}, on its node's notify port.
+const NotifyExchange = "zmqmsg.notify"
+
+// MetaNotificationID is the metadata key of a notification's id, the same
+// in every pool's copy.
+const MetaNotificationID = "notification_id"
+
+// PoolOf returns the pool of a listener's server name ("pool/id").
+func PoolOf(server string) string {
+	if i := strings.LastIndexByte(server, '/'); i >= 0 {
+		return server[:i]
+	}
+	return server
+}
+
+// ErrNotDelivered: a notification did not reach every pool of its topic.
+// The *NotifyError that matches it says which pools, and why.
+var ErrNotDelivered = errors.New("zmqmsg: notification not delivered to every pool")
+
+// NotifyError lists the pools a notification did not reach.
+type NotifyError struct {
+	Pools map[string]error // pool -> why (the last member's error)
+}
+
+func (e *NotifyError) Error() string {
+	pools := make([]string, 0, len(e.Pools))
+	for p, err := range e.Pools {
+		pools = append(pools, fmt.Sprintf("pool %q (%v)", p, err))
+	}
+	sort.Strings(pools)
+	return fmt.Sprintf("%v: %s", ErrNotDelivered, strings.Join(pools, ", "))
+}
+
+// Is matches ErrNotDelivered.
+func (e *NotifyError) Is(target error) bool { return target == ErrNotDelivered }
+
+// Notify sends a notification (payload: the encoded notification) to every
+// pool of listeners of topic, one copy per pool: an acknowledged cast to one
+// member of the pool, chosen round robin so that members share the load. A
+// member that does not acknowledge (after the AckPolicy's retries) is
+// replaced by the next member of its pool, so one member's death loses
+// nothing; a member that received a notification whose ACK was lost runs it
+// once (de-duplication by id), but the next member may run it too: delivery
+// is at least once. Returns nil when every pool has it (or no pool listens:
+// counted in NotificationsUnheard), a *NotifyError naming the pools no
+// member took it for, or ctx.Err().
+func (e *Engine) Notify(ctx context.Context, topic string, meta map[string]string, flags envelope.Flags, payload []byte) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if e.closed.Load() {
+		return ErrClosed
+	}
+	key := directory.Key{Exchange: NotifyExchange, Topic: topic}
+	if err := (Target{Exchange: key.Exchange, Topic: topic}).Validate(); err != nil {
+		return err
+	}
+	if max := e.cfg.MaxMessageSize; max > 0 && len(payload) > max {
+		return fmt.Errorf("%w: %d bytes, limit %d", ErrTooLarge, len(payload), max)
+	}
+	ks, err := e.res.state(ctx, key)
+	if err != nil {
+		return e.ctxError(ctx, err)
+	}
+	pools := map[string][]route{}
+	if p := ks.entries.Load(); p != nil {
+		for _, r := range *p {
+			if r.Node.NotifyPort != 0 {
+				pools[PoolOf(r.Server)] = append(pools[PoolOf(r.Server)], r)
+			}
+		}
+	}
+	e.notifications.Add(1)
+	if len(pools) == 0 {
+		if n := e.notificationsUnheard.Add(1); n&(n-1) == 0 {
+			e.log.Info("notification to a topic nobody listens to", "topic", topic, "unheard_total", n)
+		}
+		return nil
+	}
+	// The notification's id travels in the metadata, the same for every
+	// pool; each pool's copy has a message id of its own, for its ACKs and
+	// the members' de-duplication.
+	withID := make(map[string]string, len(meta)+1)
+	for k, v := range meta {
+		withID[k] = v
+	}
+	withID[MetaNotificationID] = envelope.NewID().String()
+	m := envelope.Message{Kind: envelope.KindNotify, Flags: flags, Exchange: key.Exchange, Topic: topic, Meta: withID, Payload: payload}
+	start := ks.rr.Add(1)
+	type result struct {
+		pool string
+		err  error
+	}
+	results := make(chan result, len(pools))
+	for pool, members := range pools {
+		m := m
+		m.ID = envelope.NewID()
+		go func() { results <- result{pool, e.notifyPool(ctx, m, members, start)} }()
+	}
+	failed := map[string]error{}
+	for range pools {
+		if r := <-results; r.err != nil {
+			failed[r.pool] = r.err
+		}
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if len(failed) > 0 {
+		e.notifyFailures.Add(uint64(len(failed)))
+		e.log.Warn("notification not delivered to every pool", "topic", topic, "failed", len(failed), "pools", len(pools))
+		return &NotifyError{Pools: failed}
+	}
+	return nil
+}
+
+// notifyPool delivers m to one member of a pool, trying the next member
+// when one does not acknowledge.
+func (e *Engine) notifyPool(ctx context.Context, m envelope.Message, members []route, start uint64) error {
+	var last error
+	for i := range members {
+		r := members[(start+uint64(i))%uint64(len(members))]
+		tag := r.nodeID + "/notify"
+		d, err := e.dealerAt(ctx, tag, tag, r.Node.NotifyEndpoint())
+		if err != nil {
+			last = err
+			continue
+		}
+		m.Server = r.Server
+		body, err := envelope.AppendMessage(make([]byte, 0, 64+len(m.Exchange)+len(m.Topic)+len(m.Server)+len(m.Payload)), &m)
+		if err != nil {
+			return fmt.Errorf("zmqmsg: encode notification: %w", err)
+		}
+		if last = e.castAcked(ctx, d, &m, body, tag); last == nil {
+			return nil
+		}
+		if ctx.Err() != nil || errors.Is(last, ErrClosed) {
+			return last
+		}
+	}
+	return last
+}
+
+// ServeNotify starts a notification listener: a server behind the notify
+// proxy, registered as server name (pool/id) of Key{NotifyExchange, topic}.
+func (e *Engine) ServeNotify(ctx context.Context, topic, name string, dispatch Dispatch) (*Server, error) {
+	if e.notify == nil {
+		return nil, fmt.Errorf("%w: this node has no notify port", ErrInvalidTarget)
+	}
+	return e.serve(ctx, e.notify, directory.Key{Exchange: NotifyExchange, Topic: topic}, name, dispatch, false)
+}
+
+// NoteFiltered counts a notification a listener's priority filter dropped.
+func (e *Engine) NoteFiltered() { e.notificationsFiltered.Add(1) }

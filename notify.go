@@ -1,0 +1,387 @@
+package zmqmsg
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/zmqmsg/zmqmsg/engine"
+	"github.com/zmqmsg/zmqmsg/envelope"
+)
+
+// Priority is a notification's priority, as in oslo.messaging.
+type Priority string
+
+// The seven priorities.
+const (
+	Audit    Priority = "audit"
+	Debug    Priority = "debug"
+	Info     Priority = "info"
+	Warn     Priority = "warn"
+	Error    Priority = "error"
+	Critical Priority = "critical"
+	Sample   Priority = "sample"
+)
+
+// Priorities lists every priority.
+var Priorities = []Priority{Audit, Debug, Info, Warn, Error, Critical, Sample}
+
+// Valid reports whether p is one of the seven priorities.
+func (p Priority) Valid() bool {
+	for _, q := range Priorities {
+		if p == q {
+			return true
+		}
+	}
+	return false
+}
+
+// DefaultNotifyTopic is the topic of a Notifier made without topics.
+const DefaultNotifyTopic = "notifications"
+
+// Errors of the NOTIFY pattern.
+var (
+	// ErrNotDelivered: a notification did not reach every pool listening to
+	// its topic; the *NotifyError says which.
+	ErrNotDelivered = engine.ErrNotDelivered
+	// ErrInvalidNotification: a priority that is not one of the seven, or an
+	// empty event type.
+	ErrInvalidNotification = errors.New("zmqmsg: invalid notification")
+)
+
+// NotifyError names the pools a notification did not reach (pool -> why).
+type NotifyError = engine.NotifyError
+
+// Notifier publishes notifications to listener pools. It is cheap, and safe
+// for concurrent use.
+type Notifier struct {
+	t           *Transport
+	publisherID string
+	topics      []string
+}
+
+// Notifier returns a Notifier that publishes as publisherID to topics
+// (DefaultNotifyTopic if none).
+func (t *Transport) Notifier(publisherID string, topics ...string) *Notifier {
+	if len(topics) == 0 {
+		topics = []string{DefaultNotifyTopic}
+	}
+	return &Notifier{t: t, publisherID: publisherID, topics: append([]string(nil), topics...)}
+}
+
+// Metadata keys that carry a notification's fields in the envelope.
+const (
+	metaPriority  = "priority"
+	metaEventType = "event_type"
+	metaPublisher = "publisher_id"
+	metaTimestamp = "timestamp"
+)
+
+// Notify sends a notification to every pool of listeners of each of the
+// notifier's topics: each pool receives exactly one copy, on one of its
+// members (members share the load). payload is encoded with the codec, or
+// sent as is if it is a []byte. Delivery to each pool is acknowledged like a
+// CAST, and moved to another member of the pool when one does not answer
+// (at least once; a member runs a notification once). It returns nil when
+// every pool has it (a topic nobody listens to is counted in
+// Stats.NotificationsUnheard), a *NotifyError (ErrNotDelivered) naming the
+// pools that do not, ErrInvalidNotification, or ctx.Err().
+func (n *Notifier) Notify(ctx context.Context, p Priority, eventType string, payload any) error {
+	if !p.Valid() {
+		return fmt.Errorf("%w: priority %q", ErrInvalidNotification, p)
+	}
+	if eventType == "" {
+		return fmt.Errorf("%w: empty event type", ErrInvalidNotification)
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	flags, body, err := encode(n.t.codec, payload)
+	if err != nil {
+		return fmt.Errorf("zmqmsg: encode notification: %w", err)
+	}
+	meta := map[string]string{
+		metaPriority:  string(p),
+		metaEventType: eventType,
+		metaPublisher: n.publisherID,
+		metaTimestamp: strconv.FormatInt(time.Now().UnixNano(), 10),
+	}
+	var errs []error
+	for _, topic := range n.topics {
+		if err := n.t.e.Notify(ctx, topic, meta, flags, body); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// Audit sends a notification of priority Audit.
+func (n *Notifier) Audit(ctx context.Context, eventType string, payload any) error {
+	return n.Notify(ctx, Audit, eventType, payload)
+}
+
+// Debug sends a notification of priority Debug.
+func (n *Notifier) Debug(ctx context.Context, eventType string, payload any) error {
+	return n.Notify(ctx, Debug, eventType, payload)
+}
+
+// Info sends a notification of priority Info.
+func (n *Notifier) Info(ctx context.Context, eventType string, payload any) error {
+	return n.Notify(ctx, Info, eventType, payload)
+}
+
+// Warn sends a notification of priority Warn.
+func (n *Notifier) Warn(ctx context.Context, eventType string, payload any) error {
+	return n.Notify(ctx, Warn, eventType, payload)
+}
+
+// Error sends a notification of priority Error.
+func (n *Notifier) Error(ctx context.Context, eventType string, payload any) error {
+	return n.Notify(ctx, Error, eventType, payload)
+}
+
+// Critical sends a notification of priority Critical.
+func (n *Notifier) Critical(ctx context.Context, eventType string, payload any) error {
+	return n.Notify(ctx, Critical, eventType, payload)
+}
+
+// Sample sends a notification of priority Sample.
+func (n *Notifier) Sample(ctx context.Context, eventType string, payload any) error {
+	return n.Notify(ctx, Sample, eventType, payload)
+}
+
+// Notification is one notification as a listener receives it.
+type Notification struct {
+	Priority    Priority
+	PublisherID string
+	EventType   string
+	MessageID   string // the same for every pool's copy
+	Timestamp   time.Time
+	Topic       string
+
+	payload []byte
+	raw     bool
+	codec   Codec
+}
+
+// Decode decodes the payload into v (a pointer). A payload sent as []byte
+// can only be decoded into a *[]byte.
+func (n Notification) Decode(v any) error {
+	return Args{payload: n.payload, raw: n.raw, codec: n.codec}.Decode(v)
+}
+
+// Payload returns the encoded payload; it is valid while the handler runs
+// (copy it to keep it).
+func (n Notification) Payload() []byte { return n.payload }
+
+// ListenOption configures a Listener.
+type ListenOption func(*listenOptions)
+
+type listenOptions struct {
+	priorities map[Priority]bool // nil: all
+	batchSize  int
+	flush      time.Duration
+	batch      func(ctx context.Context, batch []Notification) error
+}
+
+// WithPriorities makes a listener receive only notifications of these
+// priorities (the others are acknowledged and dropped, counted in
+// Stats.NotificationsFiltered).
+func WithPriorities(ps ...Priority) ListenOption {
+	return func(o *listenOptions) {
+		o.priorities = map[Priority]bool{}
+		for _, p := range ps {
+			o.priorities[p] = true
+		}
+	}
+}
+
+// WithBatch makes the listener deliver notifications to h in batches of up
+// to size, or whatever arrived within flush of a batch's first notification.
+// The handler given to Listen is then not called (it may be nil).
+func WithBatch(size int, flush time.Duration, h func(ctx context.Context, batch []Notification) error) ListenOption {
+	return func(o *listenOptions) { o.batchSize, o.flush, o.batch = size, flush, h }
+}
+
+// Listener is a running member of a listener pool.
+type Listener struct {
+	servers []*engine.Server
+	batcher *batcher
+	once    sync.Once
+	err     error
+}
+
+// Listen joins pool (the empty string is a pool too) as a listener of
+// topics and returns once it is reachable. Every pool of a topic receives
+// each notification once; the members of a pool share them. h runs for each
+// notification (concurrently, up to Config.ServerConcurrency); its error is
+// counted and logged. See WithPriorities and WithBatch.
+func (t *Transport) Listen(topics []string, pool string, h func(ctx context.Context, n Notification) error, opts ...ListenOption) (*Listener, error) {
+	var o listenOptions
+	for _, opt := range opts {
+		if opt != nil {
+			opt(&o)
+		}
+	}
+	switch {
+	case len(topics) == 0:
+		return nil, fmt.Errorf("%w: Listen needs at least one topic", ErrInvalidTarget)
+	case o.batch == nil && h == nil:
+		return nil, fmt.Errorf("%w: nil handler", ErrInvalidConfig)
+	case o.batch != nil && (o.batchSize < 1 || o.flush <= 0):
+		return nil, fmt.Errorf("%w: WithBatch needs size ≥ 1 and flush > 0", ErrInvalidConfig)
+	}
+	for p := range o.priorities {
+		if !p.Valid() {
+			return nil, fmt.Errorf("%w: priority %q", ErrInvalidNotification, p)
+		}
+	}
+	l := &Listener{}
+	if o.batch != nil {
+		l.batcher = newBatcher(o.batchSize, o.flush, o.batch, t.cfg.Logger)
+	}
+	codec := t.codec
+	dispatch := func(ctx context.Context, req *engine.Request) (engine.Reply, error) {
+		n := notification(req, codec)
+		if o.priorities != nil && !o.priorities[n.Priority] {
+			t.e.NoteFiltered()
+			return engine.Reply{}, nil
+		}
+		if l.batcher != nil {
+			// The payload belongs to the request: copy it for the batch.
+			n.payload = append([]byte(nil), n.payload...)
+			return engine.Reply{}, l.batcher.add(ctx, n)
+		}
+		return engine.Reply{}, h(ctx, n)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	for _, topic := range topics {
+		name := fmt.Sprintf("%s/%s#%d", pool, t.e.Node().ID(), t.seq.Add(1))
+		s, err := t.e.ServeNotify(ctx, topic, name, dispatch)
+		if err != nil {
+			_ = l.Stop(ctx)
+			return nil, err
+		}
+		l.servers = append(l.servers, s)
+	}
+	return l, nil
+}
+
+// notification decodes a request of the notify pipeline.
+func notification(req *engine.Request, codec Codec) Notification {
+	n := Notification{
+		Priority:    Priority(req.Meta[metaPriority]),
+		PublisherID: req.Meta[metaPublisher],
+		EventType:   req.Meta[metaEventType],
+		MessageID:   req.Meta[engine.MetaNotificationID],
+		Topic:       req.Topic,
+		payload:     req.Payload,
+		raw:         req.Flags&envelope.FlagRaw != 0,
+		codec:       codec,
+	}
+	if ns, err := strconv.ParseInt(req.Meta[metaTimestamp], 10, 64); err == nil {
+		n.Timestamp = time.Unix(0, ns)
+	}
+	return n
+}
+
+// Stop leaves the pool: no new notification comes to this listener, the
+// ones it has are handled (a batch listener flushes its last batch), and it
+// returns when they are, or when ctx ends. Idempotent.
+func (l *Listener) Stop(ctx context.Context) error {
+	l.once.Do(func() {
+		var errs []error
+		for _, s := range l.servers {
+			if err := s.Stop(ctx); err != nil {
+				errs = append(errs, err)
+			}
+		}
+		if l.batcher != nil {
+			l.batcher.stop()
+		}
+		l.err = errors.Join(errs...)
+	})
+	return l.err
+}
+
+// batcher collects notifications into batches for a batch handler. One
+// goroutine owns the current batch; it flushes at size, at the flush
+// timeout of the batch's first notification, and at stop.
+type batcher struct {
+	in   chan Notification
+	quit chan struct{}
+	done chan struct{}
+}
+
+func newBatcher(size int, flush time.Duration, h func(context.Context, []Notification) error, log interface {
+	Warn(string, ...any)
+}) *batcher {
+	b := &batcher{in: make(chan Notification, size), quit: make(chan struct{}), done: make(chan struct{})}
+	go func() {
+		defer close(b.done)
+		var batch []Notification
+		timer := time.NewTimer(flush)
+		timer.Stop()
+		deliver := func() {
+			if len(batch) == 0 {
+				return
+			}
+			if err := h(context.Background(), batch); err != nil {
+				log.Warn("batch listener failed", "size", len(batch), "err", err)
+			}
+			batch = nil
+			timer.Stop()
+		}
+		for {
+			select {
+			case n := <-b.in:
+				if len(batch) == 0 {
+					timer.Reset(flush)
+				}
+				batch = append(batch, n)
+				if len(batch) == size {
+					deliver()
+				}
+			case <-timer.C:
+				deliver()
+			case <-b.quit:
+				for {
+					select {
+					case n := <-b.in:
+						batch = append(batch, n)
+						if len(batch) == size {
+							deliver()
+						}
+						continue
+					default:
+					}
+					break
+				}
+				deliver()
+				return
+			}
+		}
+	}()
+	return b
+}
+
+// add hands n to the batcher, waiting (bounded by ctx) while it is busy.
+func (b *batcher) add(ctx context.Context, n Notification) error {
+	select {
+	case b.in <- n:
+		return nil
+	case <-b.quit:
+		return ErrClosed
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+func (b *batcher) stop() {
+	close(b.quit)
+	<-b.done
+}
