@@ -1,12 +1,12 @@
-// Command zmqmsg-demo shows zmqmsg's CALL and CAST patterns end to end, in
-// one process.
+// Command zmqmsg-demo shows zmqmsg's four patterns end to end, in one
+// process: CALL, CAST (acknowledged and direct), FANOUT and NOTIFY.
 //
 // It starts two nodes (two Transports) on 127.0.0.1, each on a free port,
 // sharing the embedded in-memory directory. Node A serves the topic
 // "calculator" with two servers, calc-1 and calc-2; node B calls them over
 // TCP: round robin, a named server, a remote error, an unknown method, a
-// timeout, a topic nobody serves, acknowledged casts, and a short concurrent
-// burst. It prints
+// timeout, a topic nobody serves, acknowledged and direct casts, a fanout,
+// notifications to two listener pools, and a short concurrent burst. It prints
 // both nodes' counters and closes everything.
 //
 //	go run ./cmd/zmqmsg-demo [-calls 2000] [-concurrency 16] [-v]
@@ -128,7 +128,7 @@ func main() {
 // error. It returns once the servers are stopped and both nodes closed.
 func run(ctx context.Context, w io.Writer, logger *slog.Logger, calls, concurrency int) (err error) {
 	major, minor, patch := zmq.Version()
-	fmt.Fprintf(w, "zmqmsg demo: CALL and CAST over ZeroMQ (libzmq %d.%d.%d), two nodes in one process, in-memory directory\n\n", major, minor, patch)
+	fmt.Fprintf(w, "zmqmsg demo: CALL, CAST, FANOUT and NOTIFY over ZeroMQ (libzmq %d.%d.%d), two nodes in one process, in-memory directory\n\n", major, minor, patch)
 
 	// Two nodes. Directory nil = the process-wide in-memory directory, so
 	// node B finds what node A serves. AnyPort never collides.
@@ -269,6 +269,47 @@ func run(ctx context.Context, w io.Writer, logger *slog.Logger, calls, concurren
 		return fmt.Errorf("6 casts ran %d times", ran)
 	}
 
+	section(w, "direct cast (PUSH/PULL, no ack, in order per server)")
+	direct := b.Client(zmqmsg.Target{Topic: topic, Server: "calc-1"}, zmqmsg.DirectCast())
+	for i := 101; i <= 105; i++ {
+		if err := direct.Cast(ctx, "record", i); err != nil {
+			return fmt.Errorf("direct cast %d: %w", i, err)
+		}
+	}
+	for i := 0; i < 5; i++ {
+		select {
+		case <-led.got:
+		case <-time.After(10 * time.Second):
+			return fmt.Errorf("only %d of 5 direct casts ran", i)
+		}
+	}
+	led.mu.Lock()
+	fmt.Fprintf(w, "  calc-1 ran, in order: %v\n", led.entries["calc-1"][3:])
+	led.mu.Unlock()
+
+	section(w, "fanout (every server of the topic, each in order)")
+	fan := b.Client(zmqmsg.Target{Topic: topic, Fanout: true})
+	t0 := time.Now()
+	if err := fan.Cast(ctx, "record", 999); err != nil {
+		return fmt.Errorf("fanout: %w", err)
+	}
+	for i := 0; i < 2; i++ {
+		select {
+		case <-led.got:
+		case <-time.After(10 * time.Second):
+			return fmt.Errorf("the fanout reached %d of 2 servers", i)
+		}
+	}
+	led.mu.Lock()
+	fmt.Fprintf(w, "  record(999) to every server in %s: calc-1 last got %d, calc-2 last got %d\n",
+		ms(time.Since(t0)), led.entries["calc-1"][len(led.entries["calc-1"])-1], led.entries["calc-2"][len(led.entries["calc-2"])-1])
+	led.mu.Unlock()
+
+	section(w, "notify (listener pools, own port: each pool gets one copy)")
+	if err := notifyDemo(ctx, w, a, b); err != nil {
+		return err
+	}
+
 	section(w, fmt.Sprintf("burst: %d calls from %d goroutines", calls, concurrency))
 	if err := burst(ctx, w, calc, calls, concurrency); err != nil {
 		return err
@@ -285,7 +326,73 @@ func run(ctx context.Context, w io.Writer, logger *slog.Logger, calls, concurren
 	}
 
 	fmt.Fprintln(w)
-	fmt.Fprintln(w, "coming next: direct CAST (PUSH/PULL, port 9504), FANOUT (every server, 9502), NOTIFY (9503); Redis directory, proxy daemon, CURVE")
+	fmt.Fprintln(w, "coming next: Redis directory, proxy daemon and CLI, fault handling, CURVE")
+	return nil
+}
+
+// notifyDemo runs two listener pools: "billing" with two members, "audit"
+// with one, and sends six notifications.
+func notifyDemo(ctx context.Context, w io.Writer, a, b *zmqmsg.Transport) error {
+	var mu sync.Mutex
+	got := map[string][]string{}
+	arrived := make(chan struct{}, 64)
+	listener := func(name string) func(context.Context, zmqmsg.Notification) error {
+		return func(_ context.Context, n zmqmsg.Notification) error {
+			var v int
+			if err := n.Decode(&v); err != nil {
+				return err
+			}
+			mu.Lock()
+			got[name] = append(got[name], fmt.Sprintf("%s:%d", n.Priority, v))
+			mu.Unlock()
+			arrived <- struct{}{}
+			return nil
+		}
+	}
+	var listeners []*zmqmsg.Listener
+	defer func() {
+		for _, l := range listeners {
+			stopCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			_ = l.Stop(stopCtx)
+			cancel()
+		}
+	}()
+	for _, spec := range []struct {
+		node       *zmqmsg.Transport
+		pool, name string
+	}{{a, "billing", "billing-1"}, {b, "billing", "billing-2"}, {a, "audit", "audit-1"}} {
+		l, err := spec.node.Listen([]string{"instances"}, spec.pool, listener(spec.name))
+		if err != nil {
+			return fmt.Errorf("listen %s: %w", spec.name, err)
+		}
+		listeners = append(listeners, l)
+	}
+	notifier := b.Notifier("demo-publisher", "instances")
+	priorities := []zmqmsg.Priority{zmqmsg.Info, zmqmsg.Warn, zmqmsg.Error, zmqmsg.Info, zmqmsg.Audit, zmqmsg.Critical}
+	for i, p := range priorities {
+		nctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		t0 := time.Now()
+		err := notifier.Notify(nctx, p, "instance.update", i)
+		cancel()
+		if err != nil {
+			return fmt.Errorf("notify %d: %w", i, err)
+		}
+		row(w, fmt.Sprintf("%s instance.update %d", p, i), "every pool has it", time.Since(t0))
+	}
+	for i := 0; i < 2*len(priorities); i++ {
+		select {
+		case <-arrived:
+		case <-time.After(10 * time.Second):
+			return fmt.Errorf("only %d of %d notification copies arrived", i, 2*len(priorities))
+		}
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	fmt.Fprintf(w, "  pool billing: billing-1 %v, billing-2 %v\n", got["billing-1"], got["billing-2"])
+	fmt.Fprintf(w, "  pool audit:   audit-1 %v\n", got["audit-1"])
+	if len(got["billing-1"])+len(got["billing-2"]) != len(priorities) || len(got["audit-1"]) != len(priorities) {
+		return fmt.Errorf("each pool must get each notification once: %v", got)
+	}
 	return nil
 }
 
