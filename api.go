@@ -377,8 +377,8 @@ func (t *Transport) Serve(target Target, endpoints Endpoints, opts ...ServeOptio
 			return engine.Reply{}, fmt.Errorf("%w: %q", ErrNoSuchMethod, req.Method)
 		}
 		res, err := h(ctx, Args{payload: req.Payload, raw: req.Flags&envelope.FlagRaw != 0, codec: codec})
-		if err != nil {
-			return engine.Reply{}, err
+		if err != nil || req.OneWay {
+			return engine.Reply{}, err // a one-way message's result goes nowhere: not encoded
 		}
 		flags, payload, err := encode(codec, res)
 		if err != nil {

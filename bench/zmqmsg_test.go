@@ -85,16 +85,7 @@ func startZmqmsg(tb testing.TB, v zmqmsgVariant) *zmqmsgEnv {
 		}
 	}()
 	newTransport := func() *zmqmsg.Transport {
-		tr, err := zmqmsg.New(zmqmsg.Config{
-			Ports:        zmqmsg.Ports{Call: zmqmsg.AnyPort},
-			Directory:    env.dir,
-			WaitStrategy: strategy,
-			CallTimeout:  ioTimeout, // calls always carry a ctx deadline anyway
-		})
-		if err != nil {
-			tb.Fatalf("zmqmsg.New: %v", err)
-		}
-		return tr
+		return newZmqmsgTransport(tb, zmqmsgConfig(env.dir, strategy))
 	}
 	env.server = newTransport()
 	srv, err := env.server.Serve(zmqmsgTarget, zmqmsg.Endpoints{
@@ -111,6 +102,26 @@ func startZmqmsg(tb testing.TB, v zmqmsgVariant) *zmqmsgEnv {
 	env.cli = env.client.Client(zmqmsgTarget)
 	ok = true
 	return env
+}
+
+// zmqmsgConfig is the Config of every benchmark Transport: free ports on
+// 127.0.0.1, the scenario's directory and wait strategy.
+func zmqmsgConfig(dir directory.Directory, strategy poller.Strategy) zmqmsg.Config {
+	return zmqmsg.Config{
+		Ports:        zmqmsg.Ports{Call: zmqmsg.AnyPort},
+		Directory:    dir,
+		WaitStrategy: strategy,
+		CallTimeout:  ioTimeout, // calls always carry a ctx deadline anyway
+	}
+}
+
+func newZmqmsgTransport(tb testing.TB, cfg zmqmsg.Config) *zmqmsg.Transport {
+	tb.Helper()
+	tr, err := zmqmsg.New(cfg)
+	if err != nil {
+		tb.Fatalf("zmqmsg.New: %v", err)
+	}
+	return tr
 }
 
 // close stops everything, client first (its DEALER disconnects), then the

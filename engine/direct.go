@@ -88,7 +88,9 @@ func (e *Engine) pusher(ctx context.Context, node directory.Node, id string) (*s
 			Name: "push-" + id,
 			ZMQ:  e.zctx,
 			NewHandler: func() poller.Handler[socket.PushCmd] {
-				return &socket.Pusher{Endpoint: node.CastEndpoint(), Options: e.cfg.Socket, Counters: &e.pusherCounters}
+				o := e.cfg.Socket
+				o.SendHWM = socket.DirectCastHWM
+				return &socket.Pusher{Endpoint: node.CastEndpoint(), Options: o, Counters: &e.pusherCounters}
 			},
 			Loop:   poller.Options{Strategy: e.cfg.Strategy},
 			Logger: e.log,

@@ -16,6 +16,7 @@ import (
 // Request is one call as a server's dispatch function sees it.
 type Request struct {
 	ID      envelope.ID
+	OneWay  bool // a cast, fanout or notification: its result is not sent anywhere
 	Topic   string
 	Method  string
 	Flags   envelope.Flags
@@ -280,7 +281,7 @@ func (s *Server) runCast(r *proxy.Request) {
 	} else {
 		s.e.castsRun.Add(1)
 	}
-	_, err := s.run(s.ctx, &Request{ID: m.ID, Topic: m.Topic, Method: m.Method, Flags: m.Flags, Payload: m.Payload, Meta: m.Meta})
+	_, err := s.run(s.ctx, &Request{ID: m.ID, OneWay: m.Kind != envelope.KindCall, Topic: m.Topic, Method: m.Method, Flags: m.Flags, Payload: m.Payload, Meta: m.Meta})
 	if err != nil {
 		if n := s.e.castErrors.Add(1); n&(n-1) == 0 {
 			s.e.log.Warn("cast handler failed", "server", s.name, "method", m.Method, "err", err, "failed_total", n)
@@ -304,7 +305,7 @@ func (s *Server) respond(r *proxy.Request) []byte {
 		ctx, cancel = context.WithDeadline(ctx, deadline)
 		defer cancel()
 	}
-	rep, err := s.run(ctx, &Request{ID: m.ID, Topic: m.Topic, Method: m.Method, Flags: m.Flags, Payload: m.Payload, Meta: m.Meta})
+	rep, err := s.run(ctx, &Request{ID: m.ID, OneWay: m.Kind != envelope.KindCall, Topic: m.Topic, Method: m.Method, Flags: m.Flags, Payload: m.Payload, Meta: m.Meta})
 	out := envelope.Message{ID: m.ID}
 	if err == nil {
 		out.Kind, out.Flags = envelope.KindReply, rep.Flags

@@ -84,6 +84,10 @@ type InlineServer interface {
 	HandleInline(r *Request) (body []byte, o Offer)
 }
 
+// OneWay reports whether k is acknowledged instead of answered: a CAST, or
+// a NOTIFY (a cast to one listener of a pool).
+func OneWay(k envelope.Kind) bool { return k == envelope.KindCast || k == envelope.KindNotify }
+
 // DirectServer is a Server that takes direct casts (from the PULL socket).
 // OfferDirect must not block; the server runs direct casts in the order it
 // accepted them.
@@ -408,7 +412,9 @@ func (f *frontend) Setup(l *poller.Loop[Cmd]) error {
 	if err != nil {
 		return err
 	}
-	if err := f.opts.Apply(pull); err != nil {
+	po := f.opts
+	po.RecvHWM = socket.DirectCastHWM
+	if err := po.Apply(pull); err != nil {
 		return err
 	}
 	if err := bindRetry(pull, f.castBind, f.p.castEndpoint != ""); err != nil {
@@ -501,7 +507,7 @@ func (f *frontend) HandleMessage(l *poller.Loop[Cmd], sock int, frames [][]byte)
 		f.p.counters.Malformed.Add(1)
 		return
 	}
-	if m.Kind != envelope.KindCall && m.Kind != envelope.KindCast {
+	if m.Kind != envelope.KindCall && !OneWay(m.Kind) {
 		f.p.counters.WrongKind.Add(1)
 		return
 	}
@@ -536,7 +542,7 @@ func (f *frontend) HandleMessage(l *poller.Loop[Cmd], sock int, frames [][]byte)
 			f.p.counters.Requests.Add(1)
 		}
 		switch {
-		case m.Kind == envelope.KindCast:
+		case OneWay(m.Kind):
 			// The server has the message (or had it already): acknowledge.
 			f.answer(l, sock, routing, &m, envelope.CodeOK, "")
 		case body != nil:
@@ -556,7 +562,7 @@ const maxPicks = 4
 // an ERROR frame with code.
 func (f *frontend) answer(l *poller.Loop[Cmd], sock int, routing [][]byte, req *envelope.Message, code envelope.Code, text string) {
 	reply := envelope.Message{Kind: envelope.KindError, ID: req.ID, Code: code}
-	if req.Kind == envelope.KindCast {
+	if OneWay(req.Kind) {
 		if req.Flags&envelope.FlagNoAck != 0 {
 			return
 		}

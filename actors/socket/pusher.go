@@ -9,6 +9,12 @@ import (
 	"github.com/zmqmsg/zmqmsg/actors/poller"
 )
 
+// DirectCastHWM is the high-water mark (messages) of the direct-cast PUSH
+// and PULL. Direct casts are small and many: at libzmq's default of 1000 a
+// burst spends its time in the loop's backlog path instead of libzmq's
+// pipe. Memory stays bounded: about DirectCastHWM messages per connection.
+const DirectCastHWM = 100_000
+
 // PushCmd is a command for a Pusher socket actor. The interface is sealed.
 type PushCmd interface{ isPushCmd() }
 
