@@ -73,7 +73,9 @@ func TestCastSpread(t *testing.T) {
 	for _, name := range names {
 		serve(t, serverNode, Target{Topic: "spread", Server: name}, counting(name, &hits, got))
 	}
-	clientNode := newNode(t, dir)
+	// A generous first ACK wait: under -race on a loaded machine an ACK can
+	// take over 250 ms, and this test counts retries (there must be none).
+	clientNode := newNode(t, dir, func(c *Config) { c.Acks.Timeout = 5 * time.Second })
 	c := clientNode.Client(Target{Topic: "spread"})
 	ctx := testCtx(t, 10*time.Second)
 	for i := 0; i < 20; i++ {
@@ -132,7 +134,9 @@ func TestCastAckLoss(t *testing.T) {
 	var hits sync.Map
 	got := make(chan string, 10)
 	serve(t, serverNode, Target{Topic: "lossy", Server: "only"}, counting("only", &hits, got))
-	const timeout = 20 * time.Millisecond
+	// Long enough that the ACK that is not dropped always beats its wait,
+	// even under -race on a loaded machine: the attempts are counted exactly.
+	const timeout = 100 * time.Millisecond
 	policy := AckPolicy{Timeout: timeout, Multiplier: 2, Retries: 3}
 	clientNode := newNode(t, dir, func(c *Config) { c.Acks = policy })
 	c := clientNode.Client(Target{Topic: "lossy"})

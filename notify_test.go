@@ -252,7 +252,7 @@ func TestNotifyMemberDoesNotAnswer(t *testing.T) {
 	alive := newNode(t, dir)
 	listen(t, mute, []string{"jobs"}, "pool", box.handler("mute"))
 	listen(t, alive, []string{"jobs"}, "pool", box.handler("alive"))
-	notifier := newNode(t, dir, func(c *Config) { c.Acks = AckPolicy{Timeout: 20 * time.Millisecond, Multiplier: 1.5, Retries: 1} })
+	notifier := newNode(t, dir, func(c *Config) { c.Acks = AckPolicy{Timeout: 200 * time.Millisecond, Multiplier: 1.5, Retries: 1} })
 	ctx := testCtx(t, 20*time.Second)
 	const n = 10
 	for i := 0; i < n; i++ {
