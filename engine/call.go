@@ -36,24 +36,16 @@ func (t Target) Validate() error {
 // ErrTimeout, ctx.Err() on cancellation, ErrNoServers, *RemoteError,
 // ErrOverloaded, ErrTooLarge, ErrClosed.
 func (e *Engine) Call(ctx context.Context, t Target, method string, flags envelope.Flags, payload []byte) (envelope.Message, error) {
-	// A call whose context already ended sends nothing.
-	if err := ctx.Err(); err != nil {
+	waitUntil, err := e.admit(ctx, t, payload)
+	if err != nil {
 		return envelope.Message{}, err
-	}
-	if e.closed.Load() {
-		return envelope.Message{}, ErrClosed
-	}
-	if err := t.Validate(); err != nil {
-		return envelope.Message{}, err
-	}
-	if max := e.cfg.MaxMessageSize; max > 0 && len(payload) > max {
-		return envelope.Message{}, fmt.Errorf("%w: %d bytes, limit %d", ErrTooLarge, len(payload), max)
 	}
 	deadline, ok := ctx.Deadline()
 	if !ok {
 		deadline = time.Now().Add(e.cfg.CallTimeout)
+		waitUntil = minTime(waitUntil, deadline)
 	}
-	m, err := e.call(ctx, t, method, flags, payload, deadline)
+	m, err := e.call(ctx, t, method, flags, payload, deadline, waitUntil)
 	if err != nil {
 		e.callErrors.Add(1)
 		if errors.Is(err, ErrTimeout) {
@@ -63,11 +55,7 @@ func (e *Engine) Call(ctx context.Context, t Target, method string, flags envelo
 	return m, err
 }
 
-func (e *Engine) call(ctx context.Context, t Target, method string, flags envelope.Flags, payload []byte, deadline time.Time) (envelope.Message, error) {
-	waitUntil := deadline
-	if w := time.Now().Add(e.cfg.WaitForServers); w.Before(waitUntil) {
-		waitUntil = w
-	}
+func (e *Engine) call(ctx context.Context, t Target, method string, flags envelope.Flags, payload []byte, deadline, waitUntil time.Time) (envelope.Message, error) {
 	entry, err := e.res.pick(ctx, t.key(), t.Server, waitUntil)
 	if err != nil {
 		return envelope.Message{}, e.ctxError(ctx, err)
@@ -121,6 +109,36 @@ func (e *Engine) call(ctx context.Context, t Target, method string, flags envelo
 		e.table.Forget(req.ID)
 		return envelope.Message{}, ErrTimeout
 	}
+}
+
+// admit checks what every send checks before it does anything, and returns
+// until when to wait for a first server of the target (Config.WaitForServers,
+// never past ctx's deadline). A ctx that has already ended sends nothing.
+func (e *Engine) admit(ctx context.Context, t Target, payload []byte) (time.Time, error) {
+	if err := ctx.Err(); err != nil {
+		return time.Time{}, err
+	}
+	if e.closed.Load() {
+		return time.Time{}, ErrClosed
+	}
+	if err := t.Validate(); err != nil {
+		return time.Time{}, err
+	}
+	if max := e.cfg.MaxMessageSize; max > 0 && len(payload) > max {
+		return time.Time{}, fmt.Errorf("%w: %d bytes, limit %d", ErrTooLarge, len(payload), max)
+	}
+	waitUntil := time.Now().Add(e.cfg.WaitForServers)
+	if d, ok := ctx.Deadline(); ok {
+		waitUntil = minTime(waitUntil, d)
+	}
+	return waitUntil, nil
+}
+
+func minTime(a, b time.Time) time.Time {
+	if b.Before(a) {
+		return b
+	}
+	return a
 }
 
 // ctxError maps internal errors to the public ones.

@@ -26,21 +26,9 @@ var ErrNotAcked = errors.New("zmqmsg: cast not acknowledged")
 // the message is handed to the node's socket. It also waits, bounded by ctx,
 // while CastWindow casts to the same node are waiting for their ACKs.
 func (e *Engine) Cast(ctx context.Context, t Target, method string, flags envelope.Flags, payload []byte) error {
-	if err := ctx.Err(); err != nil {
+	waitUntil, err := e.admit(ctx, t, payload)
+	if err != nil {
 		return err
-	}
-	if e.closed.Load() {
-		return ErrClosed
-	}
-	if err := t.Validate(); err != nil {
-		return err
-	}
-	if max := e.cfg.MaxMessageSize; max > 0 && len(payload) > max {
-		return fmt.Errorf("%w: %d bytes, limit %d", ErrTooLarge, len(payload), max)
-	}
-	waitUntil := time.Now().Add(e.cfg.WaitForServers)
-	if d, ok := ctx.Deadline(); ok && d.Before(waitUntil) {
-		waitUntil = d
 	}
 	entry, err := e.res.pick(ctx, t.key(), t.Server, waitUntil)
 	if err != nil {

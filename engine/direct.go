@@ -3,7 +3,6 @@ package engine
 import (
 	"context"
 	"fmt"
-	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
 
@@ -22,21 +21,9 @@ import (
 // receiving node cannot hand to a server is dropped there and counted
 // (Stats.DirectDropped on that node).
 func (e *Engine) DirectCast(ctx context.Context, t Target, method string, flags envelope.Flags, payload []byte) error {
-	if err := ctx.Err(); err != nil {
+	waitUntil, err := e.admit(ctx, t, payload)
+	if err != nil {
 		return err
-	}
-	if e.closed.Load() {
-		return ErrClosed
-	}
-	if err := t.Validate(); err != nil {
-		return err
-	}
-	if max := e.cfg.MaxMessageSize; max > 0 && len(payload) > max {
-		return fmt.Errorf("%w: %d bytes, limit %d", ErrTooLarge, len(payload), max)
-	}
-	waitUntil := time.Now().Add(e.cfg.WaitForServers)
-	if d, ok := ctx.Deadline(); ok && d.Before(waitUntil) {
-		waitUntil = d
 	}
 	entry, err := e.res.pick(ctx, t.key(), t.Server, waitUntil)
 	if err != nil {

@@ -51,21 +51,9 @@ func (e *FanoutError) Is(target error) bool { return target == ErrUnreached }
 // Config.WaitForServers, never past ctx's deadline), ErrNoServers if no
 // server appeared, or ctx.Err().
 func (e *Engine) Fanout(ctx context.Context, t Target, method string, flags envelope.Flags, payload []byte) error {
-	if err := ctx.Err(); err != nil {
+	waitUntil, err := e.admit(ctx, t, payload)
+	if err != nil {
 		return err
-	}
-	if e.closed.Load() {
-		return ErrClosed
-	}
-	if err := t.Validate(); err != nil {
-		return err
-	}
-	if max := e.cfg.MaxMessageSize; max > 0 && len(payload) > max {
-		return fmt.Errorf("%w: %d bytes, limit %d", ErrTooLarge, len(payload), max)
-	}
-	waitUntil := time.Now().Add(e.cfg.WaitForServers)
-	if d, ok := ctx.Deadline(); ok && d.Before(waitUntil) {
-		waitUntil = d
 	}
 	nodes, err := e.fanoutNodes(ctx, t.key(), waitUntil)
 	if err != nil {

@@ -393,23 +393,12 @@ func (l *Loop[C]) SetPaused(i int, paused bool) { l.socks[i].paused = paused }
 // ROUTER_MANDATORY and an unknown peer); the caller decides what that means.
 // Loop goroutine only. The frames must not be modified after the call.
 func (l *Loop[C]) Send(i int, frames ...[]byte) error {
-	s := l.socks[i]
-	if len(s.backlog) > 0 {
-		l.enqueue(s, frames)
+	err := l.TrySend(i, frames...)
+	if errors.Is(err, ErrWouldBlock) {
+		l.enqueue(l.socks[i], frames)
 		return nil
 	}
-	err := sendFrames(s.z, frames)
-	switch {
-	case err == nil:
-		l.sent.Add(1)
-		return nil
-	case isEAGAIN(err): // the high-water mark is reached
-		l.enqueue(s, frames)
-		return nil
-	default:
-		l.sendErrors.Add(1)
-		return fmt.Errorf("%s: send on %s: %w", l.opts.Name, s.name, err)
-	}
+	return err
 }
 
 // ErrWouldBlock is returned by TrySend when the message cannot be queued
