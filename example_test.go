@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/zmqmsg/zmqmsg"
@@ -114,4 +115,89 @@ func ExampleClient_Call_timeout() {
 	err = node.Client(zmqmsg.Target{Topic: "slow"}).Call(ctx, "wait", nil, nil)
 	fmt.Println(errors.Is(err, zmqmsg.ErrTimeout), errors.Is(err, context.DeadlineExceeded))
 	// Output: true true
+}
+
+// A cast returns once the server has the message; a fanout cast reaches
+// every server of the topic.
+func ExampleClient_Cast() {
+	dir := directory.NewMemory()
+	defer dir.Close()
+	node, err := zmqmsg.New(zmqmsg.Config{Directory: dir, Ports: zmqmsg.Ports{Call: zmqmsg.AnyPort}})
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	defer node.Close()
+	got := make(chan string, 3)
+	for _, name := range []string{"a", "b"} {
+		srv, err := node.Serve(zmqmsg.Target{Topic: "audit", Server: name}, zmqmsg.Endpoints{
+			"log": zmqmsg.Method(func(ctx context.Context, line string) (struct{}, error) {
+				got <- name + ": " + line
+				return struct{}{}, nil
+			}),
+		})
+		if err != nil {
+			fmt.Println(err)
+			return
+		}
+		defer srv.Stop(context.Background())
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := node.Client(zmqmsg.Target{Topic: "audit", Server: "a"}).Cast(ctx, "log", "to a only"); err != nil {
+		fmt.Println(err)
+		return
+	}
+	fmt.Println(<-got)
+	if err := node.Client(zmqmsg.Target{Topic: "audit", Fanout: true}).Cast(ctx, "log", "to all"); err != nil {
+		fmt.Println(err)
+		return
+	}
+	lines := []string{<-got, <-got}
+	slices.Sort(lines)
+	fmt.Println(lines)
+	// Output:
+	// a: to a only
+	// [a: to all b: to all]
+}
+
+// Each listener pool receives one copy of every notification.
+func ExampleTransport_Listen() {
+	dir := directory.NewMemory()
+	defer dir.Close()
+	node, err := zmqmsg.New(zmqmsg.Config{Directory: dir, Ports: zmqmsg.Ports{Call: zmqmsg.AnyPort}})
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	defer node.Close()
+	got := make(chan string, 2)
+	for _, pool := range []string{"billing", "audit"} {
+		l, err := node.Listen([]string{"instances"}, pool, func(ctx context.Context, n zmqmsg.Notification) error {
+			var vcpus int
+			if err := n.Decode(&vcpus); err != nil {
+				return err
+			}
+			got <- fmt.Sprintf("%s: %s %s vcpus=%d", pool, n.Priority, n.EventType, vcpus)
+			return nil
+		})
+		if err != nil {
+			fmt.Println(err)
+			return
+		}
+		defer l.Stop(context.Background())
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := node.Notifier("compute-1", "instances").Info(ctx, "instance.create", 4); err != nil {
+		fmt.Println(err)
+		return
+	}
+	lines := []string{<-got, <-got}
+	slices.Sort(lines)
+	fmt.Println(lines[0])
+	fmt.Println(lines[1])
+	// Output:
+	// audit: info instance.create vcpus=4
+	// billing: info instance.create vcpus=4
 }
