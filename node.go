@@ -2,6 +2,7 @@ package zmqmsg
 
 import (
 	"fmt"
+	"time"
 
 	zmq "github.com/pebbe/zmq4"
 
@@ -31,7 +32,13 @@ func checkLibzmq() error {
 
 // socketOptions turns the Config into the settings of every TCP socket.
 func socketOptions(cfg Config) socket.Options {
-	o := socket.Options{MaxMessageSize: int64(cfg.MaxMessageSize)}
+	o := socket.Options{
+		MaxMessageSize: int64(cfg.MaxMessageSize),
+		// A node that went away is retried at 100 ms, backing off to 5 s:
+		// libzmq's default (no backoff) would retry ten times a second forever.
+		ReconnectInterval:    100 * time.Millisecond,
+		ReconnectIntervalMax: 5 * time.Second,
+	}
 	if !cfg.Keepalive.Disabled {
 		k := cfg.Keepalive
 		o.KeepaliveIdle, o.KeepaliveInterval, o.KeepaliveCount = k.Idle, k.Interval, k.Count
