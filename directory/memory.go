@@ -162,16 +162,25 @@ func (m *Memory) Lookup(ctx context.Context, k Key) ([]Entry, error) {
 		return out, nil
 	}
 	now := m.now()
+	type keyed struct {
+		id string // Node.ID(), computed once per entry, not per comparison
+		e  Entry
+	}
+	live := make([]keyed, 0, len(t.entries))
 	for _, rec := range t.entries {
 		if !now.Before(rec.Expires) {
 			m.remove(t, rec) // lazy expiry: its timer has not run yet
 			continue
 		}
-		out = append(out, rec.Entry)
+		live = append(live, keyed{rec.Node.ID(), rec.Entry})
 	}
-	slices.SortFunc(out, func(a, b Entry) int {
-		return cmp.Or(strings.Compare(a.Node.ID(), b.Node.ID()), strings.Compare(a.Server, b.Server))
+	slices.SortFunc(live, func(a, b keyed) int {
+		return cmp.Or(strings.Compare(a.id, b.id), strings.Compare(a.e.Server, b.e.Server))
 	})
+	out = make([]Entry, len(live))
+	for i, k := range live {
+		out[i] = k.e
+	}
 	return out, nil
 }
 
