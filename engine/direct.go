@@ -4,8 +4,6 @@ import (
 	"context"
 	"fmt"
 
-	"github.com/asynkron/protoactor-go/actor"
-
 	"github.com/zmqmsg/zmqmsg/actors/poller"
 	"github.com/zmqmsg/zmqmsg/actors/proxy"
 	"github.com/zmqmsg/zmqmsg/actors/socket"
@@ -60,35 +58,11 @@ func (e *Engine) DirectCast(ctx context.Context, t Target, method string, flags 
 // pusher returns the PUSH socket actor connected to node's direct-cast
 // port, starting it on first use under the reply supervisor.
 func (e *Engine) pusher(ctx context.Context, node directory.Node, id string) (*socket.Handle[socket.PushCmd], error) {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	if h := e.pushers[id]; h != nil {
-		return h, nil
-	}
-	if e.closed.Load() {
-		return nil, ErrClosed
-	}
-	var h *socket.Handle[socket.PushCmd]
-	err := socket.SpawnUnder(ctx, e.root, e.replyPID, func(parent actor.SpawnerContext) error {
-		var err error
-		h, err = socket.Spawn(parent, socket.Spec[socket.PushCmd]{
-			Name: "push-" + id,
-			ZMQ:  e.zctx,
-			NewHandler: func() poller.Handler[socket.PushCmd] {
-				o := e.cfg.Socket
-				o.SendHWM = socket.DirectCastHWM
-				return &socket.Pusher{Endpoint: node.CastEndpoint(), Options: o, Counters: &e.pusherCounters}
-			},
-			Loop:   poller.Options{Strategy: e.cfg.Strategy},
-			Logger: e.log,
-		})
-		return err
+	return e.pushers.get(ctx, e, id, "push-"+id, func() poller.Handler[socket.PushCmd] {
+		o := e.cfg.Socket
+		o.SendHWM = socket.DirectCastHWM
+		return &socket.Pusher{Endpoint: node.CastEndpoint(), Options: o, Counters: &e.pusherCounters}
 	})
-	if err != nil {
-		return nil, fmt.Errorf("zmqmsg: connect to %s (direct cast): %w", id, err)
-	}
-	e.pushers[id] = h
-	return h, nil
 }
 
 // OfferDirect hands a direct cast to the server's in-order lane without

@@ -109,16 +109,14 @@ type Engine struct {
 	cancel context.CancelFunc
 
 	mu      sync.Mutex
-	dealers map[string]*socket.Handle[socket.DealerCmd] // node id -> dealer
-	// dealerSnap is a copy of dealers for lock-free reads on every call.
-	dealerSnap atomic.Value // map[string]*socket.Handle[socket.DealerCmd]
-	servers    map[*Server]struct{}
+	dealers socketSet[socket.DealerCmd] // node id (+"/notify") -> DEALER
+	servers map[*Server]struct{}
 
 	dealerCounters socket.DealerCounters
 	pusherCounters socket.PusherCounters
-	pushers        map[string]*socket.Handle[socket.PushCmd] // node id -> direct-cast PUSH (under mu)
+	pushers        socketSet[socket.PushCmd] // node id -> direct-cast PUSH
 	pubCounters    socket.PublisherCounters
-	publishers     map[string]*socket.Handle[socket.PubCmd] // node id -> fanout XPUB (under mu)
+	publishers     socketSet[socket.PubCmd] // node id -> fanout XPUB
 	closed         atomic.Bool
 	closeOnce      sync.Once
 	closeErr       error
@@ -140,17 +138,13 @@ type Engine struct {
 // left running.
 func New(cfg Config) (_ *Engine, err error) {
 	e := &Engine{
-		cfg:        cfg,
-		log:        cfg.Logger,
-		dir:        cfg.Directory,
-		dealers:    make(map[string]*socket.Handle[socket.DealerCmd]),
-		servers:    make(map[*Server]struct{}),
-		windows:    make(map[string]chan struct{}),
-		pushers:    make(map[string]*socket.Handle[socket.PushCmd]),
-		publishers: make(map[string]*socket.Handle[socket.PubCmd]),
-		table:      reply.NewTable(),
+		cfg:     cfg,
+		log:     cfg.Logger,
+		dir:     cfg.Directory,
+		servers: make(map[*Server]struct{}),
+		windows: make(map[string]chan struct{}),
+		table:   reply.NewTable(),
 	}
-	e.dealerSnap.Store(map[string]*socket.Handle[socket.DealerCmd](nil))
 	e.ctx, e.cancel = context.WithCancel(context.Background())
 	if e.zctx, err = zmq.NewContext(); err != nil {
 		return nil, fmt.Errorf("zmqmsg: new zmq context: %w", err)
@@ -379,48 +373,9 @@ func (e *Engine) dealer(ctx context.Context, node directory.Node, id string) (*s
 // suffix for pipelines other than CALL/CAST), connected to endpoint; tag is
 // what the reply table tags its calls with.
 func (e *Engine) dealerAt(ctx context.Context, key, tag, endpoint string) (*socket.Handle[socket.DealerCmd], error) {
-	id := key
-	if h, ok := e.dealerSnap.Load().(map[string]*socket.Handle[socket.DealerCmd])[id]; ok {
-		return h, nil // the common case: no lock
-	}
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	if h := e.dealers[id]; h != nil {
-		return h, nil
-	}
-	if e.closed.Load() {
-		return nil, ErrClosed
-	}
-	var h *socket.Handle[socket.DealerCmd]
-	err := socket.SpawnUnder(ctx, e.root, e.replyPID, func(parent actor.SpawnerContext) error {
-		var err error
-		h, err = socket.Spawn(parent, socket.Spec[socket.DealerCmd]{
-			Name: "dealer-" + id,
-			ZMQ:  e.zctx,
-			NewHandler: func() poller.Handler[socket.DealerCmd] {
-				return &socket.Dealer{
-					Endpoint: endpoint,
-					Tag:      tag,
-					Table:    e.table,
-					Options:  e.cfg.Socket,
-					Counters: &e.dealerCounters,
-				}
-			},
-			Loop:   poller.Options{Strategy: e.cfg.Strategy},
-			Logger: e.log,
-		})
-		return err
+	return e.dealers.get(ctx, e, key, "dealer-"+key, func() poller.Handler[socket.DealerCmd] {
+		return &socket.Dealer{Endpoint: endpoint, Tag: tag, Table: e.table, Options: e.cfg.Socket, Counters: &e.dealerCounters}
 	})
-	if err != nil {
-		return nil, fmt.Errorf("zmqmsg: connect to %s: %w", id, err)
-	}
-	e.dealers[id] = h
-	snap := make(map[string]*socket.Handle[socket.DealerCmd], len(e.dealers))
-	for k, v := range e.dealers {
-		snap[k] = v
-	}
-	e.dealerSnap.Store(snap)
-	return h, nil
 }
 
 // Stats are the engine's counters; every drop, failure and late reply is
@@ -510,11 +465,11 @@ func (e *Engine) Stats() Stats {
 		NotificationsFiltered: e.notificationsFiltered.Load(),
 		PendingCalls:          ts.Pending,
 	}
-	e.mu.Lock()
-	for _, h := range e.dealers {
+	e.dealers.each(func(h *socket.Handle[socket.DealerCmd]) {
 		st.SocketRestarts += h.Restarts()
 		st.MalformedFrames += h.Stats().Oversized
-	}
-	e.mu.Unlock()
+	})
+	e.pushers.each(func(h *socket.Handle[socket.PushCmd]) { st.SocketRestarts += h.Restarts() })
+	e.publishers.each(func(h *socket.Handle[socket.PubCmd]) { st.SocketRestarts += h.Restarts() })
 	return st
 }

@@ -8,8 +8,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/asynkron/protoactor-go/actor"
-
 	"github.com/zmqmsg/zmqmsg/actors/poller"
 	"github.com/zmqmsg/zmqmsg/actors/socket"
 	"github.com/zmqmsg/zmqmsg/directory"
@@ -151,31 +149,7 @@ func (e *Engine) fanoutNodes(ctx context.Context, key directory.Key, waitUntil t
 // publisher returns the XPUB socket actor connected to node's fanout port,
 // starting it on first use under the reply supervisor.
 func (e *Engine) publisher(ctx context.Context, node directory.Node, id string) (*socket.Handle[socket.PubCmd], error) {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	if h := e.publishers[id]; h != nil {
-		return h, nil
-	}
-	if e.closed.Load() {
-		return nil, ErrClosed
-	}
-	var h *socket.Handle[socket.PubCmd]
-	err := socket.SpawnUnder(ctx, e.root, e.replyPID, func(parent actor.SpawnerContext) error {
-		var err error
-		h, err = socket.Spawn(parent, socket.Spec[socket.PubCmd]{
-			Name: "xpub-" + id,
-			ZMQ:  e.zctx,
-			NewHandler: func() poller.Handler[socket.PubCmd] {
-				return &socket.Publisher{Endpoint: node.FanoutEndpoint(), Options: e.cfg.Socket, Counters: &e.pubCounters}
-			},
-			Loop:   poller.Options{Strategy: e.cfg.Strategy},
-			Logger: e.log,
-		})
-		return err
+	return e.publishers.get(ctx, e, id, "xpub-"+id, func() poller.Handler[socket.PubCmd] {
+		return &socket.Publisher{Endpoint: node.FanoutEndpoint(), Options: e.cfg.Socket, Counters: &e.pubCounters}
 	})
-	if err != nil {
-		return nil, fmt.Errorf("zmqmsg: connect to %s (fanout): %w", id, err)
-	}
-	e.publishers[id] = h
-	return h, nil
 }

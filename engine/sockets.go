@@ -1,0 +1,75 @@
+package engine
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"sync/atomic"
+
+	"github.com/asynkron/protoactor-go/actor"
+
+	"github.com/zmqmsg/zmqmsg/actors/poller"
+	"github.com/zmqmsg/zmqmsg/actors/socket"
+)
+
+// socketSet holds the client sockets of one kind to other nodes (DEALERs,
+// PUSHes or XPUBs), one per key, each a socket actor supervised by the
+// reply supervisor. Reads on the hot path take no lock: they use a copy of
+// the map that is replaced whenever a socket is added.
+type socketSet[C any] struct {
+	mu   sync.Mutex
+	m    map[string]*socket.Handle[C] // under mu
+	snap atomic.Pointer[map[string]*socket.Handle[C]]
+}
+
+// get returns the socket for key, starting it on first use with a handler
+// from newHandler; name names the actor and its loop.
+func (ss *socketSet[C]) get(ctx context.Context, e *Engine, key, name string, newHandler func() poller.Handler[C]) (*socket.Handle[C], error) {
+	if m := ss.snap.Load(); m != nil {
+		if h := (*m)[key]; h != nil {
+			return h, nil // the common case: no lock
+		}
+	}
+	ss.mu.Lock()
+	defer ss.mu.Unlock()
+	if h := ss.m[key]; h != nil {
+		return h, nil
+	}
+	if e.closed.Load() {
+		return nil, ErrClosed
+	}
+	var h *socket.Handle[C]
+	err := socket.SpawnUnder(ctx, e.root, e.replyPID, func(parent actor.SpawnerContext) error {
+		var err error
+		h, err = socket.Spawn(parent, socket.Spec[C]{
+			Name:       name,
+			ZMQ:        e.zctx,
+			NewHandler: newHandler,
+			Loop:       poller.Options{Strategy: e.cfg.Strategy},
+			Logger:     e.log,
+		})
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("zmqmsg: connect %s: %w", name, err)
+	}
+	if ss.m == nil {
+		ss.m = make(map[string]*socket.Handle[C])
+	}
+	ss.m[key] = h
+	snap := make(map[string]*socket.Handle[C], len(ss.m))
+	for k, v := range ss.m {
+		snap[k] = v
+	}
+	ss.snap.Store(&snap)
+	return h, nil
+}
+
+// each calls f for every socket of the set.
+func (ss *socketSet[C]) each(f func(*socket.Handle[C])) {
+	ss.mu.Lock()
+	defer ss.mu.Unlock()
+	for _, h := range ss.m {
+		f(h)
+	}
+}
