@@ -75,7 +75,7 @@ func (e *Engine) call(ctx context.Context, t Target, method string, flags envelo
 		Method:   method,
 	}
 	req.Payload = payload
-	body, err := envelope.AppendMessage(make([]byte, 0, 64+len(t.Exchange)+len(t.Topic)+len(t.Server)+len(method)+len(payload)), &req)
+	body, err := envelope.Encode(&req)
 	if err != nil {
 		return envelope.Message{}, fmt.Errorf("zmqmsg: encode call: %w", err)
 	}

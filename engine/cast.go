@@ -52,7 +52,7 @@ func (e *Engine) Cast(ctx context.Context, t Target, method string, flags envelo
 	if policy.Disabled {
 		m.Flags |= envelope.FlagNoAck
 	}
-	body, err := envelope.AppendMessage(make([]byte, 0, 64+len(t.Exchange)+len(t.Topic)+len(entry.Server)+len(method)+len(payload)), &m)
+	body, err := envelope.Encode(&m)
 	if err != nil {
 		return fmt.Errorf("zmqmsg: encode cast: %w", err)
 	}

@@ -44,7 +44,7 @@ func (e *Engine) DirectCast(ctx context.Context, t Target, method string, flags 
 		Method:   method,
 		Payload:  payload,
 	}
-	body, err := envelope.AppendMessage(make([]byte, 0, 64+len(t.Exchange)+len(t.Topic)+len(entry.Server)+len(method)+len(payload)), &m)
+	body, err := envelope.Encode(&m)
 	if err != nil {
 		return fmt.Errorf("zmqmsg: encode cast: %w", err)
 	}

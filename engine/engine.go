@@ -366,15 +366,16 @@ func (e *Engine) heartbeat() {
 // dealer returns the DEALER socket actor connected to node, starting it on
 // first use under the reply supervisor.
 func (e *Engine) dealer(ctx context.Context, node directory.Node, id string) (*socket.Handle[socket.DealerCmd], error) {
-	return e.dealerAt(ctx, id, id, node.CallEndpoint())
+	return e.dealerAt(ctx, id, id, node.CallEndpoint)
 }
 
 // dealerAt returns the DEALER socket actor named key (a node id, with a
-// suffix for pipelines other than CALL/CAST), connected to endpoint; tag is
-// what the reply table tags its calls with.
-func (e *Engine) dealerAt(ctx context.Context, key, tag, endpoint string) (*socket.Handle[socket.DealerCmd], error) {
+// suffix for pipelines other than CALL/CAST), connected to endpoint(); tag
+// is what the reply table tags its calls with. endpoint is only called when
+// the socket is started, not on every send.
+func (e *Engine) dealerAt(ctx context.Context, key, tag string, endpoint func() string) (*socket.Handle[socket.DealerCmd], error) {
 	return e.dealers.get(ctx, e, key, "dealer-"+key, func() poller.Handler[socket.DealerCmd] {
-		return &socket.Dealer{Endpoint: endpoint, Tag: tag, Table: e.table, Options: e.cfg.Socket, Counters: &e.dealerCounters}
+		return &socket.Dealer{Endpoint: endpoint(), Tag: tag, Table: e.table, Options: e.cfg.Socket, Counters: &e.dealerCounters}
 	})
 }
 

@@ -66,7 +66,7 @@ func (e *Engine) Fanout(ctx context.Context, t Target, method string, flags enve
 		Method:   method,
 		Payload:  payload,
 	}
-	body, err := envelope.AppendMessage(make([]byte, 0, 64+len(t.Exchange)+len(t.Topic)+len(method)+len(payload)), &m)
+	body, err := envelope.Encode(&m)
 	if err != nil {
 		return fmt.Errorf("zmqmsg: encode fanout: %w", err)
 	}

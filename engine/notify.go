@@ -136,13 +136,13 @@ func (e *Engine) notifyPool(ctx context.Context, m envelope.Message, members []r
 	for i := range members {
 		r := members[(start+uint64(i))%uint64(len(members))]
 		tag := r.nodeID + "/notify"
-		d, err := e.dealerAt(ctx, tag, tag, r.Node.NotifyEndpoint())
+		d, err := e.dealerAt(ctx, tag, tag, r.Node.NotifyEndpoint)
 		if err != nil {
 			last = err
 			continue
 		}
 		m.Server = r.Server
-		body, err := envelope.AppendMessage(make([]byte, 0, 64+len(m.Exchange)+len(m.Topic)+len(m.Server)+len(m.Payload)), &m)
+		body, err := envelope.Encode(&m)
 		if err != nil {
 			return fmt.Errorf("zmqmsg: encode notification: %w", err)
 		}

@@ -338,7 +338,7 @@ func (s *Server) respond(r *proxy.Request) []byte {
 		rep.Payload = nil
 	}
 	out.Payload = rep.Payload
-	body, err := envelope.AppendMessage(make([]byte, 0, 64+len(out.ErrType)+len(out.ErrMsg)+len(rep.Payload)), &out)
+	body, err := envelope.Encode(&out)
 	if err != nil {
 		s.e.log.Error("encode reply", "server", s.name, "err", err)
 		return nil
