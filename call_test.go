@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/zmqmsg/zmqmsg/internal/testutil"
+
 	zmq "github.com/pebbe/zmq4"
 
 	"github.com/zmqmsg/zmqmsg/actors/poller"
@@ -64,21 +66,6 @@ func testCtx(t testing.TB, d time.Duration) context.Context {
 	ctx, cancel := context.WithTimeout(context.Background(), d)
 	t.Cleanup(cancel)
 	return ctx
-}
-
-// waitFor polls cond until it holds or the deadline passes. It is for
-// counters that have no event to wait on.
-func waitFor(t testing.TB, d time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	tick := time.NewTicker(2 * time.Millisecond)
-	defer tick.Stop()
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", d, what)
-		}
-		<-tick.C
-	}
 }
 
 type echoed struct {
@@ -293,7 +280,7 @@ func TestCallTimeout(t *testing.T) {
 		t.Fatalf("slow call: %v, want ErrTimeout matching context.DeadlineExceeded", err)
 	}
 	close(release) // the handler answers now, after its caller gave up
-	waitFor(t, 5*time.Second, "the late reply to be counted", func() bool { return clientNode.Stats().LateReplies == 1 })
+	testutil.WaitFor(t, 5*time.Second, "the late reply to be counted", func() bool { return clientNode.Stats().LateReplies == 1 })
 	if st := clientNode.Stats(); st.Timeouts != 1 || st.UnmatchedReplies != 0 || st.PendingCalls != 0 {
 		t.Fatalf("client stats %+v: want 1 timeout, 0 unmatched, 0 pending", st)
 	}
@@ -530,7 +517,7 @@ func TestCallPortRejectsMalformedFrames(t *testing.T) {
 		}
 	}
 	want := uint64(len(hostile))
-	waitFor(t, 5*time.Second, "every hostile message to be counted", func() bool {
+	testutil.WaitFor(t, 5*time.Second, "every hostile message to be counted", func() bool {
 		st := node.Stats()
 		return st.MalformedFrames+st.WrongKind >= want
 	})

@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/zmqmsg/zmqmsg/internal/testutil"
+
 	"github.com/zmqmsg/zmqmsg/envelope"
 )
 
@@ -237,7 +239,7 @@ func TestCastWindowBounds(t *testing.T) {
 	first := make(chan error, 1)
 	go func() { first <- c.Cast(testCtx(t, 10*time.Second), "note", 1) }()
 	// The first cast holds the only slot until it gives up (about 1.2 s).
-	waitFor(t, 5*time.Second, "the first cast to be sent", func() bool { return clientNode.Stats().Casts == 1 })
+	testutil.WaitFor(t, 5*time.Second, "the first cast to be sent", func() bool { return clientNode.Stats().Casts == 1 })
 	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
 	defer cancel()
 	if err := c.Cast(ctx, "note", 2); !errors.Is(err, context.DeadlineExceeded) {
@@ -282,7 +284,7 @@ func TestCastRefusals(t *testing.T) {
 	if err := node.Client(Target{Topic: "bad"}).Cast(ctx, "fail", nil); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 5*time.Second, "the cast error to be counted", func() bool { return node.Stats().CastErrors == 1 })
+	testutil.WaitFor(t, 5*time.Second, "the cast error to be counted", func() bool { return node.Stats().CastErrors == 1 })
 }
 
 // Row 15: the direct cast (PUSH/PULL, no acks) delivers in order to a single
@@ -349,13 +351,13 @@ func TestDirectCastDropsAreCounted(t *testing.T) {
 	}
 	// The lane holds the message being run plus 4 queued; the rest of the
 	// 50 are dropped and counted on the receiving node.
-	waitFor(t, 10*time.Second, "the receiving node to account for all 50", func() bool {
+	testutil.WaitFor(t, 10*time.Second, "the receiving node to account for all 50", func() bool {
 		st := serverNode.Stats()
 		return st.DirectDropped+uint64(len(entered))+4 >= n
 	})
 	close(release)
 	ran := []int{}
-	waitFor(t, 10*time.Second, "the queued casts to run", func() bool {
+	testutil.WaitFor(t, 10*time.Second, "the queued casts to run", func() bool {
 		for len(entered) > 0 {
 			ran = append(ran, <-entered)
 		}

@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/zmqmsg/zmqmsg/internal/testutil"
+
 	"github.com/zmqmsg/zmqmsg/envelope"
 )
 
@@ -264,7 +266,7 @@ func TestNotifyMemberDoesNotAnswer(t *testing.T) {
 	}
 	// Every notification reached the live member; the mute one also ran
 	// those it was offered first (at least once, not exactly once).
-	waitFor(t, 10*time.Second, "every notification at the live member", func() bool { return len(box.of("alive")) == n })
+	testutil.WaitFor(t, 10*time.Second, "every notification at the live member", func() bool { return len(box.of("alive")) == n })
 	if st := notifier.Stats(); st.NotifyFailures != 0 || st.CastsNotAcked == 0 {
 		t.Fatalf("notifier: %d pool failures, %d unacknowledged attempts (want 0 and > 0)", st.NotifyFailures, st.CastsNotAcked)
 	}

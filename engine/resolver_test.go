@@ -5,12 +5,13 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"runtime"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/zmqmsg/zmqmsg/internal/testutil"
 
 	"go.uber.org/goleak"
 
@@ -111,18 +112,6 @@ func cached(r *resolver, key directory.Key) []string {
 	return names
 }
 
-func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", timeout, what)
-		}
-		runtime.Gosched()
-		<-time.After(time.Millisecond)
-	}
-}
-
 type pickResult struct {
 	e   route
 	err error
@@ -164,7 +153,7 @@ func TestPickWaitsForRegistration(t *testing.T) {
 	ch := pickAsync(r, context.Background(), testKey, "", time.Now().Add(5*time.Second))
 	// Once the first lookup (which found nothing) is in the cache the pick
 	// can only be waiting for a change.
-	waitFor(t, 5*time.Second, "the first lookup", func() bool { return loaded(r, testKey) })
+	testutil.WaitFor(t, 5*time.Second, "the first lookup", func() bool { return loaded(r, testKey) })
 	select {
 	case res := <-ch:
 		t.Fatalf("pick returned %+v before anything was registered", res)
@@ -185,9 +174,9 @@ func TestPickNamedWaitsForThatServer(t *testing.T) {
 	r := newTestResolver(t, dir)
 	register(t, dir, reg("a", 9001))
 	ch := pickAsync(r, context.Background(), testKey, "b", time.Now().Add(5*time.Second))
-	waitFor(t, 5*time.Second, "the first lookup", func() bool { return loaded(r, testKey) })
+	testutil.WaitFor(t, 5*time.Second, "the first lookup", func() bool { return loaded(r, testKey) })
 	register(t, dir, reg("c", 9003)) // a change, but not the server asked for
-	waitFor(t, 5*time.Second, "c in the cache", func() bool { return len(cached(r, testKey)) == 2 })
+	testutil.WaitFor(t, 5*time.Second, "c in the cache", func() bool { return len(cached(r, testKey)) == 2 })
 	select {
 	case res := <-ch:
 		t.Fatalf("pick of b returned %+v before b was registered", res)
@@ -221,7 +210,7 @@ func TestPickNoServersAfterWait(t *testing.T) {
 	}
 	// Named: the error names the server.
 	register(t, dir, reg("a", 9001))
-	waitFor(t, 5*time.Second, "a in the cache", func() bool { return len(cached(r, testKey)) == 1 })
+	testutil.WaitFor(t, 5*time.Second, "a in the cache", func() bool { return len(cached(r, testKey)) == 1 })
 	_, err = r.pick(context.Background(), testKey, "nobody", time.Now().Add(20*time.Millisecond))
 	if !errors.Is(err, ErrNoServers) || !strings.Contains(err.Error(), `"nobody"`) {
 		t.Fatalf("named pick: %v", err)
@@ -233,7 +222,7 @@ func TestPickContextAndClose(t *testing.T) {
 	r := newResolver(dir, slog.New(slog.DiscardHandler))
 	ctx, cancel := context.WithCancel(context.Background())
 	ch := pickAsync(r, ctx, testKey, "", time.Now().Add(10*time.Second))
-	waitFor(t, 5*time.Second, "the first lookup", func() bool { return loaded(r, testKey) })
+	testutil.WaitFor(t, 5*time.Second, "the first lookup", func() bool { return loaded(r, testKey) })
 	cancel()
 	if res := awaitPick(t, ch); !errors.Is(res.err, context.Canceled) {
 		t.Fatalf("cancelled pick: %+v", res)
@@ -298,7 +287,7 @@ func TestPickFollowsDeregistration(t *testing.T) {
 	if err := dir.Deregister(context.Background(), reg("a", 9001)); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 5*time.Second, "a to leave the cache", func() bool { return len(cached(r, testKey)) == 1 })
+	testutil.WaitFor(t, 5*time.Second, "a to leave the cache", func() bool { return len(cached(r, testKey)) == 1 })
 	for range 10 {
 		if e := mustPick(t, r, ""); e.Server != "b" {
 			t.Fatalf("picked %s after it was deregistered", e.Server)
@@ -318,7 +307,7 @@ func TestCachedEntriesSurviveDirectoryFailure(t *testing.T) {
 
 	dir.fail.Store(true)
 	register(t, dir, reg("c", 9003)) // triggers a refresh, which fails
-	waitFor(t, 5*time.Second, "the failed refresh", func() bool { return r.lookupErrors.Load() == 1 })
+	testutil.WaitFor(t, 5*time.Second, "the failed refresh", func() bool { return r.lookupErrors.Load() == 1 })
 	counts := map[string]int{}
 	for range 30 {
 		counts[mustPick(t, r, "").Server]++
@@ -332,7 +321,7 @@ func TestCachedEntriesSurviveDirectoryFailure(t *testing.T) {
 
 	dir.fail.Store(false)
 	register(t, dir, reg("d", 9004))
-	waitFor(t, 5*time.Second, "the refresh after recovery", func() bool { return len(cached(r, testKey)) == 4 })
+	testutil.WaitFor(t, 5*time.Second, "the refresh after recovery", func() bool { return len(cached(r, testKey)) == 4 })
 	seen := map[string]bool{}
 	for range 4 {
 		seen[mustPick(t, r, "").Server] = true

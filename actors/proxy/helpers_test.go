@@ -2,13 +2,12 @@ package proxy_test
 
 import (
 	"context"
-	"log/slog"
-	"runtime"
 	"sync/atomic"
 	"testing"
 	"time"
 
-	"github.com/asynkron/protoactor-go/actor"
+	"github.com/zmqmsg/zmqmsg/internal/testutil"
+
 	zmq "github.com/pebbe/zmq4"
 	"go.uber.org/goleak"
 
@@ -18,54 +17,11 @@ import (
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
-func newZMQ(t testing.TB) *zmq.Context {
-	t.Helper()
-	zctx, err := zmq.NewContext()
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		done := make(chan error, 1)
-		go func() { done <- zctx.Term() }()
-		select {
-		case err := <-done:
-			if err != nil {
-				t.Errorf("term: %v", err)
-			}
-		case <-time.After(5 * time.Second):
-			t.Errorf("zmq context did not terminate: a socket was left open")
-		}
-	})
-	return zctx
-}
-
-func newSystem(t testing.TB) *actor.ActorSystem {
-	t.Helper()
-	sys := actor.NewActorSystem(
-		actor.WithLoggerFactory(func(*actor.ActorSystem) *slog.Logger { return slog.New(slog.DiscardHandler) }),
-		actor.WithDeadLetterThrottleInterval(10*time.Millisecond),
-	)
-	t.Cleanup(sys.Shutdown)
-	return sys
-}
-
-func waitFor(t testing.TB, timeout time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", timeout, what)
-		}
-		runtime.Gosched()
-		<-time.After(time.Millisecond)
-	}
-}
-
 // startProxy starts a proxy on a free port; it is stopped when the test ends.
 func startProxy(t *testing.T) (*proxy.Proxy, *zmq.Context) {
 	t.Helper()
-	zctx := newZMQ(t)
-	sys := newSystem(t)
+	zctx := testutil.ZMQ(t)
+	sys := testutil.ActorSystem(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	p, err := proxy.Start(ctx, sys.Root, "proxy", proxy.Config{ZMQ: zctx, Bind: "tcp://127.0.0.1:*"})

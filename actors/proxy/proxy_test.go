@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/zmqmsg/zmqmsg/internal/testutil"
+
 	"github.com/zmqmsg/zmqmsg/actors/proxy"
 	"github.com/zmqmsg/zmqmsg/directory"
 	"github.com/zmqmsg/zmqmsg/envelope"
@@ -309,7 +311,7 @@ func TestProxyReplyToGoneCaller(t *testing.T) {
 	if err := p.Reply(context.Background(), [][]byte{[]byte("nobody")}, time.Time{}, body); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 5*time.Second, "SendFailed", func() bool { return p.Counters().SendFailed.Load() == 1 })
+	testutil.WaitFor(t, 5*time.Second, "SendFailed", func() bool { return p.Counters().SendFailed.Load() == 1 })
 	if n := p.Counters().Replies.Load(); n != 0 {
 		t.Fatalf("Replies %d", n)
 	}
@@ -332,7 +334,7 @@ func TestProxyRestartsAfterPanic(t *testing.T) {
 	for cycle := 1; cycle <= cycles; cycle++ {
 		srv.panicky.Store(true)
 		c.send(call(t, envelope.Message{ID: envelope.NewID(), Exchange: "ex", Topic: "calc"}))
-		waitFor(t, 5*time.Second, "the panic", func() bool { return !srv.panicky.Load() })
+		testutil.WaitFor(t, 5*time.Second, "the panic", func() bool { return !srv.panicky.Load() })
 		recovered(t, p, c, srv, fmt.Sprintf("cycle %d", cycle))
 	}
 	if p.Endpoint() != endpoint {

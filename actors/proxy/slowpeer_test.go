@@ -5,6 +5,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/zmqmsg/zmqmsg/internal/testutil"
+
 	zmq "github.com/pebbe/zmq4"
 
 	"github.com/zmqmsg/zmqmsg/actors/proxy"
@@ -33,8 +35,8 @@ func (s *inlineEcho) HandleInline(r *proxy.Request) ([]byte, proxy.Offer) {
 // caller keep flowing (no head-of-line blocking behind the deaf peer).
 func TestDeafPeerDoesNotStallOthers(t *testing.T) {
 	key := directory.Key{Topic: "deaf"}
-	zctx := newZMQ(t)
-	sys := newSystem(t)
+	zctx := testutil.ZMQ(t)
+	sys := testutil.ActorSystem(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	p, err := proxy.Start(ctx, sys.Root, "proxy", proxy.Config{
@@ -71,7 +73,7 @@ func TestDeafPeerDoesNotStallOthers(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	waitFor(t, 10*time.Second, "replies to the deaf peer to wait", func() bool {
+	testutil.WaitFor(t, 10*time.Second, "replies to the deaf peer to wait", func() bool {
 		return p.Counters().Waited.Load() > 0
 	})
 
@@ -91,7 +93,7 @@ func TestDeafPeerDoesNotStallOthers(t *testing.T) {
 	if b := p.LoopStats().Backlog; b != 0 {
 		t.Fatalf("%d replies waited in the backlog behind the deaf peer", b)
 	}
-	waitFor(t, 10*time.Second, "the deaf peer's expired replies to be dropped", func() bool {
+	testutil.WaitFor(t, 10*time.Second, "the deaf peer's expired replies to be dropped", func() bool {
 		return p.Counters().SendFailed.Load() > 0
 	})
 }
@@ -100,8 +102,8 @@ func TestDeafPeerDoesNotStallOthers(t *testing.T) {
 // its replies wait in its queue and all arrive, in order; none is dropped.
 func TestBusyPeerGetsEveryReply(t *testing.T) {
 	key := directory.Key{Topic: "busy"}
-	zctx := newZMQ(t)
-	sys := newSystem(t)
+	zctx := testutil.ZMQ(t)
+	sys := testutil.ActorSystem(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	p, err := proxy.Start(ctx, sys.Root, "proxy", proxy.Config{

@@ -7,6 +7,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/zmqmsg/zmqmsg/internal/testutil"
+
 	"github.com/asynkron/protoactor-go/actor"
 	zmq "github.com/pebbe/zmq4"
 
@@ -49,8 +51,8 @@ func spawnDealer(parent actor.SpawnerContext, zctx *zmq.Context, d func() *socke
 // Replies that do not decode or are of the wrong kind are counted and
 // dropped.
 func TestDealerRoundTrip(t *testing.T) {
-	zctx := newZMQ(t)
-	sys := newSystem(t)
+	zctx := testutil.ZMQ(t)
+	sys := testutil.ActorSystem(t)
 	router := startRouter(t, zctx)
 	table := reply.NewTable()
 	counters := &socket.DealerCounters{}
@@ -133,8 +135,8 @@ func (p *panicTable) Deliver(m envelope.Message) bool {
 // to a socket that no longer exists), the table survives, and the restarted
 // dealer serves new calls on a new connection.
 func TestDealerRestartFailsInFlightCalls(t *testing.T) {
-	zctx := newZMQ(t)
-	sys := newSystem(t)
+	zctx := testutil.ZMQ(t)
+	sys := testutil.ActorSystem(t)
 	router := startRouter(t, zctx)
 	table := &panicTable{Table: reply.NewTable(), poison: envelope.NewID()}
 	counters := &socket.DealerCounters{}
@@ -177,12 +179,12 @@ func TestDealerRestartFailsInFlightCalls(t *testing.T) {
 		t.Fatalf("a call to another node was failed: %+v", r)
 	default:
 	}
-	waitFor(t, 5*time.Second, "restart", func() bool { return h.Restarts() == 1 })
+	testutil.WaitFor(t, 5*time.Second, "restart", func() bool { return h.Restarts() == 1 })
 
 	id := envelope.NewID()
 	ch, _ := table.Register(id, "node")
 	req := &socket.Request{ID: id, Body: encode(t, envelope.Message{Kind: envelope.KindCall, ID: id, Topic: "t"})}
-	waitFor(t, 5*time.Second, "the restarted dealer", func() bool {
+	testutil.WaitFor(t, 5*time.Second, "the restarted dealer", func() bool {
 		err := h.Submit(ctx, req)
 		if err != nil && !errors.Is(err, socket.ErrUnavailable) {
 			t.Fatal(err)

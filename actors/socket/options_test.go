@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/zmqmsg/zmqmsg/internal/testutil"
+
 	zmq "github.com/pebbe/zmq4"
 
 	"github.com/zmqmsg/zmqmsg/actors/socket"
@@ -46,7 +48,7 @@ func getDur(t *testing.T, name string, get func() (time.Duration, error)) time.D
 }
 
 func TestOptionsApply(t *testing.T) {
-	zctx := newZMQ(t)
+	zctx := testutil.ZMQ(t)
 	z := newSocket(t, zctx, zmq.DEALER)
 	o := socket.Options{
 		KeepaliveIdle:        1500 * time.Millisecond, // whole seconds, rounded up: 2
@@ -95,7 +97,7 @@ func TestOptionsApply(t *testing.T) {
 }
 
 func TestOptionsZeroChangesNothing(t *testing.T) {
-	zctx := newZMQ(t)
+	zctx := testutil.ZMQ(t)
 	ref := newSocket(t, zctx, zmq.DEALER)
 	z := newSocket(t, zctx, zmq.DEALER)
 	if err := (socket.Options{}).Apply(z); err != nil {
@@ -256,7 +258,7 @@ func readFrame(r io.Reader) (byte, []byte, error) {
 // effect: a zmq socket with them sends PINGs carrying the TTL, and drops a
 // peer that never answers once the timeout has passed.
 func TestOptionsHeartbeatOnTheWire(t *testing.T) {
-	zctx := newZMQ(t)
+	zctx := testutil.ZMQ(t)
 	peer := startZMTPPeer(t)
 	z := newSocket(t, zctx, zmq.DEALER)
 	const (

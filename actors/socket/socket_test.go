@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/zmqmsg/zmqmsg/internal/testutil"
+
 	"github.com/asynkron/protoactor-go/actor"
 	zmq "github.com/pebbe/zmq4"
 	"go.uber.org/goleak"
@@ -152,7 +154,7 @@ func spawnProbeUnderParent(t *testing.T, sys *actor.ActorSystem, spec socket.Spe
 func submitWhenUp(t *testing.T, h *socket.Handle[*probeCmd]) int {
 	t.Helper()
 	var gen int
-	waitFor(t, 5*time.Second, "the restarted loop to take commands", func() bool {
+	testutil.WaitFor(t, 5*time.Second, "the restarted loop to take commands", func() bool {
 		c := &probeCmd{reply: make(chan int, 1)}
 		err := h.Submit(context.Background(), c)
 		if errors.Is(err, socket.ErrUnavailable) {
@@ -172,8 +174,8 @@ func submitWhenUp(t *testing.T, h *socket.Handle[*probeCmd]) int {
 }
 
 func TestSupervisionRestartsAfterPanic(t *testing.T) {
-	zctx := newZMQ(t)
-	sys := newSystem(t)
+	zctx := testutil.ZMQ(t)
+	sys := testutil.ActorSystem(t)
 	var gens atomic.Int64
 	shutdowns := make(chan error, 16)
 	h := spawnProbeUnderParent(t, sys, probeSpec(zctx, "probe", "", &gens, shutdowns), 5)
@@ -191,7 +193,7 @@ func TestSupervisionRestartsAfterPanic(t *testing.T) {
 	if cause := nextShutdown(t, shutdowns); !errors.As(cause, &pe) {
 		t.Fatalf("failed loop shut down with %v, want a *poller.PanicError", cause)
 	}
-	waitFor(t, 5*time.Second, "Restarts() == 1", func() bool { return h.Restarts() == 1 })
+	testutil.WaitFor(t, 5*time.Second, "Restarts() == 1", func() bool { return h.Restarts() == 1 })
 	if g := submitWhenUp(t, h); g != 2 {
 		t.Fatalf("after the restart the command was served by generation %d, want 2", g)
 	}
@@ -211,8 +213,8 @@ func TestSupervisionRestartsAfterPanic(t *testing.T) {
 // reach the supervisor like any other, so that the actor is restarted again
 // (or stopped), not left alive without a loop.
 func TestSupervisionRestartSetupFails(t *testing.T) {
-	zctx := newZMQ(t)
-	sys := newSystem(t)
+	zctx := testutil.ZMQ(t)
+	sys := testutil.ActorSystem(t)
 	var gens atomic.Int64
 	shutdowns := make(chan error, 16)
 	setupErr := errors.New("transient setup failure")
@@ -238,7 +240,7 @@ func TestSupervisionRestartSetupFails(t *testing.T) {
 		t.Fatal(err)
 	}
 	nextShutdown(t, shutdowns)
-	waitFor(t, 5*time.Second, "a second handler", func() bool { return gens.Load() >= 2 })
+	testutil.WaitFor(t, 5*time.Second, "a second handler", func() bool { return gens.Load() >= 2 })
 	// Generation 2 failed in Setup; generation 3 must take over.
 	var gen int
 	deadline := time.Now().Add(3 * time.Second)
@@ -267,8 +269,8 @@ func TestSupervisionRestartSetupFails(t *testing.T) {
 // TestSupervisionGivesUp: past the strategy's restart budget the socket
 // actor is stopped and its Handle refuses work.
 func TestSupervisionGivesUp(t *testing.T) {
-	zctx := newZMQ(t)
-	sys := newSystem(t)
+	zctx := testutil.ZMQ(t)
+	sys := testutil.ActorSystem(t)
 	var gens atomic.Int64
 	shutdowns := make(chan error, 16)
 	const budget = 2
@@ -321,8 +323,8 @@ func occupy(t *testing.T, zctx *zmq.Context) string {
 }
 
 func TestSpawnReturnsBindError(t *testing.T) {
-	zctx := newZMQ(t)
-	sys := newSystem(t)
+	zctx := testutil.ZMQ(t)
+	sys := testutil.ActorSystem(t)
 	taken := occupy(t, zctx)
 	var gens atomic.Int64
 	shutdowns := make(chan error, 16)
