@@ -30,11 +30,10 @@ func (s *inlineEcho) HandleInline(r *proxy.Request) ([]byte, proxy.Offer) {
 	return body, proxy.Accepted
 }
 
-// A caller that sends requests but never reads its replies fills its pipe;
-// its replies are then dropped and counted, and the replies to every other
-// caller keep flowing (no head-of-line blocking behind the deaf peer).
-func TestDeafPeerDoesNotStallOthers(t *testing.T) {
-	key := directory.Key{Topic: "deaf"}
+// startEchoProxy starts a proxy with a send high-water mark of 4 (a pipe
+// fills after a few replies) routing key to an inlineEcho of 16 KiB replies.
+func startEchoProxy(t *testing.T, key directory.Key) (*proxy.Proxy, *zmq.Context) {
+	t.Helper()
 	zctx := testutil.ZMQ(t)
 	sys := testutil.ActorSystem(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -49,6 +48,15 @@ func TestDeafPeerDoesNotStallOthers(t *testing.T) {
 	if err := p.Routes().Add(key, &inlineEcho{reply: make([]byte, 16<<10)}); err != nil {
 		t.Fatal(err)
 	}
+	return p, zctx
+}
+
+// A caller that sends requests but never reads its replies fills its pipe;
+// its replies are then dropped and counted, and the replies to every other
+// caller keep flowing (no head-of-line blocking behind the deaf peer).
+func TestDeafPeerDoesNotStallOthers(t *testing.T) {
+	key := directory.Key{Topic: "deaf"}
+	p, zctx := startEchoProxy(t, key)
 
 	deaf, err := zctx.NewSocket(zmq.DEALER)
 	if err != nil {
@@ -102,20 +110,7 @@ func TestDeafPeerDoesNotStallOthers(t *testing.T) {
 // its replies wait in its queue and all arrive, in order; none is dropped.
 func TestBusyPeerGetsEveryReply(t *testing.T) {
 	key := directory.Key{Topic: "busy"}
-	zctx := testutil.ZMQ(t)
-	sys := testutil.ActorSystem(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	p, err := proxy.Start(ctx, sys.Root, "proxy", proxy.Config{
-		ZMQ: zctx, Bind: "tcp://127.0.0.1:*", Options: socket.Options{SendHWM: 4},
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = p.Stop() })
-	if err := p.Routes().Add(key, &inlineEcho{reply: make([]byte, 16<<10)}); err != nil {
-		t.Fatal(err)
-	}
+	p, zctx := startEchoProxy(t, key)
 	busy := newClient(t, zctx, p.Endpoint())
 	const n = 500
 	ids := make([]envelope.ID, n)
