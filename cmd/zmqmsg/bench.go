@@ -166,6 +166,7 @@ func runBenchServer(ctx context.Context, c *cli, _ []string) (err error) {
 	if err := errors.Join(srv.Stop(sctx), l.Stop(sctx)); err != nil {
 		return fmt.Errorf("stop: %w", err)
 	}
+	settle(sctx) // the last replies and ACKs leave before the node closes
 	return c.printLine(map[string]any{"stopped": true, "stats": stats()})
 }
 
@@ -353,8 +354,8 @@ func runBenchClient(ctx context.Context, c *cli, _ []string) (err error) {
 	return nil
 }
 
-// ms converts d to milliseconds with microsecond precision.
-func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
+// ms converts d to milliseconds.
+func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
 
 // sender returns the function that sends one message of the pattern.
 func (c *cli) sender(n *node) func(ctx context.Context) error {

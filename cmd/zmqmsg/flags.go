@@ -99,13 +99,15 @@ func (c *cli) flagSet() *flag.FlagSet {
 	return fs
 }
 
-// check validates the number of positional arguments.
+// check validates the number of positional arguments and the global flags.
 func (c *cli) check(pos []string) error {
 	switch {
 	case len(pos) < c.cmd.minArgs:
 		return usagef("missing arguments: want %s", c.cmd.args)
 	case c.cmd.maxArgs >= 0 && len(pos) > c.cmd.maxArgs:
 		return usagef("too many arguments: want %s", c.cmd.args)
+	case c.g.timeout <= 0:
+		return usagef("--timeout %v: want more than 0", c.g.timeout)
 	}
 	return nil
 }
@@ -117,6 +119,36 @@ func envName(flagName string) string {
 }
 
 var errHelp = flag.ErrHelp
+
+// globalsFirst moves global flags given before the command after it
+// ("zmqmsg --json call ..." is "zmqmsg call --json ..."), so that the
+// command's flag set parses them. Anything else is left alone.
+func globalsFirst(args []string) []string {
+	i := 0
+	for i < len(args) && strings.HasPrefix(args[i], "-") && args[i] != "-" && args[i] != "--" {
+		name, _, hasValue := strings.Cut(strings.TrimLeft(args[i], "-"), "=")
+		if !globalFlags[name] {
+			return args // -h, --help, an unknown flag: left to the caller
+		}
+		i++
+		if name != "json" && !hasValue {
+			i++ // its value
+		}
+	}
+	if i == 0 || i >= len(args) {
+		return args
+	}
+	cmd := 1
+	if args[i] == "bench" && i+1 < len(args) {
+		cmd = 2
+	}
+	if i+cmd > len(args) {
+		return args
+	}
+	out := append([]string{}, args[i:i+cmd]...)
+	out = append(out, args[:i]...)
+	return append(out, args[i+cmd:]...)
+}
 
 // parseArgs applies the environment to fs's flags, then parses args, which
 // may mix flags and positional arguments ("--" ends the flags), and returns

@@ -122,6 +122,7 @@ func runListen(ctx context.Context, c *cli, topics []string) (err error) {
 	if err := l.Stop(sctx); err != nil {
 		return fmt.Errorf("leave pool: %w", err)
 	}
+	settle(sctx) // the last ACKs leave before the node closes
 	mu.Lock()
 	defer mu.Unlock()
 	return werr

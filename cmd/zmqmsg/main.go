@@ -124,6 +124,7 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	if getenv == nil {
 		getenv = func(string) (string, bool) { return "", false }
 	}
+	args = globalsFirst(args)
 	if len(args) == 0 {
 		printOverview(stderr)
 		return exitUsage

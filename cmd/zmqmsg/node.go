@@ -21,7 +21,8 @@ type node struct {
 }
 
 // maxWaitForServers bounds how long a message waits for a server of its
-// target to appear in the directory (never past --timeout).
+// target to appear in the directory: at most half of --timeout, so that
+// "no servers" is told apart from a timeout.
 const maxWaitForServers = 2 * time.Second
 
 // startNode opens the directory and starts a Transport on free ports of
@@ -39,7 +40,7 @@ func (c *cli) startNode(ctx context.Context, tweak func(*zmqmsg.Config)) (*node,
 		Ports:          zmqmsg.Ports{Call: zmqmsg.AnyPort},
 		Logger:         c.log,
 		Codec:          passthrough{},
-		WaitForServers: min(maxWaitForServers, c.g.timeout),
+		WaitForServers: max(min(maxWaitForServers, c.g.timeout/2), time.Millisecond),
 	}
 	if tweak != nil {
 		tweak(&cfg)
@@ -49,6 +50,23 @@ func (c *cli) startNode(ctx context.Context, tweak func(*zmqmsg.Config)) (*node,
 		return nil, errors.Join(fmt.Errorf("start node on %s: %w", c.g.host, err), dir.Close())
 	}
 	return &node{dir: dir, t: t}, nil
+}
+
+// settleTime is how long a node that served or sent one-way messages stays
+// open after its servers stopped or its last direct cast was queued: its
+// sockets have linger 0, so Close drops what libzmq has not sent yet, such
+// as the ACK of the last notification a listener ran (the proxy sends it
+// concurrently with the handler) or a direct cast.
+const settleTime = 200 * time.Millisecond
+
+// settle waits settleTime, or until ctx ends.
+func settle(ctx context.Context) {
+	t := time.NewTimer(settleTime)
+	defer t.Stop()
+	select {
+	case <-t.C:
+	case <-ctx.Done():
+	}
 }
 
 // close closes the Transport, then the directory. It joins its error into

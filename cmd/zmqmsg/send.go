@@ -94,10 +94,6 @@ func runCall(ctx context.Context, c *cli, pos []string) (err error) {
 	return c.printJSON(reply)
 }
 
-// directLinger is how long the CLI keeps its node open after a direct
-// cast: its sockets have linger 0, and nothing acknowledges the message.
-const directLinger = 200 * time.Millisecond
-
 func runCast(ctx context.Context, c *cli, pos []string) (err error) {
 	topic, method := pos[0], pos[1]
 	args, err := c.jsonArg(pos, 2)
@@ -123,12 +119,7 @@ func runCast(ctx context.Context, c *cli, pos []string) (err error) {
 	}
 	elapsed := time.Since(t0)
 	if c.o.direct {
-		linger := time.NewTimer(directLinger)
-		select {
-		case <-linger.C:
-		case <-ctx.Done():
-			linger.Stop()
-		}
+		settle(ctx) // nothing acknowledges a direct cast: let it leave
 	}
 	return c.status(pattern, topic, method, elapsed)
 }
