@@ -107,6 +107,13 @@ type Config struct {
 	// WaitStrategy selects how socket loops sleep; the default is the Go
 	// netpoller on Linux, zmq_poll elsewhere. See package actors/poller.
 	WaitStrategy poller.Strategy
+	// ProxyDir, if not empty, joins the node proxy daemon (cmd/zmqmsg-proxy,
+	// or StartProxy) whose IPC sockets are in this directory, instead of
+	// running an embedded node proxy: the Transport binds no port, its
+	// servers are reached through the daemon's ports, and they register the
+	// daemon's node in the directory. Host and Ports are then ignored. New
+	// fails if the daemon does not answer within 5 s.
+	ProxyDir string
 
 	hooks proxy.Hooks // set by this package's tests
 }
@@ -250,6 +257,7 @@ func New(cfg Config) (*Transport, error) {
 		Acks:              engine.AckPolicy{Disabled: cfg.Acks.Disabled, Timeout: cfg.Acks.Timeout, Multiplier: cfg.Acks.Multiplier, Retries: max(cfg.Acks.Retries, 0)},
 		CastWindow:        cfg.CastWindow,
 		Hooks:             cfg.hooks,
+		Join:              cfg.ProxyDir,
 	})
 	if err != nil {
 		return nil, err
@@ -265,6 +273,16 @@ func (t *Transport) Close() error { return t.e.Close() }
 
 // Node returns how other nodes reach this one: its host and actual ports.
 func (t *Transport) Node() directory.Node { return t.e.Node() }
+
+// newName generates a server name unique within the node: "host:port#N",
+// or "host:port#TAG.N" on a Transport that joined a proxy daemon, whose node
+// other processes share.
+func (t *Transport) newName() string {
+	if inst := t.e.Instance(); inst != "" {
+		return fmt.Sprintf("%s#%s.%d", t.e.Node().ID(), inst, t.seq.Add(1))
+	}
+	return fmt.Sprintf("%s#%d", t.e.Node().ID(), t.seq.Add(1))
+}
 
 // Stats is a snapshot of a Transport's counters.
 type Stats = engine.Stats
@@ -361,7 +379,7 @@ func (t *Transport) Serve(target Target, endpoints Endpoints, opts ...ServeOptio
 	}
 	name := target.Server
 	if name == "" {
-		name = fmt.Sprintf("%s#%d", t.e.Node().ID(), t.seq.Add(1))
+		name = t.newName()
 	}
 	eps := make(Endpoints, len(endpoints))
 	for k, h := range endpoints {
@@ -566,6 +584,9 @@ var (
 	ErrUnreached = engine.ErrUnreached
 	// ErrNotAcked: a cast got no acknowledgement after all its retries.
 	ErrNotAcked = engine.ErrNotAcked
+	// ErrNoProxy: Config.ProxyDir names a directory where no node proxy
+	// daemon answers.
+	ErrNoProxy = proxy.ErrNoDaemon
 	// ErrInvalidConfig: a Config field is out of range.
 	ErrInvalidConfig = errors.New("zmqmsg: invalid config")
 )

@@ -260,7 +260,7 @@ func (t *Transport) Listen(topics []string, pool string, h func(ctx context.Cont
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	for _, topic := range topics {
-		name := fmt.Sprintf("%s/%s#%d", pool, t.e.Node().ID(), t.seq.Add(1))
+		name := pool + "/" + t.newName()
 		s, err := t.e.ServeNotify(ctx, topic, name, dispatch)
 		if err != nil {
 			_ = l.Stop(ctx)

@@ -28,11 +28,15 @@ package engine
 
 import (
 	"context"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net"
+	"os"
+	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -45,6 +49,7 @@ import (
 	"github.com/zmqmsg/zmqmsg/actors/reply"
 	"github.com/zmqmsg/zmqmsg/actors/socket"
 	"github.com/zmqmsg/zmqmsg/directory"
+	"github.com/zmqmsg/zmqmsg/envelope"
 )
 
 // AnyPort asks the OS for a free port.
@@ -76,6 +81,17 @@ type Config struct {
 	CastWindow int
 	// Hooks are for tests.
 	Hooks proxy.Hooks
+	// Join, if not empty, is the IPC directory of a node proxy daemon: the
+	// engine joins that daemon's node instead of binding ports (the port
+	// fields are then ignored). See JoinEndpoints.
+	Join string
+}
+
+// JoinEndpoints returns the IPC endpoints a node proxy daemon serving
+// directory dir binds, and its members connect to: one for the CALL
+// pipeline (with CAST, direct cast and FANOUT) and one for NOTIFY.
+func JoinEndpoints(dir string) (call, notify string) {
+	return "ipc://" + filepath.Join(dir, "call"), "ipc://" + filepath.Join(dir, "notify")
 }
 
 // AckPolicy configures CAST acknowledgements: the first wait for an ACK is
@@ -101,6 +117,7 @@ type Engine struct {
 	proxy    *proxy.Proxy
 	notify   *proxy.Proxy // the NOTIFY pipeline's own proxy (nil without a notify port)
 	node     directory.Node
+	instance string // see Instance
 	dir      directory.Directory
 	res      *resolver
 
@@ -180,6 +197,16 @@ func New(cfg Config) (_ *Engine, err error) {
 	}
 	startCtx, cancel := context.WithTimeout(e.ctx, 10*time.Second)
 	defer cancel()
+	if cfg.Join != "" {
+		if err := e.join(startCtx); err != nil {
+			return nil, err
+		}
+		e.res = newResolver(e.dir, e.log)
+		e.wg.Add(1)
+		go e.heartbeat()
+		e.log.Info("zmqmsg node joined its proxy daemon", "dir", cfg.Join, "node", e.node.ID(), "instance", e.instance)
+		return e, nil
+	}
 	e.proxy, err = proxy.Start(startCtx, e.root, "proxy-call", proxy.Config{
 		ZMQ:        e.zctx,
 		Bind:       "tcp://" + net.JoinHostPort(cfg.Host, port),
@@ -233,6 +260,51 @@ func New(cfg Config) (_ *Engine, err error) {
 	e.log.Info("zmqmsg node started", "host", cfg.Host, "call", e.proxy.Endpoint(), "strategy", cfg.Strategy.Resolve().String())
 	return e, nil
 }
+
+// join starts the engine's proxies as members of the node proxy daemon in
+// cfg.Join, and takes the daemon's node as its own.
+func (e *Engine) join(ctx context.Context) error {
+	call, notify := JoinEndpoints(e.cfg.Join)
+	sock := strings.TrimPrefix(call, "ipc://")
+	if _, err := os.Stat(sock); err != nil {
+		return fmt.Errorf("zmqmsg: join the node proxy daemon in %s: %w: %w", e.cfg.Join, proxy.ErrNoDaemon, err)
+	}
+	var err error
+	for _, p := range []struct {
+		name, endpoint string
+		px             **proxy.Proxy
+	}{{"proxy-call", call, &e.proxy}, {"proxy-notify", notify, &e.notify}} {
+		*p.px, err = proxy.Start(ctx, e.root, p.name, proxy.Config{
+			ZMQ:     e.zctx,
+			Join:    p.endpoint,
+			Options: e.routerOptions(),
+			Loop:    poller.Options{Strategy: e.cfg.Strategy},
+			Logger:  e.log,
+			Hooks:   e.cfg.Hooks,
+		})
+		if err != nil {
+			return fmt.Errorf("zmqmsg: join %s: %w", p.endpoint, err)
+		}
+	}
+	hctx, cancel := context.WithTimeout(ctx, joinTimeout)
+	defer cancel()
+	if e.node, err = e.proxy.DaemonNode(hctx); err != nil {
+		return fmt.Errorf("zmqmsg: join the node proxy daemon in %s: %w", e.cfg.Join, err)
+	}
+	var tag [4]byte
+	id := envelope.NewID()
+	copy(tag[:], id[:])
+	e.instance = hex.EncodeToString(tag[:])
+	return nil
+}
+
+// joinTimeout bounds the wait for the daemon's first answer.
+const joinTimeout = 5 * time.Second
+
+// Instance returns "" for an engine with its own ports, and a random tag
+// for one that joined a proxy daemon: several processes then share the
+// daemon's node, and generated server names must not collide.
+func (e *Engine) Instance() string { return e.instance }
 
 func trimScheme(ep string) string {
 	const tcp = "tcp://"
@@ -314,12 +386,14 @@ func (e *Engine) teardown() error {
 	return errors.Join(errs...)
 }
 
-// term terminates the zmq context with a watchdog: Term blocks while any
+// term terminates the engine's zmq context (see terminate).
+func (e *Engine) term() error { return terminate(e.zctx, e.cfg.TermTimeout, e.log) }
+
+// terminate terminates a zmq context with a watchdog: Term blocks while any
 // socket is open, which would be a bug in zmqmsg; turn it into an error.
-func (e *Engine) term() error {
+func terminate(zctx *zmq.Context, timeout time.Duration, log *slog.Logger) error {
 	done := make(chan error, 1)
-	go func() { done <- e.zctx.Term() }()
-	timeout := e.cfg.TermTimeout
+	go func() { done <- zctx.Term() }()
 	if timeout <= 0 {
 		timeout = 5 * time.Second
 	}
@@ -332,7 +406,7 @@ func (e *Engine) term() error {
 		}
 		return nil
 	case <-t.C:
-		e.log.Error("zmq context did not terminate: a socket was left open", "waited", timeout)
+		log.Error("zmq context did not terminate: a socket was left open", "waited", timeout)
 		return fmt.Errorf("zmqmsg: zmq context did not terminate within %v", timeout)
 	}
 }

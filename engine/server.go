@@ -103,14 +103,16 @@ func (e *Engine) serve(ctx context.Context, px *proxy.Proxy, key directory.Key, 
 		direct:   make(chan *proxy.Request, e.cfg.ServerQueue),
 	}
 	s.ctx, s.cancel = context.WithCancel(e.ctx)
-	if err := px.Routes().Add(key, s); err != nil {
+	// Route to the server (on a member of a proxy daemon: the daemon routes
+	// the topic to this process) before registering it.
+	if err := px.Attach(ctx, key, s); err != nil {
 		s.cancel()
 		return nil, fmt.Errorf("zmqmsg: serve: %w", err)
 	}
 	// Subscribe the node's fanout port to the topic before the server is
 	// registered: whoever finds it in the directory can reach it.
 	if err := px.Subscribe(ctx, key); err != nil {
-		px.Routes().Remove(key, s)
+		_ = px.Detach(ctx, key, s)
 		s.cancel()
 		return nil, fmt.Errorf("zmqmsg: serve: fanout subscription: %w", err)
 	}
@@ -192,8 +194,10 @@ func (s *Server) shutdown(ctx context.Context, abort bool) {
 		dctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		derr := s.e.dir.Deregister(dctx, s.reg)
 		cancel()
-		s.px.Routes().Remove(s.key, s)
 		uctx, ucancel := context.WithTimeout(context.Background(), 5*time.Second)
+		if err := s.px.Detach(uctx, s.key, s); err != nil && !s.e.closed.Load() {
+			s.e.log.Warn("detach from the proxy daemon failed", "server", s.name, "err", err)
+		}
 		if err := s.px.Unsubscribe(uctx, s.key); err != nil && !s.e.closed.Load() {
 			s.e.log.Warn("fanout unsubscribe failed", "server", s.name, "err", err)
 		}

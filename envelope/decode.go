@@ -239,3 +239,15 @@ func SplitRouting(frames [][]byte) (routing [][]byte, body []byte, err error) {
 	}
 	return frames[:n:n], frames[n], nil
 }
+
+// PeekID returns the message id of a body frame without decoding the rest
+// of its header: a relay that only correlates messages (the node proxy
+// daemon) reads 22 bytes instead of six strings. ok is false if the frame
+// is too short or does not start with the signature and version.
+func PeekID(frame []byte) (id ID, ok bool) {
+	if len(frame) < 22 || frame[0] != 'Z' || frame[1] != 'M' || frame[2] != Version {
+		return id, false
+	}
+	copy(id[:], frame[6:22])
+	return id, true
+}

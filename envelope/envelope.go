@@ -40,8 +40,14 @@ const (
 	KindNotify                 // notification to listener pools
 	KindError                  // failure reply: Code + ErrType + ErrMsg
 	KindPing                   // liveness probe / its answer
+	// KindAttach: a service process tells its node proxy daemon that it
+	// serves Exchange/Topic as Server (an empty Topic only asks for the
+	// daemon's node); the daemon answers with a KindAck. Sent again on
+	// every member heartbeat. See docs/design.md, "The proxy daemon".
+	KindAttach
+	KindDetach // a service process stops serving Exchange/Topic as Server
 
-	kindMax = KindPing
+	kindMax = KindDetach
 )
 
 var kindNames = [...]string{
@@ -53,6 +59,8 @@ var kindNames = [...]string{
 	KindNotify: "NOTIFY",
 	KindError:  "ERROR",
 	KindPing:   "PING",
+	KindAttach: "ATTACH",
+	KindDetach: "DETACH",
 }
 
 // String returns the upper-case name of k ("CALL", "REPLY", ...), or
@@ -107,8 +115,9 @@ const (
 	CodeOverloaded               // the server cannot take more work
 	CodeShuttingDown             // the server is stopping
 	CodeExpired                  // the request's deadline passed before it ran
+	CodeConflict                 // an ATTACH names a server another process already serves
 
-	codeMax = CodeExpired
+	codeMax = CodeConflict
 )
 
 var codeNames = [...]string{
@@ -121,6 +130,7 @@ var codeNames = [...]string{
 	CodeOverloaded:   "OVERLOADED",
 	CodeShuttingDown: "SHUTTING_DOWN",
 	CodeExpired:      "EXPIRED",
+	CodeConflict:     "CONFLICT",
 }
 
 // String returns the upper-case name of c ("OK", "REMOTE",

@@ -334,7 +334,7 @@ func TestEncodeErrors(t *testing.T) {
 		{"meta value", Message{Kind: KindCall, Meta: map[string]string{"k": long}}, ErrTooLong},
 		{"meta entries", Message{Kind: KindCall, Meta: tooMany}, ErrTooLong},
 		{"zero kind", Message{}, ErrKind},
-		{"bad kind", Message{Kind: 9}, ErrKind},
+		{"bad kind", Message{Kind: 11}, ErrKind},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -425,7 +425,7 @@ func TestDecodeErrors(t *testing.T) {
 		{"truncated deadline", valid[:25], ErrTruncated, "deadline", 22},
 		{"truncated code", valid[:31], ErrTruncated, "code", 30},
 		{"kind 0", header(0, cat(emptyStrings, []byte{0, 0})...), ErrKind, "kind", 3},
-		{"kind 9", header(9, cat(emptyStrings, []byte{0, 0})...), ErrKind, "kind", 3},
+		{"kind 11", header(11, cat(emptyStrings, []byte{0, 0})...), ErrKind, "kind", 3},
 		{"no strings", valid[:32], ErrTruncated, "exchange", 32},
 		{"half length", valid[:33], ErrTruncated, "exchange", 32},
 		{"topic too short", topicTrunc, ErrTruncated, "topic", 34},
@@ -667,7 +667,8 @@ func TestKindCodeStrings(t *testing.T) {
 	kinds := map[Kind]string{
 		KindCall: "CALL", KindReply: "REPLY", KindCast: "CAST", KindAck: "ACK",
 		KindFanout: "FANOUT", KindNotify: "NOTIFY", KindError: "ERROR", KindPing: "PING",
-		0: "Kind(0)", 9: "Kind(9)", 255: "Kind(255)",
+		KindAttach: "ATTACH", KindDetach: "DETACH",
+		0: "Kind(0)", 11: "Kind(11)", 255: "Kind(255)",
 	}
 	for k, want := range kinds {
 		if got := k.String(); got != want {
@@ -681,7 +682,7 @@ func TestKindCodeStrings(t *testing.T) {
 		CodeOK: "OK", CodeRemote: "REMOTE", CodeNoSuchMethod: "NO_SUCH_METHOD",
 		CodeNoServers: "NO_SERVERS", CodeMalformed: "MALFORMED", CodeTooLarge: "TOO_LARGE",
 		CodeOverloaded: "OVERLOADED", CodeShuttingDown: "SHUTTING_DOWN", CodeExpired: "EXPIRED",
-		9: "Code(9)", 65535: "Code(65535)",
+		CodeConflict: "CONFLICT", 10: "Code(10)", 65535: "Code(65535)",
 	}
 	for c, want := range codes {
 		if got := c.String(); got != want {
@@ -737,6 +738,22 @@ func TestFanoutTopicIsPrefixFree(t *testing.T) {
 			if a != b && bytes.HasPrefix(fb, fa) {
 				t.Fatalf("topic frame of %q is a prefix of %q's", a, b)
 			}
+		}
+	}
+}
+
+func TestPeekID(t *testing.T) {
+	m := Message{Kind: KindReply, ID: testID(), Topic: "t", Payload: []byte("p")}
+	f, err := Encode(&m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if id, ok := PeekID(f); !ok || id != m.ID {
+		t.Fatalf("PeekID = %v, %v; want %v, true", id, ok, m.ID)
+	}
+	for _, bad := range [][]byte{nil, f[:21], append([]byte("XM"), f[2:]...), append([]byte{'Z', 'M', 9}, f[3:]...)} {
+		if _, ok := PeekID(bad); ok {
+			t.Errorf("PeekID(%q) ok", bad)
 		}
 	}
 }

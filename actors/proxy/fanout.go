@@ -145,7 +145,12 @@ func (f *frontend) handleFanout(frames [][]byte) {
 		f.p.counters.WrongKind.Add(1)
 		return
 	}
-	req := &Request{Msg: m}
+	f.deliverFanout(&m)
+}
+
+// deliverFanout hands a decoded fanout to every local server of its topic.
+func (f *frontend) deliverFanout(m *envelope.Message) {
+	req := &Request{Msg: *m}
 	for _, srv := range f.p.routes.All(directory.Key{Exchange: m.Exchange, Topic: m.Topic}) {
 		ds, ok := srv.(DirectServer)
 		if ok && ds.OfferDirect(req) == Accepted {

@@ -190,6 +190,8 @@ type Counters struct {
 	FanoutDropped atomic.Uint64 // fanout deliveries a local server could not take (lane full), dropped
 	AcksDropped   atomic.Uint64 // ACKs dropped by the test hook (Hooks.DropAck)
 	SendFailed    atomic.Uint64 // replies libzmq refused (the caller is gone, or its pipe is full: it does not read), dropped
+	MembersLost   atomic.Uint64 // daemon: service processes dropped (heartbeats stopped, or their pipe vanished)
+	Conflicts     atomic.Uint64 // daemon: ATTACHes refused because another process serves the name
 }
 
 // Cmd is a command for the proxy loop. The interface is sealed.
@@ -217,6 +219,13 @@ type Config struct {
 	// FanoutBind, if not empty, is the fanout port's endpoint (an XSUB);
 	// see Proxy.FanoutEndpoint.
 	FanoutBind string
+	// Join, if not empty, makes the proxy a member of a node proxy daemon
+	// (see Broker) at this IPC endpoint, instead of binding Bind, CastBind
+	// and FanoutBind itself: see member.go.
+	Join string
+	// Heartbeat is how often a member repeats its ATTACHes; default
+	// DefaultMemberHeartbeat.
+	Heartbeat time.Duration
 	// Options are applied to the ROUTER.
 	Options socket.Options
 	// Loop configures the proxy loop.
@@ -246,6 +255,7 @@ type Proxy struct {
 	fanoutEndpoint string
 	log            *slog.Logger
 	hooks          Hooks
+	join           string // the daemon's endpoint, for a member
 
 	// fanRefs counts the local servers of each key: the XSUB is subscribed
 	// to a key's topic frame while its count is above zero. It outlives the
@@ -264,7 +274,7 @@ func (p *Proxy) CastEndpoint() string { return p.castEndpoint }
 // under root: a parent actor ("proxy") supervising the ROUTER's socket actor.
 // It returns once the port is bound; a bind error (a taken port) is returned.
 func Start(ctx context.Context, root *actor.RootContext, name string, cfg Config) (*Proxy, error) {
-	p := &Proxy{root: root, log: cfg.Logger, hooks: cfg.Hooks}
+	p := &Proxy{root: root, log: cfg.Logger, hooks: cfg.Hooks, join: cfg.Join}
 	if p.log == nil {
 		p.log = slog.New(slog.DiscardHandler)
 	}
@@ -289,7 +299,16 @@ func Start(ctx context.Context, root *actor.RootContext, name string, cfg Config
 				if p.fanoutEndpoint != "" {
 					fanBind = p.fanoutEndpoint
 				}
-				return &frontend{p: p, bind: bind, castBind: castBind, fanBind: fanBind, opts: cfg.Options, castSock: -1, fanSock: -1}
+				f := &frontend{p: p, bind: bind, castBind: castBind, fanBind: fanBind, opts: cfg.Options, castSock: -1, fanSock: -1}
+				f.rq = replyQueue{sock: 0, counters: &p.counters, log: p.log}
+				if cfg.Join != "" {
+					every := cfg.Heartbeat
+					if every <= 0 {
+						every = DefaultMemberHeartbeat
+					}
+					f.member = &memberState{endpoint: cfg.Join, every: every}
+				}
+				return f
 			},
 			Loop:   cfg.Loop,
 			Logger: p.log,
@@ -351,31 +370,17 @@ type frontend struct {
 	castSock int // index of the PULL in the loop, -1 if none
 	fanSock  int // index of the XSUB in the loop, -1 if none
 
-	// Replies waiting for a caller whose pipe was full, per caller identity,
-	// in order. Loop goroutine only. See send.
-	waiting    map[string][]queuedReply
-	nWaiting   int
-	retryAt    time.Time     // next retry of the waiting replies; zero: none
-	retryEvery time.Duration // current retry backoff
-}
+	rq replyQueue // replies waiting for a caller whose pipe was full
 
-type queuedReply struct {
-	frames  [][]byte
-	expires time.Time
+	// member is set when the proxy is a member of a node proxy daemon
+	// (Config.Join): socket 0 is then a DEALER connected to the daemon.
+	member *memberState
 }
-
-// Flow control of replies (see frontend.send).
-const (
-	// DefaultReplyTTL is how long a reply without a deadline (an ACK, or a
-	// reply to a call sent without one) may wait for its caller's pipe.
-	DefaultReplyTTL = 5 * time.Second
-	// maxWaitingPerPeer bounds the replies waiting for one caller.
-	maxWaitingPerPeer = 4096
-	retryMin          = time.Millisecond
-	retryMax          = 50 * time.Millisecond
-)
 
 func (f *frontend) Setup(l *poller.Loop[Cmd]) error {
+	if f.member != nil {
+		return f.setupMember(l)
+	}
 	_, z, err := l.NewSocket(zmq.ROUTER, "router")
 	if err != nil {
 		return err
@@ -497,6 +502,10 @@ func (f *frontend) HandleMessage(l *poller.Loop[Cmd], sock int, frames [][]byte)
 		f.handleFanout(frames)
 		return
 	}
+	if f.member != nil && len(frames) == 1 {
+		f.handleControl(l, frames[0])
+		return
+	}
 	routing, body, err := envelope.SplitRouting(frames)
 	if err != nil || len(routing) == 0 || len(routing[0]) == 0 {
 		f.p.counters.Malformed.Add(1)
@@ -561,14 +570,24 @@ const maxPicks = 4
 // (CodeOK: the server has it), unless its sender asked for none; a CALL gets
 // an ERROR frame with code.
 func (f *frontend) answer(l *poller.Loop[Cmd], sock int, routing [][]byte, req *envelope.Message, code envelope.Code, text string) {
-	reply := envelope.Message{Kind: envelope.KindError, ID: req.ID, Code: code}
-	if OneWay(req.Kind) {
-		if req.Flags&envelope.FlagNoAck != 0 {
-			return
-		}
+	if OneWay(req.Kind) && req.Flags&envelope.FlagNoAck == 0 {
 		if h := f.p.hooks.DropAck; h != nil && h(req.ID) {
 			f.p.counters.AcksDropped.Add(1)
 			return
+		}
+	}
+	if frames := answerFrames(routing, req, code, text); frames != nil {
+		f.send(l, frames, expiry(req))
+	}
+}
+
+// answerFrames builds the answer to req (see frontend.answer) behind its
+// routing frames; nil when none is due (a CAST sent without ACKs).
+func answerFrames(routing [][]byte, req *envelope.Message, code envelope.Code, text string) [][]byte {
+	reply := envelope.Message{Kind: envelope.KindError, ID: req.ID, Code: code}
+	if OneWay(req.Kind) {
+		if req.Flags&envelope.FlagNoAck != 0 {
+			return nil
 		}
 		reply.Kind = envelope.KindAck
 	}
@@ -578,10 +597,9 @@ func (f *frontend) answer(l *poller.Loop[Cmd], sock int, routing [][]byte, req *
 	}
 	body, err := envelope.AppendMessage(nil, &reply)
 	if err != nil {
-		return
+		return nil
 	}
-	frames := append(append(make([][]byte, 0, len(routing)+1), routing...), body)
-	f.send(l, frames, expiry(req))
+	return append(append(make([][]byte, 0, len(routing)+1), routing...), body)
 }
 
 func (f *frontend) HandleCommand(l *poller.Loop[Cmd], c Cmd) {
@@ -590,6 +608,8 @@ func (f *frontend) HandleCommand(l *poller.Loop[Cmd], c Cmd) {
 		f.send(l, c.frames, c.expires)
 	case *subCmd:
 		c.done <- f.subscribe(l, c.key, c.on)
+	case *attachCmd:
+		f.attach(l, c)
 	}
 }
 
@@ -601,108 +621,48 @@ func expiry(m *envelope.Message) time.Time {
 	return time.Time{}
 }
 
-// send sends a reply to one caller without ever holding back the replies to
-// other callers.
-//
-// With ROUTER_MANDATORY, libzmq refuses a message whose caller's pipe is
-// full (EAGAIN) instead of dropping it silently. That happens for a moment
-// to a healthy caller with many calls in flight (libzmq returns write
-// credit in batches), and for good to a caller that does not read. So the
-// reply waits in that caller's own queue, in order, and is retried on a
-// tickless backoff (1 ms doubling to 50 ms, reset on progress); it is
-// dropped, counted and logged only when its caller has stopped waiting
-// (expires), or the caller has maxWaitingPerPeer replies waiting. A caller
-// that is gone (EHOSTUNREACH) has its reply dropped and counted at once.
+// send sends a reply to one caller (see replyQueue).
 func (f *frontend) send(l *poller.Loop[Cmd], frames [][]byte, expires time.Time) {
-	if f.nWaiting > 0 {
-		if q, ok := f.waiting[string(frames[0])]; ok {
-			f.wait(string(frames[0]), q, frames, expires)
-			return
-		}
-	}
-	err := l.TrySend(0, frames...)
-	switch {
-	case err == nil:
-		f.p.counters.Replies.Add(1)
-	case errors.Is(err, poller.ErrWouldBlock):
-		f.wait(string(frames[0]), f.waiting[string(frames[0])], frames, expires)
-	default:
-		f.drop(err)
-	}
+	f.rq.send(l, frames, expires)
 }
 
-// wait queues a reply for a caller whose pipe is full.
-func (f *frontend) wait(peer string, q []queuedReply, frames [][]byte, expires time.Time) {
-	if len(q) >= maxWaitingPerPeer {
-		f.drop(fmt.Errorf("%d replies already waiting for this caller", len(q)))
-		return
+// Deadline is when the loop next has timed work: retrying waiting replies,
+// or a member's heartbeat to its daemon.
+func (f *frontend) Deadline() time.Time {
+	d := f.rq.deadline()
+	if f.member != nil && (d.IsZero() || f.member.nextBeat.Before(d)) {
+		d = f.member.nextBeat
 	}
-	if expires.IsZero() {
-		expires = time.Now().Add(DefaultReplyTTL)
-	}
-	if f.waiting == nil {
-		f.waiting = make(map[string][]queuedReply)
-	}
-	f.waiting[peer] = append(q, queuedReply{frames: frames, expires: expires})
-	f.nWaiting++
-	f.p.counters.Waited.Add(1)
-	if f.retryAt.IsZero() {
-		f.retryEvery = retryMin
-		f.retryAt = time.Now().Add(f.retryEvery)
-	}
+	return d
 }
 
-// drop counts and logs (at the 1st, 2nd, 4th, 8th... drop: visible, never a
-// flood) a reply that cannot be delivered.
-func (f *frontend) drop(err error) {
-	if n := f.p.counters.SendFailed.Add(1); n&(n-1) == 0 {
-		f.p.log.Warn("reply dropped: caller gone or not reading", "err", err, "dropped_total", n)
-	}
-}
-
-// Deadline is when the waiting replies are retried next.
-func (f *frontend) Deadline() time.Time { return f.retryAt }
-
-// HandleTimer retries the waiting replies, each caller's in order.
+// HandleTimer retries the waiting replies and, on a member, sends the
+// heartbeat that keeps its servers attached to the daemon.
 func (f *frontend) HandleTimer(l *poller.Loop[Cmd], now time.Time) {
-	progressed := false
-	for peer, q := range f.waiting {
-		for len(q) > 0 {
-			r := q[0]
-			if now.After(r.expires) {
-				f.drop(fmt.Errorf("caller stopped waiting at %v", r.expires.Format(time.RFC3339Nano)))
-			} else if err := l.TrySend(0, r.frames...); errors.Is(err, poller.ErrWouldBlock) {
-				break
-			} else if err != nil {
-				f.drop(err)
-			} else {
-				f.p.counters.Replies.Add(1)
-				progressed = true
-			}
-			q[0] = queuedReply{}
-			q = q[1:]
-			f.nWaiting--
-		}
-		if len(q) == 0 {
-			delete(f.waiting, peer)
-		} else {
-			f.waiting[peer] = q
-		}
+	f.rq.retry(l, now)
+	if f.member != nil && !now.Before(f.member.nextBeat) {
+		f.heartbeat(l, now)
 	}
-	switch {
-	case f.nWaiting == 0:
-		f.retryAt = time.Time{}
-		return
-	case progressed:
-		f.retryEvery = retryMin
-	default:
-		f.retryEvery = min(2*f.retryEvery, retryMax)
-	}
-	f.retryAt = now.Add(f.retryEvery)
 }
 
 // Shutdown drops the replies still queued: their callers are failed by their
 // own Transport (timeout, or ErrClosed when it is the same one). Count them.
-func (f *frontend) Shutdown(_ *poller.Loop[Cmd], pending []Cmd, _ error) {
-	f.p.counters.SendFailed.Add(uint64(len(pending) + f.nWaiting))
+func (f *frontend) Shutdown(_ *poller.Loop[Cmd], pending []Cmd, cause error) {
+	n := f.rq.n
+	for _, c := range pending {
+		switch c := c.(type) {
+		case *replyCmd:
+			n++
+		case *subCmd:
+			c.done <- ErrStopped
+		case *attachCmd:
+			c.done <- attachResult{err: ErrStopped}
+		}
+	}
+	f.p.counters.SendFailed.Add(uint64(n))
+	if f.member != nil {
+		for _, ch := range f.member.pending {
+			ch.done <- attachResult{err: ErrStopped}
+		}
+	}
 }

@@ -1,0 +1,716 @@
+package proxy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync/atomic"
+	"time"
+
+	"github.com/asynkron/protoactor-go/actor"
+	zmq "github.com/pebbe/zmq4"
+
+	"github.com/zmqmsg/zmqmsg/actors/poller"
+	"github.com/zmqmsg/zmqmsg/actors/socket"
+	"github.com/zmqmsg/zmqmsg/directory"
+	"github.com/zmqmsg/zmqmsg/envelope"
+)
+
+// Broker is the node proxy daemon's side of a pipeline: it owns the node's
+// public TCP ports and relays between them and the service processes of the
+// node (members, see Config.Join), which connect over IPC:
+//
+//	remote DEALER  --tcp--> ROUTER :9501 ─┐                ┌─> DEALER (member 1)
+//	remote PUSH    --tcp--> PULL   :9504 ─┼─ broker loop ──┤   ROUTER ipc://DIR/call
+//	remote XPUB    --tcp--> XSUB   :9502 ─┘                └─> DEALER (member 2)
+//
+// One loop owns every socket of the group, so relaying a message is one
+// receive and one send on the same goroutine. The broker knows which member
+// serves which (exchange, topic, server) from the members' ATTACH messages;
+// it routes a CALL, CAST or NOTIFY to one member (round robin, or the one
+// serving the named server), a direct cast likewise, and a fanout to every
+// member serving its topic. It subscribes its XSUB to a topic while a member
+// serves it. Replies come back on the member's pipe with the caller's
+// routing frames and go out on the public ROUTER through a replyQueue.
+//
+// A member that sends nothing (not even its heartbeat ATTACHes) for
+// MemberTTL is dropped, and so is one whose pipe has vanished (libzmq
+// reports EHOSTUNREACH when the broker sends to it): its process died.
+// Requests it had taken are failed by their callers' deadlines (issue 5
+// will fail them at once). The routing state lives in the loop: a restarted
+// loop learns it again from the members' next heartbeats.
+type Broker struct {
+	counters       Counters
+	handle         *socket.Handle[BrokerCmd]
+	parent         *actor.PID
+	root           *actor.RootContext
+	endpoint       string
+	castEndpoint   string
+	fanoutEndpoint string
+	backend        string
+	log            *slog.Logger
+	members        atomic.Int64 // live members, for status
+	inflight       atomic.Int64 // requests relayed and not yet answered, for status
+}
+
+// BrokerConfig configures a Broker.
+type BrokerConfig struct {
+	// ZMQ is the daemon's context.
+	ZMQ *zmq.Context
+	// Bind is the public ROUTER's endpoint (the call or the notify port).
+	Bind string
+	// CastBind and FanoutBind, if not empty, are the public PULL and XSUB
+	// endpoints (the direct-cast and fanout ports).
+	CastBind, FanoutBind string
+	// Backend is the IPC endpoint members connect to, e.g.
+	// "ipc:///run/zmqmsg/call".
+	Backend string
+	// Node returns the node the daemon's members register; it answers a
+	// member's hello.
+	Node func() directory.Node
+	// MemberTTL is how long a silent member keeps its routes. Default
+	// 3 × DefaultMemberHeartbeat.
+	MemberTTL time.Duration
+	// Options are applied to the public sockets; the IPC ROUTER gets them
+	// without TCP keepalive.
+	Options socket.Options
+	// Loop configures the broker loop.
+	Loop poller.Options
+	// Logger receives events; nil discards them.
+	Logger *slog.Logger
+}
+
+// BrokerCmd is a command for the broker loop. The interface is sealed.
+type BrokerCmd interface{ isBrokerCmd() }
+
+// drainCmd makes the broker refuse new requests and reports when every
+// relayed request has been answered.
+type drainCmd struct{ done chan struct{} }
+
+func (*drainCmd) isBrokerCmd() {}
+
+// StartBroker binds the broker's sockets and starts its loop as a
+// supervised actor tree under root. A taken port is returned as an error.
+func StartBroker(ctx context.Context, root *actor.RootContext, name string, cfg BrokerConfig) (*Broker, error) {
+	b := &Broker{root: root, log: cfg.Logger, backend: cfg.Backend}
+	if b.log == nil {
+		b.log = slog.New(slog.DiscardHandler)
+	}
+	if cfg.MemberTTL <= 0 {
+		cfg.MemberTTL = 3 * DefaultMemberHeartbeat
+	}
+	if cfg.Node == nil {
+		return nil, errors.New("proxy: BrokerConfig.Node is required")
+	}
+	parent, err := socket.SpawnParent(root, name, socket.NewStrategy(10, time.Minute), nil)
+	if err != nil {
+		return nil, err
+	}
+	b.parent = parent
+	err = socket.SpawnUnder(ctx, root, parent, func(pc actor.SpawnerContext) error {
+		h, err := socket.Spawn(pc, socket.Spec[BrokerCmd]{
+			Name: "broker",
+			ZMQ:  cfg.ZMQ,
+			NewHandler: func() poller.Handler[BrokerCmd] {
+				c := cfg
+				// On a restart, bind again to the ports the first start got.
+				if b.endpoint != "" {
+					c.Bind = b.endpoint
+				}
+				if b.castEndpoint != "" {
+					c.CastBind = b.castEndpoint
+				}
+				if b.fanoutEndpoint != "" {
+					c.FanoutBind = b.fanoutEndpoint
+				}
+				return &broker{b: b, cfg: c, castSock: -1, fanSock: -1,
+					rq:      replyQueue{sock: sockFront, counters: &b.counters, log: b.log},
+					members: make(map[string]*bMember), routes: make(map[directory.Key]*bRoute),
+					inflight: make(map[envelope.ID]time.Time)}
+			},
+			Loop:   cfg.Loop,
+			Logger: b.log,
+		})
+		if err != nil {
+			return err
+		}
+		b.handle = h
+		return nil
+	})
+	if err != nil {
+		_ = root.StopFuture(parent).Wait()
+		return nil, fmt.Errorf("proxy %s: %w", cfg.Bind, err)
+	}
+	return b, nil
+}
+
+// Endpoint returns the bound public ROUTER endpoint, with the actual port.
+func (b *Broker) Endpoint() string { return b.endpoint }
+
+// CastEndpoint returns the bound direct-cast endpoint ("" if none).
+func (b *Broker) CastEndpoint() string { return b.castEndpoint }
+
+// FanoutEndpoint returns the bound fanout endpoint ("" if none).
+func (b *Broker) FanoutEndpoint() string { return b.fanoutEndpoint }
+
+// Backend returns the IPC endpoint members connect to.
+func (b *Broker) Backend() string { return b.backend }
+
+// Counters returns the broker's counters (the fields that apply to a relay).
+func (b *Broker) Counters() *Counters { return &b.counters }
+
+// Members returns how many service processes are attached now.
+func (b *Broker) Members() int { return int(b.members.Load()) }
+
+// InFlight returns how many relayed requests wait for their answer now.
+func (b *Broker) InFlight() int { return int(b.inflight.Load()) }
+
+// Restarts returns how often the broker loop was restarted.
+func (b *Broker) Restarts() uint64 { return b.handle.Restarts() }
+
+// Drain makes the broker answer every new request with a SHUTTING_DOWN
+// error (callers fail at once instead of timing out) and waits until the
+// requests already relayed have been answered, or ctx ends.
+func (b *Broker) Drain(ctx context.Context) error {
+	c := &drainCmd{done: make(chan struct{})}
+	if err := b.handle.Submit(ctx, c); err != nil {
+		return err
+	}
+	select {
+	case <-c.done:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("proxy: drain: %d requests still unanswered: %w", b.InFlight(), ctx.Err())
+	}
+}
+
+// Stop stops the broker's actors and closes its sockets. Idempotent.
+func (b *Broker) Stop() error { return b.root.StopFuture(b.parent).Wait() }
+
+// Socket indexes in the broker loop.
+const (
+	sockFront = 0 // public ROUTER
+	sockBack  = 1 // IPC ROUTER the members connect to
+)
+
+// sweepEvery is how often the broker looks for silent members and for
+// relayed requests whose callers stopped waiting.
+const sweepEvery = 500 * time.Millisecond
+
+// broker is the handler of the broker loop. Everything in it is owned by
+// the loop goroutine.
+type broker struct {
+	b        *Broker
+	cfg      BrokerConfig
+	castSock int // PULL, -1 if none
+	fanSock  int // XSUB, -1 if none
+	rq       replyQueue
+
+	members   map[string]*bMember // by the member DEALER's identity
+	routes    map[directory.Key]*bRoute
+	inflight  map[envelope.ID]time.Time // relayed requests -> when their caller stops waiting
+	nextSweep time.Time
+	draining  bool
+	drained   []chan struct{} // Drain callers waiting for the last answer
+}
+
+type bMember struct {
+	id      string
+	seen    time.Time
+	servers map[bServer]struct{}
+}
+
+type bServer struct {
+	key  directory.Key
+	name string
+}
+
+type bRoute struct {
+	entries []bEntry
+	rr      uint
+}
+
+type bEntry struct {
+	m    *bMember
+	name string
+}
+
+func (r *broker) Setup(l *poller.Loop[BrokerCmd]) error {
+	rebind := r.b.endpoint != ""
+	bind := func(t zmq.Type, name, endpoint string, opts socket.Options, stored *string) (int, *zmq.Socket, error) {
+		i, z, err := l.NewSocket(t, name)
+		if err != nil {
+			return -1, nil, err
+		}
+		if err := opts.Apply(z); err != nil {
+			return -1, nil, err
+		}
+		if t == zmq.ROUTER {
+			if err := z.SetRouterMandatory(1); err != nil {
+				return -1, nil, err
+			}
+		}
+		if err := bindRetry(z, endpoint, rebind); err != nil {
+			return -1, nil, fmt.Errorf("bind %s: %w", endpoint, err)
+		}
+		if stored != nil && *stored == "" {
+			ep, err := z.GetLastEndpoint()
+			if err != nil {
+				return -1, nil, err
+			}
+			*stored = ep // written once, during the first start, before Start returns
+		}
+		return i, z, nil
+	}
+	if _, _, err := bind(zmq.ROUTER, "router", r.cfg.Bind, r.cfg.Options, &r.b.endpoint); err != nil {
+		return err
+	}
+	ipc := r.cfg.Options
+	ipc.KeepaliveIdle = 0
+	ipc.HeartbeatInterval = 0
+	if _, _, err := bind(zmq.ROUTER, "backend", r.cfg.Backend, ipc, nil); err != nil {
+		return err
+	}
+	if r.cfg.CastBind != "" {
+		po := r.cfg.Options
+		po.RecvHWM = socket.DirectCastHWM
+		i, _, err := bind(zmq.PULL, "pull", r.cfg.CastBind, po, &r.b.castEndpoint)
+		if err != nil {
+			return err
+		}
+		r.castSock = i
+	}
+	if r.cfg.FanoutBind != "" {
+		i, _, err := bind(zmq.XSUB, "xsub", r.cfg.FanoutBind, r.cfg.Options, &r.b.fanoutEndpoint)
+		if err != nil {
+			return err
+		}
+		r.fanSock = i
+	}
+	r.nextSweep = time.Now().Add(sweepEvery)
+	return nil
+}
+
+func (r *broker) HandleMessage(l *poller.Loop[BrokerCmd], sock int, frames [][]byte) {
+	switch sock {
+	case sockFront:
+		r.fromCaller(l, frames)
+	case sockBack:
+		r.fromMember(l, frames)
+	case r.castSock:
+		r.direct(l, frames)
+	case r.fanSock:
+		r.fanout(l, frames)
+	}
+}
+
+// fromCaller relays a request from the public ROUTER to one member.
+func (r *broker) fromCaller(l *poller.Loop[BrokerCmd], frames [][]byte) {
+	routing, body, err := envelope.SplitRouting(frames)
+	if err != nil || len(routing) == 0 || len(routing[0]) == 0 {
+		r.b.counters.Malformed.Add(1)
+		return
+	}
+	var m envelope.Message
+	if err := envelope.DecodeInto(&m, body); err != nil {
+		r.b.counters.Malformed.Add(1)
+		return
+	}
+	if m.Kind != envelope.KindCall && !OneWay(m.Kind) {
+		r.b.counters.WrongKind.Add(1)
+		return
+	}
+	if r.draining {
+		r.b.counters.NoServers.Add(1)
+		r.answer(l, routing, &m, envelope.CodeShuttingDown, "node proxy daemon draining")
+		return
+	}
+	key := directory.Key{Exchange: m.Exchange, Topic: m.Topic}
+	out := make([][]byte, 0, len(frames)+1)
+	for attempt := 0; attempt < maxPicks; attempt++ {
+		e, ok := r.pick(key, m.Server)
+		if !ok {
+			break
+		}
+		out = append(append(append(out[:0], []byte(e.m.id)), routing...), body)
+		err := l.TrySend(sockBack, out...)
+		switch {
+		case err == nil:
+			r.b.counters.Requests.Add(1)
+			if m.Kind == envelope.KindCall || m.Flags&envelope.FlagNoAck == 0 {
+				exp := expiry(&m)
+				if exp.IsZero() {
+					exp = time.Now().Add(DefaultReplyTTL)
+				}
+				r.inflight[m.ID] = exp
+				r.b.inflight.Store(int64(len(r.inflight)))
+			}
+			return
+		case errors.Is(err, poller.ErrWouldBlock):
+			r.b.counters.Overloaded.Add(1)
+			r.answer(l, routing, &m, envelope.CodeOverloaded, "service process not keeping up")
+			return
+		case zmq.AsErrno(err) == zmq.EHOSTUNREACH:
+			r.lose(l, e.m, "its pipe vanished")
+			continue
+		default:
+			r.b.counters.SendFailed.Add(1)
+			r.answer(l, routing, &m, envelope.CodeOverloaded, "relay failed: "+err.Error())
+			return
+		}
+	}
+	r.b.counters.NoServers.Add(1)
+	r.answer(l, routing, &m, envelope.CodeNoServers, "no server for the target on this node")
+}
+
+func (r *broker) answer(l *poller.Loop[BrokerCmd], routing [][]byte, m *envelope.Message, code envelope.Code, text string) {
+	if frames := answerFrames(routing, m, code, text); frames != nil {
+		r.rq.send(l, frames, expiry(m))
+	}
+}
+
+// pick returns the member entry for a request to key (and name).
+func (r *broker) pick(key directory.Key, name string) (bEntry, bool) {
+	rt := r.routes[key]
+	if rt == nil || len(rt.entries) == 0 {
+		return bEntry{}, false
+	}
+	if name != "" {
+		for _, e := range rt.entries {
+			if e.name == name {
+				return e, true
+			}
+		}
+		return bEntry{}, false
+	}
+	e := rt.entries[rt.rr%uint(len(rt.entries))]
+	rt.rr++
+	return e, true
+}
+
+// fromMember handles a member's message: a reply to relay to its caller, or
+// a control message.
+func (r *broker) fromMember(l *poller.Loop[BrokerCmd], frames [][]byte) {
+	if len(frames) < 2 || len(frames[0]) == 0 {
+		r.b.counters.Malformed.Add(1)
+		return
+	}
+	id := string(frames[0])
+	if m := r.members[id]; m != nil {
+		m.seen = time.Now()
+	}
+	if len(frames) == 2 {
+		r.control(l, id, frames[1])
+		return
+	}
+	rest := frames[1:]
+	mid, ok := envelope.PeekID(rest[len(rest)-1])
+	if !ok {
+		r.b.counters.Malformed.Add(1)
+		return
+	}
+	expires, known := r.inflight[mid]
+	if known {
+		delete(r.inflight, mid)
+		r.b.inflight.Store(int64(len(r.inflight)))
+	}
+	r.rq.send(l, rest, expires)
+	r.checkDrained()
+}
+
+// control handles an ATTACH or DETACH from member id.
+func (r *broker) control(l *poller.Loop[BrokerCmd], id string, body []byte) {
+	var m envelope.Message
+	if err := envelope.DecodeInto(&m, body); err != nil {
+		r.b.counters.Malformed.Add(1)
+		return
+	}
+	ack := envelope.Message{Kind: envelope.KindAck, ID: m.ID}
+	switch m.Kind {
+	case envelope.KindAttach:
+		switch {
+		case m.Topic == "":
+			ack.Meta = nodeMeta(r.cfg.Node()) // a hello
+		case m.Server == "":
+			ack.Code, ack.ErrMsg = envelope.CodeMalformed, "ATTACH without a server name"
+		default:
+			if err := r.attach(l, id, directory.Key{Exchange: m.Exchange, Topic: m.Topic}, m.Server); err != nil {
+				ack.Code, ack.ErrMsg = envelope.CodeConflict, err.Error()
+			}
+		}
+	case envelope.KindDetach:
+		if mb := r.members[id]; mb != nil {
+			r.detach(l, mb, bServer{directory.Key{Exchange: m.Exchange, Topic: m.Topic}, m.Server})
+		}
+	default:
+		r.b.counters.WrongKind.Add(1)
+		return
+	}
+	if m.ID.IsZero() {
+		return // a heartbeat: no answer
+	}
+	if ack.Code != envelope.CodeOK {
+		ack.ErrType = ack.Code.String()
+	}
+	if b, err := envelope.Encode(&ack); err == nil {
+		if err := l.TrySend(sockBack, []byte(id), b); err != nil {
+			r.b.counters.SendFailed.Add(1)
+		}
+	}
+}
+
+// attach routes (key, name) to member id. A name served by another live
+// member is a conflict; one served by a member whose pipe has vanished (a
+// process restarted before its predecessor's TTL ran out) is taken over.
+func (r *broker) attach(l *poller.Loop[BrokerCmd], id string, key directory.Key, name string) error {
+	rt := r.routes[key]
+	if rt != nil {
+		for _, e := range rt.entries {
+			if e.name != name {
+				continue
+			}
+			if e.m.id == id {
+				return nil // a heartbeat
+			}
+			if r.alive(l, e.m) {
+				r.b.counters.Conflicts.Add(1)
+				return fmt.Errorf("server %q of %s is served by another process of this node", name, key)
+			}
+			rt = r.routes[key] // lose changed the routes
+			break
+		}
+	}
+	mb := r.members[id]
+	if mb == nil {
+		mb = &bMember{id: id, seen: time.Now(), servers: make(map[bServer]struct{})}
+		r.members[id] = mb
+		r.b.members.Store(int64(len(r.members)))
+		r.b.log.Info("service process attached", "member", fmt.Sprintf("%x", id))
+	}
+	mb.servers[bServer{key, name}] = struct{}{}
+	if rt == nil {
+		rt = &bRoute{}
+		r.routes[key] = rt
+		if r.fanSock >= 0 {
+			if err := l.Send(r.fanSock, subFrame(key, true)); err != nil {
+				r.b.log.Warn("fanout subscribe failed", "key", key.String(), "err", err)
+			}
+		}
+	}
+	rt.entries = append(rt.entries, bEntry{m: mb, name: name})
+	return nil
+}
+
+// alive probes member m: a PING to a member whose pipe has vanished fails
+// with EHOSTUNREACH, and the member is dropped.
+func (r *broker) alive(l *poller.Loop[BrokerCmd], m *bMember) bool {
+	ping, err := envelope.Encode(&envelope.Message{Kind: envelope.KindPing})
+	if err != nil {
+		return true
+	}
+	if err := l.TrySend(sockBack, []byte(m.id), ping); zmq.AsErrno(err) == zmq.EHOSTUNREACH {
+		r.lose(l, m, "its pipe vanished")
+		return false
+	}
+	return true
+}
+
+// detach removes one server of member mb.
+func (r *broker) detach(l *poller.Loop[BrokerCmd], mb *bMember, s bServer) {
+	if _, ok := mb.servers[s]; !ok {
+		return
+	}
+	delete(mb.servers, s)
+	rt := r.routes[s.key]
+	if rt == nil {
+		return
+	}
+	kept := rt.entries[:0]
+	for _, e := range rt.entries {
+		if e.m != mb || e.name != s.name {
+			kept = append(kept, e)
+		}
+	}
+	clear(rt.entries[len(kept):])
+	rt.entries = kept
+	if len(mb.servers) == 0 {
+		// A member with nothing to serve is forgotten; its next ATTACH
+		// makes it a member again.
+		delete(r.members, mb.id)
+		r.b.members.Store(int64(len(r.members)))
+	}
+	if len(kept) == 0 {
+		delete(r.routes, s.key)
+		if r.fanSock >= 0 {
+			if err := l.Send(r.fanSock, subFrame(s.key, false)); err != nil {
+				r.b.log.Warn("fanout unsubscribe failed", "key", s.key.String(), "err", err)
+			}
+		}
+	}
+}
+
+// lose drops member m and every route to it.
+func (r *broker) lose(l *poller.Loop[BrokerCmd], m *bMember, why string) {
+	if r.members[m.id] != m {
+		return
+	}
+	for s := range m.servers {
+		r.detach(l, m, s)
+	}
+	delete(r.members, m.id) // if detach has not already
+	r.b.members.Store(int64(len(r.members)))
+	n := r.b.counters.MembersLost.Add(1)
+	r.b.log.Warn("service process lost: its servers are no longer routed", "member", fmt.Sprintf("%x", m.id), "why", why, "lost_total", n)
+}
+
+// direct relays a direct cast from the PULL to one member.
+func (r *broker) direct(l *poller.Loop[BrokerCmd], frames [][]byte) {
+	if len(frames) != 1 {
+		r.b.counters.Malformed.Add(1)
+		return
+	}
+	var m envelope.Message
+	if err := envelope.DecodeInto(&m, frames[0]); err != nil {
+		r.b.counters.Malformed.Add(1)
+		return
+	}
+	if m.Kind != envelope.KindCast {
+		r.b.counters.WrongKind.Add(1)
+		return
+	}
+	key := directory.Key{Exchange: m.Exchange, Topic: m.Topic}
+	for attempt := 0; attempt < maxPicks; attempt++ {
+		e, ok := r.pick(key, m.Server)
+		if !ok {
+			break
+		}
+		err := l.TrySend(sockBack, []byte(e.m.id), frames[0])
+		if err == nil {
+			r.b.counters.DirectCasts.Add(1)
+			return
+		}
+		if zmq.AsErrno(err) == zmq.EHOSTUNREACH {
+			r.lose(l, e.m, "its pipe vanished")
+			continue
+		}
+		break
+	}
+	if n := r.b.counters.DirectDropped.Add(1); n&(n-1) == 0 {
+		r.b.log.Warn("direct cast dropped: no service process could take it", "topic", m.Topic, "server", m.Server, "dropped_total", n)
+	}
+}
+
+// fanout relays a fanout from the XSUB to every member serving its topic,
+// once per member (the member hands it to each of its servers).
+func (r *broker) fanout(l *poller.Loop[BrokerCmd], frames [][]byte) {
+	if len(frames) != 2 {
+		r.b.counters.Malformed.Add(1)
+		return
+	}
+	var m envelope.Message
+	if err := envelope.DecodeInto(&m, frames[1]); err != nil {
+		r.b.counters.Malformed.Add(1)
+		return
+	}
+	if m.Kind != envelope.KindFanout {
+		r.b.counters.WrongKind.Add(1)
+		return
+	}
+	rt := r.routes[directory.Key{Exchange: m.Exchange, Topic: m.Topic}]
+	if rt == nil {
+		return
+	}
+	var sent []*bMember
+	var lost []*bMember
+next:
+	for _, e := range rt.entries {
+		for _, s := range sent {
+			if s == e.m {
+				continue next
+			}
+		}
+		sent = append(sent, e.m)
+		err := l.TrySend(sockBack, []byte(e.m.id), frames[1])
+		switch {
+		case err == nil:
+			r.b.counters.Fanouts.Add(1)
+		case zmq.AsErrno(err) == zmq.EHOSTUNREACH:
+			lost = append(lost, e.m)
+		default:
+			if n := r.b.counters.FanoutDropped.Add(1); n&(n-1) == 0 {
+				r.b.log.Warn("fanout dropped: a service process could not take it", "topic", m.Topic, "err", err, "dropped_total", n)
+			}
+		}
+	}
+	for _, m := range lost {
+		r.b.counters.FanoutDropped.Add(1)
+		r.lose(l, m, "its pipe vanished")
+	}
+}
+
+func (r *broker) HandleCommand(l *poller.Loop[BrokerCmd], c BrokerCmd) {
+	if d, ok := c.(*drainCmd); ok {
+		r.draining = true
+		r.drained = append(r.drained, d.done)
+		r.checkDrained()
+	}
+}
+
+// checkDrained reports a drain done once nothing relayed waits for an
+// answer and no answer waits for its caller.
+func (r *broker) checkDrained() {
+	if r.draining && len(r.inflight) == 0 && r.rq.n == 0 {
+		for _, ch := range r.drained {
+			close(ch)
+		}
+		r.drained = nil
+	}
+}
+
+// Deadline is the next sweep, or an earlier reply retry.
+func (r *broker) Deadline() time.Time {
+	if d := r.rq.deadline(); !d.IsZero() && d.Before(r.nextSweep) {
+		return d
+	}
+	return r.nextSweep
+}
+
+// HandleTimer retries waiting replies and sweeps silent members and
+// forgotten requests.
+func (r *broker) HandleTimer(l *poller.Loop[BrokerCmd], now time.Time) {
+	r.rq.retry(l, now)
+	if now.Before(r.nextSweep) {
+		r.checkDrained()
+		return
+	}
+	r.nextSweep = now.Add(sweepEvery)
+	for _, m := range r.members {
+		if now.Sub(m.seen) > r.cfg.MemberTTL {
+			r.lose(l, m, fmt.Sprintf("silent for %v", now.Sub(m.seen).Round(time.Millisecond)))
+		}
+	}
+	for id, exp := range r.inflight {
+		if now.After(exp) {
+			delete(r.inflight, id)
+		}
+	}
+	r.b.inflight.Store(int64(len(r.inflight)))
+	r.checkDrained()
+}
+
+// Shutdown counts what could not be delivered.
+func (r *broker) Shutdown(_ *poller.Loop[BrokerCmd], pending []BrokerCmd, _ error) {
+	r.b.counters.SendFailed.Add(uint64(r.rq.n))
+	for _, c := range pending {
+		if d, ok := c.(*drainCmd); ok {
+			close(d.done)
+		}
+	}
+	for _, ch := range r.drained {
+		close(ch)
+	}
+	r.drained = nil
+	r.b.members.Store(0)
+	r.b.inflight.Store(0)
+}

@@ -1,0 +1,280 @@
+package proxy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"time"
+
+	zmq "github.com/pebbe/zmq4"
+
+	"github.com/zmqmsg/zmqmsg/actors/poller"
+	"github.com/zmqmsg/zmqmsg/directory"
+	"github.com/zmqmsg/zmqmsg/envelope"
+)
+
+// A proxy made with Config.Join is a member of a node proxy daemon (see
+// Broker) instead of owning the node's ports:
+//
+//	remote DEALER --tcp--> daemon ROUTER :9501 --ipc--> ROUTER (daemon) --> DEALER (member proxy loop) --> servers
+//
+// The member's socket 0 is a DEALER connected to the daemon's IPC endpoint.
+// What arrives on it:
+//
+//	[caller routing..., body]   a CALL, CAST or NOTIFY: handled exactly like
+//	                            on a ROUTER; the reply goes back with the
+//	                            routing frames and the daemon passes it on
+//	[body] of kind CAST         a direct cast (the daemon's PULL port)
+//	[body] of kind FANOUT       a fanout for a topic this member serves
+//	[body] of kind ACK          the daemon's answer to an ATTACH or DETACH
+//
+// The member tells the daemon what it serves with ATTACH messages (Attach,
+// at Serve) and DETACH (Detach, at Stop), and repeats an ATTACH for every
+// server on each heartbeat: a daemon that restarted learns them again, and a
+// daemon drops the servers of a member it has not heard from for a few
+// heartbeats (a killed process).
+
+// ErrStopped is returned for a command the proxy could not run because it
+// stopped (or its loop restarted) first.
+var ErrStopped = errors.New("proxy: stopped")
+
+// ErrNoDaemon is returned when the node proxy daemon does not answer.
+var ErrNoDaemon = errors.New("proxy: node proxy daemon not answering")
+
+// DefaultMemberHeartbeat is how often a member repeats its ATTACHes.
+const DefaultMemberHeartbeat = time.Second
+
+type memberState struct {
+	endpoint string
+	every    time.Duration
+	nextBeat time.Time
+	pending  map[envelope.ID]*attachCmd // ATTACH/DETACH waiting for the daemon's ACK
+}
+
+// attachCmd sends an ATTACH or DETACH to the daemon and reports its ACK.
+type attachCmd struct {
+	msg     envelope.Message
+	expires time.Time
+	done    chan attachResult // buffered 1
+}
+
+func (*attachCmd) isProxyCmd() {}
+
+type attachResult struct {
+	node directory.Node // the daemon's node (from a hello)
+	err  error
+}
+
+// Member reports whether the proxy is a member of a node proxy daemon.
+func (p *Proxy) Member() bool { return p.join != "" }
+
+// Attach routes key to srv: it adds srv to the routes and, on a member of a
+// daemon, tells the daemon and waits (bounded by ctx) until the daemon
+// routes the topic to this process. A name another process of the node
+// already serves is refused with an error wrapping ErrDuplicate.
+func (p *Proxy) Attach(ctx context.Context, key directory.Key, srv Server) error {
+	if err := p.routes.Add(key, srv); err != nil {
+		return err
+	}
+	if !p.Member() {
+		return nil
+	}
+	if _, err := p.control(ctx, envelope.KindAttach, key, srv.Name()); err != nil {
+		p.routes.Remove(key, srv)
+		return err
+	}
+	return nil
+}
+
+// Detach stops routing key to srv and, on a member, sends the daemon a
+// DETACH without waiting for its answer: the routes already exclude srv, so
+// a request the daemon still relays is refused here (and re-routed by the
+// caller's retry or answered NO_SERVERS), and a daemon that is gone drops
+// the server after a few missed heartbeats anyway. Submitting is bounded by
+// ctx.
+func (p *Proxy) Detach(ctx context.Context, key directory.Key, srv Server) error {
+	p.routes.Remove(key, srv)
+	if !p.Member() {
+		return nil
+	}
+	return p.handle.Submit(ctx, &attachCmd{
+		msg:     envelope.Message{Kind: envelope.KindDetach, Exchange: key.Exchange, Topic: key.Topic, Server: srv.Name()},
+		expires: time.Now(),
+		done:    make(chan attachResult, 1),
+	})
+}
+
+// DaemonNode asks the daemon of a member how other nodes reach it: the
+// node a member's servers register in the directory.
+func (p *Proxy) DaemonNode(ctx context.Context) (directory.Node, error) {
+	if !p.Member() {
+		return directory.Node{}, fmt.Errorf("proxy: not a member of a daemon")
+	}
+	return p.control(ctx, envelope.KindAttach, directory.Key{}, "")
+}
+
+func (p *Proxy) control(ctx context.Context, kind envelope.Kind, key directory.Key, name string) (directory.Node, error) {
+	c := &attachCmd{
+		msg:  envelope.Message{Kind: kind, ID: envelope.NewID(), Exchange: key.Exchange, Topic: key.Topic, Server: name},
+		done: make(chan attachResult, 1),
+	}
+	if d, ok := ctx.Deadline(); ok {
+		c.expires = d
+	} else {
+		c.expires = time.Now().Add(DefaultReplyTTL)
+	}
+	if err := p.handle.Submit(ctx, c); err != nil {
+		return directory.Node{}, err
+	}
+	select {
+	case r := <-c.done:
+		return r.node, r.err
+	case <-ctx.Done():
+		what := fmt.Sprintf("%s %s", kind, key)
+		if key.Topic == "" {
+			what = "hello"
+		}
+		return directory.Node{}, fmt.Errorf("%w at %s (%s): %w", ErrNoDaemon, p.join, what, ctx.Err())
+	}
+}
+
+// setupMember connects the DEALER to the daemon.
+func (f *frontend) setupMember(l *poller.Loop[Cmd]) error {
+	_, z, err := l.NewSocket(zmq.DEALER, "dealer")
+	if err != nil {
+		return err
+	}
+	o := f.opts
+	// IPC to a local daemon: no TCP keepalive, and the daemon's death is
+	// seen by the kernel at once.
+	o.KeepaliveIdle = 0
+	o.HeartbeatInterval = 0
+	// A restarted daemon is found again within a second.
+	o.ReconnectIntervalMax = time.Second
+	if err := o.Apply(z); err != nil {
+		return err
+	}
+	if err := z.Connect(f.member.endpoint); err != nil {
+		return fmt.Errorf("connect %s: %w", f.member.endpoint, err)
+	}
+	f.member.nextBeat = time.Now() // attach what the routes hold at once (after a restart)
+	return nil
+}
+
+// attach runs an attachCmd on the loop.
+func (f *frontend) attach(l *poller.Loop[Cmd], c *attachCmd) {
+	body, err := envelope.Encode(&c.msg)
+	if err != nil {
+		c.done <- attachResult{err: err}
+		return
+	}
+	if err := l.Send(0, body); err != nil {
+		c.done <- attachResult{err: err}
+		return
+	}
+	if c.msg.ID.IsZero() {
+		return // nobody waits for the answer
+	}
+	if f.member.pending == nil {
+		f.member.pending = make(map[envelope.ID]*attachCmd)
+	}
+	f.member.pending[c.msg.ID] = c
+}
+
+// handleControl handles a single-frame message from the daemon.
+func (f *frontend) handleControl(l *poller.Loop[Cmd], body []byte) {
+	var m envelope.Message
+	if err := envelope.DecodeInto(&m, body); err != nil {
+		f.p.counters.Malformed.Add(1)
+		return
+	}
+	switch m.Kind {
+	case envelope.KindCast:
+		f.handleDirect([][]byte{body})
+	case envelope.KindFanout:
+		f.deliverFanout(&m)
+	case envelope.KindPing:
+		// The daemon checking that this member is still there.
+	case envelope.KindAck:
+		c := f.member.pending[m.ID]
+		if c == nil {
+			return // the ACK of a heartbeat, or of a command that gave up
+		}
+		delete(f.member.pending, m.ID)
+		switch m.Code {
+		case envelope.CodeOK:
+			node, err := nodeFromMeta(m.Meta)
+			if c.msg.Topic != "" {
+				err = nil // only a hello carries the node
+			}
+			c.done <- attachResult{node: node, err: err}
+		case envelope.CodeConflict:
+			c.done <- attachResult{err: fmt.Errorf("%w: %s", ErrDuplicate, m.ErrMsg)}
+		default:
+			c.done <- attachResult{err: fmt.Errorf("proxy: daemon refused %s: %s: %s", c.msg.Kind, m.Code, m.ErrMsg)}
+		}
+	default:
+		f.p.counters.WrongKind.Add(1)
+	}
+}
+
+// heartbeat repeats the ATTACH of every local server, and forgets commands
+// whose callers stopped waiting.
+func (f *frontend) heartbeat(l *poller.Loop[Cmd], now time.Time) {
+	f.member.nextBeat = now.Add(f.member.every)
+	for id, c := range f.member.pending {
+		if now.After(c.expires) {
+			delete(f.member.pending, id)
+		}
+	}
+	f.p.routes.Each(func(key directory.Key, srv Server) {
+		// A zero id: the daemon does not acknowledge heartbeats.
+		m := envelope.Message{Kind: envelope.KindAttach, Exchange: key.Exchange, Topic: key.Topic, Server: srv.Name()}
+		if body, err := envelope.Encode(&m); err == nil {
+			_ = l.TrySend(0, body) // a full pipe: the next heartbeat tries again
+		}
+	})
+}
+
+// Meta keys of the daemon's answer to a hello.
+const (
+	metaHost   = "host"
+	metaCall   = "call"
+	metaFanout = "fanout"
+	metaNotify = "notify"
+	metaCast   = "cast"
+)
+
+func nodeMeta(n directory.Node) map[string]string {
+	return map[string]string{
+		metaHost: n.Host, metaCall: strconv.Itoa(n.CallPort), metaFanout: strconv.Itoa(n.FanoutPort),
+		metaNotify: strconv.Itoa(n.NotifyPort), metaCast: strconv.Itoa(n.CastPort),
+	}
+}
+
+func nodeFromMeta(m map[string]string) (directory.Node, error) {
+	n := directory.Node{Host: m[metaHost]}
+	for k, p := range map[string]*int{metaCall: &n.CallPort, metaFanout: &n.FanoutPort, metaNotify: &n.NotifyPort, metaCast: &n.CastPort} {
+		v, err := strconv.Atoi(m[k])
+		if err != nil {
+			return n, fmt.Errorf("proxy: daemon sent a bad %s port %q", k, m[k])
+		}
+		*p = v
+	}
+	if n.Host == "" || n.CallPort == 0 {
+		return n, fmt.Errorf("proxy: daemon sent no node")
+	}
+	return n, nil
+}
+
+// Each calls fn for every (key, server) route.
+func (r *Routes) Each(fn func(key directory.Key, srv Server)) {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	for key, t := range r.topics {
+		for _, s := range t.servers {
+			fn(key, s)
+		}
+	}
+}

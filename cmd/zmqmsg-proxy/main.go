@@ -1,0 +1,224 @@
+// Command zmqmsg-proxy runs a zmqmsg node proxy on its own: the daemon of a
+// node (a machine, or one address of it) that hosts several service
+// processes.
+//
+// It binds the node's public ports (call 9501, fanout 9502, notify 9503,
+// direct cast 9504 by default) on --host and relays between them and the
+// service processes of the node, which join it over IPC sockets in
+// --ipc-dir (zmqmsg.Config.ProxyDir) instead of binding ports of their own.
+// It registers nothing in the directory: each service process registers
+// its servers under the daemon's node. See docs/design.md, "The proxy
+// daemon".
+//
+// Every flag can also be set by an environment variable ZMQMSG_<FLAG>
+// (--ipc-dir is ZMQMSG_IPC_DIR); a flag on the command line wins. Run with
+// --help for the list.
+//
+// On SIGTERM or SIGINT it drains (new requests are refused with an error,
+// those in flight are answered, bounded by --drain-timeout) and exits 0. It
+// exits 1 when it cannot start (a taken port, an unusable directory,
+// another daemon on the same directory) and 2 on a bad flag, with one clear
+// line on stderr.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"strconv"
+	"syscall"
+	"time"
+
+	"github.com/zmqmsg/zmqmsg"
+	"github.com/zmqmsg/zmqmsg/directory"
+	"github.com/zmqmsg/zmqmsg/internal/envflag"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
+	os.Exit(run(ctx, os.Args[1:], os.LookupEnv, os.Stdout, os.Stderr, nil))
+}
+
+const usageHeader = `zmqmsg-proxy: the node proxy daemon of zmqmsg.
+
+It owns the node's public ports and relays to the node's service processes,
+which join it over IPC (zmqmsg.Config{ProxyDir: <ipc-dir>}).
+
+Usage: zmqmsg-proxy [flags]
+
+Flags (each also read from the environment variable shown):
+`
+
+// options are the daemon's settings.
+type options struct {
+	host                         string
+	call, fanout, notify, cast   int
+	ipcDir, ipcMode              string
+	memberTTL, drainTimeout      time.Duration
+	keepaliveIdle, keepaliveIntv time.Duration
+	keepaliveCount               int
+	hbInterval, hbTimeout        time.Duration
+	noKeepalive                  bool
+	maxMessageSize               int
+	logLevel, logFormat          string
+	statsEvery                   time.Duration
+}
+
+// run is the whole command; ready, if not nil, receives the daemon's node
+// once it serves (for tests).
+func run(ctx context.Context, args []string, lookup func(string) (string, bool), stdout, stderr io.Writer, ready chan<- directory.Node) int {
+	fs := flag.NewFlagSet("zmqmsg-proxy", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var o options
+	fs.StringVar(&o.host, "host", "127.0.0.1", "`address` other nodes reach this node at; the ports bind to it")
+	fs.IntVar(&o.call, "call-port", zmqmsg.DefaultCallPort, "CALL and CAST `port` (0: a free port)")
+	fs.IntVar(&o.fanout, "fanout-port", zmqmsg.DefaultFanoutPort, "FANOUT `port` (0: a free port)")
+	fs.IntVar(&o.notify, "notify-port", zmqmsg.DefaultNotifyPort, "NOTIFY `port` (0: a free port)")
+	fs.IntVar(&o.cast, "cast-port", zmqmsg.DefaultCastPort, "direct CAST `port` (0: a free port)")
+	fs.StringVar(&o.ipcDir, "ipc-dir", "/run/zmqmsg", "`directory` of the IPC sockets service processes join (Config.ProxyDir)")
+	fs.StringVar(&o.ipcMode, "ipc-mode", "0700", "octal `mode` of the IPC directory and sockets: who may serve on this node")
+	fs.DurationVar(&o.memberTTL, "member-ttl", 3*time.Second, "how long a silent service process keeps its servers routed (it repeats its ATTACHes every second)")
+	fs.DurationVar(&o.drainTimeout, "drain-timeout", 10*time.Second, "on SIGTERM/SIGINT, how long to wait for the requests in flight")
+	fs.DurationVar(&o.keepaliveIdle, "keepalive-idle", 30*time.Second, "TCP keepalive: first probe after this long without traffic")
+	fs.DurationVar(&o.keepaliveIntv, "keepalive-interval", 5*time.Second, "TCP keepalive: interval between probes")
+	fs.IntVar(&o.keepaliveCount, "keepalive-count", 3, "TCP keepalive: probes before the peer is declared dead")
+	fs.DurationVar(&o.hbInterval, "heartbeat-interval", 2*time.Second, "ZMTP heartbeat: a PING this often")
+	fs.DurationVar(&o.hbTimeout, "heartbeat-timeout", 6*time.Second, "ZMTP heartbeat: a peer silent this long is disconnected")
+	fs.BoolVar(&o.noKeepalive, "no-keepalive", false, "turn TCP keepalive and ZMTP heartbeats off")
+	fs.IntVar(&o.maxMessageSize, "max-message-size", 16<<20, "largest payload in `bytes`; a peer sending more is disconnected")
+	fs.StringVar(&o.logLevel, "log-level", "info", "debug, info, warn or error")
+	fs.StringVar(&o.logFormat, "log-format", "text", "text or json")
+	fs.DurationVar(&o.statsEvery, "stats-interval", time.Minute, "log the counters this often (0: never)")
+	fs.Usage = envflag.Usage(fs, "ZMQMSG", usageHeader)
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
+		return 2
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "zmqmsg-proxy: unexpected argument %q (see --help)\n", fs.Arg(0))
+		return 2
+	}
+	if err := envflag.Apply(fs, "ZMQMSG", lookup); err != nil {
+		fmt.Fprintf(stderr, "zmqmsg-proxy: %v\n", err)
+		return 2
+	}
+	cfg, log, err := o.config(stderr)
+	if err != nil {
+		fmt.Fprintf(stderr, "zmqmsg-proxy: %v\n", err)
+		return 2
+	}
+	p, err := zmqmsg.StartProxy(cfg)
+	if err != nil {
+		fmt.Fprintf(stderr, "zmqmsg-proxy: cannot start: %v\n", err)
+		return 1
+	}
+	n := p.Node()
+	log.Info("node proxy serving", "host", n.Host, "call", n.CallPort, "fanout", n.FanoutPort, "notify", n.NotifyPort, "cast", n.CastPort, "ipc_dir", cfg.Dir)
+	if ready != nil {
+		ready <- n
+	}
+	var tick <-chan time.Time
+	if o.statsEvery > 0 {
+		t := time.NewTicker(o.statsEvery)
+		defer t.Stop()
+		tick = t.C
+	}
+	for done := false; !done; {
+		select {
+		case <-tick:
+			logStats(log, "counters", p.Stats())
+		case <-ctx.Done():
+			done = true
+		}
+	}
+	log.Info("draining", "timeout", o.drainTimeout)
+	dctx, cancel := context.WithTimeout(context.Background(), o.drainTimeout)
+	derr := p.Drain(dctx)
+	cancel()
+	if derr != nil {
+		log.Warn("drain incomplete", "err", derr)
+	}
+	st := p.Stats()
+	if err := p.Close(); err != nil {
+		log.Error("close", "err", err)
+		return 1
+	}
+	logStats(log, "stopped", st)
+	return 0
+}
+
+func logStats(log *slog.Logger, msg string, st zmqmsg.ProxyStats) {
+	log.Info(msg, "members", st.Members, "listeners", st.Listeners, "relayed", st.Relayed, "replies", st.Replies,
+		"no_servers", st.NoServers, "overloaded", st.Overloaded, "malformed", st.Malformed, "wrong_kind", st.WrongKind,
+		"direct", st.DirectCasts, "direct_dropped", st.DirectDropped, "fanouts", st.Fanouts, "fanout_dropped", st.FanoutDropped,
+		"send_failed", st.SendFailed, "members_lost", st.MembersLost, "conflicts", st.Conflicts)
+}
+
+// config checks the options and turns them into a ProxyConfig and a logger.
+func (o options) config(stderr io.Writer) (zmqmsg.ProxyConfig, *slog.Logger, error) {
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(o.logLevel)); err != nil {
+		return zmqmsg.ProxyConfig{}, nil, fmt.Errorf("--log-level %q: want debug, info, warn or error", o.logLevel)
+	}
+	hopts := &slog.HandlerOptions{Level: level}
+	var log *slog.Logger
+	switch o.logFormat {
+	case "text":
+		log = slog.New(slog.NewTextHandler(stderr, hopts))
+	case "json":
+		log = slog.New(slog.NewJSONHandler(stderr, hopts))
+	default:
+		return zmqmsg.ProxyConfig{}, nil, fmt.Errorf("--log-format %q: want text or json", o.logFormat)
+	}
+	mode, err := strconv.ParseUint(o.ipcMode, 8, 32)
+	if err != nil || mode > 0o777 || mode&0o700 != 0o700 {
+		return zmqmsg.ProxyConfig{}, nil, fmt.Errorf("--ipc-mode %q: want an octal mode that gives the owner rwx, e.g. 0700 or 0770", o.ipcMode)
+	}
+	port := func(name string, p int) (int, error) {
+		switch {
+		case p == 0:
+			return zmqmsg.AnyPort, nil
+		case p < 0 || p > 65535:
+			return 0, fmt.Errorf("--%s %d: want 1..65535, or 0 for a free port", name, p)
+		}
+		return p, nil
+	}
+	cfg := zmqmsg.ProxyConfig{Host: o.host, Dir: o.ipcDir, DirMode: os.FileMode(mode), MemberTTL: o.memberTTL, MaxMessageSize: o.maxMessageSize, Logger: log}
+	for _, p := range []struct {
+		name string
+		v    int
+		dst  *int
+	}{{"call-port", o.call, &cfg.Ports.Call}, {"fanout-port", o.fanout, &cfg.Ports.Fanout}, {"notify-port", o.notify, &cfg.Ports.Notify}, {"cast-port", o.cast, &cfg.Ports.Cast}} {
+		if *p.dst, err = port(p.name, p.v); err != nil {
+			return cfg, nil, err
+		}
+	}
+	switch {
+	case o.host == "":
+		return cfg, nil, errors.New("--host is empty")
+	case o.ipcDir == "":
+		return cfg, nil, errors.New("--ipc-dir is empty")
+	case o.memberTTL <= 0 || o.drainTimeout < 0:
+		return cfg, nil, errors.New("--member-ttl must be > 0 and --drain-timeout ≥ 0")
+	case o.maxMessageSize <= 0:
+		return cfg, nil, errors.New("--max-message-size must be > 0")
+	}
+	if o.noKeepalive {
+		cfg.Keepalive.Disabled = true
+	} else {
+		if o.keepaliveIdle <= 0 || o.keepaliveIntv <= 0 || o.keepaliveCount <= 0 || o.hbInterval <= 0 || o.hbTimeout <= 0 {
+			return cfg, nil, errors.New("keepalive and heartbeat settings must be > 0 (or use --no-keepalive)")
+		}
+		cfg.Keepalive = zmqmsg.Keepalive{Idle: o.keepaliveIdle, Interval: o.keepaliveIntv, Count: o.keepaliveCount,
+			HeartbeatInterval: o.hbInterval, HeartbeatTimeout: o.hbTimeout}
+	}
+	return cfg, log, nil
+}
