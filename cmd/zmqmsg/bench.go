@@ -35,8 +35,9 @@ JSON line and exits 0.`,
 	maxArgs: 0,
 	flags: func(fs *flag.FlagSet, o *options) {
 		fs.StringVar(&o.topic, "topic", "bench", "`topic` to serve and listen to")
-		fs.StringVar(&o.name, "name", "", "server `NAME` (default bench@HOST:PORT of its node)")
+		fs.StringVar(&o.name, "name", "", "server `NAME` (default bench-PID@HOST:PORT of its node)")
 		fs.StringVar(&o.pool, "pool", "bench", "listener pool `NAME` for the notifications")
+		proxyDirFlag(fs, o)
 	},
 	run: runBenchServer,
 }
@@ -107,7 +108,7 @@ func runBenchServer(ctx context.Context, c *cli, _ []string) (err error) {
 	if c.o.topic == "" {
 		return usagef("empty --topic")
 	}
-	n, err := c.startNode(ctx, nil)
+	n, err := c.startNode(ctx, func(cfg *zmqmsg.Config) { cfg.ProxyDir = c.o.proxyDir })
 	if err != nil {
 		return err
 	}
@@ -115,7 +116,7 @@ func runBenchServer(ctx context.Context, c *cli, _ []string) (err error) {
 	host, _ := os.Hostname() // "" is an acceptable fallback
 	name := c.o.name
 	if name == "" {
-		name = "bench@" + n.t.Node().ID()
+		name = fmt.Sprintf("bench-%d@%s", os.Getpid(), n.t.Node().ID())
 	}
 	var calls, sinks, notifications atomic.Uint64
 	stats := func() benchStats {

@@ -209,7 +209,7 @@ func TestUsageErrors(t *testing.T) {
 		{[]string{"bench", "client", "--directory", "memory:", "--pattern", "carrier-pigeon"}, nil, "bad --pattern"},
 		{[]string{"call", "--timeout", "0s", "t", "m"}, nil, "--timeout 0s"},
 		{[]string{"call", "--log-level", "loud", "t", "m"}, nil, "--log-level"},
-		{[]string{"call", "t", "m"}, map[string]string{"ZMQMSG_TIMEOUT": "later"}, `ZMQMSG_TIMEOUT="later"`},
+		{[]string{"call", "t", "m"}, map[string]string{"ZMQMSG_TIMEOUT": "later"}, `invalid value "later" for ZMQMSG_TIMEOUT`},
 	} {
 		r := cliRun(t, tc.env, "not json", tc.args...)
 		if r.code != exitUsage || !strings.Contains(r.stderr, tc.msg) || strings.Count(strings.TrimSpace(r.stderr), "\n") > 0 && tc.args != nil {
@@ -339,5 +339,46 @@ func TestBenchClient(t *testing.T) {
 	}
 	if s := stats(t, "t-bench", b); s.Calls+s.Casts+s.Direct < count || s.Fanouts != count || s.Notifications != count {
 		t.Errorf("counters of %s: %+v", b, s)
+	}
+}
+
+func TestProxyDir(t *testing.T) {
+	ipc := t.TempDir()
+	p, err := zmqmsg.StartProxy(zmqmsg.ProxyConfig{Dir: ipc, Ports: zmqmsg.Ports{Call: zmqmsg.AnyPort}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := p.Close(); err != nil {
+			t.Error(err)
+		}
+	})
+	// The bench server and the listener join the daemon (one by flag, one
+	// by environment) and are reached through its ports.
+	benchServer(t, "t-proxy", "--name", "px", "--proxy-dir", ipc)
+	l := start(t, map[string]string{"ZMQMSG_PROXY_DIR": ipc}, "listen", "--directory", "memory:", "--count", "1", "t-proxy-n")
+	if s := l.stderr.next(t); !strings.Contains(s, "listening") {
+		t.Fatalf("stderr %q", s)
+	}
+	r := mem(t, "--json", "call", "t-proxy", "whoami").want(t, 0)
+	if who := decode[map[string]any](t, r.stdout); who["node"] != p.Node().CallEndpoint() {
+		t.Errorf("whoami %v: want the daemon's node %s", who, p.Node().CallEndpoint())
+	}
+	mem(t, "notify", "t-proxy-n", "e", "1").want(t, 0)
+	if code := l.wait(t); code != 0 {
+		t.Fatalf("listen exit %d", code)
+	}
+	if n := decode[notificationLine](t, l.stdout.next(t)); n.EventType != "e" {
+		t.Errorf("notification %+v", n)
+	}
+	for _, e := range decode[[]serverLine](t, mem(t, "--json", "servers", "t-proxy").want(t, 0).stdout) {
+		if e.Node != p.Node().ID() {
+			t.Errorf("%+v: want the daemon's node %s", e, p.Node().ID())
+		}
+	}
+	// No daemon in the directory: an error, not a hang.
+	r = mem(t, "bench", "server", "--proxy-dir", t.TempDir(), "--topic", "t-proxy")
+	if r.code != exitError || !strings.Contains(r.stderr, "proxy") {
+		t.Errorf("no daemon: exit %d, %q", r.code, r.stderr)
 	}
 }

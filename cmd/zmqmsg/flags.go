@@ -9,6 +9,8 @@ import (
 	"log/slog"
 	"strings"
 	"time"
+
+	"github.com/zmqmsg/zmqmsg/internal/envflag"
 )
 
 // globals are the flags every command accepts.
@@ -43,6 +45,12 @@ type options struct {
 	duration    time.Duration // bench client
 	size        int           // bench client
 	drain       time.Duration // bench client
+	proxyDir    string        // listen, bench server
+}
+
+// proxyDirFlag registers --proxy-dir (listen, bench server).
+func proxyDirFlag(fs *flag.FlagSet, o *options) {
+	fs.StringVar(&o.proxyDir, "proxy-dir", "", "join the node proxy daemon (zmqmsg-proxy) whose IPC sockets are in `DIR` instead of binding ports; --host is then ignored")
 }
 
 // command is one subcommand of the CLI.
@@ -114,9 +122,7 @@ func (c *cli) check(pos []string) error {
 
 // envName is the environment variable of a flag: ZMQMSG_LOG_LEVEL for
 // log-level.
-func envName(flagName string) string {
-	return "ZMQMSG_" + strings.ToUpper(strings.ReplaceAll(flagName, "-", "_"))
-}
+func envName(flagName string) string { return envflag.Name("ZMQMSG", flagName) }
 
 var errHelp = flag.ErrHelp
 
@@ -150,23 +156,10 @@ func globalsFirst(args []string) []string {
 	return append(out, args[i+cmd:]...)
 }
 
-// parseArgs applies the environment to fs's flags, then parses args, which
-// may mix flags and positional arguments ("--" ends the flags), and returns
-// the positional ones.
+// parseArgs parses args, which may mix flags and positional arguments
+// ("--" ends the flags), sets the flags not given from their environment
+// variables, and returns the positional arguments.
 func parseArgs(fs *flag.FlagSet, args []string, getenv env) ([]string, error) {
-	var envErr error
-	fs.VisitAll(func(f *flag.Flag) {
-		v, ok := getenv(envName(f.Name))
-		if !ok || envErr != nil {
-			return
-		}
-		if err := fs.Set(f.Name, v); err != nil {
-			envErr = usagef("%s=%q: %v", envName(f.Name), v, err)
-		}
-	})
-	if envErr != nil {
-		return nil, envErr
-	}
 	var pos []string
 	for {
 		if err := fs.Parse(args); err != nil {
@@ -177,14 +170,19 @@ func parseArgs(fs *flag.FlagSet, args []string, getenv env) ([]string, error) {
 		}
 		rest := fs.Args()
 		if len(rest) == 0 {
-			return pos, nil
+			break
 		}
 		if used := len(args) - len(rest); used > 0 && args[used-1] == "--" {
-			return append(pos, rest...), nil
+			pos = append(pos, rest...)
+			break
 		}
 		pos = append(pos, rest[0])
 		args = rest[1:]
 	}
+	if err := envflag.Apply(fs, "ZMQMSG", getenv); err != nil {
+		return nil, &usageError{msg: err.Error()}
+	}
+	return pos, nil
 }
 
 // isSet reports whether the flag name was set, on the command line or by

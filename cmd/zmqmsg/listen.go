@@ -29,6 +29,7 @@ acknowledged and not printed.`,
 		fs.StringVar(&o.pool, "pool", "zmqmsg-cli", "listener pool `NAME` to join")
 		fs.StringVar(&o.priorities, "priority", "", "comma-separated `priorities` to receive (default all)")
 		fs.Int64Var(&o.count, "count", 0, "exit after `N` notifications (0: until a signal)")
+		proxyDirFlag(fs, o)
 	},
 	run: runListen,
 }
@@ -74,6 +75,7 @@ func runListen(ctx context.Context, c *cli, topics []string) (err error) {
 	}
 	n, err := c.startNode(ctx, func(cfg *zmqmsg.Config) {
 		cfg.ServerConcurrency = 1 // print in arrival order
+		cfg.ProxyDir = c.o.proxyDir
 	})
 	if err != nil {
 		return err
