@@ -12,11 +12,14 @@
 package directory
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"net"
+	"slices"
 	"strconv"
+	"strings"
 	"time"
 )
 
@@ -157,4 +160,38 @@ type Directory interface {
 	// Close releases resources; later calls fail with ErrClosed.
 	// Idempotent.
 	Close() error
+}
+
+// Lister is implemented by directories that can enumerate everything they
+// hold, for tools such as the CLI's "servers" command. [Memory] and [Redis]
+// implement it.
+type Lister interface {
+	// List returns every live entry of every key, sorted by (Exchange,
+	// Topic, Node.ID(), Server). It returns ctx.Err() if ctx is already
+	// done and ErrClosed after Close.
+	List(ctx context.Context) ([]Entry, error)
+}
+
+// sortEntries sorts es by (Exchange, Topic, Node.ID(), Server), computing
+// each Node.ID() once.
+func sortEntries(es []Entry) {
+	type keyed struct {
+		id string
+		e  Entry
+	}
+	ks := make([]keyed, len(es))
+	for i, e := range es {
+		ks[i] = keyed{e.Node.ID(), e}
+	}
+	slices.SortFunc(ks, func(a, b keyed) int {
+		return cmp.Or(
+			strings.Compare(a.e.Exchange, b.e.Exchange),
+			strings.Compare(a.e.Topic, b.e.Topic),
+			strings.Compare(a.id, b.id),
+			strings.Compare(a.e.Server, b.e.Server),
+		)
+	})
+	for i, k := range ks {
+		es[i] = k.e
+	}
 }

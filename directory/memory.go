@@ -66,8 +66,11 @@ type record struct {
 	timer Stopper
 }
 
-// Memory implements Directory.
-var _ Directory = (*Memory)(nil)
+// Memory implements Directory and Lister.
+var (
+	_ Directory = (*Memory)(nil)
+	_ Lister    = (*Memory)(nil)
+)
 
 // NewMemory returns an empty in-memory directory.
 func NewMemory(opts ...MemoryOption) *Memory {
@@ -181,6 +184,31 @@ func (m *Memory) Lookup(ctx context.Context, k Key) ([]Entry, error) {
 	for i, k := range live {
 		out[i] = k.e
 	}
+	return out, nil
+}
+
+// List returns the live entries of every key; see Lister.List.
+func (m *Memory) List(ctx context.Context) ([]Entry, error) {
+	if err := ctxErr(ctx); err != nil {
+		return nil, err
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.closed {
+		return nil, ErrClosed
+	}
+	now := m.now()
+	out := []Entry{}
+	for _, t := range m.topics {
+		for _, rec := range t.entries {
+			if !now.Before(rec.Expires) {
+				m.remove(t, rec) // lazy expiry, as in Lookup
+				continue
+			}
+			out = append(out, rec.Entry)
+		}
+	}
+	sortEntries(out)
 	return out, nil
 }
 

@@ -561,3 +561,56 @@ func TestZeroValueAndNilInputs(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+func TestMemoryList(t *testing.T) {
+	m, c := newFake(t)
+	ctx := t.Context()
+	if es, err := m.List(ctx); err != nil || es == nil || len(es) != 0 {
+		t.Fatalf("List of an empty directory = %v, %v", es, err)
+	}
+	regs := []Registration{
+		{Key: Key{Exchange: "b", Topic: "t"}, Server: "s", Node: Node{Host: "10.0.0.1", CallPort: 1}},
+		{Key: Key{Topic: "z"}, Server: "s", Node: Node{Host: "10.0.0.1", CallPort: 1}},
+		{Key: Key{Exchange: "a", Topic: "u"}, Server: "y", Node: Node{Host: "10.0.0.2", CallPort: 1}},
+		{Key: Key{Exchange: "a", Topic: "u"}, Server: "x", Node: Node{Host: "10.0.0.2", CallPort: 1}},
+		{Key: Key{Exchange: "a", Topic: "u"}, Server: "z", Node: Node{Host: "10.0.0.1", CallPort: 2}},
+		{Key: Key{Exchange: "a", Topic: "t"}, Server: "s", Node: Node{Host: "10.0.0.1", CallPort: 1}},
+	}
+	for i, r := range regs {
+		ttl := time.Minute
+		if i == 0 {
+			ttl = time.Second // expires below
+		}
+		if err := m.Register(ctx, r, ttl); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c.SetNow(time.Second) // the first entry is past its expiry, its timer late
+	es, err := m.List(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, e := range es {
+		got = append(got, e.Key.String()+"@"+e.Node.ID()+"/"+e.Server)
+	}
+	want := []string{
+		"(default)/z@10.0.0.1:1/s",
+		"a/t@10.0.0.1:1/s",
+		"a/u@10.0.0.1:2/z",
+		"a/u@10.0.0.2:1/x",
+		"a/u@10.0.0.2:1/y",
+	}
+	if !equal(got, want) {
+		t.Fatalf("List = %v, want %v", got, want)
+	}
+	canceled, cancel := context.WithCancel(ctx)
+	cancel()
+	if _, err := m.List(canceled); !errors.Is(err, context.Canceled) {
+		t.Fatalf("List with a done ctx = %v", err)
+	}
+	m.Close()
+	if _, err := m.List(ctx); !errors.Is(err, ErrClosed) {
+		t.Fatalf("List after Close = %v", err)
+	}
+}
