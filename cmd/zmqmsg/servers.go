@@ -6,6 +6,8 @@ import (
 	"math"
 	"text/tabwriter"
 	"time"
+
+	"github.com/zmqmsg/zmqmsg/directory"
 )
 
 var cmdServers = &command{
@@ -47,7 +49,7 @@ func runServers(ctx context.Context, c *cli, pos []string) (err error) {
 			err = fmt.Errorf("close directory: %w", cerr)
 		}
 	}()
-	ls, ok := dir.(lister)
+	ls, ok := dir.(directory.Lister)
 	if !ok {
 		return fmt.Errorf("directory %q cannot list its entries", c.g.directory)
 	}
