@@ -122,7 +122,7 @@ func TestNotifyListen(t *testing.T) {
 	}
 	mem(t, "notify", "t-notify", "compute.start", `{"vcpus":4}`, "--publisher", "test-pub").want(t, 0)
 	r := mem(t, "--json", "notify", "--priority", "error", "t-notify", "compute.fail", `"boom"`).want(t, 0)
-	if st := decode[map[string]any](t, r.stdout); st["ok"] != true || st["pattern"] != "notify" {
+	if st := decode[map[string]any](t, r.stdout); st["ok"] != true || st["pattern"] != "notify" || st["event_type"] != "compute.fail" {
 		t.Errorf("status %v", st)
 	}
 	if code := all.wait(t); code != 0 {

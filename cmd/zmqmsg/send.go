@@ -121,7 +121,7 @@ func runCast(ctx context.Context, c *cli, pos []string) (err error) {
 	if c.o.direct {
 		settle(ctx) // nothing acknowledges a direct cast: let it leave
 	}
-	return c.status(pattern, topic, method, elapsed)
+	return c.status(pattern, topic, "method", method, elapsed)
 }
 
 func runFanout(ctx context.Context, c *cli, pos []string) (err error) {
@@ -142,7 +142,7 @@ func runFanout(ctx context.Context, c *cli, pos []string) (err error) {
 	if err := n.t.Client(target).Cast(octx, method, args); err != nil {
 		return fmt.Errorf("fanout %s %s: %w", topic, method, err)
 	}
-	return c.status("fanout", topic, method, time.Since(t0))
+	return c.status("fanout", topic, "method", method, time.Since(t0))
 }
 
 // parsePriority parses a --priority value.
@@ -183,17 +183,18 @@ func runNotify(ctx context.Context, c *cli, pos []string) (err error) {
 	if err := n.t.Notifier(publisher, topic).Notify(octx, p, eventType, payload); err != nil {
 		return fmt.Errorf("notify %s %s: %w", topic, eventType, err)
 	}
-	return c.status("notify", topic, eventType, time.Since(t0))
+	return c.status("notify", topic, "event_type", eventType, time.Since(t0))
 }
 
 // status prints the JSON status of a one-way send with --json, nothing
-// otherwise.
-func (c *cli) status(pattern, topic, method string, elapsed time.Duration) error {
+// otherwise: {"ok":true, "pattern", "exchange", "topic", key: value,
+// "elapsed_ms"}.
+func (c *cli) status(pattern, topic, key, value string, elapsed time.Duration) error {
 	if !c.g.json {
 		return nil
 	}
 	return c.printValue(map[string]any{
-		"ok": true, "pattern": pattern, "exchange": c.g.exchange, "topic": topic, "method": method,
-		"elapsed_ms": float64(elapsed.Microseconds()) / 1000,
+		"ok": true, "pattern": pattern, "exchange": c.g.exchange, "topic": topic, key: value,
+		"elapsed_ms": ms(elapsed),
 	})
 }
