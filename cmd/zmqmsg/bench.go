@@ -57,7 +57,9 @@ direct cast's hand-off to the socket. Before and after the run it calls
 "stats" on every bench server of the topic and sums the deltas: "received"
 counts what the servers got, "expected" is what they should have got (per
 server for fanout, per pool for notify), "lost" the difference after
-waiting up to --drain for stragglers. Prints a live progress line on a
+waiting up to --drain for stragglers, and "dropped_by_servers" what the
+servers' nodes counted as dropped: direct casts and fanouts have no flow
+control, so a sender faster than a server overflows its lane. Prints a live progress line on a
 terminal, then a table, or one JSON object with --json. Exits 1 if any
 message was lost or any send failed. Run one client per topic at a time:
 the servers' counters do not tell clients apart.`,
@@ -85,6 +87,21 @@ type benchStats struct {
 	Fanouts       uint64 `json:"fanouts"`
 	Notifications uint64 `json:"notifications"`
 	Sinks         uint64 `json:"sinks"`
+	// What the server's node dropped (its Stats.DirectDropped and
+	// FanoutDropped): direct casts and fanouts no lane could take.
+	DirectDropped uint64 `json:"direct_dropped"`
+	FanoutDropped uint64 `json:"fanout_dropped"`
+}
+
+// dropped returns the counter of what the server's node dropped of pattern.
+func (s benchStats) dropped(pattern string) uint64 {
+	switch pattern {
+	case "direct":
+		return s.DirectDropped
+	case "fanout":
+		return s.FanoutDropped
+	}
+	return 0
 }
 
 // received returns the counter of pattern.
@@ -127,6 +144,7 @@ func runBenchServer(ctx context.Context, c *cli, _ []string) (err error) {
 		return benchStats{
 			Server: name, Pool: c.o.pool, Calls: calls.Load(), Casts: uint64(max(acked, 0)),
 			Direct: s.DirectCastsRun, Fanouts: s.FanoutsRun, Notifications: notifications.Load(), Sinks: sinks.Load(),
+			DirectDropped: s.DirectDropped, FanoutDropped: s.FanoutDropped,
 		}
 	}
 	endpoints := zmqmsg.Endpoints{
@@ -201,6 +219,7 @@ type benchResult struct {
 	Expected    int64   `json:"expected"`
 	Received    int64   `json:"received"`
 	Lost        int64   `json:"lost"`
+	Dropped     int64   `json:"dropped_by_servers"`
 	Extra       int64   `json:"extra,omitempty"`
 	Rate        float64 `json:"msgs_per_s"`
 	Latency     struct {
@@ -328,7 +347,7 @@ func runBenchClient(ctx context.Context, c *cli, _ []string) (err error) {
 	if p := firstErr.Load(); p != nil {
 		r.FirstError = (*p).Error()
 	}
-	r.Received, err = c.drain(ctx, n, servers, before, r.Expected)
+	r.Received, r.Dropped, err = c.drain(ctx, n, servers, before, r.Expected)
 	if err != nil {
 		return err
 	}
@@ -436,8 +455,8 @@ const (
 
 // drain reads the servers' counters until they add up to expected, stay
 // unchanged for drainStable, or --drain passes, and returns what the
-// servers received since before.
-func (c *cli) drain(ctx context.Context, n *node, servers []string, before map[string]benchStats, expected int64) (int64, error) {
+// servers received since before, and what their nodes dropped.
+func (c *cli) drain(ctx context.Context, n *node, servers []string, before map[string]benchStats, expected int64) (got, dropped int64, err error) {
 	limit := time.Now().Add(c.o.drain)
 	var last int64 = -1
 	lastChange := time.Now()
@@ -446,18 +465,19 @@ func (c *cli) drain(ctx context.Context, n *node, servers []string, before map[s
 	for {
 		after, err := c.benchStats(context.WithoutCancel(ctx), n, servers)
 		if err != nil {
-			return 0, err
+			return 0, 0, err
 		}
-		var got int64
+		got, dropped = 0, 0
 		for name, s := range after {
 			got += int64(s.received(c.o.pattern)) - int64(before[name].received(c.o.pattern))
+			dropped += int64(s.dropped(c.o.pattern)) - int64(before[name].dropped(c.o.pattern))
 		}
 		now := time.Now()
 		if got != last {
 			last, lastChange = got, now
 		}
 		if got >= expected || now.After(limit) || now.Sub(lastChange) >= drainStable || ctx.Err() != nil {
-			return got, nil
+			return got, dropped, nil
 		}
 		<-tick.C
 	}
@@ -498,6 +518,9 @@ func (c *cli) printBench(r benchResult) error {
 		r.Lost, r.Rate, r.Latency.P50, r.Latency.P90, r.Latency.P99, r.Latency.Max)
 	if err := tw.Flush(); err != nil {
 		return fmt.Errorf("write stdout: %w", err)
+	}
+	if r.Dropped > 0 {
+		fmt.Fprintf(c.stdout, "the servers' nodes dropped %d (their lanes were full: %s has no flow control)\n", r.Dropped, r.Pattern)
 	}
 	if r.Extra > 0 {
 		fmt.Fprintf(c.stdout, "%d more received than expected (duplicates, or another client)\n", r.Extra)

@@ -311,7 +311,7 @@ func TestBenchClient(t *testing.T) {
 				"--concurrency", "4", "--duration", "10s", "--count", "200", "--size", "100").want(t, 0)
 			res := decode[benchResult](t, r.stdout)
 			if res.Pattern != tc.pattern || res.Servers != 2 || res.Sent != count || res.OK != count || res.Errors != 0 ||
-				res.Expected != count*tc.mult || res.Received != res.Expected || res.Lost != 0 || res.Extra != 0 {
+				res.Expected != count*tc.mult || res.Received != res.Expected || res.Lost != 0 || res.Extra != 0 || res.Dropped != 0 {
 				t.Errorf("counts: %+v", res)
 			}
 			lat := res.Latency
