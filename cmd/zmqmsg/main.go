@@ -89,6 +89,11 @@ func (e *lostError) Error() string {
 	return fmt.Sprintf("bench: %d messages lost, %d errors", e.lost, e.errors)
 }
 
+// remoteDeadlineType is RemoteError.Type of a handler that returned its
+// ctx.Err() at the caller's deadline (the Go type of
+// context.DeadlineExceeded).
+const remoteDeadlineType = "context.deadlineExceededError"
+
 // classify maps err to its exit code and a short kind for JSON errors.
 func classify(err error) (int, string) {
 	var ue *usageError
@@ -99,6 +104,11 @@ func classify(err error) (int, string) {
 	case errors.As(err, &ue):
 		return exitUsage, "usage"
 	case errors.Is(err, zmqmsg.ErrTimeout), errors.Is(err, context.DeadlineExceeded):
+		return exitTimeout, "timeout"
+	case errors.As(err, &re) && re.Type == remoteDeadlineType:
+		// The handler's ctx ends at the caller's deadline; its error
+		// reply can beat the caller's own timer. It is a timeout all
+		// the same.
 		return exitTimeout, "timeout"
 	case errors.As(err, &re):
 		return exitRemote, "remote"
