@@ -8,12 +8,20 @@ import (
 	"testing"
 	"time"
 
+	"github.com/redis/go-redis/v9"
 	"go.uber.org/goleak"
 )
 
 func TestMain(m *testing.M) {
+	// go-redis logs every failed dial through a process-wide logger; the
+	// outage tests cause many. The directory's own logs go to t.Log.
+	redis.SetLogger(quietRedisLogger{})
 	goleak.VerifyTestMain(m)
 }
+
+type quietRedisLogger struct{}
+
+func (quietRedisLogger) Printf(context.Context, string, ...any) {}
 
 // fakeClock is a manual clock: timers fire only when the test calls Advance.
 type fakeClock struct {

@@ -176,6 +176,7 @@ func (s *Server) stop(sig syscall.Signal) {
 	if s.cmd == nil {
 		return
 	}
+	_ = s.cmd.Process.Signal(syscall.SIGCONT) // in case it is paused
 	_ = s.cmd.Process.Signal(sig)
 	select {
 	case <-s.done:
@@ -184,6 +185,21 @@ func (s *Server) stop(sig syscall.Signal) {
 		<-s.done
 	}
 	s.cmd, s.done = nil, nil
+}
+
+// Pause stops the process with SIGSTOP: connections stay open but nothing
+// is answered, like a hung server or a network partition. Resume undoes it.
+func (s *Server) Pause() { s.signal(syscall.SIGSTOP) }
+
+// Resume continues a paused process with SIGCONT.
+func (s *Server) Resume() { s.signal(syscall.SIGCONT) }
+
+func (s *Server) signal(sig syscall.Signal) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.cmd != nil {
+		_ = s.cmd.Process.Signal(sig)
+	}
 }
 
 // Restart stops the server (if running) and starts it again on the same

@@ -1,0 +1,352 @@
+package directory
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"net"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// ErrBadURL is wrapped by the errors of ParseURL and Open for a directory
+// URL they cannot use. The errors are of type *URLError.
+var ErrBadURL = errors.New("directory: bad directory URL")
+
+// URLError says why a directory URL was rejected. URL has its passwords
+// replaced by "xxxxx". Its Unwrap returns ErrBadURL.
+type URLError struct {
+	URL    string // the URL without passwords
+	Reason string // what is wrong, e.g. "port 0 not in 1..65535"
+}
+
+// Error returns "directory: bad directory URL "<URL>": <Reason>".
+func (e *URLError) Error() string {
+	return ErrBadURL.Error() + " " + strconv.Quote(e.URL) + ": " + e.Reason
+}
+
+// Unwrap returns ErrBadURL.
+func (e *URLError) Unwrap() error { return ErrBadURL }
+
+// Default ports used when a URL names a host without one.
+const (
+	defaultRedisPort    = "6379"
+	defaultSentinelPort = "26379"
+)
+
+// Open returns the directory named by raw:
+//
+//   - "memory:", "memory://", "mem:" or "mem://": the process-wide [Shared]
+//     Memory directory (its Close does nothing);
+//   - anything else: a [Redis] directory built by [ParseURL] and [NewRedis]
+//     (see ParseURL for the accepted forms), logging to slog.Default().
+//
+// Open does not contact Redis, so it succeeds while Redis is down; errors
+// come from malformed URLs (wrapping ErrBadURL) and options (ErrBadOptions).
+// It returns ctx.Err() if ctx is already done. The caller must Close the
+// returned directory.
+func Open(ctx context.Context, raw string) (Directory, error) {
+	if err := ctxErr(ctx); err != nil {
+		return nil, err
+	}
+	switch strings.TrimSpace(raw) {
+	case "memory:", "memory://", "mem:", "mem://":
+		return Shared(), nil
+	}
+	opts, err := ParseURL(raw)
+	if err != nil {
+		return nil, err
+	}
+	r, err := NewRedis(opts)
+	if err != nil {
+		return nil, err
+	}
+	return r, nil
+}
+
+// ParseURL turns a directory URL into RedisOptions. Accepted forms:
+//
+//	redis://[[user]:password@]host[:port][/db]       standalone server
+//	rediss://...                                      the same over TLS
+//	redis+sentinel://[[user]:password@]host[:port][,host[:port]...]/mastername[/db]
+//	rediss+sentinel://...                             Sentinel, data nodes over TLS
+//	redis+cluster://[[user]:password@]host[:port][,host[:port]...]
+//	rediss+cluster://...                              Cluster over TLS
+//	host:port,host:port[,...]                         Cluster (bare address list)
+//	host:port                                         standalone (a bare single address)
+//
+// The port defaults to 6379 (26379 for sentinels); IPv6 hosts go in
+// brackets. The user and password are those of the data nodes; for
+// Sentinel they are also used for the sentinels unless the query sets
+// sentinel_password. Optional query parameters: prefix (key prefix,
+// default "zmqmsg"), op_timeout and poll_interval (Go durations such as
+// "500ms"), sentinel_password. An unknown parameter is an error, so typos
+// do not pass silently.
+//
+// Errors are *URLError values wrapping ErrBadURL; they never contain a
+// password. ParseURL does not contact Redis.
+func ParseURL(raw string) (RedisOptions, error) {
+	p := urlParser{raw: raw}
+	opts, err := p.parse()
+	if err != nil {
+		return RedisOptions{}, &URLError{URL: redactURL(raw), Reason: err.Error()}
+	}
+	return opts, nil
+}
+
+// urlParser holds the state of one ParseURL call.
+type urlParser struct {
+	raw string
+}
+
+// reason is a plain error carrying the Reason of a URLError.
+type reason string
+
+func (r reason) Error() string { return string(r) }
+
+func (p *urlParser) parse() (RedisOptions, error) {
+	var opts RedisOptions
+	raw := strings.TrimSpace(p.raw)
+	if raw == "" {
+		return opts, reason("empty URL")
+	}
+	scheme, rest, hasScheme := strings.Cut(raw, "://")
+	if !hasScheme {
+		// A bare address list.
+		if strings.ContainsAny(raw, "/?@") {
+			return opts, reason("no scheme (want redis://, rediss://, redis+sentinel://, redis+cluster:// or host:port,host:port)")
+		}
+		addrs, err := parseAddrs(raw, defaultRedisPort, true)
+		if err != nil {
+			return opts, err
+		}
+		opts.Addrs = addrs
+		opts.Cluster = len(addrs) > 1
+		return opts, nil
+	}
+
+	var sentinel, cluster, useTLS bool
+	switch strings.ToLower(scheme) {
+	case "redis":
+	case "rediss":
+		useTLS = true
+	case "redis+sentinel":
+		sentinel = true
+	case "rediss+sentinel":
+		sentinel, useTLS = true, true
+	case "redis+cluster":
+		cluster = true
+	case "rediss+cluster":
+		cluster, useTLS = true, true
+	default:
+		return opts, reason("unknown scheme " + strconv.Quote(scheme))
+	}
+
+	// The userinfo ends at the last '@', so that a password containing
+	// '/', '?' or '#' is never taken for a path or query (and never shows
+	// up in a Reason); an '@' in a query value must be escaped as %40.
+	if i := strings.LastIndexByte(rest, '@'); i >= 0 {
+		if err := parseUserinfo(rest[:i], &opts); err != nil {
+			return opts, err
+		}
+		rest = rest[i+1:]
+	}
+	rest, query, _ := strings.Cut(rest, "?")
+	if i := strings.IndexByte(rest, '#'); i >= 0 {
+		return opts, reason("fragments (#) are not allowed")
+	}
+	hosts, path, _ := strings.Cut(rest, "/")
+	defPort := defaultRedisPort
+	if sentinel {
+		defPort = defaultSentinelPort
+	}
+	addrs, err := parseAddrs(hosts, defPort, sentinel || cluster)
+	if err != nil {
+		return opts, err
+	}
+	opts.Addrs = addrs
+
+	segs := []string{}
+	if path != "" {
+		segs = strings.Split(path, "/")
+	}
+	switch {
+	case sentinel:
+		if len(segs) == 0 || segs[0] == "" {
+			return opts, reason("missing master name (redis+sentinel://hosts/mastername[/db])")
+		}
+		name, err := url.PathUnescape(segs[0])
+		if err != nil {
+			return opts, reason("bad master name escape")
+		}
+		opts.MasterName = name
+		segs = segs[1:]
+	case cluster:
+		if len(segs) > 1 || len(segs) == 1 && segs[0] != "" {
+			return opts, reason("a cluster URL has no path (Cluster has only database 0)")
+		}
+		opts.Cluster = true
+		segs = nil
+	}
+	switch {
+	case len(segs) == 0 || len(segs) == 1 && segs[0] == "":
+	case len(segs) == 1:
+		db, err := strconv.Atoi(segs[0])
+		if err != nil || db < 0 || db > 1<<20 {
+			return opts, reason("database " + strconv.Quote(segs[0]) + " is not a number >= 0")
+		}
+		opts.DB = db
+	default:
+		return opts, reason("too many path segments")
+	}
+
+	if err := parseQuery(query, &opts); err != nil {
+		return opts, err
+	}
+	if sentinel && opts.SentinelPassword == "" {
+		opts.SentinelPassword = opts.Password
+	}
+	if useTLS {
+		host, _, _ := net.SplitHostPort(addrs[0])
+		opts.TLS = &tls.Config{MinVersion: tls.VersionTLS12, ServerName: host}
+		if cluster || sentinel || len(addrs) > 1 {
+			// Several hosts: let the client set ServerName per host.
+			opts.TLS.ServerName = ""
+		}
+	}
+	return opts, nil
+}
+
+// parseUserinfo reads "user:password", ":password" or "user".
+func parseUserinfo(ui string, opts *RedisOptions) error {
+	user, pass, hasPass := strings.Cut(ui, ":")
+	u, err := url.PathUnescape(user)
+	if err != nil {
+		return reason("bad escape in user name")
+	}
+	opts.Username = u
+	if hasPass {
+		pw, err := url.PathUnescape(pass)
+		if err != nil {
+			return reason("bad escape in password")
+		}
+		opts.Password = pw
+	}
+	return nil
+}
+
+// parseAddrs splits a comma-separated host[:port] list; several are
+// allowed only if many is set.
+func parseAddrs(list, defPort string, many bool) ([]string, error) {
+	if list == "" {
+		return nil, reason("no host")
+	}
+	parts := strings.Split(list, ",")
+	if len(parts) > 1 && !many {
+		return nil, reason("several hosts need redis+sentinel:// or redis+cluster://")
+	}
+	addrs := make([]string, 0, len(parts))
+	for _, a := range parts {
+		a = strings.TrimSpace(a)
+		if a == "" {
+			return nil, reason("empty host in list")
+		}
+		host, port := a, defPort
+		if strings.HasPrefix(a, "[") || strings.Count(a, ":") == 1 {
+			h, p, err := net.SplitHostPort(a)
+			if err != nil {
+				// "[::1]" without a port.
+				if strings.HasPrefix(a, "[") && strings.HasSuffix(a, "]") {
+					h, p, err = a[1:len(a)-1], defPort, nil
+				}
+				if err != nil {
+					return nil, reason("bad address " + strconv.Quote(a))
+				}
+			}
+			host, port = h, p
+		} else if strings.Contains(a, ":") {
+			return nil, reason("IPv6 address " + strconv.Quote(a) + " must be in brackets")
+		}
+		if host == "" || strings.ContainsAny(host, " \t@/?#[]") {
+			return nil, reason("bad host " + strconv.Quote(host))
+		}
+		n, err := strconv.Atoi(port)
+		if err != nil || n < 1 || n > 65535 {
+			return nil, reason("port " + strconv.Quote(port) + " not in 1..65535")
+		}
+		addrs = append(addrs, net.JoinHostPort(host, strconv.Itoa(n)))
+	}
+	return addrs, nil
+}
+
+// parseQuery applies the query parameters to opts.
+func parseQuery(query string, opts *RedisOptions) error {
+	if query == "" {
+		return nil
+	}
+	vals, err := url.ParseQuery(query)
+	if err != nil {
+		return reason("bad query")
+	}
+	for name, vs := range vals {
+		if len(vs) != 1 {
+			return reason("query parameter " + strconv.Quote(name) + " given more than once")
+		}
+		v := vs[0]
+		switch name {
+		case "prefix":
+			if v == "" {
+				return reason("empty prefix")
+			}
+			opts.Prefix = v
+		case "op_timeout", "poll_interval":
+			d, err := time.ParseDuration(v)
+			if err != nil || d <= 0 {
+				return reason(name + " " + strconv.Quote(v) + " is not a positive duration")
+			}
+			if name == "op_timeout" {
+				opts.OpTimeout = d
+			} else {
+				opts.PollInterval = d
+			}
+		case "sentinel_password":
+			opts.SentinelPassword = v
+		default:
+			return reason("unknown query parameter " + strconv.Quote(name))
+		}
+	}
+	return nil
+}
+
+// redactURL replaces the password in the userinfo and the value of
+// sentinel_password in the query with "xxxxx". It works on any string,
+// parsable or not, erring on the side of hiding too much.
+func redactURL(raw string) string {
+	const mask = "xxxxx"
+	out := raw
+	if scheme, rest, ok := strings.Cut(out, "://"); ok {
+		// As in parse, the userinfo ends at the last '@'.
+		if at := strings.LastIndexByte(rest, '@'); at >= 0 {
+			ui := rest[:at]
+			if user, _, hasPass := strings.Cut(ui, ":"); hasPass {
+				ui = user + ":" + mask
+			}
+			rest = ui + rest[at:]
+		}
+		out = scheme + "://" + rest
+	} else if at := strings.LastIndexByte(out, '@'); at >= 0 {
+		out = mask + out[at:] // no scheme: hide everything before '@'
+	}
+	if i := strings.IndexByte(out, '?'); i >= 0 {
+		params := strings.Split(out[i+1:], "&")
+		for j, kv := range params {
+			if k, _, ok := strings.Cut(kv, "="); ok && strings.Contains(strings.ToLower(k), "password") {
+				params[j] = k + "=" + mask
+			}
+		}
+		out = out[:i+1] + strings.Join(params, "&")
+	}
+	return out
+}
