@@ -95,7 +95,7 @@ func findCommand(name string) *command {
 func (c *cli) flagSet() *flag.FlagSet {
 	fs := flag.NewFlagSet("zmqmsg "+c.cmd.name, flag.ContinueOnError)
 	fs.SetOutput(io.Discard) // errors are reported by run, help by printCommandHelp
-	fs.StringVar(&c.g.directory, "directory", "redis://127.0.0.1:6379", "directory `URL`: redis://host:port[/db], or memory: (the in-process directory, for tests)")
+	fs.StringVar(&c.g.directory, "directory", "redis://127.0.0.1:6379", "directory `URL`: redis://[user:password@]host[:port][/db], rediss://, redis+sentinel://host,host/master[/db], redis+cluster://host,host; or memory: (the in-process directory, for tests)")
 	fs.StringVar(&c.g.host, "host", "127.0.0.1", "`address` of the CLI's own node (it binds free ports on it)")
 	fs.DurationVar(&c.g.timeout, "timeout", 10*time.Second, "deadline of each call, cast, fanout or notification (also bounds directory operations)")
 	fs.StringVar(&c.g.exchange, "exchange", "", "exchange (namespace) of the topic; empty is the default exchange")
@@ -224,7 +224,7 @@ const exitCodesHelp = `
 exit codes:
   0  success
   1  any other error (a bench run that lost messages or had errors)
-  2  usage error or bad input (unknown command or flag, invalid JSON, bad priority or duration)
+  2  usage error or bad input (unknown command or flag, invalid JSON, bad priority, duration or directory URL)
   3  timeout
   4  remote error: the server's handler failed, or the method is unknown
   5  not delivered: no servers, fanout unreached, cast not acknowledged, notification not delivered

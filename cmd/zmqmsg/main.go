@@ -31,7 +31,8 @@
 //
 //	0  success
 //	1  any other error (including a bench run that lost messages or had errors)
-//	2  usage error or bad input (unknown command or flag, invalid JSON, bad priority or duration)
+//	2  usage error or bad input (unknown command or flag, invalid JSON, bad priority,
+//	   duration or directory URL)
 //	3  timeout (zmqmsg.ErrTimeout, or the --timeout deadline passed)
 //	4  remote error: the server's handler failed (*zmqmsg.RemoteError, including an unknown method)
 //	5  not delivered: no servers, a fanout that did not reach every node, a cast not acknowledged,
@@ -54,6 +55,7 @@ import (
 	"syscall"
 
 	"github.com/zmqmsg/zmqmsg"
+	"github.com/zmqmsg/zmqmsg/directory"
 )
 
 func main() {
@@ -101,7 +103,7 @@ func classify(err error) (int, string) {
 	switch {
 	case err == nil:
 		return exitOK, ""
-	case errors.As(err, &ue):
+	case errors.As(err, &ue), errors.Is(err, directory.ErrBadURL):
 		return exitUsage, "usage"
 	case errors.Is(err, zmqmsg.ErrTimeout), errors.Is(err, context.DeadlineExceeded):
 		return exitTimeout, "timeout"

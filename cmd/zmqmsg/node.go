@@ -14,6 +14,24 @@ import (
 	"github.com/zmqmsg/zmqmsg/directory"
 )
 
+// openDirectory opens --directory: a Redis directory that logs to the
+// CLI's logger, or what directory.Open makes of the URL (memory:).
+func (c *cli) openDirectory(ctx context.Context) (directory.Directory, error) {
+	if opts, err := directory.ParseURL(c.g.directory); err == nil {
+		opts.Logger = c.log
+		d, err := directory.NewRedis(opts)
+		if err != nil {
+			return nil, fmt.Errorf("open directory: %w", err)
+		}
+		return d, nil
+	}
+	d, err := directory.Open(ctx, c.g.directory)
+	if err != nil {
+		return nil, fmt.Errorf("open directory: %w", err)
+	}
+	return d, nil
+}
+
 // node is the CLI's own zmqmsg node and the directory it registers in.
 type node struct {
 	dir directory.Directory
@@ -30,9 +48,9 @@ const maxWaitForServers = 2 * time.Second
 func (c *cli) startNode(ctx context.Context, tweak func(*zmqmsg.Config)) (*node, error) {
 	dctx, cancel := context.WithTimeout(ctx, c.g.timeout)
 	defer cancel()
-	dir, err := openDirectory(dctx, c.g.directory)
+	dir, err := c.openDirectory(dctx)
 	if err != nil {
-		return nil, fmt.Errorf("open directory: %w", err)
+		return nil, err
 	}
 	cfg := zmqmsg.Config{
 		Host:           c.g.host,
@@ -77,6 +95,20 @@ func (n *node) close(err *error) {
 	if cerr != nil && *err == nil {
 		*err = fmt.Errorf("close: %w", cerr)
 	}
+}
+
+// explain adds the directory's own failure to an ErrNoServers for key:
+// with the directory unreachable, "no servers" alone would mislead.
+func (c *cli) explain(ctx context.Context, n *node, key directory.Key, err error) error {
+	if !errors.Is(err, zmqmsg.ErrNoServers) {
+		return err
+	}
+	pctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), min(c.g.timeout, 2*time.Second))
+	defer cancel()
+	if _, perr := n.dir.Lookup(pctx, key); perr != nil {
+		return fmt.Errorf("%w (the directory failed: %v)", err, perr)
+	}
+	return err
 }
 
 // passthrough is JSON, except that a reply decoded into a *[]byte is kept

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/zmqmsg/zmqmsg"
+	"github.com/zmqmsg/zmqmsg/directory"
 )
 
 var cmdCall = &command{
@@ -89,6 +90,7 @@ func runCall(ctx context.Context, c *cli, pos []string) (err error) {
 	var reply []byte
 	target := zmqmsg.Target{Exchange: c.g.exchange, Topic: topic, Server: c.o.server}
 	if err := n.t.Client(target).Call(octx, method, args, &reply); err != nil {
+		err = c.explain(ctx, n, directory.Key{Exchange: c.g.exchange, Topic: topic}, err)
 		return fmt.Errorf("call %s %s: %w", topic, method, err)
 	}
 	return c.printJSON(reply)
@@ -115,6 +117,7 @@ func runCast(ctx context.Context, c *cli, pos []string) (err error) {
 	t0 := time.Now()
 	target := zmqmsg.Target{Exchange: c.g.exchange, Topic: topic, Server: c.o.server}
 	if err := n.t.Client(target, opts...).Cast(octx, method, args); err != nil {
+		err = c.explain(ctx, n, directory.Key{Exchange: c.g.exchange, Topic: topic}, err)
 		return fmt.Errorf("cast %s %s: %w", topic, method, err)
 	}
 	elapsed := time.Since(t0)
@@ -140,6 +143,7 @@ func runFanout(ctx context.Context, c *cli, pos []string) (err error) {
 	t0 := time.Now()
 	target := zmqmsg.Target{Exchange: c.g.exchange, Topic: topic, Fanout: true}
 	if err := n.t.Client(target).Cast(octx, method, args); err != nil {
+		err = c.explain(ctx, n, directory.Key{Exchange: c.g.exchange, Topic: topic}, err)
 		return fmt.Errorf("fanout %s %s: %w", topic, method, err)
 	}
 	return c.status("fanout", topic, "method", method, time.Since(t0))

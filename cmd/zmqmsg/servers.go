@@ -40,9 +40,9 @@ func runServers(ctx context.Context, c *cli, pos []string) (err error) {
 	byExchange := isSet(c.fs, "exchange")
 	ctx, cancel := context.WithTimeout(ctx, c.g.timeout)
 	defer cancel()
-	dir, err := openDirectory(ctx, c.g.directory)
+	dir, err := c.openDirectory(ctx)
 	if err != nil {
-		return fmt.Errorf("open directory: %w", err)
+		return err
 	}
 	defer func() {
 		if cerr := dir.Close(); cerr != nil && err == nil {
