@@ -24,8 +24,10 @@
 // the in-process directory, useful only in tests), --host (the address of
 // the CLI's own node, which binds free ports), --timeout (default 10s),
 // --exchange, --json (machine output) and --log-level (logs go to stderr,
-// data to stdout). "zmqmsg help COMMAND" or "zmqmsg COMMAND --help"
-// explains each flag.
+// data to stdout). listen and bench server also take --proxy-dir DIR: the
+// node then joins a running node proxy daemon (zmqmsg-proxy) over its IPC
+// sockets in DIR instead of binding ports. "zmqmsg help COMMAND" or
+// "zmqmsg COMMAND --help" explains each flag.
 //
 // # Exit codes
 //
