@@ -91,6 +91,10 @@ func StartProxy(cfg ProxyConfig) (*Proxy, error) {
 // Node returns how other nodes reach the daemon's node.
 func (p *Proxy) Node() directory.Node { return p.d.Node() }
 
+// Dir returns the directory of the daemon's IPC sockets: the ProxyDir of
+// the Transports that join it.
+func (p *Proxy) Dir() string { return p.d.Dir() }
+
 // ProxyStats are a daemon's counters.
 type ProxyStats struct {
 	Members       int    // service processes attached (call pipeline)

@@ -29,19 +29,24 @@ import (
 	"github.com/zmqmsg/zmqmsg/directory"
 )
 
-// zmqmsgVariant is a wait strategy, and whether the server's handlers run
-// on workers (the default) or inline on the proxy loop (zmqmsg.Inline).
+// zmqmsgVariant is a wait strategy, whether the server's handlers run on
+// workers (the default) or inline on the proxy loop (zmqmsg.Inline), and
+// whether the server joins a node proxy daemon (zmqmsg.StartProxy, run in
+// the benchmark's process) instead of embedding its proxy: one more hop,
+// over IPC.
 type zmqmsgVariant struct {
 	name     string
 	strategy poller.Strategy
 	inline   bool
+	daemon   bool
 }
 
 // zmqmsgStrategies are the variants every zmqmsg scenario runs with.
 var zmqmsgStrategies = []zmqmsgVariant{
-	{"netpoll", poller.StrategyNetpoll, false},
-	{"zmqpoller", poller.StrategyZMQPoller, false},
-	{"netpoll-inline", poller.StrategyNetpoll, true},
+	{"netpoll", poller.StrategyNetpoll, false, false},
+	{"zmqpoller", poller.StrategyZMQPoller, false, false},
+	{"netpoll-inline", poller.StrategyNetpoll, true, false},
+	{"netpoll-daemon", poller.StrategyNetpoll, false, true},
 }
 
 const (
@@ -72,6 +77,7 @@ type zmqmsgEnv struct {
 	srv    *zmqmsg.Server
 	client *zmqmsg.Transport
 	cli    *zmqmsg.Client
+	daemon *zmqmsg.Proxy // the server's node proxy daemon (variant daemon)
 }
 
 func startZmqmsg(tb testing.TB, v zmqmsgVariant) *zmqmsgEnv {
@@ -87,7 +93,18 @@ func startZmqmsg(tb testing.TB, v zmqmsgVariant) *zmqmsgEnv {
 	newTransport := func() *zmqmsg.Transport {
 		return newZmqmsgTransport(tb, zmqmsgConfig(env.dir, strategy))
 	}
-	env.server = newTransport()
+	if v.daemon {
+		var err error
+		env.daemon, err = zmqmsg.StartProxy(zmqmsg.ProxyConfig{Dir: tb.TempDir(), Ports: zmqmsg.Ports{Call: zmqmsg.AnyPort}, WaitStrategy: strategy})
+		if err != nil {
+			tb.Fatalf("StartProxy: %v", err)
+		}
+		cfg := zmqmsgConfig(env.dir, strategy)
+		cfg.ProxyDir = env.daemon.Dir()
+		env.server = newZmqmsgTransport(tb, cfg)
+	} else {
+		env.server = newTransport()
+	}
 	srv, err := env.server.Serve(zmqmsgTarget, zmqmsg.Endpoints{
 		// []byte in, []byte out: raw, no codec.
 		"echo": func(_ context.Context, a zmqmsg.Args) (any, error) { return a.Raw(), nil },
@@ -149,6 +166,11 @@ func (env *zmqmsgEnv) close(tb testing.TB) {
 	if env.server != nil {
 		if err := env.server.Close(); err != nil {
 			tb.Errorf("close server transport: %v", err)
+		}
+	}
+	if env.daemon != nil {
+		if err := env.daemon.Close(); err != nil {
+			tb.Errorf("close proxy daemon: %v", err)
 		}
 	}
 	if err := env.dir.Close(); err != nil {

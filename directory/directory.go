@@ -7,8 +7,57 @@
 // [Directory.Lookup] and learn about changes with [Directory.Watch].
 //
 // [Memory] is an in-process implementation, enough when every node lives in
-// one process (tests, examples, single-binary deployments). A shared store
-// such as Redis implements the same [Directory] interface for real clusters.
+// one process (tests, examples, single-binary deployments). [Redis] is the
+// shared implementation for real clusters; [Open] picks one from a URL
+// ("memory:", "redis://...", "redis+sentinel://...", "redis+cluster://...").
+//
+// # Redis data model
+//
+// Redis 7.0 has no per-field hash expiry, so each target (one [Key]) uses
+// three keys sharing a Cluster hash tag, the target id
+// escape(Exchange)/escape(Topic) with '%', '{', '}', '/' and control bytes
+// percent-encoded:
+//
+//	<prefix>:{<id>}:servers  sorted set: server name -> expiry, ms on Redis's clock
+//	<prefix>:{<id>}:regs     hash: server name -> node JSON {"host","call","fanout","notify","cast"}
+//	<prefix>:{<id>}:ver      version counter
+//	<prefix>:targets         set of target ids, for List (another slot in Cluster)
+//	<prefix>:changes         pub/sub channel; the message is the target id
+//
+// Three Lua scripts (EVALSHA, falling back to EVAL) read the time with
+// TIME, so that expiry never depends on client clocks. Register prunes
+// expired servers, sets the expiry to now+ttl and stores the node; when a
+// server is new or moved, or something was pruned, it raises the version
+// to max(version+1, now in ms), which keeps growing across a loss of data,
+// and publishes the id. A plain refresh publishes nothing. Lookup prunes
+// (publishing if it removed anything) and returns the version, the server
+// time and the entries; Deregister removes an entry only if its stored
+// node is the caller's. Every script sets the keys' TTL to one minute after
+// the last expiry, so abandoned targets vanish; the index is added to by
+// every Register and pruned of empty targets by List.
+//
+// An expiry on Redis's clock becomes local time as receive time +
+// (expiry - server now), both from the same script reply.
+//
+// # Redis client cache
+//
+// A Redis directory caches every key it looked up or watches, with the
+// version and the local expiries. One subscription to the changes channel,
+// started by the first Lookup or Watch, re-reads a notified key; each
+// (re)subscription and every PollInterval re-read the version of every
+// cached key (one pipeline) and re-read the keys that changed; when the
+// earliest cached expiry of a key passes, the key is re-read, so that
+// watchers learn about servers that died without deregistering. Watchers
+// are signalled when the set of registrations changed.
+//
+// Lookup answers from the cache only while it is trustworthy: the
+// subscription is live, no Redis call failed since the key was read, and
+// no cached entry is past its expiry. Otherwise it reads Redis (at most
+// OpTimeout). When Redis cannot be reached, Lookup returns the cached
+// entries, stale and possibly expired ("stale but working"), and fails with
+// [ErrUnavailable] only for a key it never read; Register and Deregister
+// fail with ErrUnavailable, and the caller retries. The start and end of
+// an outage are logged once each.
 package directory
 
 import (

@@ -186,6 +186,9 @@ func (d *Daemon) prepareDir() error {
 // Node returns how other nodes reach the daemon's node.
 func (d *Daemon) Node() directory.Node { return d.node }
 
+// Dir returns the directory of the IPC sockets.
+func (d *Daemon) Dir() string { return d.cfg.Dir }
+
 // Members returns how many service processes are attached to the call and
 // notify pipelines.
 func (d *Daemon) Members() (call, notify int) { return d.call.Members(), d.notify.Members() }

@@ -10,7 +10,7 @@
 //	└── "proxy-call" parent: child: the ROUTER socket actor on the call port
 //	servers: worker goroutines per Server, fed by the proxy without a socket hop
 //	resolver: the directory cache and its watch goroutines
-//	heartbeat: one goroutine that refreshes this node's registrations
+//	"registrar" actor: registers this node's servers and refreshes them (TTL/3)
 //
 // # Shutdown order (Close)
 //
@@ -20,7 +20,7 @@
 //     wait (bounded) for the workers;
 //  4. stop the proxy, then the reply supervisor and its socket actors: their
 //     loops close the sockets;
-//  5. stop the resolver and heartbeat goroutines;
+//  5. stop the registrar and the resolver's goroutines;
 //  6. terminate the zmq context, with a watchdog so that a socket left open
 //     by a bug turns into an error instead of a hang;
 //  7. shut the actor system down.
@@ -112,14 +112,15 @@ type Engine struct {
 	system *actor.ActorSystem
 	root   *actor.RootContext
 
-	table    *reply.Table
-	replyPID *actor.PID
-	proxy    *proxy.Proxy
-	notify   *proxy.Proxy // the NOTIFY pipeline's own proxy (nil without a notify port)
-	node     directory.Node
-	instance string // see Instance
-	dir      directory.Directory
-	res      *resolver
+	table        *reply.Table
+	replyPID     *actor.PID
+	registrarPID *actor.PID // keeps the node's servers in the directory
+	proxy        *proxy.Proxy
+	notify       *proxy.Proxy // the NOTIFY pipeline's own proxy (nil without a notify port)
+	node         directory.Node
+	instance     string // see Instance
+	dir          directory.Directory
+	res          *resolver
 
 	// ctx ends when Close starts: it bounds every background wait.
 	ctx    context.Context
@@ -145,6 +146,7 @@ type Engine struct {
 	notifications, notificationsUnheard, notificationsRun, notifyFailures atomic.Uint64
 	notificationsFiltered                                                 atomic.Uint64
 	directRun, directRefused                                              atomic.Uint64
+	registrationErrors                                                    atomic.Uint64
 
 	windowMu sync.Mutex
 	windows  map[string]chan struct{} // node id -> un-acked CAST slots
@@ -201,9 +203,9 @@ func New(cfg Config) (_ *Engine, err error) {
 		if err := e.join(startCtx); err != nil {
 			return nil, err
 		}
-		e.res = newResolver(e.dir, e.log)
-		e.wg.Add(1)
-		go e.heartbeat()
+		if err := e.startRegistrar(); err != nil {
+			return nil, err
+		}
 		e.log.Info("zmqmsg node joined its proxy daemon", "dir", cfg.Join, "node", e.node.ID(), "instance", e.instance)
 		return e, nil
 	}
@@ -254,11 +256,21 @@ func New(cfg Config) (_ *Engine, err error) {
 		}
 		*b.port, _ = strconv.Atoi(port)
 	}
-	e.res = newResolver(e.dir, e.log)
-	e.wg.Add(1)
-	go e.heartbeat()
+	if err := e.startRegistrar(); err != nil {
+		return nil, err
+	}
 	e.log.Info("zmqmsg node started", "host", cfg.Host, "call", e.proxy.Endpoint(), "strategy", cfg.Strategy.Resolve().String())
 	return e, nil
+}
+
+// startRegistrar starts the resolver and the registrar actor.
+func (e *Engine) startRegistrar() (err error) {
+	e.res = newResolver(e.dir, e.log)
+	e.registrarPID, err = spawnRegistrar(e.root, e.dir, e.cfg.RegistrationTTL, e.log, &e.registrationErrors)
+	if err != nil {
+		return fmt.Errorf("zmqmsg: registrar: %w", err)
+	}
+	return nil
 }
 
 // join starts the engine's proxies as members of the node proxy daemon in
@@ -375,6 +387,11 @@ func (e *Engine) teardown() error {
 			errs = append(errs, fmt.Errorf("stop reply supervisor: %w", err))
 		}
 	}
+	if e.registrarPID != nil {
+		if err := e.root.StopFuture(e.registrarPID).Wait(); err != nil {
+			errs = append(errs, fmt.Errorf("stop registrar: %w", err))
+		}
+	}
 	if e.res != nil {
 		e.res.close()
 	}
@@ -408,32 +425,6 @@ func terminate(zctx *zmq.Context, timeout time.Duration, log *slog.Logger) error
 	case <-t.C:
 		log.Error("zmq context did not terminate: a socket was left open", "waited", timeout)
 		return fmt.Errorf("zmqmsg: zmq context did not terminate within %v", timeout)
-	}
-}
-
-// heartbeat refreshes this node's registrations well inside their TTL.
-func (e *Engine) heartbeat() {
-	defer e.wg.Done()
-	every := e.cfg.RegistrationTTL / 3
-	t := time.NewTicker(every)
-	defer t.Stop()
-	for {
-		select {
-		case <-t.C:
-			e.mu.Lock()
-			servers := make([]*Server, 0, len(e.servers))
-			for s := range e.servers {
-				servers = append(servers, s)
-			}
-			e.mu.Unlock()
-			for _, s := range servers {
-				if err := s.register(e.ctx); err != nil && e.ctx.Err() == nil {
-					e.log.Warn("registration refresh failed", "server", s.name, "err", err)
-				}
-			}
-		case <-e.ctx.Done():
-			return
-		}
 	}
 }
 
@@ -493,6 +484,7 @@ type Stats struct {
 	NotificationsFiltered uint64 // notifications a listener's priority filter dropped (acknowledged)
 	SocketRestarts        uint64 // socket actors restarted by their supervisor
 	DirectoryErrors       uint64 // failed directory lookups (cached entries kept serving)
+	RegistrationErrors    uint64 // failed directory registrations and refreshes (retried until the directory returns)
 	PendingCalls          int    // calls waiting for a reply now
 }
 
@@ -515,6 +507,7 @@ func (e *Engine) Stats() Stats {
 		HandlerPanics:         e.panics.Load(),
 		SendFailures:          pc.SendFailed.Load(),
 		DirectoryErrors:       e.res.lookupErrors.Load(),
+		RegistrationErrors:    e.registrationErrors.Load(),
 		SocketRestarts:        e.proxy.Restarts(),
 		Casts:                 e.casts.Load(),
 		CastRetries:           e.castRetries.Load(),

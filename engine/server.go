@@ -170,10 +170,11 @@ func (s *Server) Offer(r *proxy.Request) proxy.Offer {
 	}
 }
 
+// register hands the server to the registrar, which registers it now and
+// keeps refreshing it.
 func (s *Server) register(ctx context.Context) error {
-	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-	defer cancel()
-	return s.e.dir.Register(ctx, s.reg, s.e.cfg.RegistrationTTL)
+	done := make(chan error, 1)
+	return s.e.registrarCall(ctx, &regAdd{reg: s.reg, done: done}, done)
 }
 
 // Stop stops intake (deregisters, and the proxy routes no more requests to
@@ -191,8 +192,9 @@ func (s *Server) shutdown(ctx context.Context, abort bool) {
 		s.cancel()
 	}
 	s.once.Do(func() {
-		dctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		derr := s.e.dir.Deregister(dctx, s.reg)
+		dctx, cancel := context.WithTimeout(context.Background(), registrarOpTimeout)
+		dereg := make(chan error, 1)
+		derr := s.e.registrarCall(dctx, &regRemove{reg: s.reg, done: dereg}, dereg)
 		cancel()
 		uctx, ucancel := context.WithTimeout(context.Background(), 5*time.Second)
 		if err := s.px.Detach(uctx, s.key, s); err != nil && !s.e.closed.Load() {
