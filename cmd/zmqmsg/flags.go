@@ -1,0 +1,267 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"strings"
+	"time"
+
+	"github.com/zmqmsg/zmqmsg/internal/envflag"
+)
+
+// globals are the flags every command accepts.
+type globals struct {
+	directory string
+	host      string
+	timeout   time.Duration
+	exchange  string
+	json      bool
+	logLevel  string
+}
+
+// globalFlags names the flags that globals holds, for the help text.
+var globalFlags = map[string]bool{
+	"directory": true, "host": true, "timeout": true, "exchange": true, "json": true, "log-level": true,
+}
+
+// options are the flags of the commands; each command registers only its
+// own.
+type options struct {
+	server      string        // call, cast
+	direct      bool          // cast
+	priority    string        // notify
+	publisher   string        // notify
+	pool        string        // listen, bench server
+	priorities  string        // listen
+	count       int64         // listen, bench client
+	topic       string        // bench
+	name        string        // bench server
+	pattern     string        // bench client
+	concurrency int           // bench client
+	duration    time.Duration // bench client
+	size        int           // bench client
+	drain       time.Duration // bench client
+	proxyDir    string        // listen, bench server
+}
+
+// proxyDirFlag registers --proxy-dir (listen, bench server).
+func proxyDirFlag(fs *flag.FlagSet, o *options) {
+	fs.StringVar(&o.proxyDir, "proxy-dir", "", "join the node proxy daemon (zmqmsg-proxy) whose IPC sockets are in `DIR` instead of binding ports; --host is then ignored")
+}
+
+// command is one subcommand of the CLI.
+type command struct {
+	name    string // "call", "bench server"
+	args    string // synopsis of the positional arguments
+	summary string // one line for the overview
+	doc     string // what it does, for its --help
+	minArgs int
+	maxArgs int // -1: no limit
+	flags   func(fs *flag.FlagSet, o *options)
+	run     func(ctx context.Context, c *cli, pos []string) error
+}
+
+// cli is one invocation: the parsed flags and the streams.
+type cli struct {
+	cmd    *command
+	fs     *flag.FlagSet // parsed: see isSet
+	g      globals
+	o      options
+	stdin  io.Reader
+	stdout io.Writer
+	stderr io.Writer
+	log    *slog.Logger
+}
+
+var commands = []*command{
+	cmdCall, cmdCast, cmdFanout, cmdNotify, cmdListen, cmdServers, cmdBenchServer, cmdBenchClient,
+}
+
+func findCommand(name string) *command {
+	for _, c := range commands {
+		if c.name == name {
+			return c
+		}
+	}
+	return nil
+}
+
+// flagSet returns the flag set of c's command: the global flags and its
+// own, bound to c.g and c.o.
+func (c *cli) flagSet() *flag.FlagSet {
+	fs := flag.NewFlagSet("zmqmsg "+c.cmd.name, flag.ContinueOnError)
+	fs.SetOutput(io.Discard) // errors are reported by run, help by printCommandHelp
+	fs.StringVar(&c.g.directory, "directory", "redis://127.0.0.1:6379", "directory `URL`: redis://[user:password@]host[:port][/db], rediss://, redis+sentinel://host,host/master[/db], redis+cluster://host,host; or memory: (the in-process directory, for tests)")
+	fs.StringVar(&c.g.host, "host", "127.0.0.1", "`address` of the CLI's own node (it binds free ports on it)")
+	fs.DurationVar(&c.g.timeout, "timeout", 10*time.Second, "deadline of each call, cast, fanout or notification (also bounds directory operations)")
+	fs.StringVar(&c.g.exchange, "exchange", "", "exchange (namespace) of the topic; empty is the default exchange")
+	fs.BoolVar(&c.g.json, "json", false, "machine output: one JSON value per result, errors as JSON on stderr")
+	fs.StringVar(&c.g.logLevel, "log-level", "warn", "log `level` on stderr: debug, info, warn or error")
+	if c.cmd.flags != nil {
+		c.cmd.flags(fs, &c.o)
+	}
+	return fs
+}
+
+// check validates the number of positional arguments and the global flags.
+func (c *cli) check(pos []string) error {
+	switch {
+	case len(pos) < c.cmd.minArgs:
+		return usagef("missing arguments: want %s", c.cmd.args)
+	case c.cmd.maxArgs >= 0 && len(pos) > c.cmd.maxArgs:
+		return usagef("too many arguments: want %s", c.cmd.args)
+	case c.g.timeout <= 0:
+		return usagef("--timeout %v: want more than 0", c.g.timeout)
+	}
+	return nil
+}
+
+// envName is the environment variable of a flag: ZMQMSG_LOG_LEVEL for
+// log-level.
+func envName(flagName string) string { return envflag.Name("ZMQMSG", flagName) }
+
+var errHelp = flag.ErrHelp
+
+// globalsFirst moves global flags given before the command after it
+// ("zmqmsg --json call ..." is "zmqmsg call --json ..."), so that the
+// command's flag set parses them. Anything else is left alone.
+func globalsFirst(args []string) []string {
+	i := 0
+	for i < len(args) && strings.HasPrefix(args[i], "-") && args[i] != "-" && args[i] != "--" {
+		name, _, hasValue := strings.Cut(strings.TrimLeft(args[i], "-"), "=")
+		if !globalFlags[name] {
+			return args // -h, --help, an unknown flag: left to the caller
+		}
+		i++
+		if name != "json" && !hasValue {
+			i++ // its value
+		}
+	}
+	if i == 0 || i >= len(args) {
+		return args
+	}
+	cmd := 1
+	if args[i] == "bench" && i+1 < len(args) {
+		cmd = 2
+	}
+	if i+cmd > len(args) {
+		return args
+	}
+	out := append([]string{}, args[i:i+cmd]...)
+	out = append(out, args[:i]...)
+	return append(out, args[i+cmd:]...)
+}
+
+// parseArgs parses args, which may mix flags and positional arguments
+// ("--" ends the flags), sets the flags not given from their environment
+// variables, and returns the positional arguments.
+func parseArgs(fs *flag.FlagSet, args []string, getenv env) ([]string, error) {
+	var pos []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			if errors.Is(err, flag.ErrHelp) {
+				return nil, errHelp
+			}
+			return nil, &usageError{msg: err.Error()}
+		}
+		rest := fs.Args()
+		if len(rest) == 0 {
+			break
+		}
+		if used := len(args) - len(rest); used > 0 && args[used-1] == "--" {
+			pos = append(pos, rest...)
+			break
+		}
+		pos = append(pos, rest[0])
+		args = rest[1:]
+	}
+	if err := envflag.Apply(fs, "ZMQMSG", getenv); err != nil {
+		return nil, &usageError{msg: err.Error()}
+	}
+	return pos, nil
+}
+
+// isSet reports whether the flag name was set, on the command line or by
+// its environment variable.
+func isSet(fs *flag.FlagSet, name string) bool {
+	set := false
+	fs.Visit(func(f *flag.Flag) {
+		if f.Name == name {
+			set = true
+		}
+	})
+	return set
+}
+
+func printOverview(w io.Writer) {
+	fmt.Fprint(w, `zmqmsg: the operator CLI of zmqmsg (RPC and notifications over ZeroMQ)
+
+usage: zmqmsg COMMAND [flags] [arguments]
+
+commands:
+`)
+	for _, c := range commands {
+		fmt.Fprintf(w, "  %-13s %s\n", c.name, c.summary)
+	}
+	fmt.Fprint(w, `  help          help [COMMAND]: explain a command and its flags
+
+Every flag can also be set by the environment variable ZMQMSG_<FLAG>
+(--log-level is ZMQMSG_LOG_LEVEL); the command line beats the environment.
+Flags and arguments may be mixed; "--" ends the flags.
+
+global flags (every command):
+`)
+	c := &cli{cmd: &command{}}
+	printFlags(w, c.flagSet(), func(name string) bool { return globalFlags[name] })
+	fmt.Fprint(w, exitCodesHelp)
+}
+
+const exitCodesHelp = `
+exit codes:
+  0  success
+  1  any other error (a bench run that lost messages or had errors)
+  2  usage error or bad input (unknown command or flag, invalid JSON, bad priority, duration or directory URL)
+  3  timeout
+  4  remote error: the server's handler failed, or the method is unknown
+  5  not delivered: no servers, fanout unreached, cast not acknowledged, notification not delivered
+`
+
+func printCommandHelp(w io.Writer, cmd *command) {
+	fmt.Fprintf(w, "usage: zmqmsg %s [flags] %s\n\n%s\n", cmd.name, cmd.args, strings.TrimSpace(cmd.doc))
+	c := &cli{cmd: cmd}
+	fs := c.flagSet()
+	if cmd.flags != nil {
+		fmt.Fprint(w, "\nflags:\n")
+		printFlags(w, fs, func(name string) bool { return !globalFlags[name] })
+	}
+	fmt.Fprint(w, "\nglobal flags:\n")
+	printFlags(w, fs, func(name string) bool { return globalFlags[name] })
+	fmt.Fprint(w, exitCodesHelp)
+}
+
+// printFlags prints the flags of fs that include accepts, each with its
+// default and its environment variable.
+func printFlags(w io.Writer, fs *flag.FlagSet, include func(name string) bool) {
+	fs.VisitAll(func(f *flag.Flag) {
+		if !include(f.Name) {
+			return
+		}
+		typ, usage := flag.UnquoteUsage(f)
+		if typ == "value" {
+			typ = "string"
+		}
+		head := "  --" + f.Name
+		if typ != "" {
+			head += " " + typ
+		}
+		def := ""
+		if f.DefValue != "" && f.DefValue != "false" && f.DefValue != "0" && f.DefValue != "0s" {
+			def = fmt.Sprintf(" (default %s)", f.DefValue)
+		}
+		fmt.Fprintf(w, "%s\n        %s%s [$%s]\n", head, usage, def, envName(f.Name))
+	})
+}

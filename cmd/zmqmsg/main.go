@@ -1,0 +1,227 @@
+// Command zmqmsg is the operator CLI of zmqmsg: it calls, casts, fans out
+// and publishes notifications to the servers registered in a directory,
+// listens to notifications, lists what the directory knows, and benchmarks
+// every pattern. Arguments go in as JSON, replies come out as JSON.
+//
+//	zmqmsg call     [flags] TOPIC METHOD [JSON|-]
+//	zmqmsg cast     [flags] TOPIC METHOD [JSON|-]
+//	zmqmsg fanout   [flags] TOPIC METHOD [JSON|-]
+//	zmqmsg notify   [flags] TOPIC EVENT_TYPE [JSON|-]
+//	zmqmsg listen   [flags] TOPIC...
+//	zmqmsg servers  [flags] [TOPIC]
+//	zmqmsg bench server [flags]
+//	zmqmsg bench client [flags]
+//	zmqmsg help [COMMAND]
+//
+// # Flags and environment
+//
+// Every flag can also be set by an environment variable ZMQMSG_<FLAG>, in
+// upper case with dashes as underscores (--log-level is ZMQMSG_LOG_LEVEL);
+// a flag on the command line beats the environment. Flags and positional
+// arguments may be mixed; "--" ends the flags (needed before a JSON argument
+// that starts with a dash, such as -1). The global flags, accepted by every
+// command, are --directory (default redis://127.0.0.1:6379; "memory:" is
+// the in-process directory, useful only in tests), --host (the address of
+// the CLI's own node, which binds free ports), --timeout (default 10s),
+// --exchange, --json (machine output) and --log-level (logs go to stderr,
+// data to stdout). listen and bench server also take --proxy-dir DIR: the
+// node then joins a running node proxy daemon (zmqmsg-proxy) over its IPC
+// sockets in DIR instead of binding ports. "zmqmsg help COMMAND" or
+// "zmqmsg COMMAND --help" explains each flag.
+//
+// # Exit codes
+//
+//	0  success
+//	1  any other error (including a bench run that lost messages or had errors)
+//	2  usage error or bad input (unknown command or flag, invalid JSON, bad priority,
+//	   duration or directory URL)
+//	3  timeout (zmqmsg.ErrTimeout, or the --timeout deadline passed)
+//	4  remote error: the server's handler failed (*zmqmsg.RemoteError, including an unknown method)
+//	5  not delivered: no servers, a fanout that did not reach every node, a cast not acknowledged,
+//	   a notification not delivered to every pool
+//
+// An error is printed as one line on stderr; with --json it is a JSON object
+// {"error": message, "type": kind, "exit": code} (plus "remote_type" and
+// "remote_message" for a remote error).
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/zmqmsg/zmqmsg"
+	"github.com/zmqmsg/zmqmsg/directory"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	code := run(ctx, os.Args[1:], os.Stdin, os.Stdout, os.Stderr, os.LookupEnv)
+	stop()
+	os.Exit(code)
+}
+
+// Exit codes; see the package documentation.
+const (
+	exitOK          = 0
+	exitError       = 1
+	exitUsage       = 2
+	exitTimeout     = 3
+	exitRemote      = 4
+	exitUndelivered = 5
+)
+
+// usageError is bad input from the operator: exit code 2.
+type usageError struct{ msg string }
+
+func (e *usageError) Error() string { return e.msg }
+
+func usagef(format string, args ...any) error {
+	return &usageError{msg: fmt.Sprintf(format, args...)}
+}
+
+// lostError: a bench run lost messages or had errors (exit 1).
+type lostError struct{ lost, errors int64 }
+
+func (e *lostError) Error() string {
+	return fmt.Sprintf("bench: %d messages lost, %d errors", e.lost, e.errors)
+}
+
+// remoteDeadlineType is RemoteError.Type of a handler that returned its
+// ctx.Err() at the caller's deadline (the Go type of
+// context.DeadlineExceeded).
+const remoteDeadlineType = "context.deadlineExceededError"
+
+// classify maps err to its exit code and a short kind for JSON errors.
+func classify(err error) (int, string) {
+	var ue *usageError
+	var re *zmqmsg.RemoteError
+	switch {
+	case err == nil:
+		return exitOK, ""
+	case errors.As(err, &ue), errors.Is(err, directory.ErrBadURL):
+		return exitUsage, "usage"
+	case errors.Is(err, zmqmsg.ErrTimeout), errors.Is(err, context.DeadlineExceeded):
+		return exitTimeout, "timeout"
+	case errors.As(err, &re) && re.Type == remoteDeadlineType:
+		// The handler's ctx ends at the caller's deadline; its error
+		// reply can beat the caller's own timer. It is a timeout all
+		// the same.
+		return exitTimeout, "timeout"
+	case errors.As(err, &re):
+		return exitRemote, "remote"
+	case errors.Is(err, zmqmsg.ErrNoServers):
+		return exitUndelivered, "no_servers"
+	case errors.Is(err, zmqmsg.ErrUnreached):
+		return exitUndelivered, "unreached"
+	case errors.Is(err, zmqmsg.ErrNotAcked):
+		return exitUndelivered, "not_acked"
+	case errors.Is(err, zmqmsg.ErrNotDelivered):
+		return exitUndelivered, "not_delivered"
+	}
+	return exitError, "error"
+}
+
+// env looks an environment variable up, like os.LookupEnv.
+type env func(key string) (string, bool)
+
+// run is the whole CLI: it parses args, runs one command and returns the
+// exit code. ctx ends the long-running commands (listen, bench server) and
+// cancels the others; main cancels it on SIGINT and SIGTERM.
+func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer, getenv env) int {
+	if getenv == nil {
+		getenv = func(string) (string, bool) { return "", false }
+	}
+	args = globalsFirst(args)
+	if len(args) == 0 {
+		printOverview(stderr)
+		return exitUsage
+	}
+	switch args[0] {
+	case "help", "-h", "-help", "--help":
+		if len(args) > 1 {
+			name := args[1]
+			if name == "bench" && len(args) > 2 {
+				name += " " + args[2]
+			}
+			cmd := findCommand(name)
+			if cmd == nil {
+				fmt.Fprintf(stderr, "zmqmsg: unknown command %q (see zmqmsg help)\n", name)
+				return exitUsage
+			}
+			printCommandHelp(stdout, cmd)
+			return exitOK
+		}
+		printOverview(stdout)
+		return exitOK
+	}
+	name, rest := args[0], args[1:]
+	if name == "bench" {
+		if len(rest) == 0 || (rest[0] != "server" && rest[0] != "client") {
+			if len(rest) > 0 && (rest[0] == "-h" || rest[0] == "--help" || rest[0] == "-help") {
+				printOverview(stdout)
+				return exitOK
+			}
+			fmt.Fprintln(stderr, "zmqmsg: bench needs a subcommand: bench server | bench client (see zmqmsg help bench server)")
+			return exitUsage
+		}
+		name, rest = "bench "+rest[0], rest[1:]
+	}
+	cmd := findCommand(name)
+	if cmd == nil {
+		fmt.Fprintf(stderr, "zmqmsg: unknown command %q (see zmqmsg help)\n", name)
+		return exitUsage
+	}
+	c := &cli{cmd: cmd, stdin: stdin, stdout: stdout, stderr: stderr}
+	fs := c.flagSet()
+	c.fs = fs
+	pos, err := parseArgs(fs, rest, getenv)
+	if errors.Is(err, errHelp) {
+		printCommandHelp(stdout, cmd)
+		return exitOK
+	}
+	if err == nil {
+		err = c.check(pos)
+	}
+	if err == nil {
+		var level slog.Level
+		if lerr := level.UnmarshalText([]byte(c.g.logLevel)); lerr != nil {
+			err = usagef("--log-level %q: want debug, info, warn or error", c.g.logLevel)
+		}
+		c.log = slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
+	}
+	if err == nil {
+		err = cmd.run(ctx, c, pos)
+	}
+	return c.report(err)
+}
+
+// report prints err (if any) on stderr and returns the exit code.
+func (c *cli) report(err error) int {
+	code, kind := classify(err)
+	if err == nil {
+		return code
+	}
+	if c.g.json {
+		out := map[string]any{"error": err.Error(), "type": kind, "exit": code}
+		var re *zmqmsg.RemoteError
+		if errors.As(err, &re) {
+			out["remote_type"], out["remote_message"] = re.Type, re.Message
+		}
+		b, _ := json.Marshal(out) // a map of strings and ints always encodes
+		fmt.Fprintf(c.stderr, "%s\n", b)
+		return code
+	}
+	if code == exitUsage {
+		fmt.Fprintf(c.stderr, "zmqmsg %s: %v (see zmqmsg %s --help)\n", c.cmd.name, err, c.cmd.name)
+		return code
+	}
+	fmt.Fprintf(c.stderr, "zmqmsg %s: %v\n", c.cmd.name, err)
+	return code
+}

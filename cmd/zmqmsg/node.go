@@ -1,0 +1,215 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"time"
+
+	"github.com/zmqmsg/zmqmsg"
+	"github.com/zmqmsg/zmqmsg/directory"
+)
+
+// openDirectory opens --directory: a Redis directory that logs to the
+// CLI's logger, or what directory.Open makes of the URL (memory:).
+func (c *cli) openDirectory(ctx context.Context) (directory.Directory, error) {
+	if opts, err := directory.ParseURL(c.g.directory); err == nil {
+		opts.Logger = c.log
+		d, err := directory.NewRedis(opts)
+		if err != nil {
+			return nil, fmt.Errorf("open directory: %w", err)
+		}
+		return d, nil
+	}
+	d, err := directory.Open(ctx, c.g.directory)
+	if err != nil {
+		return nil, fmt.Errorf("open directory: %w", err)
+	}
+	return d, nil
+}
+
+// node is the CLI's own zmqmsg node and the directory it registers in.
+type node struct {
+	dir directory.Directory
+	t   *zmqmsg.Transport
+}
+
+// maxWaitForServers bounds how long a message waits for a server of its
+// target to appear in the directory: at most half of --timeout, so that
+// "no servers" is told apart from a timeout.
+const maxWaitForServers = 2 * time.Second
+
+// startNode opens the directory and starts a Transport on free ports of
+// --host. tweak, if not nil, adjusts the Config.
+func (c *cli) startNode(ctx context.Context, tweak func(*zmqmsg.Config)) (*node, error) {
+	dctx, cancel := context.WithTimeout(ctx, c.g.timeout)
+	defer cancel()
+	dir, err := c.openDirectory(dctx)
+	if err != nil {
+		return nil, err
+	}
+	cfg := zmqmsg.Config{
+		Host:           c.g.host,
+		Directory:      dir,
+		Ports:          zmqmsg.Ports{Call: zmqmsg.AnyPort},
+		Logger:         c.log,
+		Codec:          passthrough{},
+		WaitForServers: max(min(maxWaitForServers, c.g.timeout/2), time.Millisecond),
+	}
+	if tweak != nil {
+		tweak(&cfg)
+	}
+	t, err := zmqmsg.New(cfg)
+	if err != nil {
+		return nil, errors.Join(fmt.Errorf("start node on %s: %w", c.g.host, err), dir.Close())
+	}
+	return &node{dir: dir, t: t}, nil
+}
+
+// settleTime is how long a node that served or sent one-way messages stays
+// open after its servers stopped or its last direct cast was queued: its
+// sockets have linger 0, so Close drops what libzmq has not sent yet, such
+// as the ACK of the last notification a listener ran (the proxy sends it
+// concurrently with the handler) or a direct cast.
+const settleTime = 200 * time.Millisecond
+
+// settle waits settleTime, or until ctx ends.
+func settle(ctx context.Context) {
+	t := time.NewTimer(settleTime)
+	defer t.Stop()
+	select {
+	case <-t.C:
+	case <-ctx.Done():
+	}
+}
+
+// close closes the Transport, then the directory. It joins its error into
+// *err unless *err is set already, so that `defer n.close(&err)` reports a
+// failed close without hiding the command's own error.
+func (n *node) close(err *error) {
+	cerr := errors.Join(n.t.Close(), n.dir.Close())
+	if cerr != nil && *err == nil {
+		*err = fmt.Errorf("close: %w", cerr)
+	}
+}
+
+// explain adds the directory's own failure to an ErrNoServers for key:
+// with the directory unreachable, "no servers" alone would mislead.
+func (c *cli) explain(ctx context.Context, n *node, key directory.Key, err error) error {
+	if !errors.Is(err, zmqmsg.ErrNoServers) {
+		return err
+	}
+	pctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), min(c.g.timeout, 2*time.Second))
+	defer cancel()
+	if _, perr := n.dir.Lookup(pctx, key); perr != nil {
+		return fmt.Errorf("%w (the directory failed: %v)", err, perr)
+	}
+	return err
+}
+
+// passthrough is JSON, except that a reply decoded into a *[]byte is kept
+// as its encoded bytes: the CLI prints replies without knowing their type.
+type passthrough struct{ zmqmsg.JSON }
+
+func (p passthrough) Unmarshal(data []byte, v any) error {
+	if b, ok := v.(*[]byte); ok {
+		*b = append([]byte(nil), data...)
+		return nil
+	}
+	return p.JSON.Unmarshal(data, v)
+}
+
+// maxStdin bounds JSON arguments read from stdin.
+const maxStdin = 64 << 20
+
+// jsonArg returns the JSON argument pos[i] ("-" reads it from stdin) as a
+// json.RawMessage, or nil (sent as JSON null) when there is none. Invalid
+// JSON is a usage error.
+func (c *cli) jsonArg(pos []string, i int) (any, error) {
+	if len(pos) <= i {
+		return nil, nil
+	}
+	src, b := "argument", []byte(pos[i])
+	if pos[i] == "-" {
+		var err error
+		src = "stdin"
+		b, err = io.ReadAll(io.LimitReader(c.stdin, maxStdin+1))
+		if err != nil {
+			return nil, fmt.Errorf("read stdin: %w", err)
+		}
+		if len(b) > maxStdin {
+			return nil, usagef("JSON on stdin is over %d bytes", maxStdin)
+		}
+	}
+	var v any
+	if err := json.Unmarshal(b, &v); err != nil {
+		return nil, usagef("invalid JSON %s %q: %v", src, abbrev(b), err)
+	}
+	var buf bytes.Buffer
+	if err := json.Compact(&buf, b); err != nil {
+		return nil, usagef("invalid JSON %s: %v", src, err)
+	}
+	return json.RawMessage(buf.Bytes()), nil
+}
+
+// abbrev shortens b for an error message.
+func abbrev(b []byte) string {
+	if len(b) > 60 {
+		return string(b[:57]) + "..."
+	}
+	return string(b)
+}
+
+// jsonValue returns b if it is valid JSON, else b as a JSON string.
+func jsonValue(b []byte) json.RawMessage {
+	if json.Valid(b) {
+		return b
+	}
+	s, _ := json.Marshal(string(b)) // a string always encodes
+	return s
+}
+
+// printJSON prints the JSON b on stdout: compact on one line with --json,
+// indented otherwise. b that is not JSON (a raw []byte reply) is printed as
+// a JSON string.
+func (c *cli) printJSON(b []byte) error {
+	b = jsonValue(b)
+	var buf bytes.Buffer
+	var err error
+	if c.g.json {
+		err = json.Compact(&buf, b)
+	} else {
+		err = json.Indent(&buf, b, "", "  ")
+	}
+	if err != nil {
+		return fmt.Errorf("format reply: %w", err)
+	}
+	buf.WriteByte('\n')
+	if _, err := c.stdout.Write(buf.Bytes()); err != nil {
+		return fmt.Errorf("write stdout: %w", err)
+	}
+	return nil
+}
+
+// printValue prints v as JSON (see printJSON).
+func (c *cli) printValue(v any) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return fmt.Errorf("encode output: %w", err)
+	}
+	return c.printJSON(b)
+}
+
+// isTerminal reports whether w is a terminal (a character device).
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	if !ok {
+		return false
+	}
+	st, err := f.Stat()
+	return err == nil && st.Mode()&os.ModeCharDevice != 0
+}

@@ -1,0 +1,204 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/zmqmsg/zmqmsg"
+	"github.com/zmqmsg/zmqmsg/directory"
+)
+
+var cmdCall = &command{
+	name:    "call",
+	args:    "TOPIC METHOD [JSON|-]",
+	summary: "call METHOD on one server of TOPIC, print its reply as JSON",
+	doc: `Calls METHOD on one server of TOPIC (round robin, or --server) with the JSON
+arguments (JSON null if none; "-" reads them from stdin) and prints the reply
+as JSON: indented, or on one line with --json. A reply that is not JSON (raw
+bytes) is printed as a JSON string. Invalid JSON is refused before anything
+is sent. Waits for the reply up to --timeout.`,
+	minArgs: 2, maxArgs: 3,
+	flags: func(fs *flag.FlagSet, o *options) {
+		fs.StringVar(&o.server, "server", "", "call the server `NAME` of the topic instead of any (round robin)")
+	},
+	run: runCall,
+}
+
+var cmdCast = &command{
+	name:    "cast",
+	args:    "TOPIC METHOD [JSON|-]",
+	summary: "send a one-way message to one server of TOPIC",
+	doc: `Sends METHOD with the JSON arguments to one server of TOPIC without waiting for
+a result. By default it waits for the server's acknowledgement (retrying;
+exit 5 if none comes). With --direct it uses the direct-cast pipeline
+(PUSH/PULL, no acknowledgement): success means only that the message was
+queued; the CLI then lingers 200ms so that the message leaves the process.
+Prints nothing on success, or a JSON status with --json.`,
+	minArgs: 2, maxArgs: 3,
+	flags: func(fs *flag.FlagSet, o *options) {
+		fs.StringVar(&o.server, "server", "", "cast to the server `NAME` of the topic instead of any (round robin)")
+		fs.BoolVar(&o.direct, "direct", false, "use the direct-cast pipeline: no acknowledgement, in order per server")
+	},
+	run: runCast,
+}
+
+var cmdFanout = &command{
+	name:    "fanout",
+	args:    "TOPIC METHOD [JSON|-]",
+	summary: "send a one-way message to every server of TOPIC",
+	doc: `Sends METHOD with the JSON arguments to every server of TOPIC. Succeeds once
+every node serving the topic has taken the message; exit 5 names the nodes
+that did not. Prints nothing on success, or a JSON status with --json.`,
+	minArgs: 2, maxArgs: 3,
+	run: runFanout,
+}
+
+var cmdNotify = &command{
+	name:    "notify",
+	args:    "TOPIC EVENT_TYPE [JSON|-]",
+	summary: "publish a notification to every listener pool of TOPIC",
+	doc: `Publishes a notification of EVENT_TYPE with the JSON payload to TOPIC: every
+listener pool of the topic receives one copy. Succeeds once every pool has
+acknowledged it (a topic nobody listens to succeeds too: the notification is
+unheard); exit 5 names the pools that did not get it. Prints nothing on
+success, or a JSON status with --json.`,
+	minArgs: 2, maxArgs: 3,
+	flags: func(fs *flag.FlagSet, o *options) {
+		fs.StringVar(&o.priority, "priority", "info", "`priority`: audit, debug, info, warn, error, critical or sample")
+		fs.StringVar(&o.publisher, "publisher", "", "publisher `ID` (default zmqmsg-cli@HOSTNAME)")
+	},
+	run: runNotify,
+}
+
+func runCall(ctx context.Context, c *cli, pos []string) (err error) {
+	topic, method := pos[0], pos[1]
+	args, err := c.jsonArg(pos, 2)
+	if err != nil {
+		return err
+	}
+	n, err := c.startNode(ctx, nil)
+	if err != nil {
+		return err
+	}
+	defer n.close(&err)
+	octx, cancel := context.WithTimeout(ctx, c.g.timeout)
+	defer cancel()
+	var reply []byte
+	target := zmqmsg.Target{Exchange: c.g.exchange, Topic: topic, Server: c.o.server}
+	if err := n.t.Client(target).Call(octx, method, args, &reply); err != nil {
+		err = c.explain(ctx, n, directory.Key{Exchange: c.g.exchange, Topic: topic}, err)
+		return fmt.Errorf("call %s %s: %w", topic, method, err)
+	}
+	return c.printJSON(reply)
+}
+
+func runCast(ctx context.Context, c *cli, pos []string) (err error) {
+	topic, method := pos[0], pos[1]
+	args, err := c.jsonArg(pos, 2)
+	if err != nil {
+		return err
+	}
+	n, err := c.startNode(ctx, nil)
+	if err != nil {
+		return err
+	}
+	defer n.close(&err)
+	octx, cancel := context.WithTimeout(ctx, c.g.timeout)
+	defer cancel()
+	var opts []zmqmsg.ClientOption
+	pattern := "cast"
+	if c.o.direct {
+		opts, pattern = append(opts, zmqmsg.DirectCast()), "direct"
+	}
+	t0 := time.Now()
+	target := zmqmsg.Target{Exchange: c.g.exchange, Topic: topic, Server: c.o.server}
+	if err := n.t.Client(target, opts...).Cast(octx, method, args); err != nil {
+		err = c.explain(ctx, n, directory.Key{Exchange: c.g.exchange, Topic: topic}, err)
+		return fmt.Errorf("cast %s %s: %w", topic, method, err)
+	}
+	elapsed := time.Since(t0)
+	if c.o.direct {
+		settle(ctx) // nothing acknowledges a direct cast: let it leave
+	}
+	return c.status(pattern, topic, "method", method, elapsed)
+}
+
+func runFanout(ctx context.Context, c *cli, pos []string) (err error) {
+	topic, method := pos[0], pos[1]
+	args, err := c.jsonArg(pos, 2)
+	if err != nil {
+		return err
+	}
+	n, err := c.startNode(ctx, nil)
+	if err != nil {
+		return err
+	}
+	defer n.close(&err)
+	octx, cancel := context.WithTimeout(ctx, c.g.timeout)
+	defer cancel()
+	t0 := time.Now()
+	target := zmqmsg.Target{Exchange: c.g.exchange, Topic: topic, Fanout: true}
+	if err := n.t.Client(target).Cast(octx, method, args); err != nil {
+		err = c.explain(ctx, n, directory.Key{Exchange: c.g.exchange, Topic: topic}, err)
+		return fmt.Errorf("fanout %s %s: %w", topic, method, err)
+	}
+	return c.status("fanout", topic, "method", method, time.Since(t0))
+}
+
+// parsePriority parses a --priority value.
+func parsePriority(s string) (zmqmsg.Priority, error) {
+	p := zmqmsg.Priority(strings.ToLower(strings.TrimSpace(s)))
+	if !p.Valid() {
+		return "", usagef("bad priority %q: want one of %v", s, zmqmsg.Priorities)
+	}
+	return p, nil
+}
+
+func runNotify(ctx context.Context, c *cli, pos []string) (err error) {
+	topic, eventType := pos[0], pos[1]
+	p, err := parsePriority(c.o.priority)
+	if err != nil {
+		return err
+	}
+	if eventType == "" {
+		return usagef("empty EVENT_TYPE")
+	}
+	payload, err := c.jsonArg(pos, 2)
+	if err != nil {
+		return err
+	}
+	publisher := c.o.publisher
+	if publisher == "" {
+		host, _ := os.Hostname() // "" is an acceptable fallback
+		publisher = "zmqmsg-cli@" + host
+	}
+	n, err := c.startNode(ctx, nil)
+	if err != nil {
+		return err
+	}
+	defer n.close(&err)
+	octx, cancel := context.WithTimeout(ctx, c.g.timeout)
+	defer cancel()
+	t0 := time.Now()
+	if err := n.t.Notifier(publisher, topic).Notify(octx, p, eventType, payload); err != nil {
+		return fmt.Errorf("notify %s %s: %w", topic, eventType, err)
+	}
+	return c.status("notify", topic, "event_type", eventType, time.Since(t0))
+}
+
+// status prints the JSON status of a one-way send with --json, nothing
+// otherwise: {"ok":true, "pattern", "exchange", "topic", key: value,
+// "elapsed_ms"}.
+func (c *cli) status(pattern, topic, key, value string, elapsed time.Duration) error {
+	if !c.g.json {
+		return nil
+	}
+	return c.printValue(map[string]any{
+		"ok": true, "pattern": pattern, "exchange": c.g.exchange, "topic": topic, key: value,
+		"elapsed_ms": ms(elapsed),
+	})
+}
