@@ -30,6 +30,12 @@ func checkLibzmq() error {
 	return nil
 }
 
+// CloseFlush bounds how long Transport.Close (and a proxy daemon's Close)
+// waits for messages libzmq has taken but not yet sent: replies and ACKs
+// sent just before, direct casts still queued. Peers that are gone or do
+// not read cannot hold Close longer than this.
+const CloseFlush = 500 * time.Millisecond
+
 // socketOptions turns the Config into the settings of every TCP socket.
 func socketOptions(cfg Config) socket.Options {
 	o := socket.Options{
@@ -38,6 +44,9 @@ func socketOptions(cfg Config) socket.Options {
 		// libzmq's default (no backoff) would retry ten times a second forever.
 		ReconnectInterval:    100 * time.Millisecond,
 		ReconnectIntervalMax: 5 * time.Second,
+		// Close flushes what libzmq has taken but not sent (a reply, an ACK,
+		// a direct cast handed over just before), for up to CloseFlush.
+		Linger: CloseFlush,
 	}
 	if !cfg.Keepalive.Disabled {
 		k := cfg.Keepalive

@@ -645,13 +645,19 @@ func (f *frontend) HandleTimer(l *poller.Loop[Cmd], now time.Time) {
 	}
 }
 
-// Shutdown drops the replies still queued: their callers are failed by their
-// own Transport (timeout, or ErrClosed when it is the same one). Count them.
-func (f *frontend) Shutdown(_ *poller.Loop[Cmd], pending []Cmd, cause error) {
+// Shutdown hands libzmq the replies submitted before the stop (the socket's
+// linger then flushes them) and drops, counted, those still waiting for a
+// full caller pipe: their callers are failed by their own Transport
+// (timeout, or ErrClosed when it is the same one).
+func (f *frontend) Shutdown(l *poller.Loop[Cmd], pending []Cmd, cause error) {
 	n := f.rq.n
 	for _, c := range pending {
 		switch c := c.(type) {
 		case *replyCmd:
+			if cause == nil && f.rq.n == 0 && l.TrySend(0, c.frames...) == nil {
+				f.p.counters.Replies.Add(1)
+				continue
+			}
 			n++
 		case *subCmd:
 			c.done <- ErrStopped

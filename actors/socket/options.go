@@ -31,6 +31,11 @@ type Options struct {
 	// ReconnectInterval and ReconnectIntervalMax bound libzmq's reconnection
 	// backoff for connecting sockets.
 	ReconnectInterval, ReconnectIntervalMax time.Duration
+	// Linger is ZMQ_LINGER: how long the zmq context's termination waits for
+	// messages the socket has taken but not yet sent (a reply or ACK handed
+	// over just before Close). Zero keeps the loop's default, 0 ms: closing
+	// drops them. A bounded flush on Close is what a Transport asks for.
+	Linger time.Duration
 }
 
 func seconds(d time.Duration) int {
@@ -79,6 +84,9 @@ func (o Options) Apply(z *zmq.Socket) error {
 	}
 	if o.ReconnectIntervalMax > 0 {
 		add("reconnect interval max", func() error { return z.SetReconnectIvlMax(o.ReconnectIntervalMax) })
+	}
+	if o.Linger > 0 {
+		add("linger", func() error { return z.SetLinger(o.Linger) })
 	}
 	for _, s := range settings {
 		if err := s.set(); err != nil {

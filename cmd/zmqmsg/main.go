@@ -61,6 +61,9 @@ import (
 )
 
 func main() {
+	// go-redis would print a line per failed dial on stderr during a Redis
+	// outage; the directory logs the outage's start and end instead.
+	directory.SetRedisLogger(nil)
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	code := run(ctx, os.Args[1:], os.Stdin, os.Stdout, os.Stderr, os.LookupEnv)
 	stop()

@@ -71,10 +71,12 @@ func (c *cli) startNode(ctx context.Context, tweak func(*zmqmsg.Config)) (*node,
 }
 
 // settleTime is how long a node that served or sent one-way messages stays
-// open after its servers stopped or its last direct cast was queued: its
-// sockets have linger 0, so Close drops what libzmq has not sent yet, such
-// as the ACK of the last notification a listener ran (the proxy sends it
-// concurrently with the handler) or a direct cast.
+// open after its servers stopped or its last direct cast was queued. Close
+// lets libzmq flush what it holds (zmqmsg.CloseFlush), but the connection
+// is then torn down at once, and the last bytes on it, such as the ACK of
+// the last notification a listener ran, were lost in about 1 run of 3 of
+// TestNotifyListen under -race without this wait: the sender then retries
+// and reports the notification as not delivered.
 const settleTime = 200 * time.Millisecond
 
 // settle waits settleTime, or until ctx ends.
