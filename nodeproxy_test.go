@@ -10,9 +10,15 @@ import (
 	"testing"
 	"time"
 
+	zmq "github.com/pebbe/zmq4"
+
 	"github.com/zmqmsg/zmqmsg/directory"
+	"github.com/zmqmsg/zmqmsg/engine"
+	"github.com/zmqmsg/zmqmsg/envelope"
 	"github.com/zmqmsg/zmqmsg/internal/testutil"
 )
+
+var engineJoinEndpoints = engine.JoinEndpoints
 
 // Tests of the node proxy daemon (StartProxy, Config.ProxyDir): service
 // Transports join it over IPC, clients reach them through its TCP ports.
@@ -331,4 +337,51 @@ func TestProxyDaemonSetup(t *testing.T) {
 		t.Fatalf("joining a daemon that does not exist: %v, want ErrNoProxy", err)
 	}
 	t.Logf("no daemon: %v", err)
+}
+
+// A service process that dies without a word (its IPC pipe vanishes) is
+// dropped at the daemon's next send to it, and the request goes to another
+// member: no caller waits for a dead process.
+func TestProxyDaemonDropsVanishedMember(t *testing.T) {
+	d := newDaemonNode(t)
+	var hits sync.Map
+	serve(t, d.members[0], Target{Topic: "svc"}, whoAmI("live", &hits))
+	// A fake member: a raw DEALER that attaches a server of the topic, then
+	// closes its socket, as a killed process's kernel would.
+	zctx := testutil.ZMQ(t)
+	fake, err := zctx.NewSocket(zmq.DEALER)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = fake.SetLinger(0)
+	call, _ := engineJoinEndpoints(d.ipc)
+	if err := fake.Connect(call); err != nil {
+		t.Fatal(err)
+	}
+	attach, err := envelope.Encode(&envelope.Message{Kind: envelope.KindAttach, ID: envelope.NewID(), Topic: "svc", Server: "ghost"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := fake.SendBytes(attach, 0); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := fake.RecvMessageBytes(0); err != nil { // the ACK
+		t.Fatal(err)
+	}
+	if got := d.proxy.Stats().Members; got != 2 {
+		t.Fatalf("members %d, want 2", got)
+	}
+	_ = fake.Close()
+	ctx := testCtx(t, 20*time.Second)
+	c := d.client.Client(Target{Topic: "svc"})
+	for i := 0; i < 10; i++ {
+		var got echoed
+		if err := c.Call(ctx, "who", i, &got); err != nil || got.Server != "live" {
+			t.Fatalf("call %d: %+v, %v", i, got, err)
+		}
+	}
+	st := d.proxy.Stats()
+	if st.MembersLost != 1 || st.Members != 1 {
+		t.Fatalf("stats %+v: want the ghost lost", st)
+	}
 }

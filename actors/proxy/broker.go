@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
@@ -188,6 +189,17 @@ func (b *Broker) Drain(ctx context.Context) error {
 // Stop stops the broker's actors and closes its sockets. Idempotent.
 func (b *Broker) Stop() error { return b.root.StopFuture(b.parent).Wait() }
 
+// unreachable reports whether err (as wrapped by the loop) is libzmq's
+// EHOSTUNREACH: a ROUTER_MANDATORY send to a peer whose pipe is gone.
+func unreachable(err error) bool {
+	var eno zmq.Errno
+	if errors.As(err, &eno) {
+		return eno == zmq.EHOSTUNREACH
+	}
+	var sys syscall.Errno
+	return errors.As(err, &sys) && zmq.Errno(sys) == zmq.EHOSTUNREACH
+}
+
 // Socket indexes in the broker loop.
 const (
 	sockFront = 0 // public ROUTER
@@ -351,7 +363,7 @@ func (r *broker) fromCaller(l *poller.Loop[BrokerCmd], frames [][]byte) {
 			r.b.counters.Overloaded.Add(1)
 			r.answer(l, routing, &m, envelope.CodeOverloaded, "service process not keeping up")
 			return
-		case zmq.AsErrno(err) == zmq.EHOSTUNREACH:
+		case unreachable(err):
 			r.lose(l, e.m, "its pipe vanished")
 			continue
 		default:
@@ -509,7 +521,7 @@ func (r *broker) alive(l *poller.Loop[BrokerCmd], m *bMember) bool {
 	if err != nil {
 		return true
 	}
-	if err := l.TrySend(sockBack, []byte(m.id), ping); zmq.AsErrno(err) == zmq.EHOSTUNREACH {
+	if err := l.TrySend(sockBack, []byte(m.id), ping); unreachable(err) {
 		r.lose(l, m, "its pipe vanished")
 		return false
 	}
@@ -590,7 +602,7 @@ func (r *broker) direct(l *poller.Loop[BrokerCmd], frames [][]byte) {
 			r.b.counters.DirectCasts.Add(1)
 			return
 		}
-		if zmq.AsErrno(err) == zmq.EHOSTUNREACH {
+		if unreachable(err) {
 			r.lose(l, e.m, "its pipe vanished")
 			continue
 		}
@@ -635,7 +647,7 @@ next:
 		switch {
 		case err == nil:
 			r.b.counters.Fanouts.Add(1)
-		case zmq.AsErrno(err) == zmq.EHOSTUNREACH:
+		case unreachable(err):
 			lost = append(lost, e.m)
 		default:
 			if n := r.b.counters.FanoutDropped.Add(1); n&(n-1) == 0 {

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"os"
 	"slices"
+	"sort"
 	"sync"
 	"sync/atomic"
 	"text/tabwriter"
@@ -125,7 +126,7 @@ func runBenchServer(ctx context.Context, c *cli, _ []string) (err error) {
 	if c.o.topic == "" {
 		return usagef("empty --topic")
 	}
-	n, err := c.startNode(ctx, func(cfg *zmqmsg.Config) { cfg.ProxyDir = c.o.proxyDir })
+	n, err := c.startNode(ctx, func(cfg *zmqmsg.Config) { cfg.ProxyDir, cfg.RegistrationTTL = c.o.proxyDir, c.o.ttl })
 	if err != nil {
 		return err
 	}
@@ -261,10 +262,20 @@ func runBenchClient(ctx context.Context, c *cli, _ []string) (err error) {
 	if err != nil {
 		return err
 	}
-	before, err := c.benchStats(ctx, n, servers)
+	// A server the directory still lists but that does not answer (killed,
+	// its registration not yet expired) is left out of the run's accounting.
+	before, err := c.benchStats(ctx, n, servers, true)
 	if err != nil {
 		return err
 	}
+	if len(before) == 0 {
+		return fmt.Errorf("bench: none of the %d servers of %s answered: %w", len(servers), c.o.topic, zmqmsg.ErrNoServers)
+	}
+	servers = servers[:0]
+	for name := range before {
+		servers = append(servers, name)
+	}
+	sort.Strings(servers)
 	pools := map[string]bool{}
 	for _, s := range before {
 		pools[s.Pool] = true
@@ -429,14 +440,19 @@ func (c *cli) benchServers(ctx context.Context, n *node) ([]string, error) {
 	return names, nil
 }
 
-// benchStats calls stats on each server, by name.
-func (c *cli) benchStats(ctx context.Context, n *node, servers []string) (map[string]benchStats, error) {
+// benchStats calls stats on each server, by name. With skipDead a server
+// that does not answer is logged and left out instead of failing the run.
+func (c *cli) benchStats(ctx context.Context, n *node, servers []string, skipDead bool) (map[string]benchStats, error) {
 	out := make(map[string]benchStats, len(servers))
 	for _, name := range servers {
 		sctx, cancel := context.WithTimeout(ctx, c.g.timeout)
 		var s benchStats
 		err := n.t.Client(zmqmsg.Target{Exchange: c.g.exchange, Topic: c.o.topic, Server: name}).Call(sctx, "stats", nil, &s)
 		cancel()
+		if err != nil && skipDead {
+			c.log.Warn("bench: a listed server does not answer; left out", "server", name, "err", err)
+			continue
+		}
 		if err != nil {
 			return nil, fmt.Errorf("stats of %s: %w", name, err)
 		}
@@ -463,7 +479,7 @@ func (c *cli) drain(ctx context.Context, n *node, servers []string, before map[s
 	tick := time.NewTicker(drainPoll)
 	defer tick.Stop()
 	for {
-		after, err := c.benchStats(context.WithoutCancel(ctx), n, servers)
+		after, err := c.benchStats(context.WithoutCancel(ctx), n, servers, false)
 		if err != nil {
 			return 0, 0, err
 		}

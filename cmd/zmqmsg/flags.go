@@ -46,10 +46,12 @@ type options struct {
 	size        int           // bench client
 	drain       time.Duration // bench client
 	proxyDir    string        // listen, bench server
+	ttl         time.Duration // listen, bench server: registration TTL
 }
 
-// proxyDirFlag registers --proxy-dir (listen, bench server).
+// proxyDirFlag registers --proxy-dir and --ttl (listen, bench server).
 func proxyDirFlag(fs *flag.FlagSet, o *options) {
+	fs.DurationVar(&o.ttl, "ttl", 30*time.Second, "registration TTL: a server killed without deregistering leaves the directory after this long (refreshed every ttl/3)")
 	fs.StringVar(&o.proxyDir, "proxy-dir", "", "join the node proxy daemon (zmqmsg-proxy) whose IPC sockets are in `DIR` instead of binding ports; --host is then ignored")
 }
 

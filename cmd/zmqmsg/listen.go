@@ -76,6 +76,7 @@ func runListen(ctx context.Context, c *cli, topics []string) (err error) {
 	n, err := c.startNode(ctx, func(cfg *zmqmsg.Config) {
 		cfg.ServerConcurrency = 1 // print in arrival order
 		cfg.ProxyDir = c.o.proxyDir
+		cfg.RegistrationTTL = c.o.ttl
 	})
 	if err != nil {
 		return err
