@@ -364,4 +364,3 @@ func waitUntil(t *testing.T, what string, timeout time.Duration, cond func() boo
 		<-tick.C
 	}
 }
-
