@@ -723,3 +723,27 @@ func TestCallInlineServers(t *testing.T) {
 		}
 	}
 }
+
+// A handler that gives up at the caller's deadline (it returns ctx.Err())
+// is a timeout for the caller, whichever comes first: its answer or the
+// caller's own timer; never a RemoteError.
+func TestCallHandlerDeadlineIsATimeout(t *testing.T) {
+	dir := newDir(t)
+	node := newNode(t, dir)
+	serve(t, node, Target{Topic: "patient"}, Endpoints{
+		"wait": func(ctx context.Context, a Args) (any, error) {
+			<-ctx.Done()
+			return nil, ctx.Err()
+		},
+	})
+	c := newNode(t, dir).Client(Target{Topic: "patient"})
+	for i := 0; i < 20; i++ {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Millisecond)
+		err := c.Call(ctx, "wait", nil, nil)
+		cancel()
+		var re *RemoteError
+		if !errors.Is(err, ErrTimeout) || errors.As(err, &re) {
+			t.Fatalf("call %d: %v (%T), want ErrTimeout", i, err, err)
+		}
+	}
+}

@@ -326,6 +326,12 @@ func (s *Server) respond(r *proxy.Request) []byte {
 			}
 		case errors.Is(err, ErrNoSuchMethod):
 			out.Code, out.ErrType, out.ErrMsg = envelope.CodeNoSuchMethod, remoteTypeNoSuchMethod, err.Error()
+		case errors.Is(err, context.DeadlineExceeded) && m.Deadline != 0 && ctx.Err() == context.DeadlineExceeded:
+			// The handler gave up at the caller's own deadline: to the
+			// caller that is its timeout, whichever arrives first, this
+			// answer or its own timer.
+			s.e.handlerErrors.Add(1)
+			out.Code, out.ErrType, out.ErrMsg = envelope.CodeExpired, envelope.CodeExpired.String(), err.Error()
 		default:
 			s.e.handlerErrors.Add(1)
 			out.ErrType, out.ErrMsg = remoteType(err), err.Error()
