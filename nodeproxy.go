@@ -97,6 +97,7 @@ func (p *Proxy) Dir() string { return p.d.Dir() }
 
 // ProxyStats are a daemon's counters.
 type ProxyStats struct {
+	Draining      bool   // Drain was called: new requests are refused
 	Members       int    // service processes attached (call pipeline)
 	Listeners     int    // service processes attached (notify pipeline)
 	Relayed       uint64 // requests relayed to a service process
@@ -112,13 +113,14 @@ type ProxyStats struct {
 	SendFailed    uint64 // answers libzmq refused (caller gone or not reading), dropped
 	MembersLost   uint64 // service processes dropped (silent, or their pipe vanished)
 	Conflicts     uint64 // servers refused because another process serves the name
+	Refused       uint64 // requests refused while draining
 }
 
 // Stats returns the daemon's counters, both pipelines summed.
 func (p *Proxy) Stats() ProxyStats {
 	c, n := p.d.Counters()
 	mc, mn := p.d.Members()
-	st := ProxyStats{Members: mc, Listeners: mn}
+	st := ProxyStats{Members: mc, Listeners: mn, Draining: p.d.Draining()}
 	for _, v := range []*proxy.Counters{c, n} {
 		st.Relayed += v.Requests.Load()
 		st.Replies += v.Replies.Load()
@@ -133,6 +135,7 @@ func (p *Proxy) Stats() ProxyStats {
 		st.SendFailed += v.SendFailed.Load()
 		st.MembersLost += v.MembersLost.Load()
 		st.Conflicts += v.Conflicts.Load()
+		st.Refused += v.Refused.Load()
 	}
 	return st
 }

@@ -293,6 +293,7 @@ func TestProxyDaemonConflictAndDrain(t *testing.T) {
 	})
 	drained := make(chan error, 1)
 	go func() { drained <- d.proxy.Drain(ctx) }()
+	testutil.WaitFor(t, 5*time.Second, "the drain to start", func() bool { return d.proxy.Stats().Draining })
 	// While draining, a new call fails at once instead of timing out.
 	if err := c.Call(ctx, "slow", nil, nil); err == nil {
 		t.Fatal("a call during the drain succeeded")

@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -56,7 +57,7 @@ type Daemon struct {
 	system *actor.ActorSystem
 	call   *proxy.Broker
 	notify *proxy.Broker
-	node   directory.Node
+	node   atomic.Pointer[directory.Node] // set once every port is bound
 	lock   *os.File
 
 	closeOnce sync.Once
@@ -113,7 +114,7 @@ func StartDaemon(cfg DaemonConfig) (_ *Daemon, err error) {
 	callIPC, notifyIPC := JoinEndpoints(cfg.Dir)
 	d.call, err = proxy.StartBroker(ctx, d.system.Root, "daemon-call", proxy.BrokerConfig{
 		ZMQ: d.zctx, Bind: bindOf(cfg.CallPort), CastBind: bindOf(cfg.CastPort), FanoutBind: bindOf(cfg.FanoutPort),
-		Backend: callIPC, Node: d.Node, MemberTTL: cfg.MemberTTL, Options: opts,
+		Backend: callIPC, Node: d.Node, MemberTTL: cfg.MemberTTL, Options: opts, SocketMode: cfg.DirMode & 0o777,
 		Loop: poller.Options{Strategy: cfg.Strategy}, Logger: d.log.With("pipeline", "call"),
 	})
 	if err != nil {
@@ -121,30 +122,24 @@ func StartDaemon(cfg DaemonConfig) (_ *Daemon, err error) {
 	}
 	d.notify, err = proxy.StartBroker(ctx, d.system.Root, "daemon-notify", proxy.BrokerConfig{
 		ZMQ: d.zctx, Bind: bindOf(cfg.NotifyPort), Backend: notifyIPC, Node: d.Node,
-		MemberTTL: cfg.MemberTTL, Options: opts,
+		MemberTTL: cfg.MemberTTL, Options: opts, SocketMode: cfg.DirMode & 0o777,
 		Loop: poller.Options{Strategy: cfg.Strategy}, Logger: d.log.With("pipeline", "notify"),
 	})
 	if err != nil {
 		return nil, fmt.Errorf("zmqmsg: daemon notify pipeline: %w", err)
 	}
-	d.node = directory.Node{Host: cfg.Host}
+	node := directory.Node{Host: cfg.Host}
 	for _, b := range []struct {
 		ep   string
 		port *int
-	}{{d.call.Endpoint(), &d.node.CallPort}, {d.call.CastEndpoint(), &d.node.CastPort}, {d.call.FanoutEndpoint(), &d.node.FanoutPort}, {d.notify.Endpoint(), &d.node.NotifyPort}} {
+	}{{d.call.Endpoint(), &node.CallPort}, {d.call.CastEndpoint(), &node.CastPort}, {d.call.FanoutEndpoint(), &node.FanoutPort}, {d.notify.Endpoint(), &node.NotifyPort}} {
 		_, port, err := net.SplitHostPort(trimScheme(b.ep))
 		if err != nil {
 			return nil, fmt.Errorf("zmqmsg: bound endpoint %q: %w", b.ep, err)
 		}
 		*b.port, _ = strconv.Atoi(port)
 	}
-	for _, f := range []string{"call", "notify"} {
-		// The sockets get the directory's protection; make them owner-only
-		// as well, whatever the umask.
-		if err := os.Chmod(filepath.Join(cfg.Dir, f), cfg.DirMode&0o777); err != nil {
-			return nil, fmt.Errorf("zmqmsg: daemon: %w", err)
-		}
-	}
+	d.node.Store(&node) // from now on, hellos are answered
 	return d, nil
 }
 
@@ -162,12 +157,6 @@ func (d *Daemon) prepareDir() error {
 	if !st.IsDir() {
 		return fmt.Errorf("zmqmsg: daemon: IPC directory %s is not a directory", dir)
 	}
-	if st.Mode().Perm() != mode {
-		if err := os.Chmod(dir, mode); err != nil {
-			return fmt.Errorf("zmqmsg: daemon: IPC directory: %w", err)
-		}
-		d.log.Info("IPC directory mode set", "dir", dir, "mode", fmt.Sprintf("%#o", mode), "was", fmt.Sprintf("%#o", st.Mode().Perm()))
-	}
 	f, err := os.OpenFile(filepath.Join(dir, "lock"), os.O_CREATE|os.O_RDWR, 0o600)
 	if err != nil {
 		return fmt.Errorf("zmqmsg: daemon: lock: %w", err)
@@ -180,11 +169,24 @@ func (d *Daemon) prepareDir() error {
 		return fmt.Errorf("zmqmsg: daemon: lock %s: %w", dir, err)
 	}
 	d.lock = f
+	// Only the daemon that holds the lock may change the directory's mode.
+	if st.Mode().Perm() != mode {
+		if err := os.Chmod(dir, mode); err != nil {
+			return fmt.Errorf("zmqmsg: daemon: IPC directory: %w", err)
+		}
+		d.log.Info("IPC directory mode set", "dir", dir, "mode", fmt.Sprintf("%#o", mode), "was", fmt.Sprintf("%#o", st.Mode().Perm()))
+	}
 	return nil
 }
 
-// Node returns how other nodes reach the daemon's node.
-func (d *Daemon) Node() directory.Node { return d.node }
+// Node returns how other nodes reach the daemon's node (zero until every
+// port is bound).
+func (d *Daemon) Node() directory.Node {
+	if n := d.node.Load(); n != nil {
+		return *n
+	}
+	return directory.Node{}
+}
 
 // Dir returns the directory of the IPC sockets.
 func (d *Daemon) Dir() string { return d.cfg.Dir }
@@ -192,6 +194,9 @@ func (d *Daemon) Dir() string { return d.cfg.Dir }
 // Members returns how many service processes are attached to the call and
 // notify pipelines.
 func (d *Daemon) Members() (call, notify int) { return d.call.Members(), d.notify.Members() }
+
+// Draining reports whether both pipelines refuse new requests.
+func (d *Daemon) Draining() bool { return d.call.Draining() && d.notify.Draining() }
 
 // Counters returns the counters of the call and notify brokers.
 func (d *Daemon) Counters() (call, notify *proxy.Counters) {
@@ -201,7 +206,18 @@ func (d *Daemon) Counters() (call, notify *proxy.Counters) {
 // Drain makes both brokers refuse new requests and waits until the
 // requests they relayed have been answered, or ctx ends.
 func (d *Daemon) Drain(ctx context.Context) error {
-	return errors.Join(d.call.Drain(ctx), d.notify.Drain(ctx))
+	// Both pipelines start draining at once, then both are waited for.
+	var wg sync.WaitGroup
+	errs := make([]error, 2)
+	for i, b := range []*proxy.Broker{d.call, d.notify} {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs[i] = b.Drain(ctx)
+		}()
+	}
+	wg.Wait()
+	return errors.Join(errs...)
 }
 
 // Close stops the brokers, closes every socket and the zmq context, and

@@ -300,8 +300,29 @@ func (e *Engine) join(ctx context.Context) error {
 	}
 	hctx, cancel := context.WithTimeout(ctx, joinTimeout)
 	defer cancel()
-	if e.node, err = e.proxy.DaemonNode(hctx); err != nil {
-		return fmt.Errorf("zmqmsg: join the node proxy daemon in %s: %w", e.cfg.Join, err)
+	// Hello on both pipelines: the node comes from the call pipeline's
+	// answer, and the notify pipeline proves it is there too. A daemon
+	// that is still binding its ports says so; ask again.
+	for _, px := range []*proxy.Proxy{e.proxy, e.notify} {
+		for {
+			node, err := px.DaemonNode(hctx)
+			if errors.Is(err, proxy.ErrDaemonBusy) {
+				t := time.NewTimer(10 * time.Millisecond)
+				select {
+				case <-t.C:
+					continue
+				case <-hctx.Done():
+					t.Stop()
+				}
+			}
+			if err != nil {
+				return fmt.Errorf("zmqmsg: join the node proxy daemon in %s: %w", e.cfg.Join, err)
+			}
+			if px == e.proxy {
+				e.node = node
+			}
+			break
+		}
 	}
 	var tag [4]byte
 	id := envelope.NewID()

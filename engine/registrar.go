@@ -81,7 +81,7 @@ func (r *registrar) Receive(c actor.Context) {
 	case *actor.Started:
 		r.schedule(c, r.every)
 	case *regAdd:
-		err := r.register(m.reg)
+		err := r.register(context.Background(), m.reg)
 		if err == nil {
 			r.state.regs[keyOf(m.reg)] = m.reg
 		}
@@ -102,8 +102,8 @@ func (r *registrar) Receive(c actor.Context) {
 
 func keyOf(reg directory.Registration) regKey { return regKey{reg.Key, reg.Server} }
 
-func (r *registrar) register(reg directory.Registration) error {
-	ctx, cancel := context.WithTimeout(context.Background(), registrarOpTimeout)
+func (r *registrar) register(ctx context.Context, reg directory.Registration) error {
+	ctx, cancel := context.WithTimeout(ctx, registrarOpTimeout)
 	defer cancel()
 	err := r.dir.Register(ctx, reg, r.ttl)
 	if err != nil {
@@ -112,21 +112,28 @@ func (r *registrar) register(reg directory.Registration) error {
 	return err
 }
 
-// refresh registers every server again; on a failure it retries soon.
+// refresh registers every server again; on a failure it stops (the
+// directory is most likely unreachable for all of them) and retries soon.
+// The whole refresh is bounded by half a refresh period, so that Serve and
+// Stop, waiting in the mailbox, are never held for long.
 func (r *registrar) refresh(c actor.Context) {
+	ctx, cancel := context.WithTimeout(context.Background(), max(r.every/2, time.Second))
+	defer cancel()
 	var failed error
 	n := 0
 	for _, reg := range r.state.regs {
-		if err := r.register(reg); err != nil {
+		if err := r.register(ctx, reg); err != nil {
 			failed = err
-			n++
+			n = len(r.state.regs) - n
+			break
 		}
+		n++
 	}
 	st := r.state
 	switch {
 	case failed != nil:
 		if !st.failing {
-			r.log.Warn("directory registrations failing; retrying until the directory returns", "failed", n, "of", len(st.regs), "err", failed)
+			r.log.Warn("directory registrations failing; retrying until the directory returns", "not_refreshed", n, "of", len(st.regs), "err", failed)
 			st.failing, st.backoff = true, registrarBackoffMin
 		} else {
 			st.backoff = min(2*st.backoff, r.every)

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
+	"strings"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -52,7 +54,23 @@ type Broker struct {
 	backend        string
 	log            *slog.Logger
 	members        atomic.Int64 // live members, for status
-	inflight       atomic.Int64 // requests relayed and not yet answered, for status
+	nInflight      atomic.Int64 // requests relayed and not yet answered, for status
+	socketMode     os.FileMode  // of the IPC socket file, set again after a re-bind
+	isDraining     atomic.Bool  // for status: Drain has been called
+
+	// State of the broker loop that must survive a restart of the loop.
+	// Only the current loop goroutine touches it (a restarted loop starts
+	// after its predecessor has stopped).
+	inflight map[envelope.ID]inflight // relayed requests waiting for their answer
+	draining bool                     // refuse new requests (Drain)
+	drained  []chan struct{}          // Drain callers waiting for the last answer
+}
+
+// inflight is a relayed request: when its caller stops waiting, and the
+// member it went to (whose loss fails it).
+type inflight struct {
+	expires time.Time
+	member  string
 }
 
 // BrokerConfig configures a Broker.
@@ -80,6 +98,10 @@ type BrokerConfig struct {
 	Loop poller.Options
 	// Logger receives events; nil discards them.
 	Logger *slog.Logger
+	// SocketMode, if not zero, is set on the IPC socket file after every
+	// bind (a restarted loop binds again, and the new file gets the umask's
+	// mode).
+	SocketMode os.FileMode
 }
 
 // BrokerCmd is a command for the broker loop. The interface is sealed.
@@ -94,7 +116,7 @@ func (*drainCmd) isBrokerCmd() {}
 // StartBroker binds the broker's sockets and starts its loop as a
 // supervised actor tree under root. A taken port is returned as an error.
 func StartBroker(ctx context.Context, root *actor.RootContext, name string, cfg BrokerConfig) (*Broker, error) {
-	b := &Broker{root: root, log: cfg.Logger, backend: cfg.Backend}
+	b := &Broker{root: root, log: cfg.Logger, backend: cfg.Backend, socketMode: cfg.SocketMode, inflight: make(map[envelope.ID]inflight)}
 	if b.log == nil {
 		b.log = slog.New(slog.DiscardHandler)
 	}
@@ -127,8 +149,7 @@ func StartBroker(ctx context.Context, root *actor.RootContext, name string, cfg 
 				}
 				return &broker{b: b, cfg: c, castSock: -1, fanSock: -1,
 					rq:      replyQueue{sock: sockFront, counters: &b.counters, log: b.log},
-					members: make(map[string]*bMember), routes: make(map[directory.Key]*bRoute),
-					inflight: make(map[envelope.ID]time.Time)}
+					members: make(map[string]*bMember), routes: make(map[directory.Key]*bRoute)}
 			},
 			Loop:   cfg.Loop,
 			Logger: b.log,
@@ -165,7 +186,11 @@ func (b *Broker) Counters() *Counters { return &b.counters }
 func (b *Broker) Members() int { return int(b.members.Load()) }
 
 // InFlight returns how many relayed requests wait for their answer now.
-func (b *Broker) InFlight() int { return int(b.inflight.Load()) }
+func (b *Broker) InFlight() int { return int(b.nInflight.Load()) }
+
+// Draining reports whether the broker refuses new requests (Drain was
+// called and the broker loop has taken it in).
+func (b *Broker) Draining() bool { return b.isDraining.Load() }
 
 // Restarts returns how often the broker loop was restarted.
 func (b *Broker) Restarts() uint64 { return b.handle.Restarts() }
@@ -221,16 +246,13 @@ type broker struct {
 
 	members   map[string]*bMember // by the member DEALER's identity
 	routes    map[directory.Key]*bRoute
-	inflight  map[envelope.ID]time.Time // relayed requests -> when their caller stops waiting
 	nextSweep time.Time
-	draining  bool
-	drained   []chan struct{} // Drain callers waiting for the last answer
 }
 
 type bMember struct {
 	id      string
 	seen    time.Time
-	servers map[bServer]struct{}
+	servers map[bServer]time.Time // -> when its last ATTACH (or heartbeat) came
 }
 
 type bServer struct {
@@ -284,6 +306,13 @@ func (r *broker) Setup(l *poller.Loop[BrokerCmd]) error {
 	if _, _, err := bind(zmq.ROUTER, "backend", r.cfg.Backend, ipc, nil); err != nil {
 		return err
 	}
+	if mode := r.b.socketMode; mode != 0 {
+		if path, ok := strings.CutPrefix(r.cfg.Backend, "ipc://"); ok {
+			if err := os.Chmod(path, mode); err != nil {
+				return fmt.Errorf("chmod %s: %w", path, err)
+			}
+		}
+	}
 	if r.cfg.CastBind != "" {
 		po := r.cfg.Options
 		po.RecvHWM = socket.DirectCastHWM
@@ -333,8 +362,8 @@ func (r *broker) fromCaller(l *poller.Loop[BrokerCmd], frames [][]byte) {
 		r.b.counters.WrongKind.Add(1)
 		return
 	}
-	if r.draining {
-		r.b.counters.NoServers.Add(1)
+	if r.b.draining {
+		r.b.counters.Refused.Add(1)
 		r.answer(l, routing, &m, envelope.CodeShuttingDown, "node proxy daemon draining")
 		return
 	}
@@ -355,8 +384,8 @@ func (r *broker) fromCaller(l *poller.Loop[BrokerCmd], frames [][]byte) {
 				if exp.IsZero() {
 					exp = time.Now().Add(DefaultReplyTTL)
 				}
-				r.inflight[m.ID] = exp
-				r.b.inflight.Store(int64(len(r.inflight)))
+				r.b.inflight[m.ID] = inflight{expires: exp, member: e.m.id}
+				r.b.nInflight.Store(int64(len(r.b.inflight)))
 			}
 			return
 		case errors.Is(err, poller.ErrWouldBlock):
@@ -422,12 +451,12 @@ func (r *broker) fromMember(l *poller.Loop[BrokerCmd], frames [][]byte) {
 		r.b.counters.Malformed.Add(1)
 		return
 	}
-	expires, known := r.inflight[mid]
+	f, known := r.b.inflight[mid]
 	if known {
-		delete(r.inflight, mid)
-		r.b.inflight.Store(int64(len(r.inflight)))
+		delete(r.b.inflight, mid)
+		r.b.nInflight.Store(int64(len(r.b.inflight)))
 	}
-	r.rq.send(l, rest, expires)
+	r.rq.send(l, rest, f.expires)
 	r.checkDrained()
 }
 
@@ -443,7 +472,13 @@ func (r *broker) control(l *poller.Loop[BrokerCmd], id string, body []byte) {
 	case envelope.KindAttach:
 		switch {
 		case m.Topic == "":
-			ack.Meta = nodeMeta(r.cfg.Node()) // a hello
+			// A hello. The node is known once every port is bound; a
+			// hello before that is told to try again.
+			if n := r.cfg.Node(); n.CallPort != 0 {
+				ack.Meta = nodeMeta(n)
+			} else {
+				ack.Code, ack.ErrMsg = envelope.CodeShuttingDown, "daemon starting"
+			}
 		case m.Server == "":
 			ack.Code, ack.ErrMsg = envelope.CodeMalformed, "ATTACH without a server name"
 		default:
@@ -483,7 +518,8 @@ func (r *broker) attach(l *poller.Loop[BrokerCmd], id string, key directory.Key,
 				continue
 			}
 			if e.m.id == id {
-				return nil // a heartbeat
+				e.m.servers[bServer{key, name}] = time.Now() // a heartbeat
+				return nil
 			}
 			if r.alive(l, e.m) {
 				r.b.counters.Conflicts.Add(1)
@@ -495,12 +531,12 @@ func (r *broker) attach(l *poller.Loop[BrokerCmd], id string, key directory.Key,
 	}
 	mb := r.members[id]
 	if mb == nil {
-		mb = &bMember{id: id, seen: time.Now(), servers: make(map[bServer]struct{})}
+		mb = &bMember{id: id, seen: time.Now(), servers: make(map[bServer]time.Time)}
 		r.members[id] = mb
 		r.b.members.Store(int64(len(r.members)))
 		r.b.log.Info("service process attached", "member", fmt.Sprintf("%x", id))
 	}
-	mb.servers[bServer{key, name}] = struct{}{}
+	mb.servers[bServer{key, name}] = time.Now()
 	if rt == nil {
 		rt = &bRoute{}
 		r.routes[key] = rt
@@ -571,6 +607,15 @@ func (r *broker) lose(l *poller.Loop[BrokerCmd], m *bMember, why string) {
 		r.detach(l, m, s)
 	}
 	delete(r.members, m.id) // if detach has not already
+	// Its requests will never be answered: stop waiting for them (their
+	// callers fail by their deadlines).
+	for id, f := range r.b.inflight {
+		if f.member == m.id {
+			delete(r.b.inflight, id)
+		}
+	}
+	r.b.nInflight.Store(int64(len(r.b.inflight)))
+	r.checkDrained()
 	r.b.members.Store(int64(len(r.members)))
 	n := r.b.counters.MembersLost.Add(1)
 	r.b.log.Warn("service process lost: its servers are no longer routed", "member", fmt.Sprintf("%x", m.id), "why", why, "lost_total", n)
@@ -663,8 +708,9 @@ next:
 
 func (r *broker) HandleCommand(l *poller.Loop[BrokerCmd], c BrokerCmd) {
 	if d, ok := c.(*drainCmd); ok {
-		r.draining = true
-		r.drained = append(r.drained, d.done)
+		r.b.draining = true
+		r.b.isDraining.Store(true)
+		r.b.drained = append(r.b.drained, d.done)
 		r.checkDrained()
 	}
 }
@@ -672,11 +718,11 @@ func (r *broker) HandleCommand(l *poller.Loop[BrokerCmd], c BrokerCmd) {
 // checkDrained reports a drain done once nothing relayed waits for an
 // answer and no answer waits for its caller.
 func (r *broker) checkDrained() {
-	if r.draining && len(r.inflight) == 0 && r.rq.n == 0 {
-		for _, ch := range r.drained {
+	if r.b.draining && len(r.b.inflight) == 0 && r.rq.n == 0 {
+		for _, ch := range r.b.drained {
 			close(ch)
 		}
-		r.drained = nil
+		r.b.drained = nil
 	}
 }
 
@@ -700,29 +746,47 @@ func (r *broker) HandleTimer(l *poller.Loop[BrokerCmd], now time.Time) {
 	for _, m := range r.members {
 		if now.Sub(m.seen) > r.cfg.MemberTTL {
 			r.lose(l, m, fmt.Sprintf("silent for %v", now.Sub(m.seen).Round(time.Millisecond)))
+			continue
+		}
+		// A server the member no longer repeats in its heartbeats (an
+		// ATTACH that arrived after its Serve gave up, for instance) is
+		// dropped like a silent member.
+		for s, seen := range m.servers {
+			if now.Sub(seen) > r.cfg.MemberTTL {
+				r.b.log.Info("server no longer attached by its process: unrouted", "key", s.key.String(), "server", s.name)
+				r.detach(l, m, s)
+			}
 		}
 	}
-	for id, exp := range r.inflight {
-		if now.After(exp) {
-			delete(r.inflight, id)
+	for id, f := range r.b.inflight {
+		if now.After(f.expires) {
+			delete(r.b.inflight, id)
 		}
 	}
-	r.b.inflight.Store(int64(len(r.inflight)))
+	r.b.nInflight.Store(int64(len(r.b.inflight)))
 	r.checkDrained()
 }
 
-// Shutdown counts what could not be delivered.
-func (r *broker) Shutdown(_ *poller.Loop[BrokerCmd], pending []BrokerCmd, _ error) {
+// Shutdown counts what could not be delivered. On a stop (cause nil) the
+// Drain callers are released; on a restart they keep waiting for the next
+// loop, which keeps draining.
+func (r *broker) Shutdown(_ *poller.Loop[BrokerCmd], pending []BrokerCmd, cause error) {
 	r.b.counters.SendFailed.Add(uint64(r.rq.n))
 	for _, c := range pending {
 		if d, ok := c.(*drainCmd); ok {
+			if cause != nil {
+				r.b.draining = true
+				r.b.drained = append(r.b.drained, d.done)
+				continue
+			}
 			close(d.done)
 		}
 	}
-	for _, ch := range r.drained {
-		close(ch)
+	if cause == nil {
+		for _, ch := range r.b.drained {
+			close(ch)
+		}
+		r.b.drained = nil
 	}
-	r.drained = nil
 	r.b.members.Store(0)
-	r.b.inflight.Store(0)
 }

@@ -42,6 +42,10 @@ var ErrStopped = errors.New("proxy: stopped")
 // ErrNoDaemon is returned when the node proxy daemon does not answer.
 var ErrNoDaemon = errors.New("proxy: node proxy daemon not answering")
 
+// ErrDaemonBusy is returned when the daemon answers that it is starting or
+// draining; a hello may be tried again.
+var ErrDaemonBusy = errors.New("proxy: node proxy daemon starting or draining")
+
 // DefaultMemberHeartbeat is how often a member repeats its ATTACHes.
 const DefaultMemberHeartbeat = time.Second
 
@@ -81,7 +85,11 @@ func (p *Proxy) Attach(ctx context.Context, key directory.Key, srv Server) error
 		return nil
 	}
 	if _, err := p.control(ctx, envelope.KindAttach, key, srv.Name()); err != nil {
-		p.routes.Remove(key, srv)
+		// The ATTACH may still reach the daemon (it waits in the pipe
+		// while the daemon is away): the DETACH behind it cancels it.
+		// Should both be lost, the daemon drops the server after
+		// MemberTTL anyway, since no heartbeat repeats it.
+		_ = p.Detach(context.WithoutCancel(ctx), key, srv)
 		return err
 	}
 	return nil
@@ -211,6 +219,8 @@ func (f *frontend) handleControl(l *poller.Loop[Cmd], body []byte) {
 			c.done <- attachResult{node: node, err: err}
 		case envelope.CodeConflict:
 			c.done <- attachResult{err: fmt.Errorf("%w: %s", ErrDuplicate, m.ErrMsg)}
+		case envelope.CodeShuttingDown:
+			c.done <- attachResult{err: fmt.Errorf("%w: %s", ErrDaemonBusy, m.ErrMsg)}
 		default:
 			c.done <- attachResult{err: fmt.Errorf("proxy: daemon refused %s: %s: %s", c.msg.Kind, m.Code, m.ErrMsg)}
 		}
@@ -226,6 +236,7 @@ func (f *frontend) heartbeat(l *poller.Loop[Cmd], now time.Time) {
 	for id, c := range f.member.pending {
 		if now.After(c.expires) {
 			delete(f.member.pending, id)
+			c.done <- attachResult{err: fmt.Errorf("%w at %s: no answer to %s by %v", ErrNoDaemon, f.member.endpoint, c.msg.Kind, c.expires.Format(time.RFC3339))}
 		}
 	}
 	f.p.routes.Each(func(key directory.Key, srv Server) {

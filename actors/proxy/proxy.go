@@ -192,6 +192,7 @@ type Counters struct {
 	SendFailed    atomic.Uint64 // replies libzmq refused (the caller is gone, or its pipe is full: it does not read), dropped
 	MembersLost   atomic.Uint64 // daemon: service processes dropped (heartbeats stopped, or their pipe vanished)
 	Conflicts     atomic.Uint64 // daemon: ATTACHes refused because another process serves the name
+	Refused       atomic.Uint64 // daemon: requests refused while draining (answered SHUTTING_DOWN)
 }
 
 // Cmd is a command for the proxy loop. The interface is sealed.

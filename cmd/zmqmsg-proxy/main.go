@@ -28,6 +28,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"os"
 	"os/signal"
 	"strconv"
@@ -41,7 +42,12 @@ import (
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
-	defer stop()
+	go func() {
+		// After the first signal the default handling returns: a second
+		// SIGTERM or SIGINT ends a drain that takes too long.
+		<-ctx.Done()
+		stop()
+	}()
 	os.Exit(run(ctx, os.Args[1:], os.LookupEnv, os.Stdout, os.Stderr, nil))
 }
 
@@ -159,7 +165,7 @@ func logStats(log *slog.Logger, msg string, st zmqmsg.ProxyStats) {
 	log.Info(msg, "members", st.Members, "listeners", st.Listeners, "relayed", st.Relayed, "replies", st.Replies,
 		"no_servers", st.NoServers, "overloaded", st.Overloaded, "malformed", st.Malformed, "wrong_kind", st.WrongKind,
 		"direct", st.DirectCasts, "direct_dropped", st.DirectDropped, "fanouts", st.Fanouts, "fanout_dropped", st.FanoutDropped,
-		"send_failed", st.SendFailed, "members_lost", st.MembersLost, "conflicts", st.Conflicts)
+		"send_failed", st.SendFailed, "members_lost", st.MembersLost, "conflicts", st.Conflicts, "refused_draining", st.Refused)
 }
 
 // config checks the options and turns them into a ProxyConfig and a logger.
@@ -206,8 +212,10 @@ func (o options) config(stderr io.Writer) (zmqmsg.ProxyConfig, *slog.Logger, err
 		return cfg, nil, errors.New("--host is empty")
 	case o.ipcDir == "":
 		return cfg, nil, errors.New("--ipc-dir is empty")
-	case o.memberTTL <= 0 || o.drainTimeout < 0:
-		return cfg, nil, errors.New("--member-ttl must be > 0 and --drain-timeout ≥ 0")
+	case o.memberTTL < 2*time.Second || o.drainTimeout < 0:
+		return cfg, nil, errors.New("--member-ttl must be at least 2s (members repeat their ATTACHes every second) and --drain-timeout ≥ 0")
+	case net.ParseIP(o.host) != nil && net.ParseIP(o.host).IsUnspecified():
+		return cfg, nil, fmt.Errorf("--host %s: the address other nodes reach this node at, not a wildcard", o.host)
 	case o.maxMessageSize <= 0:
 		return cfg, nil, errors.New("--max-message-size must be > 0")
 	}

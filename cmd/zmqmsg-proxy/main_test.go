@@ -114,7 +114,8 @@ func TestDaemonRefusesBadSettings(t *testing.T) {
 		{[]string{"--log-level", "loud"}, nil, 2, "--log-level"},
 		{[]string{"--call-port", "70000"}, nil, 2, "--call-port 70000"},
 		{nil, map[string]string{"ZMQMSG_MEMBER_TTL": "soon"}, 2, "ZMQMSG_MEMBER_TTL"},
-		{[]string{"--member-ttl", "0s"}, nil, 2, "--member-ttl"},
+		{[]string{"--member-ttl", "1s"}, nil, 2, "--member-ttl"},
+		{[]string{"--host", "0.0.0.0"}, nil, 2, "not a wildcard"},
 	} {
 		var stderr bytes.Buffer
 		env := func(k string) (string, bool) { v, ok := tc.env[k]; return v, ok }
