@@ -582,6 +582,13 @@ var (
 	// ErrUnreached: a fanout did not reach every node of its topic; the
 	// error is a *FanoutError that names them.
 	ErrUnreached = engine.ErrUnreached
+	// ErrNodeDown: the connection to the node serving the request was lost
+	// while the request waited for its answer (the node died, its link was
+	// cut, a heartbeat timed out): the request fails at once, not at its
+	// deadline. The error is a *NodeDownError. A CALL may or may not have
+	// run. New calls avoid a node that is down while another serves the
+	// target.
+	ErrNodeDown = engine.ErrNodeDown
 	// ErrNotAcked: a cast got no acknowledgement after all its retries.
 	ErrNotAcked = engine.ErrNotAcked
 	// ErrNoProxy: Config.ProxyDir names a directory where no node proxy
@@ -594,6 +601,10 @@ var (
 // RemoteError is a handler's error as seen by the caller: its Type and
 // Message on the server.
 type RemoteError = engine.RemoteError
+
+// NodeDownError names the node whose connection was lost; it matches
+// ErrNodeDown.
+type NodeDownError = engine.NodeDownError
 
 // FanoutError names the nodes a fanout did not reach (node id -> why).
 type FanoutError = engine.FanoutError

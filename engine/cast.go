@@ -30,6 +30,27 @@ func (e *Engine) Cast(ctx context.Context, t Target, method string, flags envelo
 	if err != nil {
 		return err
 	}
+	id := envelope.NewID()
+	e.casts.Add(1)
+	// A cast to a topic whose node goes down before it acknowledged is sent
+	// again to another server of the topic (the round robin avoids the
+	// down node), at most maxResends times. The dead node may have run it:
+	// at least once. A cast to a named server fails with ErrNodeDown.
+	for resends := 0; ; resends++ {
+		err = e.cast(ctx, t, id, method, flags, payload, waitUntil)
+		if err == nil || t.Server != "" || resends == maxResends || !errors.Is(err, ErrNodeDown) {
+			return err
+		}
+		e.castsResent.Add(1)
+		e.log.Warn("cast's node went down before it acknowledged; sending it to another server", "topic", t.Topic, "method", method, "id", id.String(), "err", err)
+	}
+}
+
+// maxResends bounds how often a cast is sent to another server after its
+// node went down.
+const maxResends = 3
+
+func (e *Engine) cast(ctx context.Context, t Target, id envelope.ID, method string, flags envelope.Flags, payload []byte, waitUntil time.Time) error {
 	entry, err := e.res.pick(ctx, t.key(), t.Server, waitUntil)
 	if err != nil {
 		return e.ctxError(ctx, err)
@@ -41,7 +62,7 @@ func (e *Engine) Cast(ctx context.Context, t Target, method string, flags envelo
 	m := envelope.Message{
 		Kind:     envelope.KindCast,
 		Flags:    flags,
-		ID:       envelope.NewID(),
+		ID:       id,
 		Exchange: t.Exchange,
 		Topic:    t.Topic,
 		Server:   entry.Server, // retries must reach the same server
@@ -56,7 +77,6 @@ func (e *Engine) Cast(ctx context.Context, t Target, method string, flags envelo
 	if err != nil {
 		return fmt.Errorf("zmqmsg: encode cast: %w", err)
 	}
-	e.casts.Add(1)
 	if policy.Disabled {
 		if err := d.Submit(ctx, &socket.Request{ID: m.ID, Body: body}); err != nil {
 			return e.ctxError(ctx, err)

@@ -146,7 +146,7 @@ type Engine struct {
 	notifications, notificationsUnheard, notificationsRun, notifyFailures atomic.Uint64
 	notificationsFiltered                                                 atomic.Uint64
 	directRun, directRefused                                              atomic.Uint64
-	registrationErrors                                                    atomic.Uint64
+	registrationErrors, castsResent                                       atomic.Uint64
 
 	windowMu sync.Mutex
 	windows  map[string]chan struct{} // node id -> un-acked CAST slots
@@ -461,7 +461,28 @@ func (e *Engine) dealer(ctx context.Context, node directory.Node, id string) (*s
 // the socket is started, not on every send.
 func (e *Engine) dealerAt(ctx context.Context, key, tag string, endpoint func() string) (*socket.Handle[socket.DealerCmd], error) {
 	return e.dealers.get(ctx, e, key, "dealer-"+key, func() poller.Handler[socket.DealerCmd] {
-		return &socket.Dealer{Endpoint: endpoint(), Tag: tag, Table: e.table, Options: e.cfg.Socket, Counters: &e.dealerCounters}
+		ep := endpoint()
+		return &socket.Dealer{
+			Endpoint: ep, Tag: tag, Table: e.table, Options: e.cfg.Socket, Counters: &e.dealerCounters,
+			NodeDown: func(cause string) error { return &NodeDownError{Node: tag, Cause: cause} },
+			OnLiveness: func(up bool) {
+				// Only the CALL pipeline's connection decides whether new
+				// calls avoid the node (the notify one's tag ends in
+				// "/notify").
+				if strings.HasSuffix(tag, "/notify") {
+					return
+				}
+				if up {
+					if _, was := e.res.down.LoadAndDelete(tag); was {
+						e.log.Info("node answers again", "node", tag)
+					}
+					return
+				}
+				if _, was := e.res.down.LoadOrStore(tag, struct{}{}); !was {
+					e.log.Warn("node down: its pending calls failed, new calls avoid it until it answers", "node", tag, "endpoint", ep)
+				}
+			},
+		}
 	})
 }
 
@@ -484,6 +505,7 @@ type Stats struct {
 	Casts                 uint64 // casts sent (each counted once, however often retried)
 	CastRetries           uint64 // cast resends after an ACK did not come in time
 	CastsNotAcked         uint64 // casts that failed with ErrNotAcked
+	CastsResent           uint64 // casts sent to another server because their node went down before acknowledging
 	CastsRun              uint64 // cast handlers run by this node's servers
 	CastErrors            uint64 // cast handlers that returned an error (counted, logged)
 	DuplicateCasts        uint64 // retried casts a server had already had: acknowledged, not run again
@@ -505,6 +527,9 @@ type Stats struct {
 	NotificationsFiltered uint64 // notifications a listener's priority filter dropped (acknowledged)
 	SocketRestarts        uint64 // socket actors restarted by their supervisor
 	DirectoryErrors       uint64 // failed directory lookups (cached entries kept serving)
+	NodeDisconnects       uint64 // connections to other nodes lost (peer gone, heartbeat timeout, keepalive)
+	FailedNodeDown        uint64 // calls and casts failed at once because their node's connection was lost
+	NodesDown             int    // nodes whose connection is down now (new calls avoid them)
 	RegistrationErrors    uint64 // failed directory registrations and refreshes (retried until the directory returns)
 	PendingCalls          int    // calls waiting for a reply now
 }
@@ -529,10 +554,14 @@ func (e *Engine) Stats() Stats {
 		SendFailures:          pc.SendFailed.Load(),
 		DirectoryErrors:       e.res.lookupErrors.Load(),
 		RegistrationErrors:    e.registrationErrors.Load(),
+		NodeDisconnects:       e.dealerCounters.Disconnects.Load(),
+		FailedNodeDown:        e.dealerCounters.FailedByDown.Load(),
+		NodesDown:             e.res.nodesDown(),
 		SocketRestarts:        e.proxy.Restarts(),
 		Casts:                 e.casts.Load(),
 		CastRetries:           e.castRetries.Load(),
 		CastsNotAcked:         e.castsNotAcked.Load(),
+		CastsResent:           e.castsResent.Load(),
 		CastsRun:              e.castsRun.Load(),
 		CastErrors:            e.castErrors.Load(),
 		DuplicateCasts:        pc.Duplicates.Load(),

@@ -29,6 +29,11 @@ var (
 	// ErrUnavailable: the connection to the node that serves the target is
 	// being re-established; the request was not sent.
 	ErrUnavailable = errors.New("zmqmsg: node connection unavailable")
+	// ErrNodeDown: the connection to the request's node was lost while the
+	// request waited for its answer (the node died, its link was cut, a
+	// heartbeat timed out). The error is a *NodeDownError. A CALL may or
+	// may not have run.
+	ErrNodeDown = errors.New("zmqmsg: node down")
 )
 
 type timeoutError struct{}
@@ -75,3 +80,17 @@ func remoteType(err error) string {
 	}
 	return fmt.Sprintf("%T", err)
 }
+
+// NodeDownError fails the requests that were waiting on a node's
+// connection when it was lost. It matches ErrNodeDown with errors.Is.
+type NodeDownError struct {
+	Node  string // the node's id, host:port
+	Cause string // what was seen
+}
+
+func (e *NodeDownError) Error() string {
+	return fmt.Sprintf("zmqmsg: node %s down: %s", e.Node, e.Cause)
+}
+
+// Is makes a *NodeDownError match ErrNodeDown.
+func (e *NodeDownError) Is(target error) bool { return target == ErrNodeDown }

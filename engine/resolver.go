@@ -27,6 +27,10 @@ type resolver struct {
 	wg   sync.WaitGroup
 
 	lookupErrors atomic.Uint64
+
+	// down holds the ids of nodes whose CALL connection is down (set by
+	// the dealers' liveness reports): round robin avoids them.
+	down sync.Map
 }
 
 // route is a cached directory entry with its node id computed once.
@@ -166,7 +170,7 @@ func (r *resolver) pick(ctx context.Context, key directory.Key, name string, wai
 			timer.Stop()
 		}
 	}()
-	if e, ok := ks.choose(name); ok {
+	if e, ok := ks.choose(name, &r.down); ok {
 		return e, nil // the common case: no lock, no timer
 	}
 	for {
@@ -182,7 +186,7 @@ func (r *resolver) pick(ctx context.Context, key directory.Key, name string, wai
 			changed = ks.changed
 			ks.mu.Unlock()
 		}
-		if e, ok := ks.choose(name); ok {
+		if e, ok := ks.choose(name, &r.down); ok {
 			return e, nil
 		}
 		wait := time.Until(waitUntil)
@@ -211,7 +215,7 @@ func noServers(key directory.Key, name string) error {
 	return fmt.Errorf("%w: %s", ErrNoServers, key)
 }
 
-func (ks *keyState) choose(name string) (route, bool) {
+func (ks *keyState) choose(name string, down *sync.Map) (route, bool) {
 	p := ks.entries.Load()
 	if p == nil || len(*p) == 0 {
 		return route{}, false
@@ -225,7 +229,28 @@ func (ks *keyState) choose(name string) (route, bool) {
 		}
 		return route{}, false
 	}
-	return entries[(ks.rr.Add(1)-1)%uint64(len(entries))], true
+	// Round robin, skipping servers on nodes whose connection is down
+	// while there is another; if all are down, the next one as usual.
+	n := uint64(len(entries))
+	first := entries[(ks.rr.Add(1)-1)%n]
+	e := first
+	for i := uint64(1); i < n; i++ {
+		if _, isDown := down.Load(e.nodeID); !isDown {
+			return e, true
+		}
+		e = entries[(ks.rr.Add(1)-1)%n]
+	}
+	if _, isDown := down.Load(e.nodeID); !isDown {
+		return e, true
+	}
+	return first, true
+}
+
+// nodesDown counts the nodes marked down.
+func (r *resolver) nodesDown() int {
+	n := 0
+	r.down.Range(func(any, any) bool { n++; return true })
+	return n
 }
 
 // cached returns the cached routes of key, or nil.

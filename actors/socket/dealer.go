@@ -1,7 +1,9 @@
 package socket
 
 import (
+	"encoding/binary"
 	"errors"
+	"fmt"
 	"sync/atomic"
 	"time"
 
@@ -39,6 +41,9 @@ func (*Request) isDealerCmd() {}
 type DealerCounters struct {
 	Malformed atomic.Uint64 // replies that could not be decoded, dropped
 	WrongKind atomic.Uint64 // messages of a kind a dealer does not expect, dropped
+	// Disconnects counts lost connections to the node; FailedByDown the
+	// requests failed at once because of them (see Dealer.NodeDown).
+	Disconnects, FailedByDown atomic.Uint64
 }
 
 // Dealer is the client end of the CALL pipeline towards one node: a DEALER
@@ -51,16 +56,48 @@ type Dealer struct {
 	Table    Replies // where replies go
 	Options  Options
 	Counters *DealerCounters
+	// NodeDown, if set, turns on liveness: a socket monitor reports the
+	// connection's events to the loop, and when the connection to the node
+	// drops (the peer closed it, a ZMTP heartbeat timed out, TCP keepalive
+	// gave up) every request still waiting on it is failed at once with
+	// NodeDown(cause), instead of at its deadline: a reply can never come
+	// back on a new connection (the ROUTER gives it a new identity).
+	NodeDown func(cause string) error
+	// OnLiveness, if set, is told when the connection comes up (true, ZMTP
+	// handshake done) and goes down (false). Loop goroutine: do not block.
+	OnLiveness func(up bool)
+
+	monitor int // index of the monitor PAIR in the loop, -1 if none
 }
 
-// Setup creates the DEALER and connects it.
+// monitorSeq makes the monitors' inproc endpoints unique in a process.
+var monitorSeq atomic.Uint64
+
+// Setup creates the DEALER, its monitor if liveness is on, and connects.
 func (d *Dealer) Setup(l *poller.Loop[DealerCmd]) error {
+	d.monitor = -1
 	_, z, err := l.NewSocket(zmq.DEALER, "dealer")
 	if err != nil {
 		return err
 	}
 	if err := d.Options.Apply(z); err != nil {
 		return err
+	}
+	if d.NodeDown != nil {
+		// The monitor is armed before Connect so that no event is missed;
+		// its PAIR end belongs to this loop like the DEALER.
+		ep := fmt.Sprintf("inproc://zmqmsg-monitor-%d", monitorSeq.Add(1))
+		if err := z.Monitor(ep, zmq.EVENT_HANDSHAKE_SUCCEEDED|zmq.EVENT_DISCONNECTED); err != nil {
+			return fmt.Errorf("monitor: %w", err)
+		}
+		i, mon, err := l.NewSocket(zmq.PAIR, "monitor")
+		if err != nil {
+			return err
+		}
+		if err := mon.Connect(ep); err != nil {
+			return fmt.Errorf("monitor: %w", err)
+		}
+		d.monitor = i
 	}
 	// IMMEDIATE: queue only to a completed connection, so nothing piles up
 	// in the pipe of a peer that is not there; sends wait in the loop's
@@ -71,8 +108,13 @@ func (d *Dealer) Setup(l *poller.Loop[DealerCmd]) error {
 	return z.Connect(d.Endpoint)
 }
 
-// HandleMessage decodes a reply and hands it to the waiting call.
-func (d *Dealer) HandleMessage(_ *poller.Loop[DealerCmd], _ int, frames [][]byte) {
+// HandleMessage decodes a reply and hands it to the waiting call, or
+// handles a monitor event.
+func (d *Dealer) HandleMessage(_ *poller.Loop[DealerCmd], sock int, frames [][]byte) {
+	if sock == d.monitor && sock >= 0 {
+		d.handleEvent(frames)
+		return
+	}
 	_, body, err := envelope.SplitRouting(frames)
 	if err != nil {
 		d.Counters.Malformed.Add(1)
@@ -88,6 +130,30 @@ func (d *Dealer) HandleMessage(_ *poller.Loop[DealerCmd], _ int, frames [][]byte
 		d.Table.Deliver(m) // late and unmatched replies are counted there
 	default:
 		d.Counters.WrongKind.Add(1)
+	}
+}
+
+// handleEvent handles one monitor event: frame 1 is the event (u16, little
+// endian) and its value (u32), frame 2 the endpoint.
+func (d *Dealer) handleEvent(frames [][]byte) {
+	if len(frames) < 1 || len(frames[0]) < 6 {
+		return
+	}
+	switch zmq.Event(binary.LittleEndian.Uint16(frames[0])) {
+	case zmq.EVENT_HANDSHAKE_SUCCEEDED:
+		if d.OnLiveness != nil {
+			d.OnLiveness(true)
+		}
+	case zmq.EVENT_DISCONNECTED:
+		// Mark the node down first: a caster whose request fails below
+		// picks another node at once.
+		if d.OnLiveness != nil {
+			d.OnLiveness(false)
+		}
+		d.Counters.Disconnects.Add(1)
+		if n := d.Table.FailTagged(d.Tag, d.NodeDown("connection to "+d.Endpoint+" lost")); n > 0 {
+			d.Counters.FailedByDown.Add(uint64(n))
+		}
 	}
 }
 
