@@ -40,8 +40,12 @@ import (
 const (
 	payloadSize = 64
 
-	// ioTimeout bounds every single blocking socket operation / request.
-	ioTimeout = 5 * time.Second
+	// ioTimeout bounds every single blocking socket operation / request. A
+	// lost message still fails the run; 15 s leaves room for the smoke
+	// tests, which CI runs under -race on 2 vCPUs (one call of 64 concurrent
+	// callers once took over 5 s there while other race-enabled tests ran
+	// beside it).
+	ioTimeout = 15 * time.Second
 	// stallTimeout: a throughput wait fails if no progress is made for this long.
 	stallTimeout = 10 * time.Second
 	// shutdownTimeout bounds waits for goroutines/contexts/connections to end.
