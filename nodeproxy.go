@@ -104,7 +104,7 @@ type ProxyStats struct {
 	Replies       uint64 // answers sent back to callers
 	NoServers     uint64 // requests for a target no service process serves (answered with an error)
 	Overloaded    uint64 // requests refused because the service process's pipe was full (answered)
-	Malformed     uint64 // received messages that did not decode, dropped
+	Malformed     uint64 // received messages that did not decode (or had too many frames), dropped
 	WrongKind     uint64 // messages of a kind the port does not take, dropped
 	DirectCasts   uint64 // direct casts relayed
 	DirectDropped uint64 // direct casts no service process could take, dropped
@@ -120,7 +120,7 @@ type ProxyStats struct {
 func (p *Proxy) Stats() ProxyStats {
 	c, n := p.d.Counters()
 	mc, mn := p.d.Members()
-	st := ProxyStats{Members: mc, Listeners: mn, Draining: p.d.Draining()}
+	st := ProxyStats{Members: mc, Listeners: mn, Draining: p.d.Draining(), Malformed: p.d.Oversized()}
 	for _, v := range []*proxy.Counters{c, n} {
 		st.Relayed += v.Requests.Load()
 		st.Replies += v.Replies.Load()

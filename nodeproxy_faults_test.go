@@ -1,7 +1,9 @@
 package zmqmsg
 
 import (
+	"bytes"
 	"context"
+	"crypto/rand"
 	"errors"
 	"os"
 	"path/filepath"
@@ -9,8 +11,11 @@ import (
 	"testing"
 	"time"
 
+	zmq "github.com/pebbe/zmq4"
+
 	"github.com/zmqmsg/zmqmsg/directory"
 	"github.com/zmqmsg/zmqmsg/engine"
+	"github.com/zmqmsg/zmqmsg/envelope"
 	"github.com/zmqmsg/zmqmsg/internal/testutil"
 )
 
@@ -90,5 +95,94 @@ func TestProxyDaemonServeWithoutDeadlineReturns(t *testing.T) {
 		}
 	case <-time.After(10 * time.Second):
 		t.Fatal("Serve(ctx without deadline) still blocked after 10 s with no daemon")
+	}
+}
+
+// ACCEPTANCE row 28 against the daemon: hostile messages on its public call
+// port, its direct-cast port, its fanout port and its IPC socket are
+// dropped and counted, and the daemon keeps serving.
+func TestProxyDaemonRejectsHostileInput(t *testing.T) {
+	d := newDaemonNode(t)
+	var hits sync.Map
+	serve(t, d.members[0], Target{Topic: "victim"}, whoAmI("victim", &hits))
+	zctx := testutil.ZMQ(t)
+	node := d.proxy.Node()
+	sock := func(typ zmq.Type, endpoint string) *zmq.Socket {
+		z, err := zctx.NewSocket(typ)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_ = z.SetLinger(0)
+		t.Cleanup(func() { _ = z.Close() })
+		if err := z.Connect(endpoint); err != nil {
+			t.Fatal(err)
+		}
+		return z
+	}
+	send := func(z *zmq.Socket, frames ...[]byte) {
+		if _, err := z.SendMessage(toAny(frames)...); err != nil {
+			t.Fatal(err)
+		}
+	}
+	garbage := make([]byte, 100)
+	_, _ = rand.Read(garbage)
+	many := make([][]byte, 200)
+	for i := range many {
+		many[i] = []byte("x")
+	}
+	reply, err := envelope.Encode(&envelope.Message{Kind: envelope.KindReply, ID: envelope.NewID(), Topic: "victim"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	malformed, wrongKind := 0, 0
+	// Public call port (a ROUTER: it prepends the sender's identity).
+	call := sock(zmq.DEALER, node.CallEndpoint())
+	for _, msg := range [][][]byte{{garbage}, {{}}, {[]byte("XX\x01\x01")}, {reply[:20]}, many, {garbage, garbage}} {
+		send(call, msg...)
+		malformed++
+	}
+	send(call, reply) // a REPLY sent to the call port
+	wrongKind++
+	// Direct-cast port (PULL).
+	push := sock(zmq.PUSH, node.CastEndpoint())
+	send(push, garbage)
+	send(push, garbage, garbage)
+	malformed += 2
+	send(push, reply)
+	wrongKind++
+	// The IPC socket, as a rogue local process: bad control messages and
+	// a "reply" whose body is not an envelope.
+	call2, _ := engine.JoinEndpoints(d.ipc)
+	rogue := sock(zmq.DEALER, call2)
+	send(rogue, garbage)
+	send(rogue, []byte("caller"), garbage)
+	malformed += 2
+	send(rogue, reply)
+	wrongKind++
+	// Fanout port (XSUB): a raw XPUB waits for the daemon's subscription
+	// to the served topic, then publishes garbage under it.
+	xpub := sock(zmq.XPUB, node.FanoutEndpoint())
+	topic := envelope.AppendFanoutTopic(nil, "", "victim")
+	_ = xpub.SetRcvtimeo(5 * time.Second)
+	for {
+		sub, err := xpub.RecvBytes(0)
+		if err != nil {
+			t.Fatalf("no subscription from the daemon: %v", err)
+		}
+		if len(sub) > 0 && sub[0] == 1 && bytes.Equal(sub[1:], topic) {
+			break
+		}
+	}
+	send(xpub, topic, garbage)
+	send(xpub, topic, reply)
+	malformed++
+	wrongKind++
+	testutil.WaitFor(t, 5*time.Second, "every hostile message to be counted", func() bool {
+		st := d.proxy.Stats()
+		return st.Malformed == uint64(malformed) && st.WrongKind == uint64(wrongKind)
+	})
+	var got echoed
+	if err := d.client.Client(Target{Topic: "victim"}).Call(testCtx(t, 10*time.Second), "who", 1, &got); err != nil || got.Server != "victim" {
+		t.Fatalf("after hostile input: %+v, %v (daemon %+v)", got, err, d.proxy.Stats())
 	}
 }

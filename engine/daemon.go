@@ -198,6 +198,12 @@ func (d *Daemon) Members() (call, notify int) { return d.call.Members(), d.notif
 // Draining reports whether both pipelines refuse new requests.
 func (d *Daemon) Draining() bool { return d.call.Draining() && d.notify.Draining() }
 
+// Oversized returns how many messages the brokers' loops dropped for
+// having too many frames.
+func (d *Daemon) Oversized() uint64 {
+	return d.call.LoopStats().Oversized + d.notify.LoopStats().Oversized
+}
+
 // Counters returns the counters of the call and notify brokers.
 func (d *Daemon) Counters() (call, notify *proxy.Counters) {
 	return d.call.Counters(), d.notify.Counters()

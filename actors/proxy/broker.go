@@ -192,6 +192,9 @@ func (b *Broker) InFlight() int { return int(b.nInflight.Load()) }
 // called and the broker loop has taken it in).
 func (b *Broker) Draining() bool { return b.isDraining.Load() }
 
+// LoopStats returns the broker loop's counters.
+func (b *Broker) LoopStats() poller.Stats { return b.handle.Stats() }
+
 // Restarts returns how often the broker loop was restarted.
 func (b *Broker) Restarts() uint64 { return b.handle.Restarts() }
 
