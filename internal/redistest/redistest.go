@@ -68,6 +68,17 @@ func Start(t testing.TB) *Server {
 	return s
 }
 
+// StartBind is Start with the server also listening on the given addresses
+// (for clients in test network namespaces); protected mode is off so that
+// they may connect without a password.
+func StartBind(t testing.TB, addrs ...string) *Server {
+	t.Helper()
+	extra := append([]string{"--bind", "127.0.0.1"}, addrs...)
+	s := newServer(t, freePort(t, false), t.TempDir(), append(extra, "--protected-mode", "no")...)
+	s.start()
+	return s
+}
+
 // newServer prepares a data node in dir; extra arguments follow the
 // defaults and may override them.
 func newServer(t testing.TB, port int, dir string, extra ...string) *Server {

@@ -1,0 +1,177 @@
+package e2e
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/zmqmsg/zmqmsg/internal/redistest"
+)
+
+// Hosts built from network namespaces: a bridge in the test's namespace
+// (10.99.0.254/24) and one namespace per host, each with a veth whose peer
+// is on the bridge. Traffic stays inside these namespaces and the bridge.
+type netLab struct {
+	t      *testing.T
+	bridge string
+	tag    string
+}
+
+const labNet = "10.99.0"
+
+func ipCmd(args ...string) error {
+	out, err := exec.Command("ip", args...).CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("ip %s: %v: %s", strings.Join(args, " "), err, strings.TrimSpace(string(out)))
+	}
+	return nil
+}
+
+// newNetLab builds the bridge, or skips the test where namespaces cannot be
+// made (not root, no ip command).
+func newNetLab(t *testing.T) *netLab {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skip("network namespace tests need root (CI runs them as root)")
+	}
+	if _, err := exec.LookPath("ip"); err != nil {
+		t.Skip("network namespace tests need the ip command (iproute2)")
+	}
+	tag := strconv.Itoa(os.Getpid() % 10000)
+	lab := &netLab{t: t, bridge: "zbr" + tag, tag: tag}
+	if err := ipCmd("link", "add", lab.bridge, "type", "bridge"); err != nil {
+		t.Skipf("cannot create a bridge here: %v", err)
+	}
+	t.Cleanup(func() { _ = ipCmd("link", "del", lab.bridge) })
+	for _, args := range [][]string{
+		{"addr", "add", labNet + ".254/24", "dev", lab.bridge},
+		{"link", "set", lab.bridge, "up"},
+	} {
+		if err := ipCmd(args...); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return lab
+}
+
+// host creates namespace n (10.99.0.n) attached to the bridge and returns
+// its name and the name of its veth's bridge end (set it down to cut the
+// host's link).
+func (lab *netLab) host(n int) (ns, link string) {
+	t := lab.t
+	t.Helper()
+	ns = fmt.Sprintf("zh%s-%d", lab.tag, n)
+	link = fmt.Sprintf("zv%s-%d", lab.tag, n)
+	inner := fmt.Sprintf("zi%s-%d", lab.tag, n)
+	if err := ipCmd("netns", "add", ns); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = ipCmd("netns", "del", ns) })
+	for _, args := range [][]string{
+		{"link", "add", link, "type", "veth", "peer", "name", inner},
+		{"link", "set", inner, "netns", ns},
+		{"link", "set", link, "master", lab.bridge},
+		{"link", "set", link, "up"},
+		{"-n", ns, "addr", "add", fmt.Sprintf("%s.%d/24", labNet, n), "dev", inner},
+		{"-n", ns, "link", "set", inner, "up"},
+		{"-n", ns, "link", "set", "lo", "up"},
+	} {
+		if err := ipCmd(args...); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return ns, link
+}
+
+// Three hosts: two servers and a client under load. One server's link is
+// cut: its in-flight calls fail fast with a node-down error (ZMTP heartbeat
+// timeout), traffic moves to the other server, and when the link returns the
+// server takes calls again.
+func TestNetnsLinkCut(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds binaries and runs processes; skipped with -short")
+	}
+	lab := newNetLab(t)
+	ns1, link1 := lab.host(1)
+	ns2, _ := lab.host(2)
+	ns3, _ := lab.host(3)
+	cli, _ := build(t)
+	rds := redistest.StartBind(t, labNet+".254")
+	dirURL := fmt.Sprintf("redis://%s.254:%d", labNet, rds.Port())
+	in := func(ns string, args ...string) []string {
+		return append([]string{"netns", "exec", ns, cli, "--directory", dirURL}, args...)
+	}
+	const topic = "cut"
+	s1 := spawn(t, "s1", "ip", in(ns1, "--host", labNet+".1", "bench", "server", "--topic", topic, "--name", "s1", "--ttl", "30s")...)
+	s2 := spawn(t, "s2", "ip", in(ns2, "--host", labNet+".2", "bench", "server", "--topic", topic, "--name", "s2", "--ttl", "30s")...)
+	for _, p := range []*proc{s1, s2} {
+		p.waitLine(t, `"ready":true`, 30*time.Second)
+	}
+	// The client: 4 callers for 24 s, each call bounded by 20 s so that a
+	// call on the cut link can only end early through node-down detection
+	// (ZMTP heartbeat: PING every 2 s, dead after 6 s of silence).
+	load := spawn(t, "client", "ip", in(ns3, "--host", labNet+".3", "--timeout", "20s", "--json", "bench", "client",
+		"--topic", topic, "--pattern", "call", "--concurrency", "4", "--duration", "24s", "--drain", "5s")...)
+	start := time.Now()
+	waitUntil(t, "3 s of load", 10*time.Second, func() bool { return time.Since(start) > 3*time.Second })
+	if err := ipCmd("link", "set", link1, "down"); err != nil {
+		t.Fatal(err)
+	}
+	cut := time.Now()
+	waitUntil(t, "9 s of cut link", 15*time.Second, func() bool { return time.Since(cut) > 9*time.Second })
+	if err := ipCmd("link", "set", link1, "up"); err != nil {
+		t.Fatal(err)
+	}
+	restored := time.Now()
+	select {
+	case <-load.done:
+	case <-time.After(60 * time.Second):
+		t.Fatalf("client did not finish:\n%s", load.output())
+	}
+	// The client exits 1 (it had errors); its result is the line that
+	// starts with {"pattern", its node-down log line says when it saw it.
+	var r benchResult
+	var downAt time.Time
+	for _, l := range strings.Split(load.output(), "\n") {
+		switch {
+		case strings.HasPrefix(l, `{"pattern"`):
+			if err := json.Unmarshal([]byte(l), &r); err != nil {
+				t.Fatalf("client result %q: %v", l, err)
+			}
+		case strings.Contains(l, "node down") && downAt.IsZero():
+			if f := strings.Fields(l); len(f) > 0 && strings.HasPrefix(f[0], "time=") {
+				downAt, _ = time.Parse(time.RFC3339Nano, strings.TrimPrefix(f[0], "time="))
+			}
+		}
+	}
+	if downAt.IsZero() {
+		t.Fatalf("the client never marked the node down:\n%s", load.output())
+	}
+	t.Logf("link cut at %v for %v; node marked down %v after the cut; %+v", cut.Sub(start).Round(100*time.Millisecond),
+		restored.Sub(cut).Round(100*time.Millisecond), downAt.Sub(cut).Round(10*time.Millisecond), r)
+	if d := downAt.Sub(cut); d > 10*time.Second {
+		t.Fatalf("node marked down %v after the cut; the heartbeat timeout is 6 s", d)
+	}
+	// The calls in flight on the cut link (one per caller at most, plus any
+	// sent before the node was marked down) failed with a node-down error,
+	// long before their 20 s deadline; nothing else failed or was lost.
+	if r.Errors == 0 || r.Errors > 8 {
+		t.Fatalf("%d calls failed, want the few in flight on the cut link: %+v", r.Errors, r)
+	}
+	if !strings.Contains(r.FirstError, "down") {
+		t.Fatalf("first error %q, want a node-down error", r.FirstError)
+	}
+	if r.Lost != 0 || r.OK+r.Errors != r.Sent {
+		t.Fatalf("lost or unaccounted calls: %+v", r)
+	}
+	// Recovery: s1 answers again through the restored link.
+	out, code := run(t, "ip", in(ns3, "--host", labNet+".3", "--timeout", "20s", "--json", "call", "--server", "s1", topic, "whoami")...)
+	if code != 0 || !strings.Contains(out, "s1") {
+		t.Fatalf("s1 after the link returned: exit %d, %s", code, out)
+	}
+}
