@@ -589,5 +589,16 @@ func (e *Engine) Stats() Stats {
 	})
 	e.pushers.each(func(h *socket.Handle[socket.PushCmd]) { st.SocketRestarts += h.Restarts() })
 	e.publishers.each(func(h *socket.Handle[socket.PubCmd]) { st.SocketRestarts += h.Restarts() })
+	if e.notify != nil {
+		// The NOTIFY pipeline's own proxy: its drops count the same.
+		nc := e.notify.Counters()
+		st.MalformedFrames += nc.Malformed.Load() + e.notify.LoopStats().Oversized
+		st.WrongKind += nc.WrongKind.Load()
+		st.NoServers += nc.NoServers.Load()
+		st.Overloaded += nc.Overloaded.Load()
+		st.SendFailures += nc.SendFailed.Load()
+		st.DuplicateCasts += nc.Duplicates.Load()
+		st.SocketRestarts += e.notify.Restarts()
+	}
 	return st
 }
