@@ -135,6 +135,8 @@ type cacheEntry struct {
 	entries  []Entry                    // sorted; replaced, never modified in place
 	version  int64                      // the target's version when read
 	gen      uint64                     // Redis.gen when filled with a live subscription; 0: untrusted
+	floor    int64                      // no result older than this version is stored (our own writes)
+	writes   uint64                     // bumped by our own Register/Deregister: reads begun before are not stored
 	due      time.Time                  // when the loop re-reads the key; zero: never
 	watchers map[chan struct{}]struct{} // channels returned by Watch
 }
@@ -289,7 +291,7 @@ func (r *Redis) Register(ctx context.Context, reg Registration, ttl time.Duratio
 		return r.failed(ctx, "register "+reg.Key.String()+" "+reg.Server, err)
 	}
 	if res[2] == 1 {
-		r.invalidate(reg.Key) // read our own write on the next Lookup
+		r.invalidate(reg.Key, res[0]) // read our own write on the next Lookup
 	} else {
 		r.refreshed(reg, time.Now().Add(time.Duration(ms)*time.Millisecond))
 	}
@@ -328,7 +330,7 @@ func (r *Redis) Deregister(ctx context.Context, reg Registration) error {
 		return r.failed(ctx, "deregister "+reg.Key.String()+" "+reg.Server, err)
 	}
 	if res[0] == 1 {
-		r.invalidate(reg.Key)
+		r.invalidate(reg.Key, res[1])
 	}
 	r.reachable()
 	return nil
@@ -363,7 +365,7 @@ func (r *Redis) Lookup(ctx context.Context, k Key) ([]Entry, error) {
 		r.cacheHits.Add(1)
 		return out, nil
 	}
-	gen, live := r.gen, r.subLive
+	gen, live, writes := r.gen, r.subLive, c.writes
 	r.mu.Unlock()
 
 	res, err := r.fetch(orBackground(ctx), k)
@@ -381,7 +383,7 @@ func (r *Redis) Lookup(ctx context.Context, k Key) ([]Entry, error) {
 		return nil, err
 	}
 	r.reachable()
-	r.store(k, res, gen, live, false)
+	r.store(k, res, gen, live, false, writes)
 	return slices.Clone(res.entries), nil
 }
 
@@ -584,12 +586,16 @@ func (r *Redis) reachable() {
 	}
 }
 
-// invalidate makes the next Lookup of k read Redis.
-func (r *Redis) invalidate(k Key) {
+// invalidate makes the next Lookup of k read Redis, and keeps a read that
+// started before our write (version) from filling the cache with what it
+// saw: read-your-writes.
+func (r *Redis) invalidate(k Key, version int64) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if c := r.cache[k]; c != nil {
 		c.gen = 0
+		c.floor = max(c.floor, version)
+		c.writes++
 	}
 }
 
@@ -600,7 +606,11 @@ func (r *Redis) refreshed(reg Registration, exp time.Time) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	c := r.cache[reg.Key]
-	if c == nil || !c.filled {
+	if c == nil {
+		return
+	}
+	c.writes++ // a read begun before this refresh holds the old expiry
+	if !c.filled {
 		return
 	}
 	i := slices.IndexFunc(c.entries, func(e Entry) bool { return e.Registration == reg })
@@ -626,16 +636,20 @@ func earliestExpiry(es []Entry) time.Time {
 // store puts a lookup result for k into the cache and signals the
 // watchers if the set of registrations changed. gen and live are Redis.gen
 // and subLive from before the read: the result is trusted only if neither
-// changed. A result older than the cached one (lower version) is dropped
+// changed; writes is the entry's count of our own writes from before the
+// read: if one came since, the result is dropped (the next read has it). A result older than the cached one (lower version) is dropped
 // unless force is set (after a loss of data the version may go down).
-func (r *Redis) store(k Key, res lookupResult, gen uint64, live, force bool) {
+func (r *Redis) store(k Key, res lookupResult, gen uint64, live, force bool, writes uint64) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	c := r.cache[k]
 	if c == nil {
 		return // closed
 	}
-	if c.filled && res.version < c.version && !force {
+	if c.writes != writes {
+		return // one of our writes came after this read began: it may be stale
+	}
+	if !force && (c.filled && res.version < c.version || res.version < c.floor) {
 		return
 	}
 	changed := !sameRegistrations(c.entries, res.entries)

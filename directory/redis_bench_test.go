@@ -47,7 +47,7 @@ func BenchmarkRedisLookupUncached(b *testing.B) {
 	b.ReportAllocs()
 	b.ResetTimer()
 	for b.Loop() {
-		d.invalidate(key)
+		d.invalidate(key, 0)
 		if es, err := d.Lookup(b.Context(), key); err != nil || len(es) != 3 {
 			b.Fatal(es, err)
 		}

@@ -284,8 +284,10 @@ func (r *Redis) checkVersions(force bool) (map[Key]bool, error) {
 	r.mu.Lock()
 	gen, live := r.gen, r.subLive
 	keys := make([]Key, 0, len(r.cache))
-	for k := range r.cache {
+	writes := make(map[Key]uint64, len(r.cache))
+	for k, c := range r.cache {
 		keys = append(keys, k)
+		writes[k] = c.writes
 	}
 	r.mu.Unlock()
 	if len(keys) == 0 {
@@ -321,6 +323,10 @@ func (r *Redis) checkVersions(force bool) (map[Key]bool, error) {
 		case c == nil:
 		case !c.filled || c.version != versions[i]:
 			stale[k] = force || c.filled && versions[i] < c.version
+		case c.version < c.floor || c.writes != writes[k]:
+			// One of our own writes came after this version was read:
+			// the cache must be re-read, not trusted.
+			stale[k] = false
 		case live && r.subLive && gen == r.gen:
 			c.gen = gen
 		}
@@ -332,6 +338,10 @@ func (r *Redis) checkVersions(force bool) (map[Key]bool, error) {
 func (r *Redis) refresh(k Key, force bool) error {
 	r.mu.Lock()
 	gen, live := r.gen, r.subLive
+	var writes uint64
+	if c := r.cache[k]; c != nil {
+		writes = c.writes
+	}
 	r.mu.Unlock()
 	res, err := r.fetch(r.runCtx, k)
 	if err != nil {
@@ -340,6 +350,6 @@ func (r *Redis) refresh(k Key, force bool) error {
 		return err
 	}
 	r.reachable()
-	r.store(k, res, gen, live, force)
+	r.store(k, res, gen, live, force, writes)
 	return nil
 }
