@@ -8,8 +8,11 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"runtime"
 	"slices"
 	"sort"
+	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"text/tabwriter"
@@ -72,6 +75,7 @@ the servers' counters do not tell clients apart.`,
 		fs.DurationVar(&o.duration, "duration", 10*time.Second, "how long to send")
 		fs.Int64Var(&o.count, "count", 0, "stop after `N` messages (0: no limit but --duration)")
 		fs.IntVar(&o.size, "size", 64, "payload size in `bytes`")
+		fs.Float64Var(&o.rate, "rate", 0, "send at most `N` messages per second in total (0: as fast as the servers answer)")
 		fs.DurationVar(&o.drain, "drain", 5*time.Second, "how long to wait for the servers' counters to catch up")
 	},
 	run: runBenchClient,
@@ -92,6 +96,9 @@ type benchStats struct {
 	// FanoutDropped): direct casts and fanouts no lane could take.
 	DirectDropped uint64 `json:"direct_dropped"`
 	FanoutDropped uint64 `json:"fanout_dropped"`
+	// The server process's health, for soak runs.
+	Goroutines int   `json:"goroutines"`
+	RSSKiB     int64 `json:"rss_kib"`
 }
 
 // dropped returns the counter of what the server's node dropped of pattern.
@@ -146,6 +153,7 @@ func runBenchServer(ctx context.Context, c *cli, _ []string) (err error) {
 			Server: name, Pool: c.o.pool, Calls: calls.Load(), Casts: uint64(max(acked, 0)),
 			Direct: s.DirectCastsRun, Fanouts: s.FanoutsRun, Notifications: notifications.Load(), Sinks: sinks.Load(),
 			DirectDropped: s.DirectDropped, FanoutDropped: s.FanoutDropped,
+			Goroutines: runtime.NumGoroutine(), RSSKiB: rssKiB(),
 		}
 	}
 	endpoints := zmqmsg.Endpoints{
@@ -243,6 +251,8 @@ func runBenchClient(ctx context.Context, c *cli, _ []string) (err error) {
 		return usagef("bad --pattern %q: want one of %v", o.pattern, patterns)
 	case o.concurrency < 1:
 		return usagef("--concurrency %d: want at least 1", o.concurrency)
+	case o.rate < 0:
+		return usagef("--rate %v: want ≥ 0", o.rate)
 	case o.duration <= 0:
 		return usagef("--duration %v: want more than 0", o.duration)
 	case o.size < 0 || o.size > maxBenchSize:
@@ -298,7 +308,30 @@ func runBenchClient(ctx context.Context, c *cli, _ []string) (err error) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
+			// --rate: each goroutine sends its share on a fixed schedule,
+			// catching up after a slow message but never bursting ahead.
+			var every time.Duration
+			var next time.Time
+			if o.rate > 0 {
+				every = time.Duration(float64(time.Second) * float64(o.concurrency) / o.rate)
+				next = time.Now()
+			}
 			for {
+				if every > 0 {
+					if wait := time.Until(next); wait > 0 {
+						t := time.NewTimer(wait)
+						select {
+						case <-t.C:
+						case <-stop:
+							t.Stop()
+							return
+						case <-ctx.Done():
+							t.Stop()
+							return
+						}
+					}
+					next = next.Add(every)
+				}
 				select {
 				case <-stop:
 					return
@@ -545,4 +578,25 @@ func (c *cli) printBench(r benchResult) error {
 		fmt.Fprintf(c.stdout, "first error: %s\n", r.FirstError)
 	}
 	return nil
+}
+
+// rssKiB returns the process's resident set size (VmRSS in
+// /proc/self/status), or -1 where that file does not exist.
+func rssKiB() int64 {
+	b, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		return -1
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(l, "VmRSS:"); ok {
+			f := strings.Fields(v)
+			if len(f) > 0 {
+				n, err := strconv.ParseInt(f[0], 10, 64)
+				if err == nil {
+					return n
+				}
+			}
+		}
+	}
+	return -1
 }

@@ -42,6 +42,7 @@ type options struct {
 	name        string        // bench server
 	pattern     string        // bench client
 	concurrency int           // bench client
+	rate        float64       // bench client: messages per second, 0 = unbounded
 	duration    time.Duration // bench client
 	size        int           // bench client
 	drain       time.Duration // bench client
