@@ -329,6 +329,13 @@ func TestBenchClient(t *testing.T) {
 			}
 		})
 	}
+	// --rate paces the senders: in 1 s at 50/s, 2 goroutines send at most
+	// 50 plus the one each sends at once.
+	paced := decode[benchResult](t, mem(t, "bench", "client", "--json", "--topic", "t-bench", "--pattern", "call",
+		"--concurrency", "2", "--duration", "1s", "--rate", "50").want(t, 0).stdout)
+	if paced.Sent == 0 || paced.Sent > 52 || paced.Lost != 0 {
+		t.Errorf("--rate 50 for 1s: %+v", paced)
+	}
 	// The table; and --duration bounds a run without --count.
 	r := mem(t, "bench", "client", "--topic", "t-bench", "--pattern", "call", "--concurrency", "2", "--duration", "300ms").want(t, 0)
 	rows := strings.Split(strings.TrimSpace(r.stdout), "\n")
