@@ -518,6 +518,12 @@ func (c *Client) Call(ctx context.Context, method string, args, reply any) error
 // logged on the server; the caster does not see it. A client made with
 // DirectCast sends over the direct-cast pipeline instead (see DirectCast).
 //
+// A cast to a topic (no Target.Server) whose server's node goes down before
+// acknowledging (ErrNodeDown), or whose server never acknowledges
+// (ErrNotAcked), is sent again, with the same id, to a server on another
+// node of the topic, up to 3 times (Stats.CastsResent): delivery is at
+// least once.
+//
 // With Target.Fanout, Cast reaches every server of the topic, over the
 // FANOUT pipeline (PUB/SUB through each node's fanout port): each server
 // runs the fanouts it receives in order. Cast returns nil once every node

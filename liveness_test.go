@@ -6,12 +6,14 @@ import (
 	"net"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	zmq "github.com/pebbe/zmq4"
 
 	"github.com/zmqmsg/zmqmsg/directory"
+	"github.com/zmqmsg/zmqmsg/envelope"
 	"github.com/zmqmsg/zmqmsg/internal/testutil"
 )
 
@@ -152,5 +154,35 @@ func TestNodeDownResendsTopicCasts(t *testing.T) {
 	}
 	if st := client.Stats(); st.CastsResent != 1 || st.Casts != 2 {
 		t.Fatalf("stats %+v: want 2 casts, 1 resent", st)
+	}
+}
+
+// A topic cast whose server never acknowledges (every ACK lost) is sent to
+// a server on another node once its retries are spent: the caster gets nil,
+// and the message ran at least once.
+func TestUnackedTopicCastsGoToAnotherNode(t *testing.T) {
+	dir := newDir(t)
+	var deaf, heard atomic.Int64
+	mute := newNode(t, dir, func(c *Config) { c.hooks.DropAck = func(envelope.ID) bool { return true } })
+	serve(t, mute, Target{Topic: "jobs", Server: "mute"}, Endpoints{
+		"run": func(context.Context, Args) (any, error) { deaf.Add(1); return nil, nil },
+	})
+	ok := newNode(t, dir)
+	serve(t, ok, Target{Topic: "jobs", Server: "ok"}, Endpoints{
+		"run": func(context.Context, Args) (any, error) { heard.Add(1); return nil, nil },
+	})
+	client := newNode(t, dir, func(c *Config) { c.Acks = AckPolicy{Timeout: 20 * time.Millisecond, Multiplier: 1, Retries: 1} })
+	c := client.Client(Target{Topic: "jobs"})
+	ctx := testCtx(t, 20*time.Second)
+	const n = 6
+	for i := 0; i < n; i++ {
+		if err := c.Cast(ctx, "run", i); err != nil {
+			t.Fatalf("cast %d: %v", i, err)
+		}
+	}
+	st := client.Stats()
+	testutil.WaitFor(t, 5*time.Second, "every cast to run on the acknowledging server", func() bool { return heard.Load() == n })
+	if st.CastsResent == 0 || st.CastsResent != uint64(deaf.Load()) {
+		t.Fatalf("resent %d, the mute server ran %d: want every cast it took resent", st.CastsResent, deaf.Load())
 	}
 }

@@ -32,32 +32,41 @@ func (e *Engine) Cast(ctx context.Context, t Target, method string, flags envelo
 	}
 	id := envelope.NewID()
 	e.casts.Add(1)
-	// A cast to a topic whose node goes down before it acknowledged is sent
-	// again to another server of the topic (the round robin avoids the
-	// down node), at most maxResends times. The dead node may have run it:
-	// at least once. A cast to a named server fails with ErrNodeDown.
+	// A cast to a topic whose node went down before it acknowledged, or
+	// that got no ACK from its server after every retry, is sent again to
+	// another server of the topic (one on a node not tried yet, and not
+	// down), at most maxResends times. The first server may have run it:
+	// at least once. A cast to a named server fails with ErrNodeDown or
+	// ErrNotAcked.
+	var tried []string
 	for resends := 0; ; resends++ {
-		err = e.cast(ctx, t, id, method, flags, payload, waitUntil)
-		if err == nil || t.Server != "" || resends == maxResends || !errors.Is(err, ErrNodeDown) {
+		nodeID, err := e.cast(ctx, t, id, method, flags, payload, waitUntil, tried)
+		retry := errors.Is(err, ErrNodeDown) || errors.Is(err, ErrNotAcked)
+		if err == nil || t.Server != "" || resends == maxResends || !retry || ctx.Err() != nil {
 			return err
 		}
+		tried = append(tried, nodeID)
+		if !e.res.hasAlternative(t.key(), tried) {
+			return err // no other node serves the topic
+		}
 		e.castsResent.Add(1)
-		e.log.Warn("cast's node went down before it acknowledged; sending it to another server", "topic", t.Topic, "method", method, "id", id.String(), "err", err)
+		e.log.Warn("cast not acknowledged by its server; sending it to another server", "topic", t.Topic, "method", method, "id", id.String(), "err", err)
 	}
 }
 
-// maxResends bounds how often a cast is sent to another server after its
-// node went down.
+// maxResends bounds how often a cast is sent to another server.
 const maxResends = 3
 
-func (e *Engine) cast(ctx context.Context, t Target, id envelope.ID, method string, flags envelope.Flags, payload []byte, waitUntil time.Time) error {
-	entry, err := e.res.pick(ctx, t.key(), t.Server, waitUntil)
+// cast sends one cast to a server of t, on a node not in avoid if there is
+// one, and returns the node it used.
+func (e *Engine) cast(ctx context.Context, t Target, id envelope.ID, method string, flags envelope.Flags, payload []byte, waitUntil time.Time, avoid []string) (string, error) {
+	entry, err := e.res.pickAvoiding(ctx, t.key(), t.Server, waitUntil, avoid)
 	if err != nil {
-		return e.ctxError(ctx, err)
+		return "", e.ctxError(ctx, err)
 	}
 	d, err := e.dealer(ctx, entry.Node, entry.nodeID)
 	if err != nil {
-		return e.ctxError(ctx, err)
+		return entry.nodeID, e.ctxError(ctx, err)
 	}
 	m := envelope.Message{
 		Kind:     envelope.KindCast,
@@ -75,15 +84,15 @@ func (e *Engine) cast(ctx context.Context, t Target, id envelope.ID, method stri
 	}
 	body, err := envelope.Encode(&m)
 	if err != nil {
-		return fmt.Errorf("zmqmsg: encode cast: %w", err)
+		return entry.nodeID, fmt.Errorf("zmqmsg: encode cast: %w", err)
 	}
 	if policy.Disabled {
 		if err := d.Submit(ctx, &socket.Request{ID: m.ID, Body: body}); err != nil {
-			return e.ctxError(ctx, err)
+			return entry.nodeID, e.ctxError(ctx, err)
 		}
-		return nil
+		return entry.nodeID, nil
 	}
-	return e.castAcked(ctx, d, &m, body, entry.nodeID)
+	return entry.nodeID, e.castAcked(ctx, d, &m, body, entry.nodeID)
 }
 
 // castAcked sends an encoded cast until it is acknowledged, following the

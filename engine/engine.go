@@ -505,7 +505,7 @@ type Stats struct {
 	Casts                 uint64 // casts sent (each counted once, however often retried)
 	CastRetries           uint64 // cast resends after an ACK did not come in time
 	CastsNotAcked         uint64 // casts that failed with ErrNotAcked
-	CastsResent           uint64 // casts sent to another server because their node went down before acknowledging
+	CastsResent           uint64 // topic casts sent to another node's server after their node went down or never acknowledged
 	CastsRun              uint64 // cast handlers run by this node's servers
 	CastErrors            uint64 // cast handlers that returned an error (counted, logged)
 	DuplicateCasts        uint64 // retried casts a server had already had: acknowledged, not run again

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -160,6 +161,12 @@ func (r *resolver) refresh(ctx context.Context, key directory.Key, ks *keyState)
 // for the directory to announce one, until waitUntil or ctx ends, then
 // fails with ErrNoServers.
 func (r *resolver) pick(ctx context.Context, key directory.Key, name string, waitUntil time.Time) (route, error) {
+	return r.pickAvoiding(ctx, key, name, waitUntil, nil)
+}
+
+// pickAvoiding is pick that also skips the nodes in avoid (a resent cast's
+// earlier nodes) while another node serves the key.
+func (r *resolver) pickAvoiding(ctx context.Context, key directory.Key, name string, waitUntil time.Time, avoid []string) (route, error) {
 	ks, err := r.state(ctx, key)
 	if err != nil {
 		return route{}, err
@@ -170,7 +177,7 @@ func (r *resolver) pick(ctx context.Context, key directory.Key, name string, wai
 			timer.Stop()
 		}
 	}()
-	if e, ok := ks.choose(name, &r.down); ok {
+	if e, ok := ks.choose(name, &r.down, avoid); ok {
 		return e, nil // the common case: no lock, no timer
 	}
 	for {
@@ -186,7 +193,7 @@ func (r *resolver) pick(ctx context.Context, key directory.Key, name string, wai
 			changed = ks.changed
 			ks.mu.Unlock()
 		}
-		if e, ok := ks.choose(name, &r.down); ok {
+		if e, ok := ks.choose(name, &r.down, avoid); ok {
 			return e, nil
 		}
 		wait := time.Until(waitUntil)
@@ -215,7 +222,7 @@ func noServers(key directory.Key, name string) error {
 	return fmt.Errorf("%w: %s", ErrNoServers, key)
 }
 
-func (ks *keyState) choose(name string, down *sync.Map) (route, bool) {
+func (ks *keyState) choose(name string, down *sync.Map, avoid []string) (route, bool) {
 	p := ks.entries.Load()
 	if p == nil || len(*p) == 0 {
 		return route{}, false
@@ -231,19 +238,36 @@ func (ks *keyState) choose(name string, down *sync.Map) (route, bool) {
 	}
 	// Round robin, skipping servers on nodes whose connection is down
 	// while there is another; if all are down, the next one as usual.
+	usable := func(e route) bool {
+		if _, isDown := down.Load(e.nodeID); isDown {
+			return false
+		}
+		return !slices.Contains(avoid, e.nodeID)
+	}
 	n := uint64(len(entries))
 	first := entries[(ks.rr.Add(1)-1)%n]
 	e := first
 	for i := uint64(1); i < n; i++ {
-		if _, isDown := down.Load(e.nodeID); !isDown {
+		if usable(e) {
 			return e, true
 		}
 		e = entries[(ks.rr.Add(1)-1)%n]
 	}
-	if _, isDown := down.Load(e.nodeID); !isDown {
+	if usable(e) {
 		return e, true
 	}
 	return first, true
+}
+
+// hasAlternative reports whether key's cached routes include a node that
+// is neither in avoid nor down.
+func (r *resolver) hasAlternative(key directory.Key, avoid []string) bool {
+	for _, e := range r.cached(key) {
+		if _, isDown := r.down.Load(e.nodeID); !isDown && !slices.Contains(avoid, e.nodeID) {
+			return true
+		}
+	}
+	return false
 }
 
 // nodesDown counts the nodes marked down.
