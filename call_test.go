@@ -757,24 +757,7 @@ func TestOtherPortsRejectMalformedFrames(t *testing.T) {
 	var hits sync.Map
 	serve(t, node, Target{Topic: "victim"}, whoAmI("victim", &hits))
 	listen(t, node, []string{"victim"}, "p", func(context.Context, Notification) error { return nil })
-	zctx := testutil.ZMQ(t)
-	sock := func(typ zmq.Type, endpoint string) *zmq.Socket {
-		z, err := zctx.NewSocket(typ)
-		if err != nil {
-			t.Fatal(err)
-		}
-		_ = z.SetLinger(0)
-		t.Cleanup(func() { _ = z.Close() })
-		if err := z.Connect(endpoint); err != nil {
-			t.Fatal(err)
-		}
-		return z
-	}
-	send := func(z *zmq.Socket, frames ...[]byte) {
-		if _, err := z.SendMessage(toAny(frames)...); err != nil {
-			t.Fatal(err)
-		}
-	}
+	raw := newRawPeer(t)
 	garbage := make([]byte, 64)
 	_, _ = rand.Read(garbage)
 	reply, err := envelope.Encode(&envelope.Message{Kind: envelope.KindReply, ID: envelope.NewID(), Topic: "victim"})
@@ -782,28 +765,19 @@ func TestOtherPortsRejectMalformedFrames(t *testing.T) {
 		t.Fatal(err)
 	}
 	n := node.Node()
-	notify := sock(zmq.DEALER, n.NotifyEndpoint())
-	send(notify, garbage)
-	send(notify, reply[:20])
-	send(notify, reply) // wrong kind
-	push := sock(zmq.PUSH, n.CastEndpoint())
-	send(push, garbage)
-	send(push, garbage, garbage)
-	send(push, reply) // wrong kind
-	xpub := sock(zmq.XPUB, n.FanoutEndpoint())
-	topic := envelope.AppendFanoutTopic(nil, "", "victim")
-	_ = xpub.SetRcvtimeo(5 * time.Second)
-	for {
-		sub, err := xpub.RecvBytes(0)
-		if err != nil {
-			t.Fatalf("no subscription from the node: %v", err)
-		}
-		if len(sub) > 0 && sub[0] == 1 && bytes.Equal(sub[1:], topic) {
-			break
-		}
-	}
-	send(xpub, topic, garbage)
-	send(xpub, topic, reply) // wrong kind
+	notify := raw.connect(zmq.DEALER, n.NotifyEndpoint())
+	raw.send(notify, garbage)
+	raw.send(notify, reply[:20])
+	raw.send(notify, reply) // wrong kind
+	push := raw.connect(zmq.PUSH, n.CastEndpoint())
+	raw.send(push, garbage)
+	raw.send(push, garbage, garbage)
+	raw.send(push, reply) // wrong kind
+	xpub := raw.connect(zmq.XPUB, n.FanoutEndpoint())
+	topic := victimTopic
+	raw.waitSubscription(xpub, topic)
+	raw.send(xpub, topic, garbage)
+	raw.send(xpub, topic, reply) // wrong kind
 	testutil.WaitFor(t, 5*time.Second, "every hostile message to be counted", func() bool {
 		st := node.Stats()
 		return st.MalformedFrames == 5 && st.WrongKind == 3

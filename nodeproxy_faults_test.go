@@ -1,7 +1,6 @@
 package zmqmsg
 
 import (
-	"bytes"
 	"context"
 	"crypto/rand"
 	"errors"
@@ -105,25 +104,8 @@ func TestProxyDaemonRejectsHostileInput(t *testing.T) {
 	d := newDaemonNode(t)
 	var hits sync.Map
 	serve(t, d.members[0], Target{Topic: "victim"}, whoAmI("victim", &hits))
-	zctx := testutil.ZMQ(t)
+	raw := newRawPeer(t)
 	node := d.proxy.Node()
-	sock := func(typ zmq.Type, endpoint string) *zmq.Socket {
-		z, err := zctx.NewSocket(typ)
-		if err != nil {
-			t.Fatal(err)
-		}
-		_ = z.SetLinger(0)
-		t.Cleanup(func() { _ = z.Close() })
-		if err := z.Connect(endpoint); err != nil {
-			t.Fatal(err)
-		}
-		return z
-	}
-	send := func(z *zmq.Socket, frames ...[]byte) {
-		if _, err := z.SendMessage(toAny(frames)...); err != nil {
-			t.Fatal(err)
-		}
-	}
 	garbage := make([]byte, 100)
 	_, _ = rand.Read(garbage)
 	many := make([][]byte, 200)
@@ -136,45 +118,36 @@ func TestProxyDaemonRejectsHostileInput(t *testing.T) {
 	}
 	malformed, wrongKind := 0, 0
 	// Public call port (a ROUTER: it prepends the sender's identity).
-	call := sock(zmq.DEALER, node.CallEndpoint())
+	call := raw.connect(zmq.DEALER, node.CallEndpoint())
 	for _, msg := range [][][]byte{{garbage}, {{}}, {[]byte("XX\x01\x01")}, {reply[:20]}, many, {garbage, garbage}} {
-		send(call, msg...)
+		raw.send(call, msg...)
 		malformed++
 	}
-	send(call, reply) // a REPLY sent to the call port
+	raw.send(call, reply) // a REPLY sent to the call port
 	wrongKind++
 	// Direct-cast port (PULL).
-	push := sock(zmq.PUSH, node.CastEndpoint())
-	send(push, garbage)
-	send(push, garbage, garbage)
+	push := raw.connect(zmq.PUSH, node.CastEndpoint())
+	raw.send(push, garbage)
+	raw.send(push, garbage, garbage)
 	malformed += 2
-	send(push, reply)
+	raw.send(push, reply)
 	wrongKind++
 	// The IPC socket, as a rogue local process: bad control messages and
 	// a "reply" whose body is not an envelope.
 	call2, _ := engine.JoinEndpoints(d.ipc)
-	rogue := sock(zmq.DEALER, call2)
-	send(rogue, garbage)
-	send(rogue, []byte("caller"), garbage)
+	rogue := raw.connect(zmq.DEALER, call2)
+	raw.send(rogue, garbage)
+	raw.send(rogue, []byte("caller"), garbage)
 	malformed += 2
-	send(rogue, reply)
+	raw.send(rogue, reply)
 	wrongKind++
 	// Fanout port (XSUB): a raw XPUB waits for the daemon's subscription
 	// to the served topic, then publishes garbage under it.
-	xpub := sock(zmq.XPUB, node.FanoutEndpoint())
-	topic := envelope.AppendFanoutTopic(nil, "", "victim")
-	_ = xpub.SetRcvtimeo(5 * time.Second)
-	for {
-		sub, err := xpub.RecvBytes(0)
-		if err != nil {
-			t.Fatalf("no subscription from the daemon: %v", err)
-		}
-		if len(sub) > 0 && sub[0] == 1 && bytes.Equal(sub[1:], topic) {
-			break
-		}
-	}
-	send(xpub, topic, garbage)
-	send(xpub, topic, reply)
+	xpub := raw.connect(zmq.XPUB, node.FanoutEndpoint())
+	topic := victimTopic
+	raw.waitSubscription(xpub, topic)
+	raw.send(xpub, topic, garbage)
+	raw.send(xpub, topic, reply)
 	malformed++
 	wrongKind++
 	testutil.WaitFor(t, 5*time.Second, "every hostile message to be counted", func() bool {
