@@ -88,6 +88,75 @@ func (lab *netLab) host(n int) (ns, link string) {
 	return ns, link
 }
 
+// netCluster is the cluster of the namespace tests: host 1 runs bench
+// server s1 and host 2 bench server s2 of one topic, host 3 is the client
+// host, and Redis listens on the bridge.
+type netCluster struct {
+	topic   string
+	link1   string // host 1's link: set it down to cut s1 off
+	rds     *redistest.Server
+	servers map[string]*proc
+	run     func(ns string, args ...string) []string // ip args: the CLI in namespace ns
+	ns3     string
+}
+
+// startNetCluster builds the hosts and starts both servers with the given
+// registration TTL; it returns once they are ready.
+func startNetCluster(t *testing.T, topic, ttl string) *netCluster {
+	t.Helper()
+	lab := newNetLab(t)
+	ns1, link1 := lab.host(1)
+	ns2, _ := lab.host(2)
+	ns3, _ := lab.host(3)
+	cli, _ := build(t)
+	rds := redistest.StartBind(t, labNet+".254")
+	dirURL := fmt.Sprintf("redis://%s.254:%d", labNet, rds.Port())
+	c := &netCluster{topic: topic, link1: link1, rds: rds, ns3: ns3}
+	c.run = func(ns string, args ...string) []string {
+		return append([]string{"netns", "exec", ns, cli, "--directory", dirURL}, args...)
+	}
+	c.servers = map[string]*proc{
+		"s1": spawn(t, "s1", "ip", c.run(ns1, "--host", labNet+".1", "bench", "server", "--topic", topic, "--name", "s1", "--ttl", ttl)...),
+		"s2": spawn(t, "s2", "ip", c.run(ns2, "--host", labNet+".2", "bench", "server", "--topic", topic, "--name", "s2", "--ttl", ttl)...),
+	}
+	for _, p := range c.servers {
+		p.waitLine(t, `"ready":true`, 30*time.Second)
+	}
+	return c
+}
+
+// client returns the ip args that run the CLI on the client host.
+func (c *netCluster) client(args ...string) []string {
+	return c.run(c.ns3, append([]string{"--host", labNet + ".3"}, args...)...)
+}
+
+// benchResultOf returns the result line of a bench client run with --json
+// (it exits 1 when it had errors, and may log before the result).
+func benchResultOf(t *testing.T, p *proc) benchResult {
+	t.Helper()
+	for _, l := range strings.Split(p.output(), "\n") {
+		if strings.HasPrefix(l, `{"pattern"`) {
+			var r benchResult
+			if err := json.Unmarshal([]byte(l), &r); err != nil {
+				t.Fatalf("%s result %q: %v", p.name, l, err)
+			}
+			return r
+		}
+	}
+	t.Fatalf("%s printed no result:\n%s", p.name, p.output())
+	return benchResult{}
+}
+
+// waitExit waits (bounded) for p to exit.
+func waitExit(t *testing.T, p *proc, d time.Duration) {
+	t.Helper()
+	select {
+	case <-p.done:
+	case <-time.After(d):
+		t.Fatalf("%s did not finish:\n%s", p.name, p.output())
+	}
+}
+
 // Three hosts: two servers and a client under load. One server's link is
 // cut: its in-flight calls fail fast with a node-down error (ZMTP heartbeat
 // timeout), traffic moves to the other server, and when the link returns the
@@ -96,57 +165,33 @@ func TestNetnsLinkCut(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds binaries and runs processes; skipped with -short")
 	}
-	lab := newNetLab(t)
-	ns1, link1 := lab.host(1)
-	ns2, _ := lab.host(2)
-	ns3, _ := lab.host(3)
-	cli, _ := build(t)
-	rds := redistest.StartBind(t, labNet+".254")
-	dirURL := fmt.Sprintf("redis://%s.254:%d", labNet, rds.Port())
-	in := func(ns string, args ...string) []string {
-		return append([]string{"netns", "exec", ns, cli, "--directory", dirURL}, args...)
-	}
-	const topic = "cut"
-	s1 := spawn(t, "s1", "ip", in(ns1, "--host", labNet+".1", "bench", "server", "--topic", topic, "--name", "s1", "--ttl", "30s")...)
-	s2 := spawn(t, "s2", "ip", in(ns2, "--host", labNet+".2", "bench", "server", "--topic", topic, "--name", "s2", "--ttl", "30s")...)
-	for _, p := range []*proc{s1, s2} {
-		p.waitLine(t, `"ready":true`, 30*time.Second)
-	}
+	c := startNetCluster(t, "cut", "30s")
 	// The client: 4 callers for 24 s, each call bounded by 20 s so that a
 	// call on the cut link can only end early through node-down detection
 	// (ZMTP heartbeat: PING every 2 s, dead after 6 s of silence).
-	load := spawn(t, "client", "ip", in(ns3, "--host", labNet+".3", "--timeout", "20s", "--json", "bench", "client",
-		"--topic", topic, "--pattern", "call", "--concurrency", "4", "--duration", "24s", "--drain", "5s")...)
+	load := spawn(t, "client", "ip", c.client("--timeout", "20s", "--json", "bench", "client",
+		"--topic", c.topic, "--pattern", "call", "--concurrency", "4", "--duration", "24s", "--drain", "5s")...)
 	start := time.Now()
 	waitUntil(t, "3 s of load", 10*time.Second, func() bool { return time.Since(start) > 3*time.Second })
-	if err := ipCmd("link", "set", link1, "down"); err != nil {
+	if err := ipCmd("link", "set", c.link1, "down"); err != nil {
 		t.Fatal(err)
 	}
 	cut := time.Now()
 	waitUntil(t, "9 s of cut link", 15*time.Second, func() bool { return time.Since(cut) > 9*time.Second })
-	if err := ipCmd("link", "set", link1, "up"); err != nil {
+	if err := ipCmd("link", "set", c.link1, "up"); err != nil {
 		t.Fatal(err)
 	}
 	restored := time.Now()
-	select {
-	case <-load.done:
-	case <-time.After(60 * time.Second):
-		t.Fatalf("client did not finish:\n%s", load.output())
-	}
-	// The client exits 1 (it had errors); its result is the line that
-	// starts with {"pattern", its node-down log line says when it saw it.
-	var r benchResult
+	waitExit(t, load, 60*time.Second)
+	// The client's node-down log line says when it saw the cut.
+	r := benchResultOf(t, load)
 	var downAt time.Time
 	for _, l := range strings.Split(load.output(), "\n") {
-		switch {
-		case strings.HasPrefix(l, `{"pattern"`):
-			if err := json.Unmarshal([]byte(l), &r); err != nil {
-				t.Fatalf("client result %q: %v", l, err)
-			}
-		case strings.Contains(l, "node down") && downAt.IsZero():
+		if strings.Contains(l, "node down") {
 			if f := strings.Fields(l); len(f) > 0 && strings.HasPrefix(f[0], "time=") {
 				downAt, _ = time.Parse(time.RFC3339Nano, strings.TrimPrefix(f[0], "time="))
 			}
+			break
 		}
 	}
 	if downAt.IsZero() {
@@ -170,7 +215,7 @@ func TestNetnsLinkCut(t *testing.T) {
 		t.Fatalf("lost or unaccounted calls: %+v", r)
 	}
 	// Recovery: s1 answers again through the restored link.
-	out, code := run(t, "ip", in(ns3, "--host", labNet+".3", "--timeout", "20s", "--json", "call", "--server", "s1", topic, "whoami")...)
+	out, code := run(t, "ip", c.client("--timeout", "20s", "--json", "call", "--server", "s1", c.topic, "whoami")...)
 	if code != 0 || !strings.Contains(out, "s1") {
 		t.Fatalf("s1 after the link returned: exit %d, %s", code, out)
 	}

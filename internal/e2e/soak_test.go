@@ -10,8 +10,6 @@ import (
 	"syscall"
 	"testing"
 	"time"
-
-	"github.com/zmqmsg/zmqmsg/internal/redistest"
 )
 
 // The soak run is not part of the tests CI runs: it takes minutes.
@@ -53,67 +51,30 @@ func TestSoak(t *testing.T) {
 	if *soak <= 0 {
 		t.Skip("soak run: pass -soak DURATION (e.g. -soak 5m)")
 	}
-	lab := newNetLab(t)
-	ns1, link1 := lab.host(1)
-	ns2, _ := lab.host(2)
-	ns3, _ := lab.host(3)
-	cli, _ := build(t)
-	rds := redistest.StartBind(t, labNet+".254")
-	dirURL := fmt.Sprintf("redis://%s.254:%d", labNet, rds.Port())
-	in := func(ns string, args ...string) []string {
-		return append([]string{"netns", "exec", ns, cli, "--directory", dirURL}, args...)
-	}
-	const topic = "soak"
-	servers := map[string]*proc{
-		"s1": spawn(t, "s1", "ip", in(ns1, "--host", labNet+".1", "bench", "server", "--topic", topic, "--name", "s1", "--ttl", "9s")...),
-		"s2": spawn(t, "s2", "ip", in(ns2, "--host", labNet+".2", "bench", "server", "--topic", topic, "--name", "s2", "--ttl", "9s")...),
-	}
-	for _, p := range servers {
-		p.waitLine(t, `"ready":true`, 30*time.Second)
-	}
+	c := startNetCluster(t, "soak", "9s")
+	topic, in := c.topic, c.client
 	statsOf := func(name string) soakStats {
-		out, code := run(t, "ip", in(ns3, "--host", labNet+".3", "--json", "call", "--server", name, topic, "stats")...)
+		out, code := run(t, "ip", in("--json", "call", "--server", name, topic, "stats")...)
 		var st soakStats
 		if code != 0 || json.Unmarshal([]byte(out), &st) != nil {
 			t.Fatalf("stats of %s: exit %d: %s", name, code, out)
 		}
 		return st
 	}
-	clientResult := func(p *proc) benchResult {
-		var r benchResult
-		for _, l := range strings.Split(p.output(), "\n") {
-			if strings.HasPrefix(l, `{"pattern"`) {
-				if err := json.Unmarshal([]byte(l), &r); err != nil {
-					t.Fatalf("%s result %q: %v", p.name, l, err)
-				}
-				return r
-			}
-		}
-		t.Fatalf("%s printed no result:\n%s", p.name, p.output())
-		return r
-	}
-	wait := func(p *proc, d time.Duration) {
-		select {
-		case <-p.done:
-		case <-time.After(d):
-			t.Fatalf("%s did not finish:\n%s", p.name, p.output())
-		}
-	}
-
 	// The maximum: 8 callers as fast as the servers answer, 10 s.
-	calib := spawn(t, "calibrate", "ip", in(ns3, "--host", labNet+".3", "--json", "bench", "client", "--topic", topic,
+	calib := spawn(t, "calibrate", "ip", in("--json", "bench", "client", "--topic", topic,
 		"--pattern", "call", "--concurrency", "8", "--duration", "10s")...)
-	wait(calib, time.Minute)
-	maxRate := float64(clientResult(calib).OK) / 10
+	waitExit(t, calib, time.Minute)
+	maxRate := float64(benchResultOf(t, calib).OK) / 10
 	target := 0.8 * maxRate
 	t.Logf("maximum call rate %.0f/s; soak at %.0f/s: calls %.0f/s + casts %.0f/s for %v", maxRate, target, 0.6*target, 0.4*target, *soak)
 
 	before := map[string]soakStats{"s1": statsOf("s1"), "s2": statsOf("s2")}
 	dur := soak.String()
 	timeout := "20s"
-	calls := spawn(t, "calls", "ip", in(ns3, "--host", labNet+".3", "--timeout", timeout, "--json", "bench", "client", "--topic", topic,
+	calls := spawn(t, "calls", "ip", in("--timeout", timeout, "--json", "bench", "client", "--topic", topic,
 		"--pattern", "call", "--concurrency", "8", "--rate", fmt.Sprint(0.6*target), "--duration", dur, "--drain", "15s")...)
-	casts := spawn(t, "casts", "ip", in(ns3, "--host", labNet+".3", "--timeout", timeout, "--json", "bench", "client", "--topic", topic,
+	casts := spawn(t, "casts", "ip", in("--timeout", timeout, "--json", "bench", "client", "--topic", topic,
 		"--pattern", "cast", "--concurrency", "8", "--rate", fmt.Sprint(0.4*target), "--duration", dur, "--drain", "15s")...)
 	start := time.Now()
 	at := func(frac float64, what string) {
@@ -124,29 +85,29 @@ func TestSoak(t *testing.T) {
 	rssStart := map[string]int64{"calls": rssOf(calls.cmd.Process.Pid), "casts": rssOf(casts.cmd.Process.Pid)}
 	healthStart := map[string]soakStats{"s1": statsOf("s1"), "s2": statsOf("s2")}
 	at(0.4, "the link cut")
-	if err := ipCmd("link", "set", link1, "down"); err != nil {
+	if err := ipCmd("link", "set", c.link1, "down"); err != nil {
 		t.Fatal(err)
 	}
 	t.Logf("%v: s1's link cut", time.Since(start).Round(time.Second))
 	cut := time.Now()
 	waitUntil(t, "20 s of cut link", time.Minute, func() bool { return time.Since(cut) > 20*time.Second })
-	if err := ipCmd("link", "set", link1, "up"); err != nil {
+	if err := ipCmd("link", "set", c.link1, "up"); err != nil {
 		t.Fatal(err)
 	}
 	t.Logf("%v: s1's link restored", time.Since(start).Round(time.Second))
 	at(0.6, "the Redis restart")
-	rds.Stop()
+	c.rds.Stop()
 	t.Logf("%v: Redis stopped", time.Since(start).Round(time.Second))
 	stopped := time.Now()
 	waitUntil(t, "5 s without Redis", time.Minute, func() bool { return time.Since(stopped) > 5*time.Second })
-	rds.Restart()
+	c.rds.Restart()
 	t.Logf("%v: Redis restarted (empty)", time.Since(start).Round(time.Second))
 	at(0.95, "the end of the run")
 	rssEnd := map[string]int64{"calls": rssOf(calls.cmd.Process.Pid), "casts": rssOf(casts.cmd.Process.Pid)}
 	healthEnd := map[string]soakStats{"s1": statsOf("s1"), "s2": statsOf("s2")}
-	wait(calls, *soak)
-	wait(casts, *soak)
-	rc, rk := clientResult(calls), clientResult(casts)
+	waitExit(t, calls, *soak)
+	waitExit(t, casts, *soak)
+	rc, rk := benchResultOf(t, calls), benchResultOf(t, casts)
 	after := map[string]soakStats{"s1": statsOf("s1"), "s2": statsOf("s2")}
 	var ranCalls, ranCasts uint64
 	for _, s := range []string{"s1", "s2"} {
@@ -173,7 +134,7 @@ func TestSoak(t *testing.T) {
 			t.Errorf("server %s grew: goroutines %d → %d, RSS %d → %d KiB", s, a.Goroutines, b.Goroutines, a.RSSKiB, b.RSSKiB)
 		}
 	}
-	for _, p := range servers {
+	for _, p := range c.servers {
 		p.stop(t, syscall.SIGTERM)
 	}
 }
