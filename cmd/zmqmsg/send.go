@@ -74,65 +74,70 @@ success, or a JSON status with --json.`,
 	run: runNotify,
 }
 
-func runCall(ctx context.Context, c *cli, pos []string) (err error) {
+func runCall(ctx context.Context, c *cli, pos []string) error {
 	topic, method := pos[0], pos[1]
 	args, err := c.jsonArg(pos, 2)
 	if err != nil {
 		return err
 	}
-	n, err := c.startNode(ctx, nil)
-	if err != nil {
-		return err
-	}
-	defer n.close(&err)
-	octx, cancel := context.WithTimeout(ctx, c.g.timeout)
-	defer cancel()
-	var reply []byte
-	target := zmqmsg.Target{Exchange: c.g.exchange, Topic: topic, Server: c.o.server}
-	if err := n.t.Client(target).Call(octx, method, args, &reply); err != nil {
-		err = c.explain(ctx, n, directory.Key{Exchange: c.g.exchange, Topic: topic}, err)
-		return fmt.Errorf("call %s %s: %w", topic, method, err)
-	}
-	return c.printJSON(reply)
+	return c.withNode(ctx, func(n *node, octx context.Context) error {
+		var reply []byte
+		target := zmqmsg.Target{Exchange: c.g.exchange, Topic: topic, Server: c.o.server}
+		if err := n.t.Client(target).Call(octx, method, args, &reply); err != nil {
+			err = c.explain(ctx, n, directory.Key{Exchange: c.g.exchange, Topic: topic}, err)
+			return fmt.Errorf("call %s %s: %w", topic, method, err)
+		}
+		return c.printJSON(reply)
+	})
 }
 
-func runCast(ctx context.Context, c *cli, pos []string) (err error) {
+func runCast(ctx context.Context, c *cli, pos []string) error {
 	topic, method := pos[0], pos[1]
 	args, err := c.jsonArg(pos, 2)
 	if err != nil {
 		return err
 	}
-	n, err := c.startNode(ctx, nil)
-	if err != nil {
-		return err
-	}
-	defer n.close(&err)
-	octx, cancel := context.WithTimeout(ctx, c.g.timeout)
-	defer cancel()
-	var opts []zmqmsg.ClientOption
-	pattern := "cast"
-	if c.o.direct {
-		opts, pattern = append(opts, zmqmsg.DirectCast()), "direct"
-	}
-	t0 := time.Now()
-	target := zmqmsg.Target{Exchange: c.g.exchange, Topic: topic, Server: c.o.server}
-	if err := n.t.Client(target, opts...).Cast(octx, method, args); err != nil {
-		err = c.explain(ctx, n, directory.Key{Exchange: c.g.exchange, Topic: topic}, err)
-		return fmt.Errorf("cast %s %s: %w", topic, method, err)
-	}
-	elapsed := time.Since(t0)
-	if c.o.direct {
-		settle(ctx) // nothing acknowledges a direct cast: let it leave
-	}
-	return c.status(pattern, topic, "method", method, elapsed)
+	return c.withNode(ctx, func(n *node, octx context.Context) error {
+		var opts []zmqmsg.ClientOption
+		pattern := "cast"
+		if c.o.direct {
+			opts, pattern = append(opts, zmqmsg.DirectCast()), "direct"
+		}
+		t0 := time.Now()
+		target := zmqmsg.Target{Exchange: c.g.exchange, Topic: topic, Server: c.o.server}
+		if err := n.t.Client(target, opts...).Cast(octx, method, args); err != nil {
+			err = c.explain(ctx, n, directory.Key{Exchange: c.g.exchange, Topic: topic}, err)
+			return fmt.Errorf("cast %s %s: %w", topic, method, err)
+		}
+		elapsed := time.Since(t0)
+		if c.o.direct {
+			settle(ctx) // nothing acknowledges a direct cast: let it leave
+		}
+		return c.status(pattern, topic, "method", method, elapsed)
+	})
 }
 
-func runFanout(ctx context.Context, c *cli, pos []string) (err error) {
+func runFanout(ctx context.Context, c *cli, pos []string) error {
 	topic, method := pos[0], pos[1]
 	args, err := c.jsonArg(pos, 2)
 	if err != nil {
 		return err
 	}
+	return c.withNode(ctx, func(n *node, octx context.Context) error {
+		t0 := time.Now()
+		target := zmqmsg.Target{Exchange: c.g.exchange, Topic: topic, Fanout: true}
+		if err := n.t.Client(target).Cast(octx, method, args); err != nil {
+			err = c.explain(ctx, n, directory.Key{Exchange: c.g.exchange, Topic: topic}, err)
+			return fmt.Errorf("fanout %s %s: %w", topic, method, err)
+		}
+		return c.status("fanout", topic, "method", method, time.Since(t0))
+	})
+}
+
+// withNode starts the CLI's node, runs send with a context bounded by
+// --timeout, and closes the node (a close error is reported only if send
+// succeeded).
+func (c *cli) withNode(ctx context.Context, send func(n *node, octx context.Context) error) (err error) {
 	n, err := c.startNode(ctx, nil)
 	if err != nil {
 		return err
@@ -140,13 +145,7 @@ func runFanout(ctx context.Context, c *cli, pos []string) (err error) {
 	defer n.close(&err)
 	octx, cancel := context.WithTimeout(ctx, c.g.timeout)
 	defer cancel()
-	t0 := time.Now()
-	target := zmqmsg.Target{Exchange: c.g.exchange, Topic: topic, Fanout: true}
-	if err := n.t.Client(target).Cast(octx, method, args); err != nil {
-		err = c.explain(ctx, n, directory.Key{Exchange: c.g.exchange, Topic: topic}, err)
-		return fmt.Errorf("fanout %s %s: %w", topic, method, err)
-	}
-	return c.status("fanout", topic, "method", method, time.Since(t0))
+	return send(n, octx)
 }
 
 // parsePriority parses a --priority value.
@@ -158,7 +157,7 @@ func parsePriority(s string) (zmqmsg.Priority, error) {
 	return p, nil
 }
 
-func runNotify(ctx context.Context, c *cli, pos []string) (err error) {
+func runNotify(ctx context.Context, c *cli, pos []string) error {
 	topic, eventType := pos[0], pos[1]
 	p, err := parsePriority(c.o.priority)
 	if err != nil {
@@ -176,18 +175,13 @@ func runNotify(ctx context.Context, c *cli, pos []string) (err error) {
 		host, _ := os.Hostname() // "" is an acceptable fallback
 		publisher = "zmqmsg-cli@" + host
 	}
-	n, err := c.startNode(ctx, nil)
-	if err != nil {
-		return err
-	}
-	defer n.close(&err)
-	octx, cancel := context.WithTimeout(ctx, c.g.timeout)
-	defer cancel()
-	t0 := time.Now()
-	if err := n.t.Notifier(publisher, topic).Notify(octx, p, eventType, payload); err != nil {
-		return fmt.Errorf("notify %s %s: %w", topic, eventType, err)
-	}
-	return c.status("notify", topic, "event_type", eventType, time.Since(t0))
+	return c.withNode(ctx, func(n *node, octx context.Context) error {
+		t0 := time.Now()
+		if err := n.t.Notifier(publisher, topic).Notify(octx, p, eventType, payload); err != nil {
+			return fmt.Errorf("notify %s %s: %w", topic, eventType, err)
+		}
+		return c.status("notify", topic, "event_type", eventType, time.Since(t0))
+	})
 }
 
 // status prints the JSON status of a one-way send with --json, nothing
