@@ -1,9 +1,7 @@
 package socket
 
 import (
-	"encoding/binary"
 	"errors"
-	"fmt"
 	"sync/atomic"
 	"time"
 
@@ -44,6 +42,9 @@ type DealerCounters struct {
 	// Disconnects counts lost connections to the node; FailedByDown the
 	// requests failed at once because of them (see Dealer.NodeDown).
 	Disconnects, FailedByDown atomic.Uint64
+	// HandshakeFailed counts failed ZMTP handshakes with the node (CURVE:
+	// our key refused, or a mechanism mismatch).
+	HandshakeFailed atomic.Uint64
 }
 
 // Dealer is the client end of the CALL pipeline towards one node: a DEALER
@@ -66,12 +67,14 @@ type Dealer struct {
 	// OnLiveness, if set, is told when the connection comes up (true, ZMTP
 	// handshake done) and goes down (false). Loop goroutine: do not block.
 	OnLiveness func(up bool)
+	// HandshakeFailed, if set, fails every request waiting on this node with
+	// HandshakeFailed(cause) when a handshake with it fails (the node
+	// refused our CURVE key): libzmq keeps retrying the same handshake, so
+	// they could only time out.
+	HandshakeFailed func(cause string) error
 
 	monitor int // index of the monitor PAIR in the loop, -1 if none
 }
-
-// monitorSeq makes the monitors' inproc endpoints unique in a process.
-var monitorSeq atomic.Uint64
 
 // Setup creates the DEALER, its monitor if liveness is on, and connects.
 func (d *Dealer) Setup(l *poller.Loop[DealerCmd]) error {
@@ -86,18 +89,9 @@ func (d *Dealer) Setup(l *poller.Loop[DealerCmd]) error {
 	if d.NodeDown != nil {
 		// The monitor is armed before Connect so that no event is missed;
 		// its PAIR end belongs to this loop like the DEALER.
-		ep := fmt.Sprintf("inproc://zmqmsg-monitor-%d", monitorSeq.Add(1))
-		if err := z.Monitor(ep, zmq.EVENT_HANDSHAKE_SUCCEEDED|zmq.EVENT_DISCONNECTED); err != nil {
-			return fmt.Errorf("monitor: %w", err)
-		}
-		i, mon, err := l.NewSocket(zmq.PAIR, "monitor")
-		if err != nil {
+		if d.monitor, err = ArmMonitor(l, z, zmq.EVENT_HANDSHAKE_SUCCEEDED|zmq.EVENT_DISCONNECTED|HandshakeFailedEvents); err != nil {
 			return err
 		}
-		if err := mon.Connect(ep); err != nil {
-			return fmt.Errorf("monitor: %w", err)
-		}
-		d.monitor = i
 	}
 	// IMMEDIATE: queue only to a completed connection, so nothing piles up
 	// in the pipe of a peer that is not there; sends wait in the loop's
@@ -133,18 +127,18 @@ func (d *Dealer) HandleMessage(_ *poller.Loop[DealerCmd], sock int, frames [][]b
 	}
 }
 
-// handleEvent handles one monitor event: frame 1 is the event (u16, little
-// endian) and its value (u32), frame 2 the endpoint.
+// handleEvent handles one monitor event.
 func (d *Dealer) handleEvent(frames [][]byte) {
-	if len(frames) < 1 || len(frames[0]) < 6 {
+	ev, _, _, ok := ParseEvent(frames)
+	if !ok {
 		return
 	}
-	switch zmq.Event(binary.LittleEndian.Uint16(frames[0])) {
-	case zmq.EVENT_HANDSHAKE_SUCCEEDED:
+	switch {
+	case ev == zmq.EVENT_HANDSHAKE_SUCCEEDED:
 		if d.OnLiveness != nil {
 			d.OnLiveness(true)
 		}
-	case zmq.EVENT_DISCONNECTED:
+	case ev == zmq.EVENT_DISCONNECTED:
 		// Mark the node down first: a caster whose request fails below
 		// picks another node at once.
 		if d.OnLiveness != nil {
@@ -154,6 +148,19 @@ func (d *Dealer) handleEvent(frames [][]byte) {
 		if n := d.Table.FailTagged(d.Tag, d.NodeDown("connection to "+d.Endpoint+" lost")); n > 0 {
 			d.Counters.FailedByDown.Add(uint64(n))
 		}
+	case ev&HandshakeFailedEvents != 0:
+		// The node refused our key (or we speak different mechanisms):
+		// nothing sent on this connection can be answered, and libzmq will
+		// only retry the same handshake. Fail what waits, with the reason.
+		d.Counters.HandshakeFailed.Add(1)
+		if d.HandshakeFailed == nil {
+			return
+		}
+		reason := "refused our key"
+		if ev != zmq.EVENT_HANDSHAKE_FAILED_AUTH {
+			reason = "handshake failed (security mechanism mismatch or broken handshake)"
+		}
+		d.Table.FailTagged(d.Tag, d.HandshakeFailed(d.Endpoint+" "+reason))
 	}
 }
 

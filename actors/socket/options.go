@@ -36,6 +36,37 @@ type Options struct {
 	// over just before Close). Zero keeps the loop's default, 0 ms: closing
 	// drops them. A bounded flush on Close is what a Transport asks for.
 	Linger time.Duration
+	// Curve, if set, turns on CURVE (encryption and authentication) for the
+	// socket; see Curve. Never set it on IPC or inproc sockets: they are
+	// local, and their peers are not CURVE peers.
+	Curve *Curve
+}
+
+// Curve is a socket's CURVE role and keys (Z85 text, 40 characters).
+//
+// A socket whose ServerKey is empty is a CURVE server (it binds, and the
+// Transport's ZAP handler decides which client keys it accepts); the
+// others are CURVE clients of the server whose public key is ServerKey.
+type Curve struct {
+	PublicKey, SecretKey string // this node's long-term key pair
+	ServerKey            string // the bound peer's public key; "" for a server
+}
+
+// Server reports whether c makes a socket a CURVE server.
+func (c *Curve) Server() bool { return c != nil && c.ServerKey == "" }
+
+// ZAPDomain is the ZAP domain of zmqmsg's CURVE servers.
+const ZAPDomain = "zmqmsg"
+
+// String never shows the secret key.
+func (c *Curve) String() string {
+	if c == nil {
+		return "curve(off)"
+	}
+	if c.Server() {
+		return "curve(server)"
+	}
+	return "curve(client)"
 }
 
 func seconds(d time.Duration) int {
@@ -87,6 +118,19 @@ func (o Options) Apply(z *zmq.Socket) error {
 	}
 	if o.Linger > 0 {
 		add("linger", func() error { return z.SetLinger(o.Linger) })
+	}
+	if c := o.Curve; c != nil {
+		// Errors name the option, never a key (libzmq's errors carry no
+		// value either).
+		if c.Server() {
+			add("zap domain", func() error { return z.SetZapDomain(ZAPDomain) })
+			add("curve server", func() error { return z.SetCurveServer(1) })
+			add("curve secret key", func() error { return z.SetCurveSecretkey(c.SecretKey) })
+		} else {
+			add("curve server key", func() error { return z.SetCurveServerkey(c.ServerKey) })
+			add("curve public key", func() error { return z.SetCurvePublickey(c.PublicKey) })
+			add("curve secret key", func() error { return z.SetCurveSecretkey(c.SecretKey) })
+		}
 	}
 	for _, s := range settings {
 		if err := s.set(); err != nil {

@@ -1,0 +1,114 @@
+package socket
+
+import (
+	"encoding/binary"
+	"fmt"
+	"log/slog"
+	"sync/atomic"
+
+	zmq "github.com/pebbe/zmq4"
+
+	"github.com/zmqmsg/zmqmsg/actors/poller"
+)
+
+// monitorSeq makes the monitors' inproc endpoints unique in a process.
+var monitorSeq atomic.Uint64
+
+// ArmMonitor arms a socket monitor on z for events and connects a PAIR to
+// it, owned by the same loop as z; it returns the PAIR's index in the loop.
+// Call it from Handler.Setup, before z binds or connects, so that no event
+// is missed. The loop hands the PAIR's messages to HandleMessage like any
+// other socket's; ParseEvent decodes them.
+func ArmMonitor[C any](l *poller.Loop[C], z *zmq.Socket, events zmq.Event) (int, error) {
+	ep := fmt.Sprintf("inproc://zmqmsg-monitor-%d", monitorSeq.Add(1))
+	if err := z.Monitor(ep, events); err != nil {
+		return -1, fmt.Errorf("monitor: %w", err)
+	}
+	i, mon, err := l.NewSocket(zmq.PAIR, "monitor")
+	if err != nil {
+		return -1, err
+	}
+	if err := mon.Connect(ep); err != nil {
+		return -1, fmt.Errorf("monitor: %w", err)
+	}
+	return i, nil
+}
+
+// ParseEvent decodes a monitor message: frame 1 holds the event (u16,
+// little endian) and its value (u32), frame 2 the endpoint.
+func ParseEvent(frames [][]byte) (ev zmq.Event, value uint32, endpoint string, ok bool) {
+	if len(frames) < 1 || len(frames[0]) < 6 {
+		return 0, 0, "", false
+	}
+	ev = zmq.Event(binary.LittleEndian.Uint16(frames[0]))
+	value = binary.LittleEndian.Uint32(frames[0][2:])
+	if len(frames) > 1 {
+		endpoint = string(frames[1])
+	}
+	return ev, value, endpoint, true
+}
+
+// HandshakeFailedEvents are the monitor events of a failed ZMTP handshake:
+// a peer with the wrong security mechanism (no CURVE), an unknown key, or
+// a malformed handshake.
+const HandshakeFailedEvents = zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL | zmq.EVENT_HANDSHAKE_FAILED_AUTH
+
+// Handshakes counts and logs the failed handshakes on a loop's bound
+// CURVE-server sockets (see Watch). The log line names the socket, the
+// endpoint and the kind of failure, never a key; it is written for the
+// first failure and then at every power of two, so a hostile peer cannot
+// flood the log.
+type Handshakes struct {
+	Failed *atomic.Uint64 // shared by every incarnation of the loop
+	Log    *slog.Logger
+	mask   uint64 // bit i set: loop socket i is a monitor
+}
+
+// Watch arms a handshake monitor on z (which must not have bound yet) when
+// opts make it a CURVE server, and remembers the monitor's index.
+func Watch[C any](h *Handshakes, l *poller.Loop[C], z *zmq.Socket, opts Options) error {
+	if !opts.Curve.Server() {
+		return nil
+	}
+	i, err := ArmMonitor(l, z, HandshakeFailedEvents)
+	if err != nil {
+		return err
+	}
+	if i >= 64 {
+		return fmt.Errorf("monitor: socket index %d over 63", i)
+	}
+	h.mask |= 1 << uint(i)
+	return nil
+}
+
+// Reset forgets the monitors of a previous loop (call it first in Setup).
+func (h *Handshakes) Reset() { h.mask = 0 }
+
+// Handle reports whether socket sock is one of the watched monitors and,
+// if so, counts and logs the event in frames.
+func (h *Handshakes) Handle(sock int, frames [][]byte) bool {
+	if h.mask == 0 || sock < 0 || sock >= 64 || h.mask&(1<<uint(sock)) == 0 {
+		return false
+	}
+	ev, value, endpoint, ok := ParseEvent(frames)
+	if !ok || ev&HandshakeFailedEvents == 0 {
+		return true
+	}
+	n := h.Failed.Add(1)
+	if n&(n-1) == 0 && h.Log != nil {
+		h.Log.Warn("handshake refused: a peer without CURVE, with a key the ZAP handler refused, or a broken handshake",
+			"endpoint", endpoint, "failure", failureName(ev), "code", value, "refused_total", n)
+	}
+	return true
+}
+
+func failureName(ev zmq.Event) string {
+	switch ev {
+	case zmq.EVENT_HANDSHAKE_FAILED_AUTH:
+		return "auth"
+	case zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL:
+		return "protocol"
+	default:
+		return "no detail"
+	}
+}
