@@ -114,6 +114,10 @@ type Config struct {
 	// daemon's node in the directory. Host and Ports are then ignored. New
 	// fails if the daemon does not answer within 5 s.
 	ProxyDir string
+	// Security, if set, turns on CURVE on every TCP socket; see Security.
+	// A Transport joining a proxy daemon (ProxyDir) must match it: both
+	// secured, or neither.
+	Security *Security
 
 	hooks proxy.Hooks // set by this package's tests
 }
@@ -237,6 +241,10 @@ func New(cfg Config) (*Transport, error) {
 	if err := checkLibzmq(); err != nil {
 		return nil, err
 	}
+	sec, err := cfg.Security.engine()
+	if err != nil {
+		return nil, err
+	}
 	e, err := engine.New(engine.Config{
 		Host:              cfg.Host,
 		CallPort:          cfg.Ports.Call,
@@ -258,6 +266,7 @@ func New(cfg Config) (*Transport, error) {
 		CastWindow:        cfg.CastWindow,
 		Hooks:             cfg.hooks,
 		Join:              cfg.ProxyDir,
+		Security:          sec,
 	})
 	if err != nil {
 		return nil, err

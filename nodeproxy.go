@@ -39,6 +39,10 @@ type ProxyConfig struct {
 	Logger *slog.Logger
 	// WaitStrategy selects how the broker loops sleep.
 	WaitStrategy poller.Strategy
+	// Security, if set, makes the public ports CURVE servers (see
+	// Security); the service processes that join must set the same
+	// Config.Security. The IPC sockets stay plaintext.
+	Security *Security
 }
 
 // Proxy is a node proxy daemon: it owns a node's public ports (call, fanout,
@@ -76,11 +80,15 @@ func StartProxy(cfg ProxyConfig) (*Proxy, error) {
 	if err := c.validate(); err != nil {
 		return nil, err
 	}
+	sec, err := cfg.Security.engine()
+	if err != nil {
+		return nil, err
+	}
 	d, err := engine.StartDaemon(engine.DaemonConfig{
 		Host: c.Host, CallPort: c.Ports.Call, FanoutPort: c.Ports.Fanout, NotifyPort: c.Ports.Notify, CastPort: c.Ports.Cast,
 		Dir: cfg.Dir, DirMode: cfg.DirMode, MemberTTL: cfg.MemberTTL,
 		Socket: socketOptions(c), MaxMessageSize: c.MaxMessageSize,
-		Strategy: cfg.WaitStrategy, Logger: c.Logger, TermTimeout: 5 * time.Second,
+		Strategy: cfg.WaitStrategy, Logger: c.Logger, TermTimeout: 5 * time.Second, Security: sec,
 	})
 	if err != nil {
 		return nil, err
@@ -114,6 +122,10 @@ type ProxyStats struct {
 	MembersLost   uint64 // service processes dropped (silent, or their pipe vanished)
 	Conflicts     uint64 // servers refused because another process serves the name
 	Refused       uint64 // requests refused while draining
+	// HandshakeFailures counts failed security handshakes on the public
+	// ports (CURVE: peers without CURVE, refused keys); AuthAllowed and
+	// AuthDenied are the ZAP handler's answers.
+	HandshakeFailures, AuthAllowed, AuthDenied uint64
 }
 
 // Stats returns the daemon's counters, both pipelines summed.
@@ -136,7 +148,9 @@ func (p *Proxy) Stats() ProxyStats {
 		st.MembersLost += v.MembersLost.Load()
 		st.Conflicts += v.Conflicts.Load()
 		st.Refused += v.Refused.Load()
+		st.HandshakeFailures += v.HandshakeFailed.Load()
 	}
+	st.AuthAllowed, st.AuthDenied = p.d.AuthCounters()
 	return st
 }
 

@@ -106,6 +106,10 @@ type Node struct {
 	FanoutPort int    // publish to every server of a topic
 	NotifyPort int    // notifications
 	CastPort   int    // one-way message to one server
+	// CurveKey is the node's CURVE public key (Z85, 40 characters) when its
+	// ports accept only CURVE clients; "" when they take plaintext. Clients
+	// take it as the server key of every socket they connect to the node.
+	CurveKey string
 }
 
 // endpoint formats a ZeroMQ TCP endpoint; net.JoinHostPort puts IPv6 hosts

@@ -99,10 +99,11 @@ type nodeJSON struct {
 	Fanout int    `json:"fanout,omitempty"`
 	Notify int    `json:"notify,omitempty"`
 	Cast   int    `json:"cast,omitempty"`
+	Curve  string `json:"curve,omitempty"`
 }
 
 func encodeNode(n Node) string {
-	b, err := json.Marshal(nodeJSON{n.Host, n.CallPort, n.FanoutPort, n.NotifyPort, n.CastPort})
+	b, err := json.Marshal(nodeJSON{n.Host, n.CallPort, n.FanoutPort, n.NotifyPort, n.CastPort, n.CurveKey})
 	if err != nil { // cannot happen: strings and ints only
 		panic(err)
 	}
@@ -114,7 +115,7 @@ func decodeNode(s string) (Node, error) {
 	if err := json.Unmarshal([]byte(s), &j); err != nil {
 		return Node{}, err
 	}
-	return Node{Host: j.Host, CallPort: j.Call, FanoutPort: j.Fanout, NotifyPort: j.Notify, CastPort: j.Cast}, nil
+	return Node{Host: j.Host, CallPort: j.Call, FanoutPort: j.Fanout, NotifyPort: j.Notify, CastPort: j.Cast, CurveKey: j.Curve}, nil
 }
 
 // luaPrelude is shared by the scripts. KEYS are targetKeys; ARGV[1] is the

@@ -20,6 +20,7 @@ import (
 	"github.com/zmqmsg/zmqmsg/actors/poller"
 	"github.com/zmqmsg/zmqmsg/actors/proxy"
 	"github.com/zmqmsg/zmqmsg/actors/socket"
+	"github.com/zmqmsg/zmqmsg/actors/zap"
 	"github.com/zmqmsg/zmqmsg/directory"
 )
 
@@ -38,6 +39,10 @@ type DaemonConfig struct {
 	Strategy       poller.Strategy
 	Logger         *slog.Logger
 	TermTimeout    time.Duration
+	// Security, if set, makes the public ports CURVE servers with this key
+	// pair and ZAP handler; the node (in hellos) carries the public key.
+	// The IPC sockets stay plaintext: they are local, in a 0700 directory.
+	Security *Security
 }
 
 // Daemon is a node proxy running on its own: it binds the node's public
@@ -57,6 +62,7 @@ type Daemon struct {
 	system *actor.ActorSystem
 	call   *proxy.Broker
 	notify *proxy.Broker
+	zap    *zap.Handler
 	node   atomic.Pointer[directory.Node] // set once every port is bound
 	lock   *os.File
 
@@ -111,6 +117,13 @@ func StartDaemon(cfg DaemonConfig) (_ *Daemon, err error) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
+	if sec := cfg.Security; sec != nil {
+		// The ZAP handler is bound before any CURVE server socket exists.
+		if d.zap, err = startZAP(ctx, d.system.Root, d.zctx, cfg.Strategy, d.log, sec); err != nil {
+			return nil, err
+		}
+		opts.Curve = &socket.Curve{PublicKey: sec.PublicKey, SecretKey: sec.SecretKey}
+	}
 	callIPC, notifyIPC := JoinEndpoints(cfg.Dir)
 	d.call, err = proxy.StartBroker(ctx, d.system.Root, "daemon-call", proxy.BrokerConfig{
 		ZMQ: d.zctx, Bind: bindOf(cfg.CallPort), CastBind: bindOf(cfg.CastPort), FanoutBind: bindOf(cfg.FanoutPort),
@@ -129,6 +142,9 @@ func StartDaemon(cfg DaemonConfig) (_ *Daemon, err error) {
 		return nil, fmt.Errorf("zmqmsg: daemon notify pipeline: %w", err)
 	}
 	node := directory.Node{Host: cfg.Host}
+	if cfg.Security != nil {
+		node.CurveKey = cfg.Security.PublicKey
+	}
 	for _, b := range []struct {
 		ep   string
 		port *int
@@ -209,6 +225,16 @@ func (d *Daemon) Counters() (call, notify *proxy.Counters) {
 	return d.call.Counters(), d.notify.Counters()
 }
 
+// AuthCounters returns how many CURVE clients the daemon's ZAP handler
+// accepted and refused (zero without Security).
+func (d *Daemon) AuthCounters() (allowed, denied uint64) {
+	if d.zap == nil {
+		return 0, 0
+	}
+	c := d.zap.Counters()
+	return c.Allowed.Load(), c.Denied.Load()
+}
+
 // Drain makes both brokers refuse new requests and waits until the
 // requests they relayed have been answered, or ctx ends.
 func (d *Daemon) Drain(ctx context.Context) error {
@@ -240,6 +266,11 @@ func (d *Daemon) teardown() error {
 			if err := b.Stop(); err != nil {
 				errs = append(errs, err)
 			}
+		}
+	}
+	if d.zap != nil {
+		if err := d.zap.Stop(); err != nil {
+			errs = append(errs, fmt.Errorf("stop zap handler: %w", err))
 		}
 	}
 	if d.zctx != nil {

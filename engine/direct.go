@@ -58,8 +58,11 @@ func (e *Engine) DirectCast(ctx context.Context, t Target, method string, flags 
 // pusher returns the PUSH socket actor connected to node's direct-cast
 // port, starting it on first use under the reply supervisor.
 func (e *Engine) pusher(ctx context.Context, node directory.Node, id string) (*socket.Handle[socket.PushCmd], error) {
-	return e.pushers.get(ctx, e, id, "push-"+id, func() poller.Handler[socket.PushCmd] {
-		o := e.cfg.Socket
+	o, err := e.clientOptions(node)
+	if err != nil {
+		return nil, err
+	}
+	return e.pushers.get(ctx, e, socketKey(id, node), "push-"+id, func() poller.Handler[socket.PushCmd] {
 		o.SendHWM = socket.DirectCastHWM
 		return &socket.Pusher{Endpoint: node.CastEndpoint(), Options: o, Counters: &e.pusherCounters}
 	})

@@ -48,6 +48,7 @@ import (
 	"github.com/zmqmsg/zmqmsg/actors/proxy"
 	"github.com/zmqmsg/zmqmsg/actors/reply"
 	"github.com/zmqmsg/zmqmsg/actors/socket"
+	"github.com/zmqmsg/zmqmsg/actors/zap"
 	"github.com/zmqmsg/zmqmsg/directory"
 	"github.com/zmqmsg/zmqmsg/envelope"
 )
@@ -85,6 +86,15 @@ type Config struct {
 	// engine joins that daemon's node instead of binding ports (the port
 	// fields are then ignored). See JoinEndpoints.
 	Join string
+	// Security, if set, turns on CURVE on every TCP socket: see Security.
+	Security *Security
+}
+
+// Security is an engine's CURVE configuration, already validated by the
+// zmqmsg package.
+type Security struct {
+	PublicKey, SecretKey string    // Z85, this node's key pair
+	Allowed              []zap.Key // client public keys the ZAP handler accepts
 }
 
 // JoinEndpoints returns the IPC endpoints a node proxy daemon serving
@@ -117,6 +127,7 @@ type Engine struct {
 	registrarPID *actor.PID // keeps the node's servers in the directory
 	proxy        *proxy.Proxy
 	notify       *proxy.Proxy // the NOTIFY pipeline's own proxy (nil without a notify port)
+	zap          *zap.Handler // CURVE's ZAP handler (nil without Security)
 	node         directory.Node
 	instance     string // see Instance
 	dir          directory.Directory
@@ -184,6 +195,9 @@ func New(cfg Config) (_ *Engine, err error) {
 	if e.replyPID, err = reply.SpawnSupervisor(e.root, "reply", e.table, strategy); err != nil {
 		return nil, err
 	}
+	if err := e.startSecurity(); err != nil {
+		return nil, err
+	}
 	port := "*"
 	if cfg.CallPort != AnyPort {
 		port = strconv.Itoa(cfg.CallPort)
@@ -243,6 +257,9 @@ func New(cfg Config) (_ *Engine, err error) {
 	}
 	callPort, _ := strconv.Atoi(p)
 	e.node = directory.Node{Host: cfg.Host, CallPort: callPort}
+	if cfg.Security != nil {
+		e.node.CurveKey = cfg.Security.PublicKey
+	}
 	for _, b := range []struct {
 		ep   string
 		port *int
@@ -320,6 +337,9 @@ func (e *Engine) join(ctx context.Context) error {
 			}
 			if px == e.proxy {
 				e.node = node
+				if err := e.checkDaemonSecurity(); err != nil {
+					return err
+				}
 			}
 			break
 		}
@@ -408,6 +428,12 @@ func (e *Engine) teardown() error {
 			errs = append(errs, fmt.Errorf("stop reply supervisor: %w", err))
 		}
 	}
+	if e.zap != nil {
+		// Last of the sockets: no CURVE server socket is left open.
+		if err := e.zap.Stop(); err != nil {
+			errs = append(errs, fmt.Errorf("stop zap handler: %w", err))
+		}
+	}
 	if e.registrarPID != nil {
 		if err := e.root.StopFuture(e.registrarPID).Wait(); err != nil {
 			errs = append(errs, fmt.Errorf("stop registrar: %w", err))
@@ -452,19 +478,27 @@ func terminate(zctx *zmq.Context, timeout time.Duration, log *slog.Logger) error
 // dealer returns the DEALER socket actor connected to node, starting it on
 // first use under the reply supervisor.
 func (e *Engine) dealer(ctx context.Context, node directory.Node, id string) (*socket.Handle[socket.DealerCmd], error) {
-	return e.dealerAt(ctx, id, id, node.CallEndpoint)
+	return e.dealerAt(ctx, node, id, id, node.CallEndpoint)
 }
 
 // dealerAt returns the DEALER socket actor named key (a node id, with a
 // suffix for pipelines other than CALL/CAST), connected to endpoint(); tag
 // is what the reply table tags its calls with. endpoint is only called when
 // the socket is started, not on every send.
-func (e *Engine) dealerAt(ctx context.Context, key, tag string, endpoint func() string) (*socket.Handle[socket.DealerCmd], error) {
-	return e.dealers.get(ctx, e, key, "dealer-"+key, func() poller.Handler[socket.DealerCmd] {
+func (e *Engine) dealerAt(ctx context.Context, node directory.Node, key, tag string, endpoint func() string) (*socket.Handle[socket.DealerCmd], error) {
+	opts, err := e.clientOptions(node)
+	if err != nil {
+		return nil, err
+	}
+	return e.dealers.get(ctx, e, socketKey(key, node), "dealer-"+key, func() poller.Handler[socket.DealerCmd] {
 		ep := endpoint()
 		return &socket.Dealer{
-			Endpoint: ep, Tag: tag, Table: e.table, Options: e.cfg.Socket, Counters: &e.dealerCounters,
+			Endpoint: ep, Tag: tag, Table: e.table, Options: opts, Counters: &e.dealerCounters,
 			NodeDown: func(cause string) error { return &NodeDownError{Node: tag, Cause: cause} },
+			HandshakeFailed: func(cause string) error {
+				e.log.Warn("node refused the CURVE handshake: requests to it fail", "node", tag, "cause", cause)
+				return &HandshakeError{Node: tag, Cause: cause}
+			},
 			OnLiveness: func(up bool) {
 				// Only the CALL pipeline's connection decides whether new
 				// calls avoid the node (the notify one's tag ends in
@@ -531,6 +565,9 @@ type Stats struct {
 	FailedNodeDown        uint64 // calls and casts failed at once because their node's connection was lost
 	NodesDown             int    // nodes whose connection is down now (new calls avoid them)
 	RegistrationErrors    uint64 // failed directory registrations and refreshes (retried until the directory returns)
+	HandshakeFailures     uint64 // failed security handshakes, both ways: peers refused by this node's ports, and nodes that refused this one
+	AuthAllowed           uint64 // CURVE clients the ZAP handler accepted
+	AuthDenied            uint64 // CURVE clients the ZAP handler refused (unknown key, wrong mechanism), logged without keys
 	PendingCalls          int    // calls waiting for a reply now
 }
 
@@ -582,6 +619,13 @@ func (e *Engine) Stats() Stats {
 		NotifyFailures:        e.notifyFailures.Load(),
 		NotificationsFiltered: e.notificationsFiltered.Load(),
 		PendingCalls:          ts.Pending,
+		HandshakeFailures:     pc.HandshakeFailed.Load() + e.dealerCounters.HandshakeFailed.Load(),
+	}
+	if e.zap != nil {
+		zc := e.zap.Counters()
+		st.AuthAllowed, st.AuthDenied = zc.Allowed.Load(), zc.Denied.Load()
+		st.MalformedFrames += zc.Malformed.Load()
+		st.SocketRestarts += e.zap.Restarts()
 	}
 	e.dealers.each(func(h *socket.Handle[socket.DealerCmd]) {
 		st.SocketRestarts += h.Restarts()
@@ -599,6 +643,7 @@ func (e *Engine) Stats() Stats {
 		st.SendFailures += nc.SendFailed.Load()
 		st.DuplicateCasts += nc.Duplicates.Load()
 		st.SocketRestarts += e.notify.Restarts()
+		st.HandshakeFailures += nc.HandshakeFailed.Load()
 	}
 	return st
 }

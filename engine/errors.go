@@ -34,7 +34,33 @@ var (
 	// heartbeat timed out). The error is a *NodeDownError. A CALL may or
 	// may not have run.
 	ErrNodeDown = errors.New("zmqmsg: node down")
+	// ErrSecurityRequired: the node serving the target publishes a CURVE
+	// key (it accepts only CURVE clients) and this Transport has no
+	// Security configured. Nothing was sent.
+	ErrSecurityRequired = errors.New("zmqmsg: the node requires CURVE; this Transport has no Security")
+	// ErrInsecureNode: this Transport has Security on, and the node serving
+	// the target publishes no CURVE key; a secured Transport never sends
+	// in plaintext. Nothing was sent.
+	ErrInsecureNode = errors.New("zmqmsg: the node publishes no CURVE key; refusing to send in plaintext")
+	// ErrUnauthorized: the node refused this Transport's CURVE key (it is
+	// not in the node's allowed client keys), or the security handshake
+	// with it failed. Requests waiting on that node fail with it at once.
+	ErrUnauthorized = errors.New("zmqmsg: the node refused this Transport's CURVE key")
 )
+
+// HandshakeError names the node whose security handshake failed; it
+// matches ErrUnauthorized.
+type HandshakeError struct {
+	Node  string // the node's id, host:port
+	Cause string // what failed; never a key
+}
+
+func (e *HandshakeError) Error() string {
+	return fmt.Sprintf("zmqmsg: node %s: %s", e.Node, e.Cause)
+}
+
+// Is lets errors.Is(err, ErrUnauthorized) recognise it.
+func (e *HandshakeError) Is(target error) bool { return target == ErrUnauthorized }
 
 type timeoutError struct{}
 

@@ -246,6 +246,7 @@ type broker struct {
 	castSock int // PULL, -1 if none
 	fanSock  int // XSUB, -1 if none
 	rq       replyQueue
+	hs       socket.Handshakes // monitors of the public sockets (CURVE only)
 
 	members   map[string]*bMember // by the member DEALER's identity
 	routes    map[directory.Key]*bRoute
@@ -274,11 +275,16 @@ type bEntry struct {
 }
 
 func (r *broker) Setup(l *poller.Loop[BrokerCmd]) error {
+	r.hs = socket.Handshakes{Failed: &r.b.counters.HandshakeFailed, Log: r.b.log}
 	rebind := r.b.endpoint != ""
+	var public []*zmq.Socket
 	bind := func(t zmq.Type, name, endpoint string, opts socket.Options, stored *string) (int, *zmq.Socket, error) {
 		i, z, err := l.NewSocket(t, name)
 		if err != nil {
 			return -1, nil, err
+		}
+		if opts.Curve != nil {
+			public = append(public, z)
 		}
 		if err := opts.Apply(z); err != nil {
 			return -1, nil, err
@@ -306,6 +312,7 @@ func (r *broker) Setup(l *poller.Loop[BrokerCmd]) error {
 	ipc := r.cfg.Options
 	ipc.KeepaliveIdle = 0
 	ipc.HeartbeatInterval = 0
+	ipc.Curve = nil // local, in a 0700 directory
 	if _, _, err := bind(zmq.ROUTER, "backend", r.cfg.Backend, ipc, nil); err != nil {
 		return err
 	}
@@ -332,11 +339,21 @@ func (r *broker) Setup(l *poller.Loop[BrokerCmd]) error {
 		}
 		r.fanSock = i
 	}
+	// The handshake monitors come last, so that sockFront and sockBack
+	// keep their indexes.
+	for _, z := range public {
+		if err := socket.Watch(&r.hs, l, z, r.cfg.Options); err != nil {
+			return err
+		}
+	}
 	r.nextSweep = time.Now().Add(sweepEvery)
 	return nil
 }
 
 func (r *broker) HandleMessage(l *poller.Loop[BrokerCmd], sock int, frames [][]byte) {
+	if r.hs.Handle(sock, frames) {
+		return
+	}
 	switch sock {
 	case sockFront:
 		r.fromCaller(l, frames)

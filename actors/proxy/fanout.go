@@ -72,6 +72,7 @@ func (f *frontend) setupFanout(l *poller.Loop[Cmd]) error {
 	if err != nil {
 		return err
 	}
+	f.public = append(f.public, xsub)
 	if err := f.opts.Apply(xsub); err != nil {
 		return err
 	}

@@ -158,6 +158,7 @@ func (f *frontend) setupMember(l *poller.Loop[Cmd]) error {
 	// seen by the kernel at once.
 	o.KeepaliveIdle = 0
 	o.HeartbeatInterval = 0
+	o.Curve = nil // IPC: local, in a 0700 directory
 	// A restarted daemon is found again within a second.
 	o.ReconnectIntervalMax = time.Second
 	if err := o.Apply(z); err != nil {
@@ -255,17 +256,18 @@ const (
 	metaFanout = "fanout"
 	metaNotify = "notify"
 	metaCast   = "cast"
+	metaCurve  = "curve"
 )
 
 func nodeMeta(n directory.Node) map[string]string {
 	return map[string]string{
 		metaHost: n.Host, metaCall: strconv.Itoa(n.CallPort), metaFanout: strconv.Itoa(n.FanoutPort),
-		metaNotify: strconv.Itoa(n.NotifyPort), metaCast: strconv.Itoa(n.CastPort),
+		metaNotify: strconv.Itoa(n.NotifyPort), metaCast: strconv.Itoa(n.CastPort), metaCurve: n.CurveKey,
 	}
 }
 
 func nodeFromMeta(m map[string]string) (directory.Node, error) {
-	n := directory.Node{Host: m[metaHost]}
+	n := directory.Node{Host: m[metaHost], CurveKey: m[metaCurve]}
 	for k, p := range map[string]*int{metaCall: &n.CallPort, metaFanout: &n.FanoutPort, metaNotify: &n.NotifyPort, metaCast: &n.CastPort} {
 		v, err := strconv.Atoi(m[k])
 		if err != nil {

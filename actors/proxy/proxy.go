@@ -193,6 +193,10 @@ type Counters struct {
 	MembersLost   atomic.Uint64 // daemon: service processes dropped (heartbeats stopped, or their pipe vanished)
 	Conflicts     atomic.Uint64 // daemon: ATTACHes refused because another process serves the name
 	Refused       atomic.Uint64 // daemon: requests refused while draining (answered SHUTTING_DOWN)
+	// HandshakeFailed counts failed handshakes on the public sockets when
+	// CURVE is on: peers without CURVE, keys the ZAP handler refused,
+	// broken handshakes. Dropped; the peer never reaches the loop.
+	HandshakeFailed atomic.Uint64
 }
 
 // Cmd is a command for the proxy loop. The interface is sealed.
@@ -373,19 +377,41 @@ type frontend struct {
 
 	rq replyQueue // replies waiting for a caller whose pipe was full
 
+	hs     socket.Handshakes // monitors of the public sockets (CURVE only)
+	public []*zmq.Socket     // the public sockets, during Setup
+
 	// member is set when the proxy is a member of a node proxy daemon
 	// (Config.Join): socket 0 is then a DEALER connected to the daemon.
 	member *memberState
 }
 
 func (f *frontend) Setup(l *poller.Loop[Cmd]) error {
+	f.hs = socket.Handshakes{Failed: &f.p.counters.HandshakeFailed, Log: f.p.log}
 	if f.member != nil {
 		return f.setupMember(l)
 	}
+	if err := f.setupPublic(l); err != nil {
+		return err
+	}
+	// The handshake monitors come last: the sockets above keep their
+	// indexes whatever the security settings.
+	for _, z := range f.public {
+		if err := socket.Watch(&f.hs, l, z, f.opts); err != nil {
+			return err
+		}
+	}
+	f.public = nil
+	return nil
+}
+
+// setupPublic creates and binds the ROUTER, the fanout XSUB and the
+// direct-cast PULL.
+func (f *frontend) setupPublic(l *poller.Loop[Cmd]) error {
 	_, z, err := l.NewSocket(zmq.ROUTER, "router")
 	if err != nil {
 		return err
 	}
+	f.public = append(f.public, z)
 	if err := f.opts.Apply(z); err != nil {
 		return err
 	}
@@ -418,6 +444,7 @@ func (f *frontend) Setup(l *poller.Loop[Cmd]) error {
 	if err != nil {
 		return err
 	}
+	f.public = append(f.public, pull)
 	po := f.opts
 	po.RecvHWM = socket.DirectCastHWM
 	if err := po.Apply(pull); err != nil {
@@ -495,6 +522,9 @@ func bindRetry(z *zmq.Socket, endpoint string, rebind bool) error {
 }
 
 func (f *frontend) HandleMessage(l *poller.Loop[Cmd], sock int, frames [][]byte) {
+	if f.hs.Handle(sock, frames) {
+		return
+	}
 	switch sock {
 	case f.castSock:
 		f.handleDirect(frames)

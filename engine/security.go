@@ -1,0 +1,146 @@
+package engine
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/asynkron/protoactor-go/actor"
+	zmq "github.com/pebbe/zmq4"
+
+	"github.com/zmqmsg/zmqmsg/actors/poller"
+	"github.com/zmqmsg/zmqmsg/actors/socket"
+	"github.com/zmqmsg/zmqmsg/actors/zap"
+	"github.com/zmqmsg/zmqmsg/directory"
+)
+
+// startSecurity starts the ZAP handler in the engine's context, before any
+// CURVE server socket exists, and gives the bound sockets their CURVE
+// server role (cfg.Socket is what routerOptions and the proxies start
+// from; client sockets get their role per node in clientOptions).
+func (e *Engine) startSecurity() error {
+	sec := e.cfg.Security
+	if sec == nil {
+		return nil
+	}
+	e.cfg.Socket.Curve = &socket.Curve{PublicKey: sec.PublicKey, SecretKey: sec.SecretKey}
+	if e.cfg.Join != "" {
+		return nil // a member binds no TCP port: the daemon's handler decides
+	}
+	var err error
+	if e.zap, err = startZAP(e.ctx, e.root, e.zctx, e.cfg.Strategy, e.log, sec); err != nil {
+		return err
+	}
+	return nil
+}
+
+// startZAP checks that libzmq has CURVE and starts a ZAP handler for sec
+// in zctx.
+func startZAP(ctx context.Context, root *actor.RootContext, zctx *zmq.Context, strategy poller.Strategy, log *slog.Logger, sec *Security) (*zap.Handler, error) {
+	if !zmq.HasCurve() {
+		return nil, fmt.Errorf("zmqmsg: Security needs CURVE, and this libzmq was built without it")
+	}
+	sctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	h, err := zap.Start(sctx, root, "zap", zap.Config{
+		ZMQ: zctx, Allowed: sec.Allowed, Logger: log,
+		Loop: poller.Options{Strategy: strategy},
+	})
+	if err != nil {
+		return nil, fmt.Errorf("zmqmsg: %w", err)
+	}
+	return h, nil
+}
+
+// checkDaemonSecurity: a member and its daemon must agree on CURVE. A
+// secured member behind a plaintext daemon would publish servers anyone
+// can reach; a plaintext member behind a secured daemon could not call any
+// secured node, its own included.
+func (e *Engine) checkDaemonSecurity() error {
+	switch {
+	case e.cfg.Security != nil && e.node.CurveKey == "":
+		return fmt.Errorf("zmqmsg: join %s: %w: Security is set, but the proxy daemon runs without CURVE", e.cfg.Join, ErrInsecureNode)
+	case e.cfg.Security == nil && e.node.CurveKey != "":
+		return fmt.Errorf("zmqmsg: join %s: %w: the proxy daemon runs CURVE", e.cfg.Join, ErrSecurityRequired)
+	}
+	return nil
+}
+
+// clientOptions are the options of a socket that connects to node: CURVE
+// client of the node's published key when this engine has Security, and
+// an error when the two sides do not agree (nothing is ever sent in
+// plaintext by a secured engine, nor tried against a secured node without
+// keys).
+func (e *Engine) clientOptions(node directory.Node) (socket.Options, error) {
+	o := e.cfg.Socket
+	sec := e.cfg.Security
+	switch {
+	case sec == nil && node.CurveKey == "":
+		return o, nil
+	case sec == nil:
+		return o, fmt.Errorf("%w: node %s", ErrSecurityRequired, node.ID())
+	case node.CurveKey == "":
+		return o, fmt.Errorf("%w: node %s", ErrInsecureNode, node.ID())
+	case !ValidKey(node.CurveKey):
+		// Directory data is input like any other.
+		return o, fmt.Errorf("%w: node %s publishes a malformed CURVE key", ErrInsecureNode, node.ID())
+	}
+	o.Curve = &socket.Curve{PublicKey: sec.PublicKey, SecretKey: sec.SecretKey, ServerKey: node.CurveKey}
+	return o, nil
+}
+
+// socketKey names the socket to a node: its id, and for a CURVE node the
+// start of its key, so that a node that comes back with a new key pair gets
+// a new socket instead of one that keeps failing its handshake.
+func socketKey(id string, node directory.Node) string {
+	if node.CurveKey == "" {
+		return id
+	}
+	return id + "#" + node.CurveKey
+}
+
+// ValidKey reports whether k is a CURVE key in Z85 text (40 characters).
+func ValidKey(k string) bool {
+	_, err := DecodeKey(k)
+	return err == nil
+}
+
+// z85 is the Z85 alphabet (ZeroMQ RFC 32).
+const z85 = "0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ.-:+=^!/*?&<>()[]{}@%$#"
+
+var z85Value = func() (v [256]int8) {
+	for i := range v {
+		v[i] = -1
+	}
+	for i := 0; i < len(z85); i++ {
+		v[z85[i]] = int8(i)
+	}
+	return v
+}()
+
+// DecodeKey decodes a CURVE key from Z85 text. It checks every character
+// (libzmq's decoder, and so pebbe's, do not report bad input), and its
+// errors never repeat the key.
+func DecodeKey(k string) (zap.Key, error) {
+	var key zap.Key
+	if len(k) != 40 {
+		return key, fmt.Errorf("a CURVE key is 40 characters of Z85, not %d", len(k))
+	}
+	for i := 0; i < 40; i += 5 {
+		var v uint64
+		for j := i; j < i+5; j++ {
+			d := z85Value[k[j]]
+			if d < 0 {
+				return key, fmt.Errorf("a CURVE key has a character outside Z85 at %d", j)
+			}
+			v = v*85 + uint64(d)
+		}
+		if v > 0xFFFFFFFF {
+			return key, fmt.Errorf("a CURVE key has an out-of-range group at %d", i)
+		}
+		o := i / 5 * 4
+		key[o], key[o+1], key[o+2], key[o+3] = byte(v>>24), byte(v>>16), byte(v>>8), byte(v)
+	}
+	return key, nil
+}

@@ -1,0 +1,208 @@
+package zmqmsg
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"strings"
+
+	zmq "github.com/pebbe/zmq4"
+
+	"github.com/zmqmsg/zmqmsg/actors/zap"
+	"github.com/zmqmsg/zmqmsg/engine"
+)
+
+// Security turns on CURVE (ZeroMQ's elliptic-curve encryption and
+// authentication, RFC 26) on every TCP socket of a Transport or of a node
+// proxy daemon.
+//
+// With Security set:
+//   - the node's ports are CURVE servers with this key pair, and the node
+//     publishes PublicKey in the directory (directory.Node.CurveKey), where
+//     clients find it;
+//   - a ZAP handler in the Transport's own zmq context accepts exactly the
+//     clients whose public key is in AllowedClients (or is this node's own
+//     PublicKey); a peer without CURVE, or with another key, is refused
+//     during the handshake, counted (Stats.HandshakeFailures,
+//     Stats.AuthDenied) and logged with its address, never a key;
+//   - every socket to another node is a CURVE client of the key that node
+//     published; a node that publishes no key is refused (ErrInsecureNode):
+//     a secured Transport never sends in plaintext.
+//
+// A Transport without Security refuses to send to a node that publishes a
+// key (ErrSecurityRequired). The IPC sockets between a proxy daemon and its
+// service processes stay plaintext: they are local, in a 0700 directory.
+//
+// Keys are Z85 text, 40 characters (NewKeyPair). Neither String nor any log
+// line or error of zmqmsg shows SecretKey.
+type Security struct {
+	// PublicKey and SecretKey are this node's long-term key pair.
+	PublicKey, SecretKey string
+	// AllowedClients are the public keys of the nodes allowed to connect.
+	// This node's own PublicKey is always allowed, so that nodes sharing
+	// one cluster key pair need no list.
+	AllowedClients []string
+}
+
+// ErrBadKey: a Security key is not a valid CURVE key, or the public key
+// does not belong to the secret key. The error never repeats a key.
+var ErrBadKey = errors.New("zmqmsg: bad CURVE key")
+
+// Errors of a secured (or unsecured) Transport meeting the other kind of
+// node, and of a refused key; see Security.
+var (
+	ErrSecurityRequired = engine.ErrSecurityRequired
+	ErrInsecureNode     = engine.ErrInsecureNode
+	// ErrUnauthorized: the node refused this Transport's CURVE key. The
+	// error is a *HandshakeError; requests waiting on the node fail with it
+	// at once, and new ones at the next handshake (libzmq retries with
+	// backoff).
+	ErrUnauthorized = engine.ErrUnauthorized
+)
+
+// HandshakeError names the node whose security handshake failed; it
+// matches ErrUnauthorized.
+type HandshakeError = engine.HandshakeError
+
+// NewKeyPair returns a new CURVE key pair, Z85 text.
+func NewKeyPair() (publicKey, secretKey string, err error) {
+	if !zmq.HasCurve() {
+		return "", "", fmt.Errorf("zmqmsg: this libzmq was built without CURVE")
+	}
+	pub, sec, err := zmq.NewCurveKeypair()
+	if err != nil {
+		return "", "", fmt.Errorf("zmqmsg: new CURVE key pair: %w", err)
+	}
+	return pub, sec, nil
+}
+
+// String shows the public key and how many clients are allowed, never the
+// secret key.
+func (s Security) String() string {
+	return fmt.Sprintf("Security{PublicKey: %s, SecretKey: [redacted], AllowedClients: %d}", s.PublicKey, len(s.AllowedClients))
+}
+
+// LogValue keeps the secret key out of structured logs.
+func (s Security) LogValue() slog.Value {
+	return slog.GroupValue(slog.String("public_key", s.PublicKey), slog.Int("allowed_clients", len(s.AllowedClients)))
+}
+
+// engine checks the keys and turns s into the engine's form. nil stays nil.
+func (s *Security) engine() (*engine.Security, error) {
+	if s == nil {
+		return nil, nil
+	}
+	pub, err := engine.DecodeKey(s.PublicKey)
+	if err != nil {
+		return nil, fmt.Errorf("%w: PublicKey: %s", ErrBadKey, err.Error())
+	}
+	if _, err := engine.DecodeKey(s.SecretKey); err != nil {
+		return nil, fmt.Errorf("%w: SecretKey: %s", ErrBadKey, err.Error())
+	}
+	derived, err := zmq.AuthCurvePublic(s.SecretKey)
+	if err != nil || derived != s.PublicKey {
+		return nil, fmt.Errorf("%w: PublicKey does not belong to SecretKey", ErrBadKey)
+	}
+	allowed := []zap.Key{pub}
+	for i, k := range s.AllowedClients {
+		key, err := engine.DecodeKey(k)
+		if err != nil {
+			return nil, fmt.Errorf("%w: AllowedClients[%d]: %s", ErrBadKey, i, err.Error())
+		}
+		allowed = append(allowed, key)
+	}
+	return &engine.Security{PublicKey: s.PublicKey, SecretKey: s.SecretKey, Allowed: allowed}, nil
+}
+
+// PublicKeyOf returns the public key of a CURVE secret key (Z85).
+func PublicKeyOf(secretKey string) (string, error) {
+	if _, err := engine.DecodeKey(secretKey); err != nil {
+		return "", fmt.Errorf("%w: secret key: %s", ErrBadKey, err.Error())
+	}
+	pub, err := zmq.AuthCurvePublic(secretKey)
+	if err != nil {
+		return "", fmt.Errorf("%w: secret key: %w", ErrBadKey, err)
+	}
+	return pub, nil
+}
+
+// LoadSecurity reads a node's Security from files, so that no key is ever
+// on a command line:
+//   - keyFile holds the node's secret key (Z85, 40 characters, on its own
+//     line; lines starting with # are comments). Like an ssh key, it must
+//     not be readable by group or others. The public key is derived.
+//   - allowFile, if not "", lists the public keys of the allowed clients,
+//     one per line (blank lines and # comments ignored).
+//
+// Errors name the file and line, never a key.
+func LoadSecurity(keyFile, allowFile string) (*Security, error) {
+	st, err := os.Stat(keyFile)
+	if err != nil {
+		return nil, fmt.Errorf("zmqmsg: CURVE key file: %w", err)
+	}
+	if st.Mode().Perm()&0o077 != 0 {
+		return nil, fmt.Errorf("%w: key file %s has mode %#o: it must not be readable by group or others (chmod 600)", ErrBadKey, keyFile, st.Mode().Perm())
+	}
+	keys, err := readKeys(keyFile)
+	if err != nil {
+		return nil, err
+	}
+	if len(keys) != 1 {
+		return nil, fmt.Errorf("%w: key file %s holds %d keys, want one secret key", ErrBadKey, keyFile, len(keys))
+	}
+	pub, err := PublicKeyOf(keys[0])
+	if err != nil {
+		return nil, fmt.Errorf("key file %s: %w", keyFile, err)
+	}
+	s := &Security{PublicKey: pub, SecretKey: keys[0]}
+	if allowFile != "" {
+		if s.AllowedClients, err = readKeys(allowFile); err != nil {
+			return nil, err
+		}
+	}
+	if _, err := s.engine(); err != nil {
+		return nil, fmt.Errorf("%s, %s: %w", keyFile, allowFile, err)
+	}
+	return s, nil
+}
+
+// readKeys returns the keys of a key file, one per line, checked.
+func readKeys(path string) ([]string, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("zmqmsg: CURVE key file: %w", err)
+	}
+	var keys []string
+	for i, line := range strings.Split(string(b), "\n") {
+		line = strings.TrimSpace(line)
+		if line == "" || strings.HasPrefix(line, "#") {
+			continue
+		}
+		if _, err := engine.DecodeKey(line); err != nil {
+			return nil, fmt.Errorf("%w: %s line %d: %s", ErrBadKey, path, i+1, err.Error())
+		}
+		keys = append(keys, line)
+	}
+	return keys, nil
+}
+
+// WriteKeyFile creates a new key pair, writes its secret key to path (mode
+// 0600; an existing file is never overwritten) and returns the public key,
+// which is safe to share.
+func WriteKeyFile(path string) (publicKey string, err error) {
+	pub, sec, err := NewKeyPair()
+	if err != nil {
+		return "", err
+	}
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return "", fmt.Errorf("zmqmsg: key file: %w", err)
+	}
+	_, werr := fmt.Fprintf(f, "# zmqmsg CURVE secret key; public key %s\n%s\n", pub, sec)
+	if err := errors.Join(werr, f.Close()); err != nil {
+		_ = os.Remove(path)
+		return "", fmt.Errorf("zmqmsg: key file: %w", err)
+	}
+	return pub, nil
+}
