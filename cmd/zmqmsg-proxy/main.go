@@ -74,6 +74,7 @@ type options struct {
 	maxMessageSize               int
 	logLevel, logFormat          string
 	statsEvery                   time.Duration
+	curveKey, curveAllow         string
 }
 
 // run is the whole command; ready, if not nil, receives the daemon's node
@@ -101,6 +102,8 @@ func run(ctx context.Context, args []string, lookup func(string) (string, bool),
 	fs.StringVar(&o.logLevel, "log-level", "info", "debug, info, warn or error")
 	fs.StringVar(&o.logFormat, "log-format", "text", "text or json")
 	fs.DurationVar(&o.statsEvery, "stats-interval", time.Minute, "log the counters this often (0: never)")
+	fs.StringVar(&o.curveKey, "curve-key", "", "turn CURVE on: the `file` with the node's secret key (mode 0600; make one with 'zmqmsg keygen FILE'); the public key is published to clients through the service processes")
+	fs.StringVar(&o.curveAllow, "curve-allow", "", "with --curve-key: the `file` of allowed client public keys, one per line (# comments)")
 	fs.Usage = envflag.Usage(fs, "ZMQMSG", usageHeader)
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -127,7 +130,7 @@ func run(ctx context.Context, args []string, lookup func(string) (string, bool),
 		return 1
 	}
 	n := p.Node()
-	log.Info("node proxy serving", "host", n.Host, "call", n.CallPort, "fanout", n.FanoutPort, "notify", n.NotifyPort, "cast", n.CastPort, "ipc_dir", cfg.Dir)
+	log.Info("node proxy serving", "host", n.Host, "call", n.CallPort, "fanout", n.FanoutPort, "notify", n.NotifyPort, "cast", n.CastPort, "ipc_dir", cfg.Dir, "curve_key", n.CurveKey)
 	if ready != nil {
 		ready <- n
 	}
@@ -165,7 +168,8 @@ func logStats(log *slog.Logger, msg string, st zmqmsg.ProxyStats) {
 	log.Info(msg, "members", st.Members, "listeners", st.Listeners, "relayed", st.Relayed, "replies", st.Replies,
 		"no_servers", st.NoServers, "overloaded", st.Overloaded, "malformed", st.Malformed, "wrong_kind", st.WrongKind,
 		"direct", st.DirectCasts, "direct_dropped", st.DirectDropped, "fanouts", st.Fanouts, "fanout_dropped", st.FanoutDropped,
-		"send_failed", st.SendFailed, "members_lost", st.MembersLost, "conflicts", st.Conflicts, "refused_draining", st.Refused)
+		"send_failed", st.SendFailed, "members_lost", st.MembersLost, "conflicts", st.Conflicts, "refused_draining", st.Refused,
+		"handshake_failures", st.HandshakeFailures, "auth_allowed", st.AuthAllowed, "auth_denied", st.AuthDenied)
 }
 
 // config checks the options and turns them into a ProxyConfig and a logger.
@@ -227,6 +231,16 @@ func (o options) config(stderr io.Writer) (zmqmsg.ProxyConfig, *slog.Logger, err
 		}
 		cfg.Keepalive = zmqmsg.Keepalive{Idle: o.keepaliveIdle, Interval: o.keepaliveIntv, Count: o.keepaliveCount,
 			HeartbeatInterval: o.hbInterval, HeartbeatTimeout: o.hbTimeout}
+	}
+	switch {
+	case o.curveKey != "":
+		sec, err := zmqmsg.LoadSecurity(o.curveKey, o.curveAllow)
+		if err != nil {
+			return cfg, nil, fmt.Errorf("--curve-key: %w", err)
+		}
+		cfg.Security = sec
+	case o.curveAllow != "":
+		return cfg, nil, errors.New("--curve-allow needs --curve-key")
 	}
 	return cfg, log, nil
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"net"
+	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -166,5 +167,67 @@ func TestDaemonEnvironment(t *testing.T) {
 	defer func() { stop(); wait() }()
 	if node.Host != "127.0.0.2" {
 		t.Fatalf("host %q, want 127.0.0.2 from ZMQMSG_HOST", node.Host)
+	}
+}
+
+// --curve-key: the daemon's ports take only CURVE clients whose key the
+// --curve-allow file lists, and its members must be secured too.
+func TestDaemonCurve(t *testing.T) {
+	dir := t.TempDir()
+	daemonKey, svcKey := filepath.Join(dir, "daemon.key"), filepath.Join(dir, "svc.key")
+	svcPub, err := zmqmsg.WriteKeyFile(svcKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	daemonPub, err := zmqmsg.WriteKeyFile(daemonKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	allow := filepath.Join(dir, "allowed")
+	if err := os.WriteFile(allow, []byte(svcPub+"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	ipc := filepath.Join(dir, "ipc")
+	stop, node, wait, stderr := start(t, []string{"--ipc-dir", ipc, "--curve-key", daemonKey, "--curve-allow", allow}, noEnv)
+	defer func() {
+		stop()
+		if c := wait(); c != 0 {
+			t.Errorf("exit %d: %s", c, stderr.String())
+		}
+	}()
+	if node.CurveKey != daemonPub {
+		t.Fatalf("daemon node %+v: want its public key", node)
+	}
+	sec, err := zmqmsg.LoadSecurity(svcKey, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	mdir := directory.NewMemory()
+	defer mdir.Close()
+	svc, err := zmqmsg.New(zmqmsg.Config{Directory: mdir, ProxyDir: ipc, Security: sec})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer svc.Close()
+	if _, err := svc.Serve(zmqmsg.Target{Topic: "echo"}, zmqmsg.Endpoints{"echo": func(ctx context.Context, a zmqmsg.Args) (any, error) { return a.Raw(), nil }}); err != nil {
+		t.Fatal(err)
+	}
+	// The service's own key is listed: it can call the daemon's node.
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	var got []byte
+	if err := svc.Client(zmqmsg.Target{Topic: "echo"}).Call(ctx, "echo", []byte("hi"), &got); err != nil || string(got) != "hi" {
+		t.Fatalf("secured call through the daemon: %q, %v", got, err)
+	}
+	if strings.Contains(stderr.String(), sec.SecretKey) {
+		t.Fatal("the daemon logged a secret key")
+	}
+	// A key file others can read is refused.
+	if err := os.Chmod(daemonKey, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	var errOut bytes.Buffer
+	if code := run(context.Background(), []string{"--curve-key", daemonKey}, noEnv, &bytes.Buffer{}, &errOut, nil); code != 2 || !strings.Contains(errOut.String(), "chmod 600") {
+		t.Fatalf("a readable key file: exit %d, %q", code, errOut.String())
 	}
 }

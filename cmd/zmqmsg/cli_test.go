@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"errors"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -397,4 +398,43 @@ func TestProxyDir(t *testing.T) {
 	if r.code != exitError || !strings.Contains(r.stderr, "proxy") {
 		t.Errorf("no daemon: exit %d, %q", r.code, r.stderr)
 	}
+}
+
+// keygen makes key files; a bench server with --curve-key serves only
+// callers whose key it allows, and the CLI tells a refused key (exit 5,
+// not delivered) and a missing key (usage of the security flags) apart
+// from a timeout.
+func TestCurve(t *testing.T) {
+	dir := t.TempDir()
+	srvKey, cliKey, otherKey := dir+"/server.key", dir+"/client.key", dir+"/other.key"
+	var cliPub string
+	for _, f := range []string{srvKey, cliKey, otherKey} {
+		r := mem(t, "keygen", f, "--json").want(t, 0)
+		out := decode[map[string]string](t, r.stdout)
+		if len(out["public_key"]) != 40 {
+			t.Fatalf("keygen: %q", r.stdout)
+		}
+		if f == cliKey {
+			cliPub = out["public_key"]
+		}
+	}
+	mem(t, "keygen", srvKey).want(t, 1) // never overwrites
+	allow := dir + "/allowed"
+	if err := os.WriteFile(allow, []byte(cliPub+"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	benchServer(t, "secure", "--curve-key", srvKey, "--curve-allow", allow)
+	mem(t, "call", "secure", "stats", "--curve-key", cliKey).want(t, 0)
+	r := mem(t, "call", "secure", "stats", "--curve-key", otherKey).want(t, 5)
+	if !strings.Contains(r.stderr, "refused") {
+		t.Fatalf("refused key: stderr %q", r.stderr)
+	}
+	r = mem(t, "call", "secure", "stats").want(t, 5)
+	if !strings.Contains(r.stderr, "requires CURVE") {
+		t.Fatalf("no key: stderr %q", r.stderr)
+	}
+	if err := os.Chmod(cliKey, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	mem(t, "call", "secure", "stats", "--curve-key", cliKey).want(t, 2)
 }

@@ -15,17 +15,20 @@ import (
 
 // globals are the flags every command accepts.
 type globals struct {
-	directory string
-	host      string
-	timeout   time.Duration
-	exchange  string
-	json      bool
-	logLevel  string
+	directory  string
+	host       string
+	timeout    time.Duration
+	exchange   string
+	json       bool
+	logLevel   string
+	curveKey   string
+	curveAllow string
 }
 
 // globalFlags names the flags that globals holds, for the help text.
 var globalFlags = map[string]bool{
 	"directory": true, "host": true, "timeout": true, "exchange": true, "json": true, "log-level": true,
+	"curve-key": true, "curve-allow": true,
 }
 
 // options are the flags of the commands; each command registers only its
@@ -81,7 +84,7 @@ type cli struct {
 }
 
 var commands = []*command{
-	cmdCall, cmdCast, cmdFanout, cmdNotify, cmdListen, cmdServers, cmdBenchServer, cmdBenchClient,
+	cmdCall, cmdCast, cmdFanout, cmdNotify, cmdListen, cmdServers, cmdKeygen, cmdBenchServer, cmdBenchClient,
 }
 
 func findCommand(name string) *command {
@@ -104,6 +107,8 @@ func (c *cli) flagSet() *flag.FlagSet {
 	fs.StringVar(&c.g.exchange, "exchange", "", "exchange (namespace) of the topic; empty is the default exchange")
 	fs.BoolVar(&c.g.json, "json", false, "machine output: one JSON value per result, errors as JSON on stderr")
 	fs.StringVar(&c.g.logLevel, "log-level", "warn", "log `level` on stderr: debug, info, warn or error")
+	fs.StringVar(&c.g.curveKey, "curve-key", "", "turn CURVE on: the `file` with this node's secret key (mode 0600; see keygen); needed to reach nodes that publish a key")
+	fs.StringVar(&c.g.curveAllow, "curve-allow", "", "with --curve-key: the `file` of the public keys allowed to connect to this node's servers, one per line")
 	if c.cmd.flags != nil {
 		c.cmd.flags(fs, &c.o)
 	}

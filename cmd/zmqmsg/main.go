@@ -38,7 +38,9 @@
 //	3  timeout (zmqmsg.ErrTimeout, or the --timeout deadline passed)
 //	4  remote error: the server's handler failed (*zmqmsg.RemoteError, including an unknown method)
 //	5  not delivered: no servers, a fanout that did not reach every node, a cast not acknowledged,
-//	   a notification not delivered to every pool
+//	   a notification not delivered to every pool, a node that refused this node's
+//	   CURVE key, or a CURVE mismatch (a secured node without --curve-key, or the
+//	   other way round)
 //
 // An error is printed as one line on stderr; with --json it is a JSON object
 // {"error": message, "type": kind, "exit": code} (plus "remote_type" and
@@ -127,6 +129,10 @@ func classify(err error) (int, string) {
 		return exitUndelivered, "not_acked"
 	case errors.Is(err, zmqmsg.ErrNotDelivered):
 		return exitUndelivered, "not_delivered"
+	case errors.Is(err, zmqmsg.ErrUnauthorized):
+		return exitUndelivered, "unauthorized"
+	case errors.Is(err, zmqmsg.ErrSecurityRequired), errors.Is(err, zmqmsg.ErrInsecureNode):
+		return exitUndelivered, "security_mismatch"
 	}
 	return exitError, "error"
 }

@@ -46,6 +46,15 @@ const maxWaitForServers = 2 * time.Second
 // startNode opens the directory and starts a Transport on free ports of
 // --host. tweak, if not nil, adjusts the Config.
 func (c *cli) startNode(ctx context.Context, tweak func(*zmqmsg.Config)) (*node, error) {
+	var sec *zmqmsg.Security
+	if c.g.curveKey != "" {
+		var err error
+		if sec, err = zmqmsg.LoadSecurity(c.g.curveKey, c.g.curveAllow); err != nil {
+			return nil, usagef("--curve-key: %v", err)
+		}
+	} else if c.g.curveAllow != "" {
+		return nil, usagef("--curve-allow needs --curve-key")
+	}
 	dctx, cancel := context.WithTimeout(ctx, c.g.timeout)
 	defer cancel()
 	dir, err := c.openDirectory(dctx)
@@ -59,6 +68,7 @@ func (c *cli) startNode(ctx context.Context, tweak func(*zmqmsg.Config)) (*node,
 		Logger:         c.log,
 		Codec:          passthrough{},
 		WaitForServers: max(min(maxWaitForServers, c.g.timeout/2), time.Millisecond),
+		Security:       sec,
 	}
 	if tweak != nil {
 		tweak(&cfg)

@@ -33,6 +33,7 @@ type serverLine struct {
 	Endpoints map[string]string `json:"endpoints"`
 	Expires   time.Time         `json:"expires"`
 	ExpiresIn float64           `json:"expires_in_s"`
+	CurveKey  string            `json:"curve_key,omitempty"`
 }
 
 func runServers(ctx context.Context, c *cli, pos []string) (err error) {
@@ -72,21 +73,26 @@ func runServers(ctx context.Context, c *cli, pos []string) (err error) {
 		lines = append(lines, serverLine{
 			Exchange: e.Exchange, Topic: e.Topic, Server: e.Server, Node: e.Node.ID(), Endpoints: eps,
 			Expires: e.Expires, ExpiresIn: math.Round(e.Expires.Sub(now).Seconds()*10) / 10,
+			CurveKey: e.Node.CurveKey,
 		})
 	}
 	if c.g.json {
 		return c.printValue(lines)
 	}
 	tw := tabwriter.NewWriter(c.stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "EXCHANGE\tTOPIC\tSERVER\tCALL\tFANOUT\tNOTIFY\tCAST\tEXPIRES")
+	fmt.Fprintln(tw, "EXCHANGE\tTOPIC\tSERVER\tCALL\tFANOUT\tNOTIFY\tCAST\tCURVE\tEXPIRES")
 	for _, l := range lines {
 		ex := l.Exchange
 		if ex == "" {
 			ex = "(default)"
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s (%.0fs)\n", ex, l.Topic, l.Server,
+		curve := "-"
+		if l.CurveKey != "" {
+			curve = l.CurveKey[:min(8, len(l.CurveKey))] + "…"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s (%.0fs)\n", ex, l.Topic, l.Server,
 			dash(l.Endpoints["call"]), dash(l.Endpoints["fanout"]), dash(l.Endpoints["notify"]), dash(l.Endpoints["cast"]),
-			l.Expires.Local().Format(time.TimeOnly), l.ExpiresIn)
+			curve, l.Expires.Local().Format(time.TimeOnly), l.ExpiresIn)
 	}
 	if err := tw.Flush(); err != nil {
 		return fmt.Errorf("write stdout: %w", err)
