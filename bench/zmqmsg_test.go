@@ -33,20 +33,22 @@ import (
 // workers (the default) or inline on the proxy loop (zmqmsg.Inline), and
 // whether the server joins a node proxy daemon (zmqmsg.StartProxy, run in
 // the benchmark's process) instead of embedding its proxy: one more hop,
-// over IPC.
+// over IPC; and whether both nodes run CURVE (zmqmsg.Security).
 type zmqmsgVariant struct {
 	name     string
 	strategy poller.Strategy
 	inline   bool
 	daemon   bool
+	curve    bool
 }
 
 // zmqmsgStrategies are the variants every zmqmsg scenario runs with.
 var zmqmsgStrategies = []zmqmsgVariant{
-	{"netpoll", poller.StrategyNetpoll, false, false},
-	{"zmqpoller", poller.StrategyZMQPoller, false, false},
-	{"netpoll-inline", poller.StrategyNetpoll, true, false},
-	{"netpoll-daemon", poller.StrategyNetpoll, false, true},
+	{"netpoll", poller.StrategyNetpoll, false, false, false},
+	{"zmqpoller", poller.StrategyZMQPoller, false, false, false},
+	{"netpoll-inline", poller.StrategyNetpoll, true, false, false},
+	{"netpoll-daemon", poller.StrategyNetpoll, false, true, false},
+	{"netpoll-curve", poller.StrategyNetpoll, false, false, true},
 }
 
 const (
@@ -90,8 +92,19 @@ func startZmqmsg(tb testing.TB, v zmqmsgVariant) *zmqmsgEnv {
 			env.close(tb)
 		}
 	}()
+	var sec *zmqmsg.Security
+	if v.curve {
+		// One key pair for both nodes: a node always accepts its own key.
+		pub, secret, err := zmqmsg.NewKeyPair()
+		if err != nil {
+			tb.Fatal(err)
+		}
+		sec = &zmqmsg.Security{PublicKey: pub, SecretKey: secret}
+	}
 	newTransport := func() *zmqmsg.Transport {
-		return newZmqmsgTransport(tb, zmqmsgConfig(env.dir, strategy))
+		cfg := zmqmsgConfig(env.dir, strategy)
+		cfg.Security = sec
+		return newZmqmsgTransport(tb, cfg)
 	}
 	if v.daemon {
 		var err error

@@ -60,7 +60,7 @@ func (e *Engine) call(ctx context.Context, t Target, method string, flags envelo
 	if err != nil {
 		return envelope.Message{}, e.ctxError(ctx, err)
 	}
-	d, err := e.dealer(ctx, entry.Node, entry.nodeID)
+	d, err := e.dealer(ctx, entry)
 	if err != nil {
 		return envelope.Message{}, e.ctxError(ctx, err)
 	}

@@ -64,7 +64,7 @@ func (e *Engine) cast(ctx context.Context, t Target, id envelope.ID, method stri
 	if err != nil {
 		return "", e.ctxError(ctx, err)
 	}
-	d, err := e.dealer(ctx, entry.Node, entry.nodeID)
+	d, err := e.dealer(ctx, entry)
 	if err != nil {
 		return entry.nodeID, e.ctxError(ctx, err)
 	}

@@ -7,7 +7,6 @@ import (
 	"github.com/zmqmsg/zmqmsg/actors/poller"
 	"github.com/zmqmsg/zmqmsg/actors/proxy"
 	"github.com/zmqmsg/zmqmsg/actors/socket"
-	"github.com/zmqmsg/zmqmsg/directory"
 	"github.com/zmqmsg/zmqmsg/envelope"
 )
 
@@ -30,7 +29,7 @@ func (e *Engine) DirectCast(ctx context.Context, t Target, method string, flags 
 	if entry.Node.CastPort == 0 {
 		return fmt.Errorf("%w: node %s has no direct-cast port", ErrNoServers, entry.nodeID)
 	}
-	p, err := e.pusher(ctx, entry.Node, entry.nodeID)
+	p, err := e.pusher(ctx, entry)
 	if err != nil {
 		return e.ctxError(ctx, err)
 	}
@@ -57,12 +56,13 @@ func (e *Engine) DirectCast(ctx context.Context, t Target, method string, flags 
 
 // pusher returns the PUSH socket actor connected to node's direct-cast
 // port, starting it on first use under the reply supervisor.
-func (e *Engine) pusher(ctx context.Context, node directory.Node, id string) (*socket.Handle[socket.PushCmd], error) {
-	o, err := e.clientOptions(node)
-	if err != nil {
+func (e *Engine) pusher(ctx context.Context, r route) (*socket.Handle[socket.PushCmd], error) {
+	node := r.Node
+	if err := e.checkPeer(node); err != nil {
 		return nil, err
 	}
-	return e.pushers.get(ctx, e, socketKey(id, node), "push-"+id, func() poller.Handler[socket.PushCmd] {
+	return e.pushers.get(ctx, e, r.sockKey, "push-"+r.nodeID, func() poller.Handler[socket.PushCmd] {
+		o := e.clientOptions(node)
 		o.SendHWM = socket.DirectCastHWM
 		return &socket.Pusher{Endpoint: node.CastEndpoint(), Options: o, Counters: &e.pusherCounters}
 	})

@@ -477,21 +477,22 @@ func terminate(zctx *zmq.Context, timeout time.Duration, log *slog.Logger) error
 
 // dealer returns the DEALER socket actor connected to node, starting it on
 // first use under the reply supervisor.
-func (e *Engine) dealer(ctx context.Context, node directory.Node, id string) (*socket.Handle[socket.DealerCmd], error) {
-	return e.dealerAt(ctx, node, id, id, node.CallEndpoint)
+func (e *Engine) dealer(ctx context.Context, r route) (*socket.Handle[socket.DealerCmd], error) {
+	return e.dealerAt(ctx, r.Node, r.sockKey, r.nodeID, r.Node.CallEndpoint)
 }
 
-// dealerAt returns the DEALER socket actor named key (a node id, with a
-// suffix for pipelines other than CALL/CAST), connected to endpoint(); tag
-// is what the reply table tags its calls with. endpoint is only called when
-// the socket is started, not on every send.
+// dealerAt returns the DEALER socket actor named key (socketKey of a node
+// id, with a suffix for pipelines other than CALL/CAST), connected to
+// endpoint(); tag is what the reply table tags its calls with. endpoint and
+// the socket options are only worked out when the socket is started, not on
+// every send.
 func (e *Engine) dealerAt(ctx context.Context, node directory.Node, key, tag string, endpoint func() string) (*socket.Handle[socket.DealerCmd], error) {
-	opts, err := e.clientOptions(node)
-	if err != nil {
+	if err := e.checkPeer(node); err != nil {
 		return nil, err
 	}
-	return e.dealers.get(ctx, e, socketKey(key, node), "dealer-"+key, func() poller.Handler[socket.DealerCmd] {
+	return e.dealers.get(ctx, e, key, "dealer-"+tag, func() poller.Handler[socket.DealerCmd] {
 		ep := endpoint()
+		opts := e.clientOptions(node)
 		return &socket.Dealer{
 			Endpoint: ep, Tag: tag, Table: e.table, Options: opts, Counters: &e.dealerCounters,
 			NodeDown: func(cause string) error { return &NodeDownError{Node: tag, Cause: cause} },

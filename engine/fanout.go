@@ -149,11 +149,10 @@ func (e *Engine) fanoutNodes(ctx context.Context, key directory.Key, waitUntil t
 // publisher returns the XPUB socket actor connected to node's fanout port,
 // starting it on first use under the reply supervisor.
 func (e *Engine) publisher(ctx context.Context, node directory.Node, id string) (*socket.Handle[socket.PubCmd], error) {
-	o, err := e.clientOptions(node)
-	if err != nil {
+	if err := e.checkPeer(node); err != nil {
 		return nil, err
 	}
 	return e.publishers.get(ctx, e, socketKey(id, node), "xpub-"+id, func() poller.Handler[socket.PubCmd] {
-		return &socket.Publisher{Endpoint: node.FanoutEndpoint(), Options: o, Counters: &e.pubCounters}
+		return &socket.Publisher{Endpoint: node.FanoutEndpoint(), Options: e.clientOptions(node), Counters: &e.pubCounters}
 	})
 }

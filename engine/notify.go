@@ -136,7 +136,7 @@ func (e *Engine) notifyPool(ctx context.Context, m envelope.Message, members []r
 	for i := range members {
 		r := members[(start+uint64(i))%uint64(len(members))]
 		tag := r.nodeID + "/notify"
-		d, err := e.dealerAt(ctx, r.Node, tag, tag, r.Node.NotifyEndpoint)
+		d, err := e.dealerAt(ctx, r.Node, socketKey(tag, r.Node), tag, r.Node.NotifyEndpoint)
 		if err != nil {
 			last = err
 			continue

@@ -37,7 +37,8 @@ type resolver struct {
 // route is a cached directory entry with its node id computed once.
 type route struct {
 	directory.Entry
-	nodeID string
+	nodeID  string
+	sockKey string // socketKey(nodeID, Node): names the node's sockets
 }
 
 // keyState is the cache of one key.
@@ -146,7 +147,8 @@ func (r *resolver) refresh(ctx context.Context, key directory.Key, ks *keyState)
 	}
 	routes := make([]route, len(entries))
 	for i, e := range entries {
-		routes[i] = route{Entry: e, nodeID: e.Node.ID()}
+		id := e.Node.ID()
+		routes[i] = route{Entry: e, nodeID: id, sockKey: socketKey(id, e.Node)}
 	}
 	ks.entries.Store(&routes)
 	ks.mu.Lock()

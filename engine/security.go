@@ -67,27 +67,34 @@ func (e *Engine) checkDaemonSecurity() error {
 	return nil
 }
 
-// clientOptions are the options of a socket that connects to node: CURVE
-// client of the node's published key when this engine has Security, and
-// an error when the two sides do not agree (nothing is ever sent in
-// plaintext by a secured engine, nor tried against a secured node without
-// keys).
-func (e *Engine) clientOptions(node directory.Node) (socket.Options, error) {
-	o := e.cfg.Socket
+// checkPeer refuses a node whose security does not match this engine's:
+// a secured engine never sends in plaintext, and a plaintext engine never
+// tries a secured node. It allocates nothing when they match.
+func (e *Engine) checkPeer(node directory.Node) error {
 	sec := e.cfg.Security
 	switch {
 	case sec == nil && node.CurveKey == "":
-		return o, nil
+		return nil
 	case sec == nil:
-		return o, fmt.Errorf("%w: node %s", ErrSecurityRequired, node.ID())
+		return fmt.Errorf("%w: node %s", ErrSecurityRequired, node.ID())
 	case node.CurveKey == "":
-		return o, fmt.Errorf("%w: node %s", ErrInsecureNode, node.ID())
+		return fmt.Errorf("%w: node %s", ErrInsecureNode, node.ID())
 	case !ValidKey(node.CurveKey):
 		// Directory data is input like any other.
-		return o, fmt.Errorf("%w: node %s publishes a malformed CURVE key", ErrInsecureNode, node.ID())
+		return fmt.Errorf("%w: node %s publishes a malformed CURVE key", ErrInsecureNode, node.ID())
 	}
-	o.Curve = &socket.Curve{PublicKey: sec.PublicKey, SecretKey: sec.SecretKey, ServerKey: node.CurveKey}
-	return o, nil
+	return nil
+}
+
+// clientOptions are the options of a socket that connects to node (which
+// passed checkPeer): a CURVE client of the node's published key when this
+// engine has Security.
+func (e *Engine) clientOptions(node directory.Node) socket.Options {
+	o := e.cfg.Socket
+	if sec := e.cfg.Security; sec != nil {
+		o.Curve = &socket.Curve{PublicKey: sec.PublicKey, SecretKey: sec.SecretKey, ServerKey: node.CurveKey}
+	}
+	return o
 }
 
 // socketKey names the socket to a node: its id, and for a CURVE node the

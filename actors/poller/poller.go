@@ -194,7 +194,7 @@ type sock struct {
 	backlog  [][][]byte // whole messages waiting for POLLOUT, in order
 	paused   bool       // true: do not receive (the consumer is behind)
 	sendOnly bool       // a PUSH or PUB: nothing to receive, ever
-	rareIn   bool       // an XPUB: mostly sends, rarely receives (subscriptions)
+	rareIn   bool       // an XPUB (mostly sends, rarely receives subscriptions) or a monitor PAIR (rare events)
 }
 
 // Loop is one socket-owning goroutine. Create it with Start.
@@ -371,7 +371,7 @@ func (l *Loop[C]) NewSocket(t zmq.Type, name string) (int, *zmq.Socket, error) {
 		_ = z.Close()
 		return -1, nil, fmt.Errorf("%s: %s: set linger: %w", l.opts.Name, name, err)
 	}
-	l.socks = append(l.socks, &sock{z: z, name: name, sendOnly: t == zmq.PUSH || t == zmq.PUB, rareIn: t == zmq.XPUB})
+	l.socks = append(l.socks, &sock{z: z, name: name, sendOnly: t == zmq.PUSH || t == zmq.PUB, rareIn: t == zmq.XPUB || t == zmq.PAIR})
 	return len(l.socks) - 1, z, nil
 }
 
