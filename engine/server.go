@@ -36,11 +36,12 @@ type Reply struct {
 // of type "panic"; the server keeps serving.
 type Dispatch func(ctx context.Context, req *Request) (Reply, error)
 
-// A server remembers the ids of its last dedupSize CASTs for up to dedupTTL:
-// far longer than a cast's retries take (seconds), in bounded memory
-// (about 3 MiB at the limit).
+// A server remembers the ids of at least its last dedupSize/2 CASTs (65536:
+// 11 s at 6000 casts/s) for at least dedupTTL/2, and at most dedupSize ids:
+// far longer than a cast's retries take (3.75 s by default), in 4.5 MiB at
+// the limit.
 const (
-	dedupSize = 65536
+	dedupSize = 1 << 17
 	dedupTTL  = 10 * time.Minute
 )
 
