@@ -125,8 +125,11 @@ type Config struct {
 // AckPolicy configures CAST acknowledgements. A cast waits Timeout for its
 // ACK, resends the same message (same id, same server) and waits Multiplier
 // times longer, up to Retries resends, then fails with ErrNotAcked; the
-// server runs a resent message's handler once. The defaults suit a LAN: 250
-// ms, ×2, 3 retries (a cast gives up after 3.75 s without an ACK).
+// server runs a resent message's handler once. The ACK comes after the
+// handler has run; a resend of a message whose handler is still running is
+// answered IN_PROGRESS, which is not counted as a retry. The defaults suit
+// a LAN: 250 ms, ×2, 3 retries (a cast gives up after 3.75 s without any
+// answer).
 type AckPolicy struct {
 	// Disabled: Cast returns as soon as the message is handed to the node's
 	// socket; nothing tells the sender whether it arrived.
@@ -518,8 +521,11 @@ func (c *Client) Call(ctx context.Context, method string, args, reply any) error
 // Cast sends method and args to one server of the client's target (the
 // named one, or the next in round robin) without waiting for a result. With
 // acknowledgements on (the default; see AckPolicy) it returns nil once the
-// server has the message, retrying with the same message id (the server runs
-// it once) and failing with ErrNotAcked when no ACK comes; with them off it
+// server has run the handler (so a server process that dies after the ACK
+// loses nothing), retrying with the same message id (the server runs it
+// once, and answers a retry of a handler still running with IN_PROGRESS:
+// Cast keeps waiting, bounded by ctx, or by Config.CallTimeout without a
+// deadline) and failing with ErrNotAcked when no answer comes; with them off it
 // returns once the message is handed to the socket. It also fails with
 // ErrNoServers, ErrOverloaded, ErrTooLarge, ErrClosed or ctx.Err(), and
 // waits, bounded by ctx, while Config.CastWindow casts to the same node are

@@ -372,3 +372,44 @@ func TestDirectCastDropsAreCounted(t *testing.T) {
 		t.Fatal("no drop counted although the lane was full")
 	}
 }
+
+// A cast is acknowledged once its handler has run: a handler slower than
+// the ACK timeout keeps the caster waiting (its resends are answered
+// IN_PROGRESS and do not count as retries), runs once, and the cast
+// succeeds without ErrNotAcked.
+func TestCastAckedAfterHandlerRan(t *testing.T) {
+	dir := newDir(t)
+	serverNode := newNode(t, dir)
+	started, release := make(chan struct{}), make(chan struct{})
+	var runs atomic.Int64
+	serve(t, serverNode, Target{Topic: "slow"}, Endpoints{"work": func(ctx context.Context, a Args) (any, error) {
+		if runs.Add(1) == 1 {
+			close(started)
+		}
+		<-release
+		return nil, nil
+	}})
+	clientNode := newNode(t, dir, func(c *Config) {
+		c.Acks = AckPolicy{Timeout: 20 * time.Millisecond, Multiplier: 1, Retries: 2}
+	})
+	done := make(chan error, 1)
+	go func() { done <- clientNode.Client(Target{Topic: "slow"}).Cast(testCtx(t, 20*time.Second), "work", 1) }()
+	<-started
+	// Far more resends than Retries allows have been answered IN_PROGRESS.
+	testutil.WaitFor(t, 10*time.Second, "resends answered IN_PROGRESS", func() bool { return serverNode.Stats().DuplicateCasts >= 5 })
+	select {
+	case err := <-done:
+		t.Fatalf("the cast returned before its handler finished: %v", err)
+	default:
+	}
+	close(release)
+	if err := <-done; err != nil {
+		t.Fatalf("cast with a slow handler: %v", err)
+	}
+	if n := runs.Load(); n != 1 {
+		t.Fatalf("handler ran %d times, want 1", n)
+	}
+	if st := clientNode.Stats(); st.CastsNotAcked != 0 || st.CastsResent != 0 {
+		t.Fatalf("client stats %+v: the slow cast was given up or sent elsewhere", st)
+	}
+}

@@ -86,7 +86,7 @@ const (
 // sent as is if it is a []byte. Delivery to each pool is acknowledged like a
 // CAST, and moved to another member of the pool when one does not answer
 // (at least once; a member runs a notification once). It returns nil when
-// every pool has it (a topic nobody listens to is counted in
+// a member of every pool has run its handler (a topic nobody listens to is counted in
 // Stats.NotificationsUnheard), a *NotifyError (ErrNotDelivered) naming the
 // pools that do not, ErrInvalidNotification, or ctx.Err().
 func (n *Notifier) Notify(ctx context.Context, p Priority, eventType string, payload any) error {

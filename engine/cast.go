@@ -20,7 +20,7 @@ var ErrNotAcked = errors.New("zmqmsg: cast not acknowledged")
 // retry goes to it with the same message id, so that its de-duplication
 // runs the handler once.
 //
-// With acks on, Cast returns nil once the server has the message. It waits
+// With acks on, Cast returns nil once the server has run the handler. It waits
 // for each ACK Timeout, then Timeout×Multiplier, ... and resends up to
 // Retries times, then fails with ErrNotAcked. With acks off it returns once
 // the message is handed to the node's socket. It also waits, bounded by ctx,
@@ -107,10 +107,23 @@ func (e *Engine) castAcked(ctx context.Context, d *socket.Handle[socket.DealerCm
 		return ctx.Err()
 	}
 	defer func() { <-window }()
+	if _, ok := ctx.Deadline(); !ok {
+		// A server that keeps answering IN_PROGRESS (a handler that never
+		// returns) must not hold the caster forever.
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, e.cfg.CallTimeout)
+		defer cancel()
+	}
 
 	timeout := policy.Timeout
 	for attempt := 0; ; attempt++ {
 		acked, err := e.castOnce(ctx, d, m, body, nodeID, timeout)
+		if errors.Is(err, errInProgress) {
+			// The server has it and is running it: not a lost message.
+			// Ask again after the same wait; ctx bounds how long.
+			attempt--
+			continue
+		}
 		if err != nil {
 			return err
 		}
@@ -150,6 +163,10 @@ func (e *Engine) castOnce(ctx context.Context, d *socket.Handle[socket.DealerCmd
 		switch res.Msg.Code {
 		case envelope.CodeOK:
 			return true, nil
+		case envelope.CodeInProgress:
+			// Wait out the rest of this attempt's time for the final ACK
+			// (it has the same id) before asking again.
+			return e.awaitAck(ctx, m, nodeID, timer)
 		case envelope.CodeNoServers, envelope.CodeShuttingDown:
 			return false, fmt.Errorf("%w: %s", ErrNoServers, res.Msg.ErrMsg)
 		case envelope.CodeOverloaded:
@@ -159,6 +176,35 @@ func (e *Engine) castOnce(ctx context.Context, d *socket.Handle[socket.DealerCmd
 	case <-timer.C:
 		e.table.Forget(m.ID) // an ACK after this is counted as late
 		return false, nil
+	case <-ctx.Done():
+		e.table.Forget(m.ID)
+		return false, ctx.Err()
+	}
+}
+
+// errInProgress: the server answered a resent cast with IN_PROGRESS and its
+// final ACK did not come within the attempt's time.
+var errInProgress = errors.New("zmqmsg: cast in progress")
+
+// awaitAck waits, until timer fires, for the final ACK of a cast whose
+// server answered IN_PROGRESS.
+func (e *Engine) awaitAck(ctx context.Context, m *envelope.Message, nodeID string, timer *time.Timer) (bool, error) {
+	ch, err := e.table.Register(m.ID, nodeID)
+	if err != nil {
+		return false, e.ctxError(ctx, err)
+	}
+	select {
+	case res := <-ch:
+		if res.Err != nil {
+			return false, e.ctxError(ctx, res.Err)
+		}
+		if res.Msg.Code == envelope.CodeOK {
+			return true, nil
+		}
+		return false, errInProgress
+	case <-timer.C:
+		e.table.Forget(m.ID)
+		return false, errInProgress
 	case <-ctx.Done():
 		e.table.Forget(m.ID)
 		return false, ctx.Err()

@@ -22,38 +22,67 @@ import (
 // 20 M more).
 type dedup struct {
 	mu    sync.Mutex
-	cur   map[envelope.ID]struct{}
-	prev  map[envelope.ID]struct{}
+	cur   map[envelope.ID]bool // id -> its handler has run
+	prev  map[envelope.ID]bool
 	since time.Time // when cur got its first id
 	max   int
 	ttl   time.Duration
 }
 
 func newDedup(max int, ttl time.Duration) *dedup {
-	return &dedup{cur: make(map[envelope.ID]struct{}), max: max, ttl: ttl}
+	return &dedup{cur: make(map[envelope.ID]bool), max: max, ttl: ttl}
 }
+
+// castState is what a server knows of a CAST id.
+type castState int
+
+const (
+	castNew     castState = iota // first time: recorded as running
+	castRunning                  // accepted before, its handler has not finished
+	castDone                     // its handler has run
+)
 
 // firstTime records id and reports whether it was new.
 func (d *dedup) firstTime(id envelope.ID, now time.Time) bool {
+	return d.see(id, now) == castNew
+}
+
+// see records id as running if it is new, and returns what was known of it.
+func (d *dedup) see(id envelope.ID, now time.Time) castState {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if len(d.cur) > 0 && (2*len(d.cur) >= d.max || now.Sub(d.since) >= d.ttl/2) {
-		d.prev, d.cur = d.cur, make(map[envelope.ID]struct{}, len(d.cur))
+		d.prev, d.cur = d.cur, make(map[envelope.ID]bool, len(d.cur))
 		if now.Sub(d.since) >= d.ttl {
 			d.prev = nil // all of it is older than ttl/2, some older than ttl
 		}
 	}
-	if _, ok := d.cur[id]; ok {
-		return false
+	done, ok := d.cur[id]
+	if !ok {
+		done, ok = d.prev[id]
 	}
-	if _, ok := d.prev[id]; ok {
-		return false
+	switch {
+	case ok && done:
+		return castDone
+	case ok:
+		return castRunning
 	}
 	if len(d.cur) == 0 {
 		d.since = now
 	}
-	d.cur[id] = struct{}{}
-	return true
+	d.cur[id] = false
+	return castNew
+}
+
+// finish marks id's handler as run (if id is still remembered).
+func (d *dedup) finish(id envelope.ID) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if _, ok := d.cur[id]; ok {
+		d.cur[id] = true
+	} else if _, ok := d.prev[id]; ok {
+		d.prev[id] = true
+	}
 }
 
 // forget drops id again (its message was refused after all, so a retry must

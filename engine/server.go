@@ -157,8 +157,13 @@ func (s *Server) Offer(r *proxy.Request) proxy.Offer {
 		return proxy.Stopping
 	}
 	cast := proxy.OneWay(r.Msg.Kind)
-	if cast && !s.casts.firstTime(r.Msg.ID, time.Now()) {
-		return proxy.Duplicate
+	if cast {
+		switch s.casts.see(r.Msg.ID, time.Now()) {
+		case castRunning:
+			return proxy.InProgress
+		case castDone:
+			return proxy.Duplicate
+		}
 	}
 	select {
 	case s.queue <- r:
@@ -241,6 +246,11 @@ func (s *Server) work() {
 func (s *Server) handle(r *proxy.Request) {
 	if proxy.OneWay(r.Msg.Kind) {
 		s.runCast(r)
+		if ack := ackBody(r); ack != nil {
+			if err := s.px.Ack(s.e.ctx, r.Routing, r.Msg.ID, ack); err != nil {
+				s.px.Counters().SendFailed.Add(1)
+			}
+		}
 		return
 	}
 	body := s.respond(r)
@@ -270,18 +280,36 @@ func (s *Server) HandleInline(r *proxy.Request) ([]byte, proxy.Offer) {
 		return nil, proxy.Stopping
 	}
 	if proxy.OneWay(r.Msg.Kind) {
-		if !s.casts.firstTime(r.Msg.ID, time.Now()) {
+		switch s.casts.see(r.Msg.ID, time.Now()) {
+		case castRunning:
+			return nil, proxy.InProgress
+		case castDone:
 			return nil, proxy.Duplicate
 		}
 		s.runCast(r)
-		return nil, proxy.Accepted
+		return ackBody(r), proxy.Accepted
 	}
 	return s.respond(r), proxy.Accepted
 }
 
-// runCast runs a CAST's handler. Nobody waits for its result: an error is
-// counted and logged (at the 1st, 2nd, 4th... error), a panic recovered.
+// ackBody is the ACK of a CAST or notification whose handler has run; nil
+// when its sender asked for none.
+func ackBody(r *proxy.Request) []byte {
+	if r.Msg.Flags&envelope.FlagNoAck != 0 {
+		return nil
+	}
+	body, err := envelope.Encode(&envelope.Message{Kind: envelope.KindAck, ID: r.Msg.ID, Code: envelope.CodeOK})
+	if err != nil {
+		return nil
+	}
+	return body
+}
+
+// runCast runs a CAST's handler and marks its id as run. Nobody waits for
+// its result: an error is counted and logged (at the 1st, 2nd, 4th...
+// error), a panic recovered; the caster's ACK says it ran.
 func (s *Server) runCast(r *proxy.Request) {
+	defer s.casts.finish(r.Msg.ID)
 	m := &r.Msg
 	if m.Kind == envelope.KindNotify {
 		s.e.notificationsRun.Add(1)

@@ -116,8 +116,9 @@ const (
 	CodeShuttingDown             // the server is stopping
 	CodeExpired                  // the request's deadline passed before it ran
 	CodeConflict                 // an ATTACH names a server another process already serves
+	CodeInProgress               // an ACK: the server has the CAST and is running it; the final ACK (OK) follows
 
-	codeMax = CodeConflict
+	codeMax = CodeInProgress
 )
 
 var codeNames = [...]string{
@@ -131,6 +132,7 @@ var codeNames = [...]string{
 	CodeShuttingDown: "SHUTTING_DOWN",
 	CodeExpired:      "EXPIRED",
 	CodeConflict:     "CONFLICT",
+	CodeInProgress:   "IN_PROGRESS",
 }
 
 // String returns the upper-case name of c ("OK", "REMOTE",

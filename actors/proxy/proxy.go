@@ -52,17 +52,22 @@ type Request struct {
 type Offer int
 
 const (
-	// Accepted: the server queued the request; it will answer it.
+	// Accepted: the server queued the request; it will answer it (a CAST
+	// too: its ACK follows once the handler has run).
 	Accepted Offer = iota + 1
 	// Full: the server's queue is full.
 	Full
 	// Stopping: the server is stopping and takes no new request; the proxy
 	// routes the request to another server of the topic if there is one.
 	Stopping
-	// Duplicate: the server has already had a CAST with this message id
+	// Duplicate: the server has already run a CAST with this message id
 	// (a retry whose ACK was lost); it will not run it again, and the proxy
 	// acknowledges it again.
 	Duplicate
+	// InProgress: the server has a CAST with this message id and its
+	// handler has not finished (a retry that came before the ACK); the
+	// proxy answers IN_PROGRESS, and the server's ACK follows.
+	InProgress
 )
 
 // Server is a local server behind the proxy.
@@ -182,7 +187,7 @@ type Counters struct {
 	NoServers     atomic.Uint64 // requests for a target this node does not serve (answered with an error)
 	Overloaded    atomic.Uint64 // requests refused because the server's queue was full (answered with an error)
 	Replies       atomic.Uint64 // replies sent
-	Duplicates    atomic.Uint64 // CASTs a server had already had (retries), acknowledged again
+	Duplicates    atomic.Uint64 // CASTs a server had already had (retries), not run again: acknowledged again, or answered IN_PROGRESS
 	Waited        atomic.Uint64 // replies that waited for a full caller pipe (see frontend.send)
 	DirectCasts   atomic.Uint64 // direct casts handed to a server
 	DirectDropped atomic.Uint64 // direct casts no server could take (full, or none), dropped
@@ -329,6 +334,24 @@ func Start(ctx context.Context, root *actor.RootContext, name string, cfg Config
 		return nil, fmt.Errorf("proxy %s: %w", cfg.Bind, err)
 	}
 	return p, nil
+}
+
+// dropAck asks the test hook whether to drop the ACK of id (counted).
+func (p *Proxy) dropAck(id envelope.ID) bool {
+	if h := p.hooks.DropAck; h != nil && h(id) {
+		p.counters.AcksDropped.Add(1)
+		return true
+	}
+	return false
+}
+
+// Ack sends the ACK (body) of the CAST id, whose handler has run, to its
+// caster, like Reply. The test hook DropAck may drop it.
+func (p *Proxy) Ack(ctx context.Context, routing [][]byte, id envelope.ID, body []byte) error {
+	if p.dropAck(id) {
+		return nil
+	}
+	return p.Reply(ctx, routing, time.Time{}, body)
 }
 
 // Endpoint returns the bound call endpoint, with the actual port.
@@ -577,15 +600,21 @@ func (f *frontend) HandleMessage(l *poller.Loop[Cmd], sock int, frames [][]byte)
 			f.answer(l, sock, routing, &m, envelope.CodeOverloaded, "server queue full")
 			return
 		case Duplicate:
+			// Run already: acknowledge again.
 			f.p.counters.Duplicates.Add(1)
+			f.answer(l, sock, routing, &m, envelope.CodeOK, "")
+			return
+		case InProgress:
+			f.p.counters.Duplicates.Add(1)
+			f.answer(l, sock, routing, &m, envelope.CodeInProgress, "")
+			return
 		default:
 			f.p.counters.Requests.Add(1)
 		}
-		switch {
-		case OneWay(m.Kind):
-			// The server has the message (or had it already): acknowledge.
-			f.answer(l, sock, routing, &m, envelope.CodeOK, "")
-		case body != nil:
+		// A CAST is acknowledged by its server once the handler has run
+		// (an inline server returns the ACK as body): an ACK means the
+		// message cannot be lost with the server's process any more.
+		if body != nil && !(OneWay(m.Kind) && f.p.dropAck(m.ID)) {
 			f.send(l, append(routing[:len(routing):len(routing)], body), expiry(&m))
 		}
 		return
@@ -601,11 +630,8 @@ const maxPicks = 4
 // (CodeOK: the server has it), unless its sender asked for none; a CALL gets
 // an ERROR frame with code.
 func (f *frontend) answer(l *poller.Loop[Cmd], sock int, routing [][]byte, req *envelope.Message, code envelope.Code, text string) {
-	if OneWay(req.Kind) && req.Flags&envelope.FlagNoAck == 0 {
-		if h := f.p.hooks.DropAck; h != nil && h(req.ID) {
-			f.p.counters.AcksDropped.Add(1)
-			return
-		}
+	if OneWay(req.Kind) && req.Flags&envelope.FlagNoAck == 0 && f.p.dropAck(req.ID) {
+		return
 	}
 	if frames := answerFrames(routing, req, code, text); frames != nil {
 		f.send(l, frames, expiry(req))

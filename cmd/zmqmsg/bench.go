@@ -32,6 +32,7 @@ var cmdBenchServer = &command{
   sink    one-way: does nothing; every pattern's arrivals are counted
   stats   returns the counters: calls (echo and whoami), casts (acknowledged),
           direct, fanouts, notifications, sinks, and the pool
+  record  with --journal: appends its payload to the journal file
 and listens for notifications on --topic in the pool --pool. Prints one JSON
 line {"ready":true,...} on stdout once it is reachable. On SIGINT or SIGTERM
 it deregisters, finishes what it accepted, prints its final counters as one
@@ -41,6 +42,8 @@ JSON line and exits 0.`,
 		fs.StringVar(&o.topic, "topic", "bench", "`topic` to serve and listen to")
 		fs.StringVar(&o.name, "name", "", "server `NAME` (default bench-PID@HOST:PORT of its node)")
 		fs.StringVar(&o.pool, "pool", "bench", "listener pool `NAME` for the notifications")
+		fs.DurationVar(&o.work, "work", 0, "how long each 'record' handler works (sleeps) before it writes its journal line")
+		fs.StringVar(&o.journal, "journal", "", "append the payload of every 'record' call or cast to `FILE`, one line each, written before the ACK (for loss accounting across a kill)")
 		proxyDirFlag(fs, o)
 	},
 	run: runBenchServer,
@@ -170,6 +173,31 @@ func runBenchServer(ctx context.Context, c *cli, _ []string) (err error) {
 			return nil, nil
 		},
 		"stats": func(context.Context, zmqmsg.Args) (any, error) { return stats(), nil },
+	}
+	if c.o.journal != "" {
+		// Unbuffered: each line is in the kernel's page cache before the
+		// handler returns (and so before its ACK), and survives a SIGKILL.
+		f, err := os.OpenFile(c.o.journal, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o644)
+		if err != nil {
+			return fmt.Errorf("--journal: %w", err)
+		}
+		defer f.Close()
+		var mu sync.Mutex
+		endpoints["record"] = func(ctx context.Context, a zmqmsg.Args) (any, error) {
+			if c.o.work > 0 {
+				t := time.NewTimer(c.o.work)
+				select {
+				case <-t.C:
+				case <-ctx.Done():
+					t.Stop()
+					return nil, ctx.Err()
+				}
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			_, err := f.Write(append(bytes.Clone(a.Raw()), '\n'))
+			return nil, err
+		}
 	}
 	srv, err := n.t.Serve(zmqmsg.Target{Exchange: c.g.exchange, Topic: c.o.topic, Server: name}, endpoints)
 	if err != nil {

@@ -51,6 +51,8 @@ type options struct {
 	drain       time.Duration // bench client
 	proxyDir    string        // listen, bench server
 	ttl         time.Duration // listen, bench server: registration TTL
+	journal     string        // bench server
+	work        time.Duration // bench server: time a 'record' handler takes
 }
 
 // proxyDirFlag registers --proxy-dir and --ttl (listen, bench server).
