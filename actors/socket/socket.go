@@ -25,7 +25,6 @@ import (
 	"fmt"
 	"log/slog"
 	"sync/atomic"
-	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
 	zmq "github.com/pebbe/zmq4"
@@ -62,11 +61,6 @@ func Decider(reason any) actor.Directive {
 	return actor.RestartDirective
 }
 
-// NewStrategy returns the supervisor strategy for socket actors: one for
-// one, at most maxRestarts restarts within window, then stop.
-func NewStrategy(maxRestarts int, window time.Duration) actor.SupervisorStrategy {
-	return actor.NewOneForOneStrategy(maxRestarts, window, Decider)
-}
 
 // Spec describes a socket actor.
 type Spec[C any] struct {
