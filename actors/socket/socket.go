@@ -61,7 +61,6 @@ func Decider(reason any) actor.Directive {
 	return actor.RestartDirective
 }
 
-
 // Spec describes a socket actor.
 type Spec[C any] struct {
 	// Name names the actor, its loop and its socket in logs.

@@ -18,7 +18,7 @@ type Clock interface {
 // realClock is the wall clock.
 type realClock struct{}
 
-func (realClock) Now() time.Time                       { return time.Now() }
+func (realClock) Now() time.Time                      { return time.Now() }
 func (realClock) AfterFunc(d time.Duration, f func()) { time.AfterFunc(d, f) }
 
 // Strategy is the supervisor strategy of socket actors: one for one, with
