@@ -119,7 +119,8 @@ type Config struct {
 	// secured, or neither.
 	Security *Security
 
-	hooks proxy.Hooks // set by this package's tests
+	hooks     proxy.Hooks   // set by this package's tests
+	idleSweep time.Duration // set by this package's tests; engine.DefaultIdleSweep if zero
 }
 
 // AckPolicy configures CAST acknowledgements. A cast waits Timeout for its
@@ -270,6 +271,7 @@ func New(cfg Config) (*Transport, error) {
 		Hooks:             cfg.hooks,
 		Join:              cfg.ProxyDir,
 		Security:          sec,
+		IdleSweep:         cfg.idleSweep,
 	})
 	if err != nil {
 		return nil, err

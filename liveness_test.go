@@ -186,3 +186,42 @@ func TestUnackedTopicCastsGoToAnotherNode(t *testing.T) {
 		t.Fatalf("resent %d, the mute server ran %d: want every cast it took resent", st.CastsResent, deaf.Load())
 	}
 }
+
+// Sockets to a node that left the directory are closed once idle for a
+// sweep period; sockets to nodes still in use stay.
+func TestIdleSocketsToDepartedNodesAreClosed(t *testing.T) {
+	dir := newDir(t)
+	var hits sync.Map
+	stay := newNode(t, dir)
+	serve(t, stay, Target{Topic: "svc", Server: "stay"}, whoAmI("stay", &hits))
+	leaving, err := New(Config{Directory: dir, Ports: Ports{Call: AnyPort}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer leaving.Close()
+	serve(t, leaving, Target{Topic: "svc", Server: "leaving"}, whoAmI("leaving", &hits))
+	client := newNode(t, dir, func(c *Config) { c.idleSweep = 20 * time.Millisecond })
+	ctx := testCtx(t, 20*time.Second)
+	for _, name := range []string{"stay", "leaving"} {
+		if err := client.Client(Target{Topic: "svc", Server: name}).Call(ctx, "who", 1, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := client.Stats().OpenSockets; n != 2 {
+		t.Fatalf("%d sockets open, want 2 (one DEALER per node)", n)
+	}
+	if err := leaving.Close(); err != nil {
+		t.Fatal(err)
+	}
+	testutil.WaitFor(t, 10*time.Second, "the idle socket to the departed node to close", func() bool {
+		st := client.Stats()
+		return st.IdleSocketsClosed == 1 && st.OpenSockets == 1
+	})
+	// The remaining node still answers through its socket.
+	if err := client.Client(Target{Topic: "svc"}).Call(ctx, "who", 2, nil); err != nil {
+		t.Fatal(err)
+	}
+	if st := client.Stats(); st.OpenSockets != 1 || st.IdleSocketsClosed != 1 {
+		t.Fatalf("stats %+v: want the live node's socket kept", st)
+	}
+}

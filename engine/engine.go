@@ -88,6 +88,9 @@ type Config struct {
 	Join string
 	// Security, if set, turns on CURVE on every TCP socket: see Security.
 	Security *Security
+	// IdleSweep is how often sockets to nodes that left the directory are
+	// looked for and closed when idle; DefaultIdleSweep if zero.
+	IdleSweep time.Duration
 }
 
 // Security is an engine's CURVE configuration, already validated by the
@@ -157,7 +160,7 @@ type Engine struct {
 	notifications, notificationsUnheard, notificationsRun, notifyFailures atomic.Uint64
 	notificationsFiltered                                                 atomic.Uint64
 	directRun, directRefused                                              atomic.Uint64
-	registrationErrors, castsResent                                       atomic.Uint64
+	registrationErrors, castsResent, idleClosed                           atomic.Uint64
 
 	windowMu sync.Mutex
 	windows  map[string]chan struct{} // node id -> un-acked CAST slots
@@ -280,9 +283,16 @@ func New(cfg Config) (_ *Engine, err error) {
 	return e, nil
 }
 
-// startRegistrar starts the resolver and the registrar actor.
+// startRegistrar starts the resolver, the idle-socket sweeper and the
+// registrar actor.
 func (e *Engine) startRegistrar() (err error) {
 	e.res = newResolver(e.dir, e.log)
+	every := e.cfg.IdleSweep
+	if every <= 0 {
+		every = DefaultIdleSweep
+	}
+	e.wg.Add(1)
+	go e.sweepIdle(every)
 	e.registrarPID, err = spawnRegistrar(e.root, e.dir, e.cfg.RegistrationTTL, e.log, &e.registrationErrors)
 	if err != nil {
 		return fmt.Errorf("zmqmsg: registrar: %w", err)
@@ -566,6 +576,8 @@ type Stats struct {
 	FailedNodeDown        uint64 // calls and casts failed at once because their node's connection was lost
 	NodesDown             int    // nodes whose connection is down now (new calls avoid them)
 	RegistrationErrors    uint64 // failed directory registrations and refreshes (retried until the directory returns)
+	OpenSockets           int    // sockets to other nodes open now (DEALERs, PUSHes, XPUBs)
+	IdleSocketsClosed     uint64 // sockets to nodes that left the directory, closed after a sweep period without use
 	HandshakeFailures     uint64 // failed security handshakes, both ways: peers refused by this node's ports, and nodes that refused this one
 	AuthAllowed           uint64 // CURVE clients the ZAP handler accepted
 	AuthDenied            uint64 // CURVE clients the ZAP handler refused (unknown key, wrong mechanism), logged without keys
@@ -621,6 +633,8 @@ func (e *Engine) Stats() Stats {
 		NotificationsFiltered: e.notificationsFiltered.Load(),
 		PendingCalls:          ts.Pending,
 		HandshakeFailures:     pc.HandshakeFailed.Load() + e.dealerCounters.HandshakeFailed.Load(),
+		OpenSockets:           e.dealers.size() + e.pushers.size() + e.publishers.size(),
+		IdleSocketsClosed:     e.idleClosed.Load(),
 	}
 	if e.zap != nil {
 		zc := e.zap.Counters()

@@ -302,3 +302,24 @@ func (r *resolver) close() {
 	r.mu.Unlock()
 	r.wg.Wait()
 }
+
+// liveSocketKeys returns the socket keys (socketKey) of every node in the
+// cached routes, for the CALL/CAST, NOTIFY, direct-cast and fanout sockets.
+func (r *resolver) liveSocketKeys() map[string]bool {
+	keys := map[string]bool{}
+	m := r.snapshot.Load()
+	if m == nil {
+		return keys
+	}
+	for _, ks := range *m {
+		p := ks.entries.Load()
+		if p == nil {
+			continue
+		}
+		for _, e := range *p {
+			keys[e.sockKey] = true
+			keys[socketKey(e.nodeID+"/notify", e.Node)] = true
+		}
+	}
+	return keys
+}

@@ -20,6 +20,7 @@ type socketSet[C any] struct {
 	mu   sync.Mutex
 	m    map[string]*socket.Handle[C] // under mu
 	snap atomic.Pointer[map[string]*socket.Handle[C]]
+	seen map[string]uint64 // key -> the socket's activity at the last sweep; under mu
 }
 
 // get returns the socket for key, starting it on first use with a handler
@@ -57,12 +58,52 @@ func (ss *socketSet[C]) get(ctx context.Context, e *Engine, key, name string, ne
 		ss.m = make(map[string]*socket.Handle[C])
 	}
 	ss.m[key] = h
+	ss.publish()
+	return h, nil
+}
+
+// publish replaces the lock-free copy of the map (under mu).
+func (ss *socketSet[C]) publish() {
 	snap := make(map[string]*socket.Handle[C], len(ss.m))
 	for k, v := range ss.m {
 		snap[k] = v
 	}
 	ss.snap.Store(&snap)
-	return h, nil
+}
+
+// activity sums what a socket's loop has done: unchanged between two
+// sweeps means idle.
+func activity(st poller.Stats) uint64 { return st.Received + st.Sent + st.Commands }
+
+// sweep removes the sockets that idle reports (given their key) and that
+// did nothing since the previous sweep, and returns them; the caller stops
+// them. A socket is only collected on its second idle sweep.
+func (ss *socketSet[C]) sweep(idle func(key string) bool) []*socket.Handle[C] {
+	ss.mu.Lock()
+	defer ss.mu.Unlock()
+	var gone []*socket.Handle[C]
+	seen := make(map[string]uint64, len(ss.m))
+	for key, h := range ss.m {
+		a := activity(h.Stats())
+		if prev, ok := ss.seen[key]; ok && prev == a && idle(key) {
+			delete(ss.m, key)
+			gone = append(gone, h)
+			continue
+		}
+		seen[key] = a
+	}
+	ss.seen = seen
+	if len(gone) > 0 {
+		ss.publish()
+	}
+	return gone
+}
+
+// size returns how many sockets the set holds.
+func (ss *socketSet[C]) size() int {
+	ss.mu.Lock()
+	defer ss.mu.Unlock()
+	return len(ss.m)
 }
 
 // each calls f for every socket of the set.

@@ -191,6 +191,22 @@ func (t *Table) FailTagged(tag string, err error) int {
 	return n
 }
 
+// Tagged counts the pending calls whose request went to tag.
+func (t *Table) Tagged(tag string) int {
+	n := 0
+	for i := range t.shards {
+		s := &t.shards[i]
+		s.mu.Lock()
+		for _, e := range s.pending {
+			if e.tag == tag {
+				n++
+			}
+		}
+		s.mu.Unlock()
+	}
+	return n
+}
+
 // Close fails every pending call with err (ErrClosed if nil) and makes
 // Register fail from now on. It is idempotent.
 func (t *Table) Close(err error) {
