@@ -126,42 +126,30 @@ func StartBroker(ctx context.Context, root *actor.RootContext, name string, cfg 
 	if cfg.Node == nil {
 		return nil, errors.New("proxy: BrokerConfig.Node is required")
 	}
-	parent, err := socket.SpawnParent(root, name, socket.NewStrategy(10, time.Minute), nil)
-	if err != nil {
-		return nil, err
-	}
-	b.parent = parent
-	err = socket.SpawnUnder(ctx, root, parent, func(pc actor.SpawnerContext) error {
-		h, err := socket.Spawn(pc, socket.Spec[BrokerCmd]{
-			Name: "broker",
-			ZMQ:  cfg.ZMQ,
-			NewHandler: func() poller.Handler[BrokerCmd] {
-				c := cfg
-				// On a restart, bind again to the ports the first start got.
-				if b.endpoint != "" {
-					c.Bind = b.endpoint
-				}
-				if b.castEndpoint != "" {
-					c.CastBind = b.castEndpoint
-				}
-				if b.fanoutEndpoint != "" {
-					c.FanoutBind = b.fanoutEndpoint
-				}
-				return &broker{b: b, cfg: c, castSock: -1, fanSock: -1,
-					rq:      replyQueue{sock: sockFront, counters: &b.counters, log: b.log},
-					members: make(map[string]*bMember), routes: make(map[directory.Key]*bRoute)}
-			},
-			Loop:   cfg.Loop,
-			Logger: b.log,
-		})
-		if err != nil {
-			return err
-		}
-		b.handle = h
-		return nil
+	var err error
+	b.parent, b.handle, err = socket.StartSupervised(ctx, root, name, socket.Spec[BrokerCmd]{
+		Name: "broker",
+		ZMQ:  cfg.ZMQ,
+		NewHandler: func() poller.Handler[BrokerCmd] {
+			c := cfg
+			// On a restart, bind again to the ports the first start got.
+			if b.endpoint != "" {
+				c.Bind = b.endpoint
+			}
+			if b.castEndpoint != "" {
+				c.CastBind = b.castEndpoint
+			}
+			if b.fanoutEndpoint != "" {
+				c.FanoutBind = b.fanoutEndpoint
+			}
+			return &broker{b: b, cfg: c, castSock: -1, fanSock: -1,
+				rq:      replyQueue{sock: sockFront, counters: &b.counters, log: b.log},
+				members: make(map[string]*bMember), routes: make(map[directory.Key]*bRoute)}
+		},
+		Loop:   cfg.Loop,
+		Logger: b.log,
 	})
 	if err != nil {
-		_ = root.StopFuture(parent).Wait()
 		return nil, fmt.Errorf("proxy %s: %w", cfg.Bind, err)
 	}
 	return b, nil

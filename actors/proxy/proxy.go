@@ -288,49 +288,37 @@ func Start(ctx context.Context, root *actor.RootContext, name string, cfg Config
 	if p.log == nil {
 		p.log = slog.New(slog.DiscardHandler)
 	}
-	parent, err := socket.SpawnParent(root, name, socket.NewStrategy(10, time.Minute), nil)
-	if err != nil {
-		return nil, err
-	}
-	p.parent = parent
 	bind, castBind, fanBind := cfg.Bind, cfg.CastBind, cfg.FanoutBind
-	err = socket.SpawnUnder(ctx, root, parent, func(pc actor.SpawnerContext) error {
-		h, err := socket.Spawn(pc, socket.Spec[Cmd]{
-			Name: "router",
-			ZMQ:  cfg.ZMQ,
-			NewHandler: func() poller.Handler[Cmd] {
-				// On a restart, bind again to the port the first start got.
-				if p.endpoint != "" {
-					bind = p.endpoint
+	var err error
+	p.parent, p.handle, err = socket.StartSupervised(ctx, root, name, socket.Spec[Cmd]{
+		Name: "router",
+		ZMQ:  cfg.ZMQ,
+		NewHandler: func() poller.Handler[Cmd] {
+			// On a restart, bind again to the port the first start got.
+			if p.endpoint != "" {
+				bind = p.endpoint
+			}
+			if p.castEndpoint != "" {
+				castBind = p.castEndpoint
+			}
+			if p.fanoutEndpoint != "" {
+				fanBind = p.fanoutEndpoint
+			}
+			f := &frontend{p: p, bind: bind, castBind: castBind, fanBind: fanBind, opts: cfg.Options, castSock: -1, fanSock: -1}
+			f.rq = replyQueue{sock: 0, counters: &p.counters, log: p.log}
+			if cfg.Join != "" {
+				every := cfg.Heartbeat
+				if every <= 0 {
+					every = DefaultMemberHeartbeat
 				}
-				if p.castEndpoint != "" {
-					castBind = p.castEndpoint
-				}
-				if p.fanoutEndpoint != "" {
-					fanBind = p.fanoutEndpoint
-				}
-				f := &frontend{p: p, bind: bind, castBind: castBind, fanBind: fanBind, opts: cfg.Options, castSock: -1, fanSock: -1}
-				f.rq = replyQueue{sock: 0, counters: &p.counters, log: p.log}
-				if cfg.Join != "" {
-					every := cfg.Heartbeat
-					if every <= 0 {
-						every = DefaultMemberHeartbeat
-					}
-					f.member = &memberState{endpoint: cfg.Join, every: every}
-				}
-				return f
-			},
-			Loop:   cfg.Loop,
-			Logger: p.log,
-		})
-		if err != nil {
-			return err
-		}
-		p.handle = h
-		return nil
+				f.member = &memberState{endpoint: cfg.Join, every: every}
+			}
+			return f
+		},
+		Loop:   cfg.Loop,
+		Logger: p.log,
 	})
 	if err != nil {
-		_ = root.StopFuture(parent).Wait()
 		return nil, fmt.Errorf("proxy %s: %w", cfg.Bind, err)
 	}
 	return p, nil

@@ -3,6 +3,7 @@ package socket
 import (
 	"context"
 	"fmt"
+	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
 )
@@ -58,4 +59,25 @@ func SpawnUnder(ctx context.Context, root *actor.RootContext, pid *actor.PID, st
 	case <-ctx.Done():
 		return ctx.Err()
 	}
+}
+
+// StartSupervised starts a Parent named name under root and, under it, one
+// socket actor of spec, with the socket actors' Strategy (restarts within
+// a minute: at most 10). It returns once the actor's first loop has
+// started (bound, connected); on an error nothing is left running. Stop the
+// pair with root.StopFuture(parent).
+func StartSupervised[C any](ctx context.Context, root *actor.RootContext, name string, spec Spec[C]) (parent *actor.PID, h *Handle[C], err error) {
+	parent, err = SpawnParent(root, name, NewStrategy(10, time.Minute), nil)
+	if err != nil {
+		return nil, nil, err
+	}
+	err = SpawnUnder(ctx, root, parent, func(pc actor.SpawnerContext) error {
+		h, err = Spawn(pc, spec)
+		return err
+	})
+	if err != nil {
+		_ = root.StopFuture(parent).Wait()
+		return nil, nil, err
+	}
+	return parent, h, nil
 }

@@ -91,31 +91,19 @@ func Start(ctx context.Context, root *actor.RootContext, name string, cfg Config
 		allowed[k] = struct{}{}
 	}
 	h := &Handler{root: root}
-	parent, err := socket.SpawnParent(root, name, socket.NewStrategy(10, time.Minute), nil)
-	if err != nil {
-		return nil, err
-	}
-	h.parent = parent
 	loop := cfg.Loop
 	loop.Name = name
-	err = socket.SpawnUnder(ctx, root, parent, func(pc actor.SpawnerContext) error {
-		hd, err := socket.Spawn(pc, socket.Spec[struct{}]{
-			Name: "zap",
-			ZMQ:  cfg.ZMQ,
-			NewHandler: func() poller.Handler[struct{}] {
-				return &handler{h: h, allowed: allowed, domain: cfg.Domain, log: cfg.Logger}
-			},
-			Loop:   loop,
-			Logger: cfg.Logger,
-		})
-		if err != nil {
-			return err
-		}
-		h.handle = hd
-		return nil
+	var err error
+	h.parent, h.handle, err = socket.StartSupervised(ctx, root, name, socket.Spec[struct{}]{
+		Name: "zap",
+		ZMQ:  cfg.ZMQ,
+		NewHandler: func() poller.Handler[struct{}] {
+			return &handler{h: h, allowed: allowed, domain: cfg.Domain, log: cfg.Logger}
+		},
+		Loop:   loop,
+		Logger: cfg.Logger,
 	})
 	if err != nil {
-		_ = root.StopFuture(parent).Wait()
 		return nil, fmt.Errorf("zap handler: %w", err)
 	}
 	return h, nil
