@@ -5,7 +5,6 @@ import (
 	"context"
 	"errors"
 	"io"
-	"log/slog"
 	"net"
 	"os"
 	"path/filepath"
@@ -50,26 +49,6 @@ func (k keyPair) security(allowed ...keyPair) *Security {
 }
 
 func secured(s *Security) func(*Config) { return func(c *Config) { c.Security = s } }
-
-// logBuffer collects a Transport's logs.
-type logBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *logBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *logBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
-func (b *logBuffer) logger() *slog.Logger { return slog.New(slog.NewTextHandler(b, nil)) }
 
 // Every pattern works between two secured nodes that list each other.
 func TestCurveListedKeyWorks(t *testing.T) {
@@ -131,12 +110,12 @@ func TestCurveListedKeyWorks(t *testing.T) {
 func TestCurveUnknownKeyRefused(t *testing.T) {
 	dir := newDir(t)
 	sk, friend, stranger := newKeyPair(t), newKeyPair(t), newKeyPair(t)
-	var logs logBuffer
-	srv := newNode(t, dir, secured(sk.security(friend)), func(c *Config) { c.Logger = logs.logger() })
+	var logs testutil.LogBuffer
+	srv := newNode(t, dir, secured(sk.security(friend)), func(c *Config) { c.Logger = logs.Logger() })
 	var hits sync.Map
 	serve(t, srv, Target{Topic: "svc"}, whoAmI("s", &hits))
-	var strangerLogs logBuffer
-	cli := newNode(t, dir, secured(stranger.security(sk)), func(c *Config) { c.Logger = strangerLogs.logger() })
+	var strangerLogs testutil.LogBuffer
+	cli := newNode(t, dir, secured(stranger.security(sk)), func(c *Config) { c.Logger = strangerLogs.Logger() })
 
 	ctx := testCtx(t, 30*time.Second)
 	start := time.Now()
@@ -377,8 +356,8 @@ func TestCurveBadKeys(t *testing.T) {
 		}
 	}
 	s := k.security(other)
-	var buf logBuffer
-	buf.logger().Info("config", "security", s)
+	var buf testutil.LogBuffer
+	buf.Logger().Info("config", "security", s)
 	for _, out := range []string{s.String(), buf.String()} {
 		if strings.Contains(out, k.sec) {
 			t.Fatalf("the secret key is shown: %s", out)

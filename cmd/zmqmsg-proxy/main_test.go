@@ -8,7 +8,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -16,39 +15,22 @@ import (
 
 	"github.com/zmqmsg/zmqmsg"
 	"github.com/zmqmsg/zmqmsg/directory"
+	"github.com/zmqmsg/zmqmsg/internal/testutil"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
-
-// syncBuffer is a bytes.Buffer safe for the daemon's logger and the test.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 func noEnv(string) (string, bool) { return "", false }
 
 // start runs the daemon in the background on free ports; cancel stops it
 // like SIGTERM would. It returns the node and a func that waits for the
 // exit code.
-func start(t *testing.T, args []string, env func(string) (string, bool)) (context.CancelFunc, directory.Node, func() int, *syncBuffer) {
+func start(t *testing.T, args []string, env func(string) (string, bool)) (context.CancelFunc, directory.Node, func() int, *testutil.LogBuffer) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	ready := make(chan directory.Node, 1)
 	code := make(chan int, 1)
-	var stderr syncBuffer
+	var stderr testutil.LogBuffer
 	base := []string{"--call-port", "0", "--fanout-port", "0", "--notify-port", "0", "--cast-port", "0", "--ipc-dir", filepath.Join(t.TempDir(), "ipc")}
 	go func() { code <- run(ctx, append(base, args...), env, &bytes.Buffer{}, &stderr, ready) }()
 	select {

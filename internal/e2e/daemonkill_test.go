@@ -12,7 +12,6 @@ import (
 	"time"
 
 	"github.com/zmqmsg/zmqmsg"
-	"github.com/zmqmsg/zmqmsg/directory"
 	"github.com/zmqmsg/zmqmsg/internal/redistest"
 )
 
@@ -49,17 +48,7 @@ func TestDaemonKilledAndRestarted(t *testing.T) {
 
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
-	dir, err := directory.Open(ctx, rds.URL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer dir.Close()
-	client, err := zmqmsg.New(zmqmsg.Config{Directory: dir, Ports: zmqmsg.Ports{Call: zmqmsg.AnyPort}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer client.Close()
-	c := client.Client(zmqmsg.Target{Topic: topic})
+	c := libClient(t, ctx, rds.URL()).Client(zmqmsg.Target{Topic: topic})
 
 	var ok, failed, slow atomic.Int64
 	var firstErr atomic.Value

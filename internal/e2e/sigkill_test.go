@@ -55,16 +55,7 @@ func TestSigkillMidStream(t *testing.T) {
 
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	dir, err := directory.Open(ctx, rds.URL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer dir.Close()
-	client, err := zmqmsg.New(zmqmsg.Config{Directory: dir, Ports: zmqmsg.Ports{Call: zmqmsg.AnyPort}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer client.Close()
+	client := libClient(t, ctx, rds.URL())
 	waitUntil(t, "the client to see the three servers", 10*time.Second, func() bool {
 		var got echoResult
 		for range 6 {
@@ -207,4 +198,27 @@ func TestSigkillMidStream(t *testing.T) {
 
 type echoResult struct {
 	Server string `json:"server"`
+}
+
+// libClient is a Transport in the test's own process on the directory at
+// url (free ports on 127.0.0.1), closed with its directory when the test
+// ends.
+func libClient(t *testing.T, ctx context.Context, url string) *zmqmsg.Transport {
+	t.Helper()
+	dir, err := directory.Open(ctx, url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	client, err := zmqmsg.New(zmqmsg.Config{Directory: dir, Ports: zmqmsg.Ports{Call: zmqmsg.AnyPort}})
+	if err != nil {
+		_ = dir.Close()
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := client.Close(); err != nil {
+			t.Error(err)
+		}
+		_ = dir.Close()
+	})
+	return client
 }

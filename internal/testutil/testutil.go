@@ -3,8 +3,10 @@
 package testutil
 
 import (
+	"bytes"
 	"log/slog"
 	"runtime"
+	"sync"
 	"testing"
 	"time"
 
@@ -62,3 +64,27 @@ func WaitFor(t testing.TB, timeout time.Duration, what string, cond func() bool)
 		<-time.After(time.Millisecond)
 	}
 }
+
+// LogBuffer collects log output; it is safe for a logger's goroutines and
+// the test's at once.
+type LogBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+// Write appends p.
+func (b *LogBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+// String returns everything written so far.
+func (b *LogBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+// Logger returns a text logger that writes to b.
+func (b *LogBuffer) Logger() *slog.Logger { return slog.New(slog.NewTextHandler(b, nil)) }
