@@ -174,31 +174,29 @@ func (t *Table) Fail(id envelope.ID, err error) {
 // FailTagged fails, with err, every pending call whose request went to tag.
 // It returns how many it failed.
 func (t *Table) FailTagged(tag string, err error) int {
-	n := 0
-	for i := range t.shards {
-		s := &t.shards[i]
-		s.mu.Lock()
-		for id, e := range s.pending {
-			if e.tag == tag {
-				delete(s.pending, id)
-				e.ch <- Result{Err: err}
-				n++
-			}
-		}
-		s.mu.Unlock()
-	}
+	n := t.eachTagged(tag, func(s *shard, id envelope.ID, e entry) {
+		delete(s.pending, id)
+		e.ch <- Result{Err: err}
+	})
 	t.failed.Add(uint64(n))
 	return n
 }
 
 // Tagged counts the pending calls whose request went to tag.
 func (t *Table) Tagged(tag string) int {
+	return t.eachTagged(tag, func(*shard, envelope.ID, entry) {})
+}
+
+// eachTagged runs f on every pending call of tag, under its shard's lock,
+// and returns how many there were.
+func (t *Table) eachTagged(tag string, f func(s *shard, id envelope.ID, e entry)) int {
 	n := 0
 	for i := range t.shards {
 		s := &t.shards[i]
 		s.mu.Lock()
-		for _, e := range s.pending {
+		for id, e := range s.pending {
 			if e.tag == tag {
+				f(s, id, e)
 				n++
 			}
 		}
