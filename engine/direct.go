@@ -57,6 +57,9 @@ func (e *Engine) DirectCast(ctx context.Context, t Target, method string, flags 
 // pusher returns the PUSH socket actor connected to node's direct-cast
 // port, starting it on first use under the reply supervisor.
 func (e *Engine) pusher(ctx context.Context, r route) (*socket.Handle[socket.PushCmd], error) {
+	if h := e.pushers.lookup(r.sockKey); h != nil {
+		return h, nil // the hot path: no closure, no allocation
+	}
 	node := r.Node
 	if err := e.checkPeer(node); err != nil {
 		return nil, err

@@ -488,6 +488,9 @@ func terminate(zctx *zmq.Context, timeout time.Duration, log *slog.Logger) error
 // dealer returns the DEALER socket actor connected to node, starting it on
 // first use under the reply supervisor.
 func (e *Engine) dealer(ctx context.Context, r route) (*socket.Handle[socket.DealerCmd], error) {
+	if h := e.dealers.lookup(r.sockKey); h != nil {
+		return h, nil // the hot path: no closure, no allocation
+	}
 	return e.dealerAt(ctx, r.Node, r.sockKey, r.nodeID, r.Node.CallEndpoint)
 }
 

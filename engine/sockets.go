@@ -23,6 +23,14 @@ type socketSet[C any] struct {
 	seen map[string]uint64 // key -> the socket's activity at the last sweep; under mu
 }
 
+// lookup returns the socket for key if it is running, without a lock.
+func (ss *socketSet[C]) lookup(key string) *socket.Handle[C] {
+	if m := ss.snap.Load(); m != nil {
+		return (*m)[key]
+	}
+	return nil
+}
+
 // get returns the socket for key, starting it on first use with a handler
 // from newHandler; name names the actor and its loop.
 func (ss *socketSet[C]) get(ctx context.Context, e *Engine, key, name string, newHandler func() poller.Handler[C]) (*socket.Handle[C], error) {
