@@ -52,7 +52,8 @@ type ProxyConfig struct {
 // service processes register their servers under its node. See
 // docs/design.md, "The proxy daemon".
 type Proxy struct {
-	d *engine.Daemon
+	d   *engine.Daemon
+	sec *Security
 }
 
 // ErrProxyRunning is returned by StartProxy when another daemon holds the
@@ -93,7 +94,7 @@ func StartProxy(cfg ProxyConfig) (*Proxy, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Proxy{d: d}, nil
+	return &Proxy{d: d, sec: cfg.Security}, nil
 }
 
 // Node returns how other nodes reach the daemon's node.

@@ -88,6 +88,38 @@ func (s Security) LogValue() slog.Value {
 	return slog.GroupValue(slog.String("public_key", s.PublicKey), slog.Int("allowed_clients", len(s.AllowedClients)))
 }
 
+// SetAllowedClients replaces the public keys allowed to connect to this
+// node (the node's own key stays allowed): handshakes from now on are
+// decided by the new list, connections already made stay. For a node
+// without Security it returns ErrInvalidConfig; a bad key, ErrBadKey (and
+// nothing changes).
+func (t *Transport) SetAllowedClients(keys []string) error {
+	return setAllowed(t.cfg.Security, keys, t.e.SetAllowed)
+}
+
+// SetAllowedClients replaces the public keys allowed to connect to the
+// daemon's ports, like Transport.SetAllowedClients. zmqmsg-proxy calls it on
+// SIGHUP with its --curve-allow file read again.
+func (p *Proxy) SetAllowedClients(keys []string) error {
+	return setAllowed(p.sec, keys, p.d.SetAllowed)
+}
+
+func setAllowed(s *Security, keys []string, set func([]zap.Key) error) error {
+	if s == nil {
+		return fmt.Errorf("%w: no Security configured", ErrInvalidConfig)
+	}
+	next := &Security{PublicKey: s.PublicKey, SecretKey: s.SecretKey, AllowedClients: keys}
+	es, err := next.engine()
+	if err != nil {
+		return err
+	}
+	return set(es.Allowed)
+}
+
+// ReadAllowedClients reads an allow file (one public key per line, blank
+// lines and # comments ignored), as LoadSecurity does.
+func ReadAllowedClients(path string) ([]string, error) { return readKeys(path) }
+
 // engine checks the keys and turns s into the engine's form. nil stays nil.
 func (s *Security) engine() (*engine.Security, error) {
 	if s == nil {

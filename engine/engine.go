@@ -635,9 +635,10 @@ func (e *Engine) Stats() Stats {
 		NotifyFailures:        e.notifyFailures.Load(),
 		NotificationsFiltered: e.notificationsFiltered.Load(),
 		PendingCalls:          ts.Pending,
-		HandshakeFailures:     pc.HandshakeFailed.Load() + e.dealerCounters.HandshakeFailed.Load(),
-		OpenSockets:           e.dealers.size() + e.pushers.size() + e.publishers.size(),
-		IdleSocketsClosed:     e.idleClosed.Load(),
+		HandshakeFailures: pc.HandshakeFailed.Load() + e.dealerCounters.HandshakeFailed.Load() +
+			e.pusherCounters.HandshakeFailed.Load() + e.pubCounters.HandshakeFailed.Load(),
+		OpenSockets:       e.dealers.size() + e.pushers.size() + e.publishers.size(),
+		IdleSocketsClosed: e.idleClosed.Load(),
 	}
 	if e.zap != nil {
 		zc := e.zap.Counters()

@@ -2,6 +2,7 @@ package engine
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"time"
@@ -150,4 +151,30 @@ func DecodeKey(k string) (zap.Key, error) {
 		key[o], key[o+1], key[o+2], key[o+3] = byte(v>>24), byte(v>>16), byte(v>>8), byte(v)
 	}
 	return key, nil
+}
+
+// ErrNoSecurity: the engine (or daemon) runs without Security, so it has no
+// allowed keys to replace.
+var ErrNoSecurity = errors.New("zmqmsg: no Security configured")
+
+// SetAllowed replaces the client keys the engine's ZAP handler accepts
+// (the node's own key must be among them; the zmqmsg package adds it).
+func (e *Engine) SetAllowed(keys []zap.Key) error {
+	if e.cfg.Join != "" && e.cfg.Security != nil {
+		return errors.New("zmqmsg: this node joined a proxy daemon: its ports, and the keys they allow, are the daemon's")
+	}
+	if e.zap == nil {
+		return ErrNoSecurity
+	}
+	e.zap.SetAllowed(keys)
+	return nil
+}
+
+// SetAllowed replaces the client keys the daemon's ZAP handler accepts.
+func (d *Daemon) SetAllowed(keys []zap.Key) error {
+	if d.zap == nil {
+		return ErrNoSecurity
+	}
+	d.zap.SetAllowed(keys)
+	return nil
 }

@@ -69,16 +69,22 @@ type Dealer struct {
 	OnLiveness func(up bool)
 	// HandshakeFailed, if set, fails every request waiting on this node with
 	// HandshakeFailed(cause) when a handshake with it fails (the node
-	// refused our CURVE key): libzmq keeps retrying the same handshake, so
-	// they could only time out.
+	// refused our CURVE key), and every new one until a handshake
+	// succeeds: they could only time out. The connection is tried again
+	// with backoff (see Rehandshake), so a node that lists our key later
+	// is reached.
 	HandshakeFailed func(cause string) error
 
 	monitor int // index of the monitor PAIR in the loop, -1 if none
+	rh      Rehandshake
+	refusal error // what HandshakeFailed returned for the last failure
 }
 
 // Setup creates the DEALER, its monitor if liveness is on, and connects.
 func (d *Dealer) Setup(l *poller.Loop[DealerCmd]) error {
 	d.monitor = -1
+	d.rh = Rehandshake{Endpoint: d.Endpoint, Min: d.Options.ReconnectInterval, Max: d.Options.ReconnectIntervalMax}
+	d.refusal = nil
 	_, z, err := l.NewSocket(zmq.DEALER, "dealer")
 	if err != nil {
 		return err
@@ -106,7 +112,7 @@ func (d *Dealer) Setup(l *poller.Loop[DealerCmd]) error {
 // handles a monitor event.
 func (d *Dealer) HandleMessage(_ *poller.Loop[DealerCmd], sock int, frames [][]byte) {
 	if sock == d.monitor && sock >= 0 {
-		d.handleEvent(frames)
+		d.handleEvent(frames, time.Now())
 		return
 	}
 	_, body, err := envelope.SplitRouting(frames)
@@ -128,13 +134,15 @@ func (d *Dealer) HandleMessage(_ *poller.Loop[DealerCmd], sock int, frames [][]b
 }
 
 // handleEvent handles one monitor event.
-func (d *Dealer) handleEvent(frames [][]byte) {
+func (d *Dealer) handleEvent(frames [][]byte, now time.Time) {
 	ev, _, _, ok := ParseEvent(frames)
 	if !ok {
 		return
 	}
 	switch {
 	case ev == zmq.EVENT_HANDSHAKE_SUCCEEDED:
+		d.rh.Succeeded()
+		d.refusal = nil
 		if d.OnLiveness != nil {
 			d.OnLiveness(true)
 		}
@@ -145,6 +153,12 @@ func (d *Dealer) handleEvent(frames [][]byte) {
 			d.OnLiveness(false)
 		}
 		d.Counters.Disconnects.Add(1)
+		if d.refusal != nil {
+			// The node dropped the connection because it refused our key:
+			// what waits fails with that reason, not as a node down.
+			d.Table.FailTagged(d.Tag, d.refusal)
+			return
+		}
 		if n := d.Table.FailTagged(d.Tag, d.NodeDown("connection to "+d.Endpoint+" lost")); n > 0 {
 			d.Counters.FailedByDown.Add(uint64(n))
 		}
@@ -156,11 +170,13 @@ func (d *Dealer) handleEvent(frames [][]byte) {
 		if d.HandshakeFailed == nil {
 			return
 		}
+		d.rh.Failed(now)
 		reason := "refused our key"
 		if ev != zmq.EVENT_HANDSHAKE_FAILED_AUTH {
 			reason = "handshake failed (security mechanism mismatch or broken handshake)"
 		}
-		d.Table.FailTagged(d.Tag, d.HandshakeFailed(d.Endpoint+" "+reason))
+		d.refusal = d.HandshakeFailed(d.Endpoint + " " + reason)
+		d.Table.FailTagged(d.Tag, d.refusal)
 	}
 }
 
@@ -168,17 +184,36 @@ func (d *Dealer) handleEvent(frames [][]byte) {
 func (d *Dealer) HandleCommand(l *poller.Loop[DealerCmd], c DealerCmd) {
 	switch c := c.(type) {
 	case *Request:
+		if d.refusal != nil {
+			// The node refused our key: fail at once rather than wait in
+			// the backlog for a handshake that is not coming.
+			d.Table.Fail(c.ID, d.refusal)
+			return
+		}
 		if err := l.Send(0, c.Body); err != nil {
 			d.Table.Fail(c.ID, err)
 		}
 	}
 }
 
-// Deadline: the dealer has no timers (callers time their own calls).
-func (d *Dealer) Deadline() time.Time { return time.Time{} }
+// Deadline is when a refused connection is tried again (callers time their
+// own calls).
+func (d *Dealer) Deadline() time.Time { return d.rh.Deadline() }
 
-// HandleTimer is never called.
-func (d *Dealer) HandleTimer(*poller.Loop[DealerCmd], time.Time) {}
+// HandleTimer tries a refused connection again. A failure to reconnect
+// fails the loop (its actor restarts it with a new socket).
+func (d *Dealer) HandleTimer(l *poller.Loop[DealerCmd], now time.Time) {
+	if d.rh.Deadline().IsZero() || now.Before(d.rh.Deadline()) {
+		return
+	}
+	if err := d.rh.Reconnect(l.Socket(0), now); err != nil {
+		d.refusal = err
+		return
+	}
+	// Requests wait for this handshake's outcome again (a refusal fails
+	// them through the table).
+	d.refusal = nil
+}
 
 // Shutdown fails the requests that never went out. Requests already sent on
 // a socket that failed cannot be answered on its successor (a new socket has

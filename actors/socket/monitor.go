@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync/atomic"
+	"time"
 
 	zmq "github.com/pebbe/zmq4"
 
@@ -111,4 +112,92 @@ func failureName(ev zmq.Event) string {
 	default:
 		return "no detail"
 	}
+}
+
+// Rehandshake keeps a connecting CURVE socket trying. libzmq gives up on
+// an endpoint for good after a failed handshake (a refused key is a
+// protocol error: the session terminates, it never reconnects), so a node
+// that lists our key later would never be reached. Rehandshake reconnects
+// the endpoint itself after a failed handshake, backing off from Min to
+// Max, until a handshake succeeds. Owned by the socket's loop.
+type Rehandshake struct {
+	Endpoint string
+	Min, Max time.Duration
+
+	refused bool
+	wait    time.Duration
+	at      time.Time // when to reconnect; zero when not waiting
+}
+
+// Failed records a failed handshake and schedules the reconnect.
+func (r *Rehandshake) Failed(now time.Time) {
+	r.refused = true
+	switch {
+	case r.wait <= 0:
+		r.wait = max(r.Min, 10*time.Millisecond)
+	default:
+		r.wait = min(2*r.wait, max(r.Max, r.Min))
+	}
+	r.at = now.Add(r.wait)
+}
+
+// Succeeded records a completed handshake.
+func (r *Rehandshake) Succeeded() { r.refused, r.wait, r.at = false, 0, time.Time{} }
+
+// Refused reports whether the last handshake failed (and none succeeded
+// since).
+func (r *Rehandshake) Refused() bool { return r.refused }
+
+// Deadline is when Reconnect is due (zero: not waiting).
+func (r *Rehandshake) Deadline() time.Time { return r.at }
+
+// Reconnect disconnects and connects z to the endpoint again if it is due.
+func (r *Rehandshake) Reconnect(z *zmq.Socket, now time.Time) error {
+	if r.at.IsZero() || now.Before(r.at) {
+		return nil
+	}
+	r.at = time.Time{}
+	_ = z.Disconnect(r.Endpoint) // the session may be gone already
+	if err := z.Connect(r.Endpoint); err != nil {
+		return fmt.Errorf("reconnect %s: %w", r.Endpoint, err)
+	}
+	return nil
+}
+
+// clientWatch is what a connecting socket without liveness of its own (a
+// PUSH, an XPUB) needs when it is a CURVE client: a monitor of its
+// handshakes that drives a Rehandshake. Without CURVE it does nothing.
+type clientWatch struct {
+	mon int // the monitor's index in the loop, -1 if none
+	rh  Rehandshake
+}
+
+// watchClient arms the monitor of z (before Connect) if opts make it a
+// CURVE client.
+func watchClient[C any](l *poller.Loop[C], z *zmq.Socket, opts Options, endpoint string) (clientWatch, error) {
+	w := clientWatch{mon: -1, rh: Rehandshake{Endpoint: endpoint, Min: opts.ReconnectInterval, Max: opts.ReconnectIntervalMax}}
+	if opts.Curve == nil || opts.Curve.Server() {
+		return w, nil
+	}
+	var err error
+	w.mon, err = ArmMonitor(l, z, zmq.EVENT_HANDSHAKE_SUCCEEDED|HandshakeFailedEvents)
+	return w, err
+}
+
+// event handles a message of socket sock if it is the monitor, and says
+// whether it was.
+func (w *clientWatch) event(sock int, frames [][]byte, now time.Time, failed *atomic.Uint64) bool {
+	if w.mon < 0 || sock != w.mon {
+		return false
+	}
+	if ev, _, _, ok := ParseEvent(frames); ok {
+		switch {
+		case ev == zmq.EVENT_HANDSHAKE_SUCCEEDED:
+			w.rh.Succeeded()
+		case ev&HandshakeFailedEvents != 0:
+			failed.Add(1)
+			w.rh.Failed(now)
+		}
+	}
+	return true
 }

@@ -35,6 +35,8 @@ type PublisherCounters struct {
 	Sent          atomic.Uint64 // fanouts handed to libzmq
 	Parked        atomic.Uint64 // fanouts that waited for the node's subscription
 	NotSubscribed atomic.Uint64 // fanouts failed because the node never subscribed
+	// HandshakeFailed counts failed CURVE handshakes with the node.
+	HandshakeFailed atomic.Uint64
 }
 
 // Publisher is the client end of the FANOUT pipeline towards one node: an
@@ -52,6 +54,7 @@ type Publisher struct {
 
 	subs   map[string]bool       // topic frame -> subscribed; loop goroutine only
 	parked map[string][]*Publish // topic frame -> fanouts waiting for it, in order
+	watch  clientWatch           // CURVE: a refused handshake is tried again
 }
 
 // Setup creates the XPUB and connects it.
@@ -70,12 +73,18 @@ func (p *Publisher) Setup(l *poller.Loop[PubCmd]) error {
 	if err := z.SetXpubNodrop(true); err != nil {
 		return err
 	}
+	if p.watch, err = watchClient(l, z, p.Options, p.Endpoint); err != nil {
+		return err
+	}
 	return z.Connect(p.Endpoint)
 }
 
 // HandleMessage receives the node's subscriptions: 1 then the topic frame
 // to subscribe, 0 then the topic frame to unsubscribe.
-func (p *Publisher) HandleMessage(l *poller.Loop[PubCmd], _ int, frames [][]byte) {
+func (p *Publisher) HandleMessage(l *poller.Loop[PubCmd], sock int, frames [][]byte) {
+	if p.watch.event(sock, frames, time.Now(), &p.Counters.HandshakeFailed) {
+		return
+	}
 	if len(frames) != 1 || len(frames[0]) == 0 {
 		return
 	}
@@ -116,9 +125,10 @@ func (p *Publisher) send(l *poller.Loop[PubCmd], c *Publish) {
 	c.Done <- nil
 }
 
-// Deadline is the earliest deadline of a parked fanout.
+// Deadline is the earliest deadline of a parked fanout, or of a refused
+// connection's next try.
 func (p *Publisher) Deadline() time.Time {
-	var d time.Time
+	d := p.watch.rh.Deadline()
 	for _, q := range p.parked {
 		for _, c := range q {
 			if d.IsZero() || c.Deadline.Before(d) {
@@ -129,8 +139,12 @@ func (p *Publisher) Deadline() time.Time {
 	return d
 }
 
-// HandleTimer fails the parked fanouts whose deadline has passed.
-func (p *Publisher) HandleTimer(_ *poller.Loop[PubCmd], now time.Time) {
+// HandleTimer fails the parked fanouts whose deadline has passed, and tries
+// a refused connection again when it is due.
+func (p *Publisher) HandleTimer(l *poller.Loop[PubCmd], now time.Time) {
+	if err := p.watch.rh.Reconnect(l.Socket(0), now); err != nil {
+		p.Counters.HandshakeFailed.Add(1)
+	}
 	for topic, q := range p.parked {
 		keep := q[:0]
 		for _, c := range q {

@@ -27,8 +27,10 @@ func (*Push) isPushCmd() {}
 
 // PusherCounters are shared by every incarnation of one pusher.
 type PusherCounters struct {
-	Sent   atomic.Uint64 // messages handed to libzmq
-	Failed atomic.Uint64 // messages libzmq refused for good, or left queued at shutdown (dropped)
+	// HandshakeFailed counts failed CURVE handshakes with the node.
+	HandshakeFailed atomic.Uint64
+	Sent            atomic.Uint64 // messages handed to libzmq
+	Failed          atomic.Uint64 // messages libzmq refused for good, or left queued at shutdown (dropped)
 }
 
 // Pusher is the client end of the direct-cast pipeline towards one node: a
@@ -40,6 +42,8 @@ type Pusher struct {
 	Endpoint string
 	Options  Options
 	Counters *PusherCounters
+
+	watch clientWatch // CURVE: a refused handshake is tried again
 }
 
 // Setup creates the PUSH and connects it.
@@ -54,15 +58,27 @@ func (p *Pusher) Setup(l *poller.Loop[PushCmd]) error {
 	if err := z.SetImmediate(true); err != nil {
 		return err
 	}
+	if p.watch, err = watchClient(l, z, p.Options, p.Endpoint); err != nil {
+		return err
+	}
 	return z.Connect(p.Endpoint)
 }
 
-// HandleMessage is never called: a PUSH receives nothing.
-func (p *Pusher) HandleMessage(*poller.Loop[PushCmd], int, [][]byte) {}
+// HandleMessage handles the CURVE monitor's events (a PUSH receives
+// nothing).
+func (p *Pusher) HandleMessage(_ *poller.Loop[PushCmd], sock int, frames [][]byte) {
+	p.watch.event(sock, frames, time.Now(), &p.Counters.HandshakeFailed)
+}
 
 // HandleCommand sends a message.
 func (p *Pusher) HandleCommand(l *poller.Loop[PushCmd], c PushCmd) {
 	if c, ok := c.(*Push); ok {
+		if p.watch.rh.Refused() {
+			// The node refused our key: dropped and counted, not left to
+			// fill the backlog and block the casters.
+			p.Counters.Failed.Add(1)
+			return
+		}
 		if err := l.Send(0, c.Body); err != nil {
 			p.Counters.Failed.Add(1)
 			return
@@ -71,11 +87,15 @@ func (p *Pusher) HandleCommand(l *poller.Loop[PushCmd], c PushCmd) {
 	}
 }
 
-// Deadline: no timers.
-func (p *Pusher) Deadline() time.Time { return time.Time{} }
+// Deadline is when a refused connection is tried again.
+func (p *Pusher) Deadline() time.Time { return p.watch.rh.Deadline() }
 
-// HandleTimer is never called.
-func (p *Pusher) HandleTimer(*poller.Loop[PushCmd], time.Time) {}
+// HandleTimer tries a refused connection again.
+func (p *Pusher) HandleTimer(l *poller.Loop[PushCmd], now time.Time) {
+	if err := p.watch.rh.Reconnect(l.Socket(0), now); err != nil {
+		p.Counters.HandshakeFailed.Add(1)
+	}
+}
 
 // Shutdown counts the messages that never went out: still queued as
 // commands, or waiting in the send backlog for a connection.

@@ -12,7 +12,8 @@
 // socket exists.
 //
 // The handler is a ROUTER owned by one socket actor's loop, like every other
-// socket. A request is answered on the spot from an immutable set of keys;
+// socket. A request is answered on the spot from an immutable set of keys
+// (SetAllowed swaps in a new set);
 // nothing in it blocks, and a request that does not parse is refused
 // ("400") and counted, never fatal. Only a libzmq error on its inproc
 // socket could make the loop fail and restart; libzmq would accept any key
@@ -71,9 +72,20 @@ type Counters struct {
 // Handler is a running ZAP handler.
 type Handler struct {
 	counters Counters
+	allowed  atomic.Pointer[map[Key]struct{}] // replaced whole by SetAllowed
 	root     *actor.RootContext
 	parent   *actor.PID
 	handle   *socket.Handle[struct{}]
+}
+
+// SetAllowed replaces the accepted client keys; handshakes from now on are
+// decided by the new set (connections already made stay).
+func (h *Handler) SetAllowed(keys []Key) {
+	m := make(map[Key]struct{}, len(keys))
+	for _, k := range keys {
+		m[k] = struct{}{}
+	}
+	h.allowed.Store(&m)
 }
 
 // Start binds the ZAP endpoint in cfg.ZMQ and serves it from a socket actor
@@ -86,11 +98,8 @@ func Start(ctx context.Context, root *actor.RootContext, name string, cfg Config
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	allowed := make(map[Key]struct{}, len(cfg.Allowed))
-	for _, k := range cfg.Allowed {
-		allowed[k] = struct{}{}
-	}
 	h := &Handler{root: root}
+	h.SetAllowed(cfg.Allowed)
 	loop := cfg.Loop
 	loop.Name = name
 	var err error
@@ -98,7 +107,7 @@ func Start(ctx context.Context, root *actor.RootContext, name string, cfg Config
 		Name: "zap",
 		ZMQ:  cfg.ZMQ,
 		NewHandler: func() poller.Handler[struct{}] {
-			return &handler{h: h, allowed: allowed, domain: cfg.Domain, log: cfg.Logger}
+			return &handler{h: h, domain: cfg.Domain, log: cfg.Logger}
 		},
 		Loop:   loop,
 		Logger: cfg.Logger,
@@ -121,10 +130,9 @@ func (h *Handler) Stop() error { return h.root.StopFuture(h.parent).Wait() }
 
 // handler is the loop's handler.
 type handler struct {
-	h       *Handler
-	allowed map[Key]struct{}
-	domain  string
-	log     *slog.Logger
+	h      *Handler
+	domain string
+	log    *slog.Logger
 }
 
 func (z *handler) Setup(l *poller.Loop[struct{}]) error {
@@ -180,7 +188,7 @@ func (z *handler) HandleMessage(l *poller.Loop[struct{}], _ int, frames [][]byte
 	default:
 		var k Key
 		copy(k[:], req[6])
-		if _, ok := z.allowed[k]; ok {
+		if _, ok := (*z.h.allowed.Load())[k]; ok {
 			status, text = statusOK, "OK"
 		} else {
 			text = "unknown key"

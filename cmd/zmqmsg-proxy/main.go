@@ -14,6 +14,9 @@
 // (--ipc-dir is ZMQMSG_IPC_DIR); a flag on the command line wins. Run with
 // --help for the list.
 //
+// On SIGHUP it reads its --curve-allow file again and allows exactly those
+// client keys from then on (connections already made stay).
+//
 // On SIGTERM or SIGINT it drains (new requests are refused with an error,
 // those in flight are answered, bounded by --drain-timeout) and exits 0. It
 // exits 1 when it cannot start (a taken port, an unusable directory,
@@ -48,8 +51,22 @@ func main() {
 		<-ctx.Done()
 		stop()
 	}()
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	go func() {
+		for range hup {
+			select {
+			case reload <- struct{}{}:
+			default: // a reload is pending already
+			}
+		}
+	}()
 	os.Exit(run(ctx, os.Args[1:], os.LookupEnv, os.Stdout, os.Stderr, nil))
 }
+
+// reload asks a running daemon to read its --curve-allow file again
+// (SIGHUP in main; tests send on it directly).
+var reload = make(chan struct{}, 1)
 
 const usageHeader = `zmqmsg-proxy: the node proxy daemon of zmqmsg.
 
@@ -144,6 +161,8 @@ func run(ctx context.Context, args []string, lookup func(string) (string, bool),
 		select {
 		case <-tick:
 			logStats(log, "counters", p.Stats())
+		case <-reload:
+			reloadAllowed(log, p, o.curveAllow)
 		case <-ctx.Done():
 			done = true
 		}
@@ -162,6 +181,24 @@ func run(ctx context.Context, args []string, lookup func(string) (string, bool),
 	}
 	logStats(log, "stopped", st)
 	return 0
+}
+
+// reloadAllowed reads the allow file again and hands its keys to the
+// daemon; a bad file changes nothing.
+func reloadAllowed(log *slog.Logger, p *zmqmsg.Proxy, file string) {
+	if file == "" {
+		log.Warn("reload: no --curve-allow file to read")
+		return
+	}
+	keys, err := zmqmsg.ReadAllowedClients(file)
+	if err == nil {
+		err = p.SetAllowedClients(keys)
+	}
+	if err != nil {
+		log.Error("reload of the allowed client keys failed; the previous ones stay", "file", file, "err", err)
+		return
+	}
+	log.Info("allowed client keys reloaded", "file", file, "keys", len(keys))
 }
 
 func logStats(log *slog.Logger, msg string, st zmqmsg.ProxyStats) {

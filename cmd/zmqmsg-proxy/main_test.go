@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"errors"
 	"net"
 	"os"
 	"path/filepath"
@@ -201,7 +202,40 @@ func TestDaemonCurve(t *testing.T) {
 	if err := svc.Client(zmqmsg.Target{Topic: "echo"}).Call(ctx, "echo", []byte("hi"), &got); err != nil || string(got) != "hi" {
 		t.Fatalf("secured call through the daemon: %q, %v", got, err)
 	}
-	if strings.Contains(stderr.String(), sec.SecretKey) {
+	// Another node's key is refused until the allow file lists it and the
+	// daemon is told to reload (SIGHUP in main).
+	otherPub, otherSec, err := zmqmsg.NewKeyPair()
+	if err != nil {
+		t.Fatal(err)
+	}
+	other, err := zmqmsg.New(zmqmsg.Config{Directory: mdir, Ports: zmqmsg.Ports{Call: zmqmsg.AnyPort},
+		Security: &zmqmsg.Security{PublicKey: otherPub, SecretKey: otherSec}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.Close()
+	callOther := func() error {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		return other.Client(zmqmsg.Target{Topic: "echo"}).Call(ctx, "echo", []byte("hi"), nil)
+	}
+	if err := callOther(); !errors.Is(err, zmqmsg.ErrUnauthorized) {
+		t.Fatalf("an unlisted key: %v, want ErrUnauthorized", err)
+	}
+	if err := os.WriteFile(allow, []byte(svcPub+"\n"+otherPub+"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	reload <- struct{}{}
+	deadline := time.Now().Add(15 * time.Second)
+	for callOther() != nil {
+		if time.Now().After(deadline) {
+			t.Fatalf("the key listed by the reload was still refused; logs:\n%s", stderr.String())
+		}
+	}
+	if !strings.Contains(stderr.String(), "allowed client keys reloaded") {
+		t.Fatalf("the reload was not logged:\n%s", stderr.String())
+	}
+	if strings.Contains(stderr.String(), sec.SecretKey) || strings.Contains(stderr.String(), otherSec) {
 		t.Fatal("the daemon logged a secret key")
 	}
 	// A key file others can read is refused.
