@@ -71,13 +71,20 @@ func StartSupervised[C any](ctx context.Context, root *actor.RootContext, name s
 	if err != nil {
 		return nil, nil, err
 	}
+	// The child's handle comes back over a channel: after a ctx timeout
+	// the spawn may still finish in the parent's mailbox, and must not
+	// write to anything this function returns.
+	got := make(chan *Handle[C], 1)
 	err = SpawnUnder(ctx, root, parent, func(pc actor.SpawnerContext) error {
-		h, err = Spawn(pc, spec)
+		hd, err := Spawn(pc, spec)
+		if err == nil {
+			got <- hd
+		}
 		return err
 	})
 	if err != nil {
 		_ = root.StopFuture(parent).Wait()
 		return nil, nil, err
 	}
-	return parent, h, nil
+	return parent, <-got, nil
 }

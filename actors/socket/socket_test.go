@@ -392,3 +392,33 @@ func TestDecider(t *testing.T) {
 		})
 	}
 }
+
+// StartSupervised whose ctx ends while the socket is starting either
+// returns the ctx's error with nothing left running, or the started pair:
+// never nil, nil, nil, and never a race with the late spawn (-race).
+func TestStartSupervisedTimeout(t *testing.T) {
+	zctx := testutil.ZMQ(t)
+	sys := testutil.ActorSystem(t)
+	for i := 0; i < 20; i++ {
+		ctx, cancel := context.WithCancel(context.Background())
+		spec := socket.Spec[*probeCmd]{
+			Name: "slow", ZMQ: zctx,
+			NewHandler: func() poller.Handler[*probeCmd] {
+				cancel() // the caller gives up while the socket starts
+				return &probe{shutdowns: make(chan error, 1)}
+			},
+		}
+		parent, h, err := socket.StartSupervised(ctx, sys.Root, fmt.Sprintf("slow-%d", i), spec)
+		switch {
+		case err != nil && !errors.Is(err, context.Canceled):
+			t.Fatalf("run %d: %v, want context.Canceled", i, err)
+		case err == nil && (parent == nil || h == nil):
+			t.Fatalf("run %d: nil parent or handle without an error", i)
+		case err == nil:
+			if err := sys.Root.StopFuture(parent).Wait(); err != nil {
+				t.Fatal(err)
+			}
+		}
+		cancel()
+	}
+}
