@@ -225,3 +225,40 @@ func TestIdleSocketsToDepartedNodesAreClosed(t *testing.T) {
 		t.Fatalf("stats %+v: want the live node's socket kept", st)
 	}
 }
+
+// A plaintext node whose connections drop during the greeting is a node
+// down, not a refused key: libzmq reports such a drop as a failed
+// handshake too.
+func TestGreetingDropIsNodeDown(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			c.Close() // before any greeting
+		}
+	}()
+	defer func() {
+		ln.Close()
+		wg.Wait()
+	}()
+	dir := newDir(t)
+	ctx := testCtx(t, 20*time.Second)
+	node := directory.Node{Host: "127.0.0.1", CallPort: ln.Addr().(*net.TCPAddr).Port}
+	if err := dir.Register(ctx, directory.Registration{Key: directory.Key{Topic: "flaky"}, Server: "f", Node: node}, time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	client := newNode(t, dir)
+	err = client.Client(Target{Topic: "flaky"}).Call(ctx, "who", 1, nil)
+	if errors.Is(err, ErrUnauthorized) || !errors.Is(err, ErrNodeDown) {
+		t.Fatalf("call to a node that drops its connections: %v, want ErrNodeDown", err)
+	}
+}

@@ -162,7 +162,10 @@ func (d *Dealer) handleEvent(frames [][]byte, now time.Time) {
 		if n := d.Table.FailTagged(d.Tag, d.NodeDown("connection to "+d.Endpoint+" lost")); n > 0 {
 			d.Counters.FailedByDown.Add(uint64(n))
 		}
-	case ev&HandshakeFailedEvents != 0:
+	case d.Options.Curve != nil && (ev == zmq.EVENT_HANDSHAKE_FAILED_AUTH || ev == zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL):
+		// Only a CURVE refusal or mismatch is a refusal: libzmq also reports
+		// NO_DETAIL for a connection that drops during the greeting, which
+		// the DISCONNECTED that follows treats as a node down.
 		// The node refused our key (or we speak different mechanisms):
 		// nothing sent on this connection can be answered, and libzmq will
 		// only retry the same handshake. Fail what waits, with the reason.

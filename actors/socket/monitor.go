@@ -194,7 +194,7 @@ func (w *clientWatch) event(sock int, frames [][]byte, now time.Time, failed *at
 		switch {
 		case ev == zmq.EVENT_HANDSHAKE_SUCCEEDED:
 			w.rh.Succeeded()
-		case ev&HandshakeFailedEvents != 0:
+		case ev == zmq.EVENT_HANDSHAKE_FAILED_AUTH || ev == zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL:
 			failed.Add(1)
 			w.rh.Failed(now)
 		}
