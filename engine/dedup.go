@@ -52,9 +52,19 @@ func (d *dedup) see(id envelope.ID, now time.Time) castState {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if len(d.cur) > 0 && (2*len(d.cur) >= d.max || now.Sub(d.since) >= d.ttl/2) {
+		dropped := d.prev
 		d.prev, d.cur = d.cur, make(map[envelope.ID]bool, len(d.cur))
+		// A cast still running is never forgotten: its resends keep coming
+		// until it finishes, and one taken for new would run it twice.
+		// Running ids are few (at most the server's queue and workers).
+		d.carryRunning(dropped)
 		if now.Sub(d.since) >= d.ttl {
-			d.prev = nil // all of it is older than ttl/2, some older than ttl
+			// All of it is older than ttl/2, some older than ttl.
+			d.carryRunning(d.prev)
+			d.prev = nil
+		}
+		if len(d.cur) > 0 {
+			d.since = now
 		}
 	}
 	done, ok := d.cur[id]
@@ -72,6 +82,16 @@ func (d *dedup) see(id envelope.ID, now time.Time) castState {
 	}
 	d.cur[id] = false
 	return castNew
+}
+
+// carryRunning copies the running ids of a generation being dropped into
+// the current one.
+func (d *dedup) carryRunning(m map[envelope.ID]bool) {
+	for id, done := range m {
+		if !done {
+			d.cur[id] = false
+		}
+	}
 }
 
 // finish marks id's handler as run (if id is still remembered).

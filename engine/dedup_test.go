@@ -20,6 +20,7 @@ func TestDedupWindow(t *testing.T) {
 		if !d.firstTime(ids[i], t0) {
 			t.Fatalf("id %d not new", i)
 		}
+		d.finish(ids[i]) // ran (running ids are never forgotten)
 	}
 	// The last max/2 = 4 ids at least are remembered, at most max = 8.
 	remembered := 0
@@ -45,15 +46,43 @@ func TestDedupWindow(t *testing.T) {
 	// By age: remembered for ttl/2 at least, dropped after ttl.
 	d2 := newDedup(1000, time.Minute)
 	d2.firstTime(ids[0], t0)
+	d2.finish(ids[0])
 	if d2.firstTime(ids[0], t0.Add(29*time.Second)) {
 		t.Fatal("dropped before ttl/2")
 	}
 	d2.firstTime(ids[1], t0.Add(31*time.Second)) // rotates
+	d2.finish(ids[1])
 	if d2.firstTime(ids[0], t0.Add(50*time.Second)) {
 		t.Fatal("dropped before ttl")
 	}
 	d2.firstTime(ids[2], t0.Add(2*time.Minute)) // rotates, 1:29 > ttl after since → drops all
 	if !d2.firstTime(ids[0], t0.Add(2*time.Minute)) || !d2.firstTime(ids[1], t0.Add(2*time.Minute)) {
 		t.Fatal("kept past ttl")
+	}
+}
+
+// A cast still running is remembered however many ids come after it, and
+// however old it gets: its resends keep coming until it finishes.
+func TestDedupKeepsRunning(t *testing.T) {
+	d := newDedup(8, time.Minute)
+	t0 := time.Now()
+	running := envelope.NewID()
+	if d.see(running, t0) != castNew {
+		t.Fatal("first sight not new")
+	}
+	for i := 0; i < 40; i++ {
+		id := envelope.NewID()
+		d.see(id, t0)
+		d.finish(id)
+	}
+	if got := d.see(running, t0); got != castRunning {
+		t.Fatalf("after 40 more ids: %v, want running", got)
+	}
+	if got := d.see(running, t0.Add(10*time.Minute)); got != castRunning {
+		t.Fatalf("after 10 minutes: %v, want running", got)
+	}
+	d.finish(running)
+	if got := d.see(running, t0.Add(10*time.Minute)); got != castDone {
+		t.Fatalf("after it finished: %v, want done", got)
 	}
 }
