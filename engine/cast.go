@@ -155,61 +155,43 @@ func (e *Engine) castOnce(ctx context.Context, d *socket.Handle[socket.DealerCmd
 	}
 	timer := time.NewTimer(timeout)
 	defer timer.Stop()
-	select {
-	case res := <-ch:
-		if res.Err != nil {
-			return false, e.ctxError(ctx, res.Err)
+	inProgress := false
+	for {
+		select {
+		case res := <-ch:
+			if res.Err != nil {
+				return false, e.ctxError(ctx, res.Err)
+			}
+			switch res.Msg.Code {
+			case envelope.CodeOK:
+				return true, nil
+			case envelope.CodeInProgress:
+				// The server has it and runs it; the final ACK comes on the
+				// same registration. Wait out this attempt's time for it.
+				inProgress = true
+				continue
+			case envelope.CodeNoServers, envelope.CodeShuttingDown:
+				return false, fmt.Errorf("%w: %s", ErrNoServers, res.Msg.ErrMsg)
+			case envelope.CodeOverloaded:
+				return false, fmt.Errorf("%w: %s", ErrOverloaded, res.Msg.ErrMsg)
+			}
+			return false, fmt.Errorf("zmqmsg: cast refused: %s: %s", res.Msg.Code, res.Msg.ErrMsg)
+		case <-timer.C:
+			e.table.Forget(m.ID) // an ACK after this is counted as late
+			if inProgress {
+				return false, errInProgress
+			}
+			return false, nil
+		case <-ctx.Done():
+			e.table.Forget(m.ID)
+			return false, ctx.Err()
 		}
-		switch res.Msg.Code {
-		case envelope.CodeOK:
-			return true, nil
-		case envelope.CodeInProgress:
-			// Wait out the rest of this attempt's time for the final ACK
-			// (it has the same id) before asking again.
-			return e.awaitAck(ctx, m, nodeID, timer)
-		case envelope.CodeNoServers, envelope.CodeShuttingDown:
-			return false, fmt.Errorf("%w: %s", ErrNoServers, res.Msg.ErrMsg)
-		case envelope.CodeOverloaded:
-			return false, fmt.Errorf("%w: %s", ErrOverloaded, res.Msg.ErrMsg)
-		}
-		return false, fmt.Errorf("zmqmsg: cast refused: %s: %s", res.Msg.Code, res.Msg.ErrMsg)
-	case <-timer.C:
-		e.table.Forget(m.ID) // an ACK after this is counted as late
-		return false, nil
-	case <-ctx.Done():
-		e.table.Forget(m.ID)
-		return false, ctx.Err()
 	}
 }
 
 // errInProgress: the server answered a resent cast with IN_PROGRESS and its
 // final ACK did not come within the attempt's time.
 var errInProgress = errors.New("zmqmsg: cast in progress")
-
-// awaitAck waits, until timer fires, for the final ACK of a cast whose
-// server answered IN_PROGRESS.
-func (e *Engine) awaitAck(ctx context.Context, m *envelope.Message, nodeID string, timer *time.Timer) (bool, error) {
-	ch, err := e.table.Register(m.ID, nodeID)
-	if err != nil {
-		return false, e.ctxError(ctx, err)
-	}
-	select {
-	case res := <-ch:
-		if res.Err != nil {
-			return false, e.ctxError(ctx, res.Err)
-		}
-		if res.Msg.Code == envelope.CodeOK {
-			return true, nil
-		}
-		return false, errInProgress
-	case <-timer.C:
-		e.table.Forget(m.ID)
-		return false, errInProgress
-	case <-ctx.Done():
-		e.table.Forget(m.ID)
-		return false, ctx.Err()
-	}
-}
 
 // window returns the semaphore of un-acknowledged casts to one node.
 func (e *Engine) window(nodeID string) chan struct{} {

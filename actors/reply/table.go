@@ -94,7 +94,8 @@ func (t *Table) shard(id envelope.ID) *shard { return &t.shards[id[15]%shards] }
 // on which its result will arrive (exactly once, unless the caller gives up
 // with Forget first). It fails with ErrClosed after Close.
 func (t *Table) Register(id envelope.ID, tag string) (<-chan Result, error) {
-	ch := make(chan Result, 1)
+	// Room for one interim answer (see Deliver) and the final one.
+	ch := make(chan Result, 2)
 	s := t.shard(id)
 	s.mu.Lock()
 	// Checked under the shard lock: Close sweeps each shard under the same
@@ -113,17 +114,28 @@ func (t *Table) Register(id envelope.ID, tag string) (<-chan Result, error) {
 	return ch, nil
 }
 
-// Deliver hands a reply to the call waiting for m.ID. It reports whether a
-// call was waiting; if not, the reply is counted (late or unmatched) and the
+// Deliver hands a reply to the call waiting for m.ID. An ACK with code
+// IN_PROGRESS is an interim answer: it is handed over too, and the call
+// stays registered for its final answer. Deliver reports whether a call was
+// waiting; if not, the reply is counted (late or unmatched) and the
 // caller should drop it.
 func (t *Table) Deliver(m envelope.Message) bool {
 	s := t.shard(m.ID)
 	s.mu.Lock()
 	e, ok := s.pending[m.ID]
+	if ok && m.Kind == envelope.KindAck && m.Code == envelope.CodeInProgress {
+		// An interim answer: the call keeps waiting for the final one, on
+		// the same entry. At most one waits in the channel unread.
+		if len(e.ch) == 0 {
+			e.ch <- Result{Msg: m}
+		}
+		s.mu.Unlock()
+		return true
+	}
 	if ok {
 		delete(s.pending, m.ID)
 		s.mu.Unlock()
-		e.ch <- Result{Msg: m} // capacity 1, and only one sender: never blocks
+		e.ch <- Result{Msg: m} // room for it whatever the interim answers: never blocks
 		t.delivered.Add(1)
 		return true
 	}

@@ -392,3 +392,35 @@ func BenchmarkTableRegisterDeliver(b *testing.B) {
 		}
 	})
 }
+
+// An IN_PROGRESS ACK is an interim answer: handed over (at most one unread),
+// while the call stays registered for its final answer, which never blocks.
+func TestInterimAnswer(t *testing.T) {
+	tb := NewTable()
+	id := envelope.NewID()
+	ch, err := tb.Register(id, "node")
+	if err != nil {
+		t.Fatal(err)
+	}
+	interim := envelope.Message{Kind: envelope.KindAck, ID: id, Code: envelope.CodeInProgress}
+	for i := 0; i < 3; i++ {
+		if !tb.Deliver(interim) {
+			t.Fatalf("interim answer %d: no call waiting", i)
+		}
+	}
+	if !tb.Deliver(envelope.Message{Kind: envelope.KindAck, ID: id, Code: envelope.CodeOK}) {
+		t.Fatal("final answer: no call waiting")
+	}
+	if r := <-ch; r.Msg.Code != envelope.CodeInProgress {
+		t.Fatalf("first result %v, want the interim answer", r.Msg.Code)
+	}
+	if r := <-ch; r.Msg.Code != envelope.CodeOK {
+		t.Fatalf("second result %v, want the final answer", r.Msg.Code)
+	}
+	if tb.Deliver(envelope.Message{Kind: envelope.KindAck, ID: id, Code: envelope.CodeOK}) {
+		t.Fatal("the call stayed registered after its final answer")
+	}
+	if st := tb.Stats(); st.Pending != 0 {
+		t.Fatalf("%d pending", st.Pending)
+	}
+}
