@@ -11,6 +11,7 @@ import (
 
 	"github.com/zmqmsg/zmqmsg/internal/testutil"
 
+	"github.com/zmqmsg/zmqmsg/directory"
 	"github.com/zmqmsg/zmqmsg/envelope"
 )
 
@@ -411,5 +412,57 @@ func TestCastAckedAfterHandlerRan(t *testing.T) {
 	}
 	if st := clientNode.Stats(); st.CastsNotAcked != 0 || st.CastsResent != 0 {
 		t.Fatalf("client stats %+v: the slow cast was given up or sent elsewhere", st)
+	}
+}
+
+// slowCastServer serves topic with a "work" cast handler that blocks until
+// release is closed; started is closed when the first one runs.
+func slowCastServer(t *testing.T, tr *Transport, topic string) (srv *Server, runs *atomic.Int64, started, release chan struct{}) {
+	t.Helper()
+	runs = new(atomic.Int64)
+	started, release = make(chan struct{}), make(chan struct{})
+	srv = serve(t, tr, Target{Topic: topic}, Endpoints{"work": func(ctx context.Context, a Args) (any, error) {
+		if runs.Add(1) == 1 {
+			close(started)
+		}
+		<-release
+		return nil, nil
+	}})
+	return srv, runs, started, release
+}
+
+// A server stopped while a cast runs keeps answering that cast's resends
+// (IN_PROGRESS) until it finishes: the caster gets its ACK, not
+// ErrNoServers, and the cast runs once.
+func TestCastDuringServerStop(t *testing.T) {
+	dir := newDir(t)
+	serverNode := newNode(t, dir)
+	srv, runs, started, release := slowCastServer(t, serverNode, "slow")
+	clientNode := newNode(t, dir, func(c *Config) {
+		c.Acks = AckPolicy{Timeout: 20 * time.Millisecond, Multiplier: 1, Retries: 2}
+	})
+	cast := make(chan error, 1)
+	go func() { cast <- clientNode.Client(Target{Topic: "slow"}).Cast(testCtx(t, 20*time.Second), "work", 1) }()
+	<-started
+	stopped := make(chan error, 1)
+	go func() { stopped <- srv.Stop(context.Background()) }()
+	ctx := testCtx(t, 10*time.Second)
+	testutil.WaitFor(t, 5*time.Second, "the server to leave the directory", func() bool {
+		entries, err := dir.Lookup(ctx, directory.Key{Topic: "slow"})
+		return err == nil && len(entries) == 0
+	})
+	before := serverNode.Stats().DuplicateCasts
+	testutil.WaitFor(t, 5*time.Second, "resends answered while the server stops", func() bool {
+		return serverNode.Stats().DuplicateCasts >= before+3
+	})
+	close(release)
+	if err := <-cast; err != nil {
+		t.Fatalf("cast to a server stopped while running it: %v, want its ACK", err)
+	}
+	if err := <-stopped; err != nil {
+		t.Fatal(err)
+	}
+	if n := runs.Load(); n != 1 {
+		t.Fatalf("ran %d times, want 1", n)
 	}
 }

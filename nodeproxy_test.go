@@ -386,3 +386,40 @@ func TestProxyDaemonDropsVanishedMember(t *testing.T) {
 		t.Fatalf("stats %+v: want the ghost lost", st)
 	}
 }
+
+// A daemon's Drain waits for a cast that its member is still running, and
+// relays that cast's resends to the member meanwhile: the caster gets its
+// ACK, not "draining", and the cast runs once.
+func TestProxyDaemonDrainWaitsForRunningCast(t *testing.T) {
+	dir := newDir(t)
+	ipc := filepath.Join(t.TempDir(), "zmqmsg")
+	px := startProxy(t, ipc)
+	m := member(t, dir, ipc)
+	_, runs, started, release := slowCastServer(t, m, "slow")
+	client := newNode(t, dir, func(c *Config) {
+		c.Acks = AckPolicy{Timeout: 20 * time.Millisecond, Multiplier: 1, Retries: 2}
+	})
+	cast := make(chan error, 1)
+	go func() { cast <- client.Client(Target{Topic: "slow"}).Cast(testCtx(t, 20*time.Second), "work", 1) }()
+	<-started
+	drained := make(chan error, 1)
+	go func() { drained <- px.Drain(testCtx(t, 20*time.Second)) }()
+	testutil.WaitFor(t, 5*time.Second, "the daemon to drain", func() bool { return px.Stats().Draining })
+	before := m.Stats().DuplicateCasts
+	testutil.WaitFor(t, 5*time.Second, "resends relayed while draining", func() bool { return m.Stats().DuplicateCasts >= before+3 })
+	select {
+	case err := <-drained:
+		t.Fatalf("Drain returned (%v) while a relayed cast was still running", err)
+	default:
+	}
+	close(release)
+	if err := <-cast; err != nil {
+		t.Fatalf("cast through a draining daemon: %v, want its ACK", err)
+	}
+	if err := <-drained; err != nil {
+		t.Fatalf("Drain: %v", err)
+	}
+	if n := runs.Load(); n != 1 {
+		t.Fatalf("ran %d times, want 1", n)
+	}
+}

@@ -94,6 +94,23 @@ func (d *dedup) carryRunning(m map[envelope.ID]bool) {
 	}
 }
 
+// known returns what is known of id without recording it.
+func (d *dedup) known(id envelope.ID) (castState, bool) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	done, ok := d.cur[id]
+	if !ok {
+		done, ok = d.prev[id]
+	}
+	switch {
+	case !ok:
+		return castNew, false
+	case done:
+		return castDone, true
+	}
+	return castRunning, true
+}
+
 // finish marks id's handler as run (if id is still remembered).
 func (d *dedup) finish(id envelope.ID) {
 	d.mu.Lock()

@@ -114,6 +114,7 @@ func (e *Engine) serve(ctx context.Context, px *proxy.Proxy, key directory.Key, 
 	// registered: whoever finds it in the directory can reach it.
 	if err := px.Subscribe(ctx, key); err != nil {
 		_ = px.Detach(ctx, key, s)
+		px.Forget(key, s)
 		s.cancel()
 		return nil, fmt.Errorf("zmqmsg: serve: fanout subscription: %w", err)
 	}
@@ -153,17 +154,22 @@ func (s *Server) Name() string { return s.name }
 func (s *Server) Offer(r *proxy.Request) proxy.Offer {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
+	cast := proxy.OneWay(r.Msg.Kind)
+	if cast {
+		// Before the stopping check: a stopping server still answers the
+		// resends of the casts it has (running: IN_PROGRESS, run: ACK).
+		if st, known := s.casts.known(r.Msg.ID); known {
+			if st == castRunning {
+				return proxy.InProgress
+			}
+			return proxy.Duplicate
+		}
+	}
 	if s.stopping {
 		return proxy.Stopping
 	}
-	cast := proxy.OneWay(r.Msg.Kind)
-	if cast {
-		switch s.casts.see(r.Msg.ID, time.Now()) {
-		case castRunning:
-			return proxy.InProgress
-		case castDone:
-			return proxy.Duplicate
-		}
+	if cast && s.casts.see(r.Msg.ID, time.Now()) != castNew {
+		return proxy.Duplicate // raced with a resend of the same id
 	}
 	select {
 	case s.queue <- r:
@@ -224,6 +230,8 @@ func (s *Server) shutdown(ctx context.Context, abort bool) {
 			<-done
 			s.err = fmt.Errorf("zmqmsg: server %s stopped before its requests finished: %w", s.name, ctx.Err())
 		}
+		// Drained: requests that name it are no longer routed to it.
+		s.px.Forget(s.key, s)
 		s.cancel()
 		s.e.mu.Lock()
 		delete(s.e.servers, s)
@@ -276,6 +284,11 @@ func (s *Server) HandleInline(r *proxy.Request) ([]byte, proxy.Offer) {
 	s.mu.RLock()
 	stopping := s.stopping
 	s.mu.RUnlock()
+	if proxy.OneWay(r.Msg.Kind) {
+		if _, known := s.casts.known(r.Msg.ID); known {
+			return nil, proxy.Duplicate // inline: it has run (the loop runs it)
+		}
+	}
 	if stopping {
 		return nil, proxy.Stopping
 	}

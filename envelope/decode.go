@@ -251,3 +251,13 @@ func PeekID(frame []byte) (id ID, ok bool) {
 	copy(id[:], frame[6:22])
 	return id, true
 }
+
+// PeekAck returns the code of an ACK without decoding the rest of the
+// frame (the code sits at a fixed offset); ok is false for anything that is
+// not an ACK of this version.
+func PeekAck(frame []byte) (code Code, ok bool) {
+	if len(frame) < 32 || frame[0] != 'Z' || frame[1] != 'M' || frame[2] != Version || Kind(frame[3]) != KindAck {
+		return 0, false
+	}
+	return Code(binary.BigEndian.Uint16(frame[30:32])), true
+}

@@ -757,3 +757,23 @@ func TestPeekID(t *testing.T) {
 		}
 	}
 }
+
+// PeekAck reads an ACK's code without decoding, and refuses anything else.
+func TestPeekAck(t *testing.T) {
+	for _, c := range []Code{CodeOK, CodeInProgress, CodeNoServers} {
+		b, err := Encode(&Message{Kind: KindAck, ID: NewID(), Code: c, ErrMsg: "x", Topic: "some.topic"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got, ok := PeekAck(b); !ok || got != c {
+			t.Fatalf("PeekAck of an ACK with %v: %v, %v", c, got, ok)
+		}
+	}
+	reply, _ := Encode(&Message{Kind: KindReply, ID: NewID(), Code: CodeInProgress})
+	if _, ok := PeekAck(reply); ok {
+		t.Fatal("PeekAck took a REPLY for an ACK")
+	}
+	if _, ok := PeekAck([]byte("ZM")); ok {
+		t.Fatal("PeekAck took a short frame")
+	}
+}

@@ -370,13 +370,25 @@ func (r *broker) fromCaller(l *poller.Loop[BrokerCmd], frames [][]byte) {
 		r.b.counters.WrongKind.Add(1)
 		return
 	}
-	if r.b.draining {
+	if _, resent := r.b.inflight[m.ID]; r.b.draining && !resent {
+		// A resend of a cast still in flight is relayed even while
+		// draining: its member answers IN_PROGRESS or its ACK again.
 		r.b.counters.Refused.Add(1)
 		r.answer(l, routing, &m, envelope.CodeShuttingDown, "node proxy daemon draining")
 		return
 	}
 	key := directory.Key{Exchange: m.Exchange, Topic: m.Topic}
 	out := make([][]byte, 0, len(frames)+1)
+	if f, resent := r.b.inflight[m.ID]; resent && r.members[f.member] != nil {
+		// A resend of a cast its member has not answered yet goes to that
+		// member, even if its server has detached to drain: it answers
+		// IN_PROGRESS, or its ACK again.
+		out = append(append(append(out, []byte(f.member)), routing...), body)
+		if err := l.TrySend(sockBack, out...); err == nil {
+			r.b.counters.Requests.Add(1)
+			return
+		}
+	}
 	for attempt := 0; attempt < maxPicks; attempt++ {
 		e, ok := r.pick(key, m.Server)
 		if !ok {
@@ -460,12 +472,20 @@ func (r *broker) fromMember(l *poller.Loop[BrokerCmd], frames [][]byte) {
 		return
 	}
 	f, known := r.b.inflight[mid]
-	if known {
+	if known && !interim(rest[len(rest)-1]) {
+		// An IN_PROGRESS ACK is not the answer: the cast stays in flight
+		// (a drain waits for its final ACK).
 		delete(r.b.inflight, mid)
 		r.b.nInflight.Store(int64(len(r.b.inflight)))
 	}
 	r.rq.send(l, rest, f.expires)
 	r.checkDrained()
+}
+
+// interim reports whether body is an ACK with code IN_PROGRESS.
+func interim(body []byte) bool {
+	code, ok := envelope.PeekAck(body)
+	return ok && code == envelope.CodeInProgress
 }
 
 // control handles an ATTACH or DETACH from member id.

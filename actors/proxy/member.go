@@ -90,19 +90,21 @@ func (p *Proxy) Attach(ctx context.Context, key directory.Key, srv Server) error
 		// Should both be lost, the daemon drops the server after
 		// MemberTTL anyway, since no heartbeat repeats it.
 		_ = p.Detach(context.WithoutCancel(ctx), key, srv)
+		p.Forget(key, srv)
 		return err
 	}
 	return nil
 }
 
-// Detach stops routing key to srv and, on a member, sends the daemon a
-// DETACH without waiting for its answer: the routes already exclude srv, so
-// a request the daemon still relays is refused here (and re-routed by the
-// caller's retry or answered NO_SERVERS), and a daemon that is gone drops
-// the server after a few missed heartbeats anyway. Submitting is bounded by
-// ctx.
+// Detach stops routing new requests for key to srv (requests that name it
+// still reach it: see Routes.Retire; Forget ends that) and, on a member,
+// sends the daemon a DETACH without waiting for its answer: a request the
+// daemon still relays is refused here by the stopping server (and
+// re-routed by the caller's retry or answered NO_SERVERS), and a daemon
+// that is gone drops the server after a few missed heartbeats anyway.
+// Submitting is bounded by ctx.
 func (p *Proxy) Detach(ctx context.Context, key directory.Key, srv Server) error {
-	p.routes.Remove(key, srv)
+	p.routes.Retire(key, srv)
 	if !p.Member() {
 		return nil
 	}
@@ -112,6 +114,10 @@ func (p *Proxy) Detach(ctx context.Context, key directory.Key, srv Server) error
 		done:    make(chan attachResult, 1),
 	})
 }
+
+// Forget removes srv from key's routes altogether (after Detach, once it
+// has drained).
+func (p *Proxy) Forget(key directory.Key, srv Server) { p.routes.Remove(key, srv) }
 
 // DaemonNode asks the daemon of a member how other nodes reach it: the
 // node a member's servers register in the directory.

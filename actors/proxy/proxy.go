@@ -140,14 +140,24 @@ func (r *Routes) Add(key directory.Key, srv Server) error {
 }
 
 // Remove stops routing key to srv.
-func (r *Routes) Remove(key directory.Key, srv Server) {
+func (r *Routes) Remove(key directory.Key, srv Server) { r.drop(key, srv, true) }
+
+// Retire takes srv out of key's round robin but still routes requests that
+// name it: the resends of the casts it is running reach it (and are
+// answered IN_PROGRESS or acknowledged again) while it drains. Remove it
+// when it has.
+func (r *Routes) Retire(key directory.Key, srv Server) { r.drop(key, srv, false) }
+
+func (r *Routes) drop(key directory.Key, srv Server, byName bool) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	t := r.topics[key]
 	if t == nil || t.byName[srv.Name()] != srv {
 		return
 	}
-	delete(t.byName, srv.Name())
+	if byName {
+		delete(t.byName, srv.Name())
+	}
 	servers := make([]Server, 0, len(t.servers))
 	for _, s := range t.servers {
 		if s != srv {
@@ -155,7 +165,7 @@ func (r *Routes) Remove(key directory.Key, srv Server) {
 		}
 	}
 	t.servers = servers
-	if len(servers) == 0 {
+	if len(t.byName) == 0 {
 		delete(r.topics, key)
 	}
 }
