@@ -466,3 +466,27 @@ func TestCastDuringServerStop(t *testing.T) {
 		t.Fatalf("ran %d times, want 1", n)
 	}
 }
+
+// A cast without a deadline whose handler outlasts CallTimeout fails with
+// ErrTimeout (it may still run), never ErrNotAcked (which would send it
+// elsewhere); it runs once.
+func TestCastSlowerThanCallTimeout(t *testing.T) {
+	dir := newDir(t)
+	serverNode := newNode(t, dir)
+	_, runs, _, release := slowCastServer(t, serverNode, "slow")
+	defer close(release)
+	other := newNode(t, dir)
+	_, otherRuns, _, otherRelease := slowCastServer(t, other, "slow")
+	defer close(otherRelease)
+	clientNode := newNode(t, dir, func(c *Config) {
+		c.CallTimeout = 300 * time.Millisecond
+		c.Acks = AckPolicy{Timeout: 20 * time.Millisecond, Multiplier: 1, Retries: 2}
+	})
+	err := clientNode.Client(Target{Topic: "slow"}).Cast(context.Background(), "work", 1)
+	if !errors.Is(err, ErrTimeout) || errors.Is(err, ErrNotAcked) {
+		t.Fatalf("cast slower than CallTimeout: %v, want ErrTimeout", err)
+	}
+	if n := runs.Load() + otherRuns.Load(); n != 1 {
+		t.Fatalf("ran %d times, want 1", n)
+	}
+}

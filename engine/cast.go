@@ -107,12 +107,14 @@ func (e *Engine) castAcked(ctx context.Context, d *socket.Handle[socket.DealerCm
 		return ctx.Err()
 	}
 	defer func() { <-window }()
+	bounded := false
 	if _, ok := ctx.Deadline(); !ok {
 		// A server that keeps answering IN_PROGRESS (a handler that never
 		// returns) must not hold the caster forever.
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, e.cfg.CallTimeout)
 		defer cancel()
+		bounded = true
 	}
 
 	timeout := policy.Timeout
@@ -125,6 +127,13 @@ func (e *Engine) castAcked(ctx context.Context, d *socket.Handle[socket.DealerCm
 			continue
 		}
 		if err != nil {
+			if bounded && errors.Is(err, context.DeadlineExceeded) {
+				// Our own bound, not the caller's ctx: the server has the
+				// cast (it answered) and may still finish it. Not ErrNotAcked:
+				// nothing must send it elsewhere.
+				return fmt.Errorf("%w: cast %s.%s to server %q on %s still unacknowledged after CallTimeout (%v); it may still run",
+					ErrTimeout, m.Topic, m.Method, m.Server, nodeID, e.cfg.CallTimeout)
+			}
 			return err
 		}
 		if acked {

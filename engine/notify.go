@@ -149,7 +149,9 @@ func (e *Engine) notifyPool(ctx context.Context, m envelope.Message, members []r
 		if last = e.castAcked(ctx, d, &m, body, tag); last == nil {
 			return nil
 		}
-		if ctx.Err() != nil || errors.Is(last, ErrClosed) {
+		if ctx.Err() != nil || errors.Is(last, ErrClosed) || errors.Is(last, ErrTimeout) {
+			// ErrTimeout: the member has it and was still running it; the
+			// next member would run it a second time.
 			return last
 		}
 	}
