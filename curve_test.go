@@ -526,3 +526,43 @@ func TestCurveAllowedClientsReload(t *testing.T) {
 		t.Fatalf("SetAllowedClients without Security: %v, want ErrInvalidConfig", err)
 	}
 }
+
+// A node that comes back on the same host and port with a new key pair is
+// reached with its new key: the socket for the old key is replaced, not
+// left failing handshakes (and failing the new socket's calls).
+func TestCurveNodeBackWithNewKey(t *testing.T) {
+	dir := newDir(t)
+	k1, k2, ck := newKeyPair(t), newKeyPair(t), newKeyPair(t)
+	first, err := New(Config{Directory: dir, Ports: Ports{Call: AnyPort}, Security: k1.security(ck)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := first.Node().CallPort
+	var hits sync.Map
+	s1, err := first.Serve(Target{Topic: "svc", Server: "s"}, whoAmI("s", &hits))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cli := newNode(t, dir, secured(ck.security(k1, k2)))
+	ctx := testCtx(t, 30*time.Second)
+	if err := cli.Client(Target{Topic: "svc"}).Call(ctx, "who", 1, nil); err != nil {
+		t.Fatal(err)
+	}
+	_ = s1.Stop(ctx)
+	if err := first.Close(); err != nil {
+		t.Fatal(err)
+	}
+	var second *Transport
+	testutil.WaitFor(t, 10*time.Second, "the port to be free again", func() bool {
+		second, err = New(Config{Directory: dir, Ports: Ports{Call: port, Fanout: AnyPort, Notify: AnyPort, Cast: AnyPort}, Security: k2.security(ck)})
+		return err == nil
+	})
+	t.Cleanup(func() { _ = second.Close() })
+	serve(t, second, Target{Topic: "svc", Server: "s"}, whoAmI("s", &hits))
+	testutil.WaitFor(t, 15*time.Second, "calls to reach the node under its new key", func() bool {
+		cctx, cancel := context.WithTimeout(ctx, time.Second)
+		defer cancel()
+		return cli.Client(Target{Topic: "svc"}).Call(cctx, "who", 2, nil) == nil
+	})
+	testutil.WaitFor(t, 5*time.Second, "the old key's socket to go", func() bool { return cli.Stats().OpenSockets == 1 })
+}

@@ -64,7 +64,7 @@ func (e *Engine) pusher(ctx context.Context, r route) (*socket.Handle[socket.Pus
 	if err := e.checkPeer(node); err != nil {
 		return nil, err
 	}
-	return e.pushers.get(ctx, e, r.sockKey, "push-"+r.nodeID, func() poller.Handler[socket.PushCmd] {
+	return e.pushers.get(ctx, e, r.sockKey, socketName("push", r.sockKey), func() poller.Handler[socket.PushCmd] {
 		o := e.clientOptions(node)
 		o.SendHWM = socket.DirectCastHWM
 		return &socket.Pusher{Endpoint: node.CastEndpoint(), Options: o, Counters: &e.pusherCounters}

@@ -503,7 +503,7 @@ func (e *Engine) dealerAt(ctx context.Context, node directory.Node, key, tag str
 	if err := e.checkPeer(node); err != nil {
 		return nil, err
 	}
-	return e.dealers.get(ctx, e, key, "dealer-"+tag, func() poller.Handler[socket.DealerCmd] {
+	return e.dealers.get(ctx, e, key, socketName("dealer", key), func() poller.Handler[socket.DealerCmd] {
 		ep := endpoint()
 		opts := e.clientOptions(node)
 		return &socket.Dealer{

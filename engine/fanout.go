@@ -152,7 +152,8 @@ func (e *Engine) publisher(ctx context.Context, node directory.Node, id string) 
 	if err := e.checkPeer(node); err != nil {
 		return nil, err
 	}
-	return e.publishers.get(ctx, e, socketKey(id, node), "xpub-"+id, func() poller.Handler[socket.PubCmd] {
+	key := socketKey(id, node)
+	return e.publishers.get(ctx, e, key, socketName("xpub", key), func() poller.Handler[socket.PubCmd] {
 		return &socket.Publisher{Endpoint: node.FanoutEndpoint(), Options: e.clientOptions(node), Counters: &e.pubCounters}
 	})
 }

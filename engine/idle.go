@@ -1,7 +1,6 @@
 package engine
 
 import (
-	"strings"
 	"time"
 
 	"github.com/zmqmsg/zmqmsg/actors/socket"
@@ -30,8 +29,7 @@ func (e *Engine) sweepIdle(every time.Duration) {
 			if live[key] {
 				return false
 			}
-			tag, _, _ := strings.Cut(key, "#") // socketKey: tag#curvekey
-			return e.table.Tagged(tag) == 0
+			return e.table.Tagged(socketTag(key)) == 0
 		}
 		if e.closed.Load() {
 			return // Close stops every socket itself

@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"hash/fnv"
 	"log/slog"
+	"strings"
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
@@ -106,6 +108,26 @@ func socketKey(id string, node directory.Node) string {
 		return id
 	}
 	return id + "#" + node.CurveKey
+}
+
+// socketName names the actor of the socket with key (socketKey): its kind
+// and node id, and for a CURVE node a short hash of the key, so that a node
+// back with a new key pair gets an actor of its own while the old one
+// stops.
+func socketName(kind, key string) string {
+	tag, curve, ok := strings.Cut(key, "#")
+	if !ok {
+		return kind + "-" + tag
+	}
+	h := fnv.New32a()
+	h.Write([]byte(curve))
+	return fmt.Sprintf("%s-%s#%08x", kind, tag, h.Sum32())
+}
+
+// socketTag returns the node id part of a socket key (socketKey).
+func socketTag(key string) string {
+	tag, _, _ := strings.Cut(key, "#")
+	return tag
 }
 
 // ValidKey reports whether k is a CURVE key in Z85 text (40 characters).

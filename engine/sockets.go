@@ -66,7 +66,20 @@ func (ss *socketSet[C]) get(ctx context.Context, e *Engine, key, name string, ne
 		ss.m = make(map[string]*socket.Handle[C])
 	}
 	ss.m[key] = h
+	// The same node under another key (it came back with a new CURVE key
+	// pair): the old socket can only fail its handshakes, and its events
+	// would fail this one's calls. Stop it.
+	var stale []*socket.Handle[C]
+	for k, old := range ss.m {
+		if k != key && socketTag(k) == socketTag(key) {
+			delete(ss.m, k)
+			stale = append(stale, old)
+		}
+	}
 	ss.publish()
+	for _, old := range stale {
+		e.root.Stop(old.PID()) // asynchronous: never under ss.mu for long
+	}
 	return h, nil
 }
 
@@ -79,9 +92,10 @@ func (ss *socketSet[C]) publish() {
 	ss.snap.Store(&snap)
 }
 
-// activity sums what a socket's loop has done: unchanged between two
-// sweeps means idle.
-func activity(st poller.Stats) uint64 { return st.Received + st.Sent + st.Commands }
+// activity sums what a socket's loop has done for callers: unchanged
+// between two sweeps means idle. Received messages do not count: a monitor
+// reports the reconnection attempts of a socket nobody uses.
+func activity(st poller.Stats) uint64 { return st.Sent + st.Commands }
 
 // sweep removes the sockets that idle reports (given their key) and that
 // did nothing since the previous sweep, and returns them; the caller stops
