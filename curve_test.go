@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"os"
@@ -365,7 +366,7 @@ func TestCurveBadKeys(t *testing.T) {
 	s := k.security(other)
 	var buf testutil.LogBuffer
 	buf.Logger().Info("config", "security", s)
-	for _, out := range []string{s.String(), buf.String()} {
+	for _, out := range []string{s.String(), buf.String(), fmt.Sprintf("%#v %+v %v", s, s, *s)} {
 		if strings.Contains(out, k.sec) {
 			t.Fatalf("the secret key is shown: %s", out)
 		}
@@ -446,6 +447,12 @@ func TestCurveKeyFiles(t *testing.T) {
 	}
 	if err := os.Chmod(keyFile, 0o600); err != nil {
 		t.Fatal(err)
+	}
+	if err := os.Chmod(allow, 0o666); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := LoadSecurity(keyFile, allow); !errors.Is(err, ErrBadKey) || !strings.Contains(err.Error(), "writable") {
+		t.Fatalf("an allow file others can write: %v, want ErrBadKey", err)
 	}
 	bad := filepath.Join(dir, "bad-allowed")
 	if err := os.WriteFile(bad, []byte(other.pub[:30]+"\n"), 0o644); err != nil {

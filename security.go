@@ -83,6 +83,9 @@ func (s Security) String() string {
 	return fmt.Sprintf("Security{PublicKey: %s, SecretKey: [redacted], AllowedClients: %d}", s.PublicKey, len(s.AllowedClients))
 }
 
+// GoString keeps the secret key out of %#v.
+func (s Security) GoString() string { return s.String() }
+
 // LogValue keeps the secret key out of structured logs.
 func (s Security) LogValue() slog.Value {
 	return slog.GroupValue(slog.String("public_key", s.PublicKey), slog.Int("allowed_clients", len(s.AllowedClients)))
@@ -117,8 +120,18 @@ func setAllowed(s *Security, keys []string, set func([]zap.Key) error) error {
 }
 
 // ReadAllowedClients reads an allow file (one public key per line, blank
-// lines and # comments ignored), as LoadSecurity does.
-func ReadAllowedClients(path string) ([]string, error) { return readKeys(path) }
+// lines and # comments ignored; not writable by group or others), as
+// LoadSecurity does.
+func ReadAllowedClients(path string) ([]string, error) {
+	st, err := os.Stat(path)
+	if err != nil {
+		return nil, fmt.Errorf("zmqmsg: CURVE allow file: %w", err)
+	}
+	if st.Mode().Perm()&0o022 != 0 {
+		return nil, fmt.Errorf("%w: allow file %s has mode %#o: it must not be writable by group or others (chmod 644)", ErrBadKey, path, st.Mode().Perm())
+	}
+	return readKeys(path)
+}
 
 // engine checks the keys and turns s into the engine's form. nil stays nil.
 func (s *Security) engine() (*engine.Security, error) {
@@ -189,7 +202,8 @@ func LoadSecurity(keyFile, allowFile string) (*Security, error) {
 	}
 	s := &Security{PublicKey: pub, SecretKey: keys[0]}
 	if allowFile != "" {
-		if s.AllowedClients, err = readKeys(allowFile); err != nil {
+		// Whoever can write it decides who gets in: checked like the key.
+		if s.AllowedClients, err = ReadAllowedClients(allowFile); err != nil {
 			return nil, err
 		}
 	}

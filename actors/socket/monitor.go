@@ -65,8 +65,10 @@ type Handshakes struct {
 	mask   uint64 // bit i set: loop socket i is a monitor
 }
 
-// Watch arms a handshake monitor on z (which must not have bound yet) when
-// opts make it a CURVE server, and remembers the monitor's index.
+// Watch arms a handshake monitor on z when opts make it a CURVE server, and
+// remembers the monitor's index. The proxies call it after all their
+// sockets are bound (so that the other sockets keep their indexes): a
+// handshake that fails in the moment between bind and Watch is not counted.
 func Watch[C any](h *Handshakes, l *poller.Loop[C], z *zmq.Socket, opts Options) error {
 	if !opts.Curve.Server() {
 		return nil

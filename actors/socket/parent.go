@@ -67,7 +67,12 @@ func SpawnUnder(ctx context.Context, root *actor.RootContext, pid *actor.PID, st
 // started (bound, connected); on an error nothing is left running. Stop the
 // pair with root.StopFuture(parent).
 func StartSupervised[C any](ctx context.Context, root *actor.RootContext, name string, spec Spec[C]) (parent *actor.PID, h *Handle[C], err error) {
-	parent, err = SpawnParent(root, name, NewStrategy(10, time.Minute), nil)
+	return StartSupervisedWith(ctx, root, name, NewStrategy(10, time.Minute), spec)
+}
+
+// StartSupervisedWith is StartSupervised with a strategy of the caller's.
+func StartSupervisedWith[C any](ctx context.Context, root *actor.RootContext, name string, strategy actor.SupervisorStrategy, spec Spec[C]) (parent *actor.PID, h *Handle[C], err error) {
+	parent, err = SpawnParent(root, name, strategy, nil)
 	if err != nil {
 		return nil, nil, err
 	}

@@ -100,6 +100,13 @@ func (s *Strategy) failed(child *actor.PID) (delay time.Duration, stop bool) {
 		s.fails = make(map[string][]time.Time)
 	}
 	id := child.String()
+	// Forget whoever has not failed within the window (children stopped or
+	// collected long ago included), so the map does not grow with churn.
+	for k, ts := range s.fails {
+		if k != id && len(ts) > 0 && now.Sub(ts[len(ts)-1]) >= s.Window {
+			delete(s.fails, k)
+		}
+	}
 	recent := s.fails[id][:0:0]
 	for _, t := range s.fails[id] {
 		if now.Sub(t) < s.Window {

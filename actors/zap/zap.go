@@ -18,13 +18,16 @@
 // ("400") and counted, never fatal. Only a libzmq error on its inproc
 // socket could make the loop fail and restart; libzmq would accept any key
 // during that restart, so restarts are counted (Handler.Restarts, in a
-// Transport's Stats) and logged by the socket actor.
+// Transport's Stats) and logged by the socket actor; it is restarted as
+// often as it fails (never stopped for good), with backoff.
 package zap
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"sync/atomic"
 	"time"
 
@@ -103,7 +106,18 @@ func Start(ctx context.Context, root *actor.RootContext, name string, cfg Config
 	loop := cfg.Loop
 	loop.Name = name
 	var err error
-	h.parent, h.handle, err = socket.StartSupervised(ctx, root, name, socket.Spec[struct{}]{
+	// The handler must never stay down: without it libzmq 4.3 accepts any
+	// key. It restarts (with backoff) whatever the failure, as often as it
+	// takes; only a terminated context stops it.
+	strategy := socket.NewStrategy(math.MaxInt32, time.Minute)
+	strategy.Decider = func(reason any) actor.Directive {
+		var errno zmq.Errno
+		if err, ok := reason.(error); ok && errors.As(err, &errno) && errno == zmq.ETERM {
+			return actor.StopDirective
+		}
+		return actor.RestartDirective
+	}
+	h.parent, h.handle, err = socket.StartSupervisedWith(ctx, root, name, strategy, socket.Spec[struct{}]{
 		Name: "zap",
 		ZMQ:  cfg.ZMQ,
 		NewHandler: func() poller.Handler[struct{}] {

@@ -146,3 +146,62 @@ func TestZAP(t *testing.T) {
 	}
 	_ = srv.Monitor("", 0)
 }
+
+// Why each Transport runs its own handler: libzmq asks the handler of the
+// socket's own context. With the handler in another context, a CURVE
+// server accepts a key nobody listed (libzmq 4.3 without the draft
+// ZAP_ENFORCE_DOMAIN). If this test ever fails, libzmq has changed that.
+func TestZAPOtherContextLetsAnyKeyIn(t *testing.T) {
+	if !zmq.HasCurve() {
+		t.Skip("libzmq built without CURVE")
+	}
+	zctx, other := testutil.ZMQ(t), testutil.ZMQ(t)
+	sys := testutil.ActorSystem(t)
+	server, stranger := newPair(t), newPair(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	h, err := zap.Start(ctx, sys.Root, "zap", zap.Config{ZMQ: other}) // lists nobody
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		if err := h.Stop(); err != nil {
+			t.Error(err)
+		}
+	}()
+	srv, err := zctx.NewSocket(zmq.ROUTER)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Close()
+	_ = srv.SetLinger(0)
+	if err := (socket.Options{Curve: &socket.Curve{PublicKey: server.pub, SecretKey: server.sec}}).Apply(srv); err != nil {
+		t.Fatal(err)
+	}
+	if err := srv.Bind("tcp://127.0.0.1:*"); err != nil {
+		t.Fatal(err)
+	}
+	ep, _ := srv.GetLastEndpoint()
+	_ = srv.SetRcvtimeo(5 * time.Second)
+	d, err := zctx.NewSocket(zmq.DEALER)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	_ = d.SetLinger(0)
+	if err := (socket.Options{Curve: &socket.Curve{PublicKey: stranger.pub, SecretKey: stranger.sec, ServerKey: server.pub}}).Apply(d); err != nil {
+		t.Fatal(err)
+	}
+	if err := d.Connect(ep); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := d.SendMessage("in"); err != nil {
+		t.Fatal(err)
+	}
+	if msg, err := srv.RecvMessageBytes(0); err != nil || len(msg) != 2 || string(msg[1]) != "in" {
+		t.Fatalf("an unlisted key with the handler in another context: %q, %v; libzmq refused it (has it changed?)", msg, err)
+	}
+	if n := h.Counters().Allowed.Load() + h.Counters().Denied.Load(); n != 0 {
+		t.Fatalf("the other context's handler was asked %d times", n)
+	}
+}
