@@ -38,34 +38,35 @@ func binKey(t *testing.T, z85 string) zap.Key {
 	return k
 }
 
-// TestZAP: in a context of its own (where pebbe's AuthStart would not
-// answer), a CURVE server ROUTER accepts the listed client key and refuses
-// an unknown key and a client without CURVE, and the handler counts both.
-func TestZAP(t *testing.T) {
-	if !zmq.HasCurve() {
-		t.Skip("libzmq built without CURVE")
-	}
-	zctx := testutil.ZMQ(t)
+// startZAP starts a handler in zctx that accepts allowed; it stops when
+// the test ends.
+func startZAP(t *testing.T, zctx *zmq.Context, allowed ...zap.Key) *zap.Handler {
+	t.Helper()
 	sys := testutil.ActorSystem(t)
-	server, listed, stranger := newPair(t), newPair(t), newPair(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	h, err := zap.Start(ctx, sys.Root, "zap", zap.Config{ZMQ: zctx, Allowed: []zap.Key{binKey(t, listed.pub)}})
+	h, err := zap.Start(ctx, sys.Root, "zap", zap.Config{ZMQ: zctx, Allowed: allowed})
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer func() {
+	t.Cleanup(func() {
 		if err := h.Stop(); err != nil {
 			t.Error(err)
 		}
-	}()
+	})
+	return h
+}
 
-	// The CURVE server, owned by this test goroutine.
+// curveServer binds a CURVE server ROUTER with server's keys in zctx on a
+// free port; the test goroutine owns it, and it is closed when the test
+// ends.
+func curveServer(t *testing.T, zctx *zmq.Context, server pair) (*zmq.Socket, string) {
+	t.Helper()
 	srv, err := zctx.NewSocket(zmq.ROUTER)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer srv.Close()
+	t.Cleanup(func() { _ = srv.Close() })
 	_ = srv.SetLinger(0)
 	if err := (socket.Options{Curve: &socket.Curve{PublicKey: server.pub, SecretKey: server.sec}}).Apply(srv); err != nil {
 		t.Fatal(err)
@@ -75,25 +76,42 @@ func TestZAP(t *testing.T) {
 	}
 	ep, _ := srv.GetLastEndpoint()
 	_ = srv.SetRcvtimeo(5 * time.Second)
+	return srv, ep
+}
 
-	dial := func(c *socket.Curve) *zmq.Socket {
-		d, err := zctx.NewSocket(zmq.DEALER)
-		if err != nil {
-			t.Fatal(err)
-		}
-		_ = d.SetLinger(0)
-		if err := (socket.Options{Curve: c}).Apply(d); err != nil {
-			t.Fatal(err)
-		}
-		if err := d.Connect(ep); err != nil {
-			t.Fatal(err)
-		}
-		return d
+// dial connects a DEALER with CURVE settings c (nil: no CURVE) to ep; it
+// is closed when the test ends.
+func dial(t *testing.T, zctx *zmq.Context, ep string, c *socket.Curve) *zmq.Socket {
+	t.Helper()
+	d, err := zctx.NewSocket(zmq.DEALER)
+	if err != nil {
+		t.Fatal(err)
 	}
+	t.Cleanup(func() { _ = d.Close() })
+	_ = d.SetLinger(0)
+	if err := (socket.Options{Curve: c}).Apply(d); err != nil {
+		t.Fatal(err)
+	}
+	if err := d.Connect(ep); err != nil {
+		t.Fatal(err)
+	}
+	return d
+}
+
+// TestZAP: in a context of its own (where pebbe's AuthStart would not
+// answer), a CURVE server ROUTER accepts the listed client key and refuses
+// an unknown key and a client without CURVE, and the handler counts both.
+func TestZAP(t *testing.T) {
+	if !zmq.HasCurve() {
+		t.Skip("libzmq built without CURVE")
+	}
+	zctx := testutil.ZMQ(t)
+	server, listed, stranger := newPair(t), newPair(t), newPair(t)
+	h := startZAP(t, zctx, binKey(t, listed.pub))
+	srv, ep := curveServer(t, zctx, server)
 
 	// A listed key: a message goes through.
-	good := dial(&socket.Curve{PublicKey: listed.pub, SecretKey: listed.sec, ServerKey: server.pub})
-	defer good.Close()
+	good := dial(t, zctx, ep, &socket.Curve{PublicKey: listed.pub, SecretKey: listed.sec, ServerKey: server.pub})
 	if _, err := good.SendMessage("hello"); err != nil {
 		t.Fatal(err)
 	}
@@ -106,8 +124,7 @@ func TestZAP(t *testing.T) {
 	}
 
 	// An unknown key: refused by the handler; the message never arrives.
-	bad := dial(&socket.Curve{PublicKey: stranger.pub, SecretKey: stranger.sec, ServerKey: server.pub})
-	defer bad.Close()
+	bad := dial(t, zctx, ep, &socket.Curve{PublicKey: stranger.pub, SecretKey: stranger.sec, ServerKey: server.pub})
 	_, _ = bad.SendMessageDontwait("unknown key")
 	testutil.WaitFor(t, 5*time.Second, "the unknown key refused", func() bool { return h.Counters().Denied.Load() >= 1 })
 
@@ -126,8 +143,7 @@ func TestZAP(t *testing.T) {
 		t.Fatal(err)
 	}
 	_ = mon.SetRcvtimeo(5 * time.Second)
-	plain := dial(nil)
-	defer plain.Close()
+	plain := dial(t, zctx, ep, nil)
 	_, _ = plain.SendMessageDontwait("no key")
 	ev, err := mon.RecvMessageBytes(0)
 	if err != nil {
@@ -156,45 +172,10 @@ func TestZAPOtherContextLetsAnyKeyIn(t *testing.T) {
 		t.Skip("libzmq built without CURVE")
 	}
 	zctx, other := testutil.ZMQ(t), testutil.ZMQ(t)
-	sys := testutil.ActorSystem(t)
 	server, stranger := newPair(t), newPair(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	h, err := zap.Start(ctx, sys.Root, "zap", zap.Config{ZMQ: other}) // lists nobody
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() {
-		if err := h.Stop(); err != nil {
-			t.Error(err)
-		}
-	}()
-	srv, err := zctx.NewSocket(zmq.ROUTER)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer srv.Close()
-	_ = srv.SetLinger(0)
-	if err := (socket.Options{Curve: &socket.Curve{PublicKey: server.pub, SecretKey: server.sec}}).Apply(srv); err != nil {
-		t.Fatal(err)
-	}
-	if err := srv.Bind("tcp://127.0.0.1:*"); err != nil {
-		t.Fatal(err)
-	}
-	ep, _ := srv.GetLastEndpoint()
-	_ = srv.SetRcvtimeo(5 * time.Second)
-	d, err := zctx.NewSocket(zmq.DEALER)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer d.Close()
-	_ = d.SetLinger(0)
-	if err := (socket.Options{Curve: &socket.Curve{PublicKey: stranger.pub, SecretKey: stranger.sec, ServerKey: server.pub}}).Apply(d); err != nil {
-		t.Fatal(err)
-	}
-	if err := d.Connect(ep); err != nil {
-		t.Fatal(err)
-	}
+	h := startZAP(t, other) // lists nobody
+	srv, ep := curveServer(t, zctx, server)
+	d := dial(t, zctx, ep, &socket.Curve{PublicKey: stranger.pub, SecretKey: stranger.sec, ServerKey: server.pub})
 	if _, err := d.SendMessage("in"); err != nil {
 		t.Fatal(err)
 	}
