@@ -83,7 +83,7 @@ type Dealer struct {
 // Setup creates the DEALER, its monitor if liveness is on, and connects.
 func (d *Dealer) Setup(l *poller.Loop[DealerCmd]) error {
 	d.monitor = -1
-	d.rh = Rehandshake{Endpoint: d.Endpoint, Min: d.Options.ReconnectInterval, Max: d.Options.ReconnectIntervalMax}
+	d.rh = newRehandshake(d.Endpoint, d.Options)
 	d.refusal = nil
 	_, z, err := l.NewSocket(zmq.DEALER, "dealer")
 	if err != nil {
@@ -162,13 +162,11 @@ func (d *Dealer) handleEvent(frames [][]byte, now time.Time) {
 		if n := d.Table.FailTagged(d.Tag, d.NodeDown("connection to "+d.Endpoint+" lost")); n > 0 {
 			d.Counters.FailedByDown.Add(uint64(n))
 		}
-	case d.Options.Curve != nil && (ev == zmq.EVENT_HANDSHAKE_FAILED_AUTH || ev == zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL):
-		// Only a CURVE refusal or mismatch is a refusal: libzmq also reports
-		// NO_DETAIL for a connection that drops during the greeting, which
-		// the DISCONNECTED that follows treats as a node down.
+	case d.Options.Curve != nil && isRefusal(ev):
 		// The node refused our key (or we speak different mechanisms):
-		// nothing sent on this connection can be answered, and libzmq will
-		// only retry the same handshake. Fail what waits, with the reason.
+		// nothing sent on this connection can be answered, and libzmq gives
+		// the endpoint up (Rehandshake tries it again). Fail what waits,
+		// with the reason.
 		d.Counters.HandshakeFailed.Add(1)
 		if d.HandshakeFailed == nil {
 			return
@@ -203,19 +201,16 @@ func (d *Dealer) HandleCommand(l *poller.Loop[DealerCmd], c DealerCmd) {
 // own calls).
 func (d *Dealer) Deadline() time.Time { return d.rh.Deadline() }
 
-// HandleTimer tries a refused connection again. A failure to reconnect
-// fails the loop (its actor restarts it with a new socket).
+// HandleTimer tries a refused connection again when it is due. Requests
+// then wait for that handshake's outcome (a refusal fails them through the
+// table); a Connect that fails keeps failing them, and is tried again.
 func (d *Dealer) HandleTimer(l *poller.Loop[DealerCmd], now time.Time) {
-	if d.rh.Deadline().IsZero() || now.Before(d.rh.Deadline()) {
-		return
-	}
-	if err := d.rh.Reconnect(l.Socket(0), now); err != nil {
+	switch did, err := d.rh.Reconnect(l.Socket(0), now); {
+	case err != nil:
 		d.refusal = err
-		return
+	case did:
+		d.refusal = nil
 	}
-	// Requests wait for this handshake's outcome again (a refusal fails
-	// them through the table).
-	d.refusal = nil
 }
 
 // Shutdown fails the requests that never went out. Requests already sent on

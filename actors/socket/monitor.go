@@ -84,9 +84,6 @@ func Watch[C any](h *Handshakes, l *poller.Loop[C], z *zmq.Socket, opts Options)
 	return nil
 }
 
-// Reset forgets the monitors of a previous loop (call it first in Setup).
-func (h *Handshakes) Reset() { h.mask = 0 }
-
 // Handle reports whether socket sock is one of the watched monitors and,
 // if so, counts and logs the event in frames.
 func (h *Handshakes) Handle(sock int, frames [][]byte) bool {
@@ -131,6 +128,19 @@ type Rehandshake struct {
 	at      time.Time // when to reconnect; zero when not waiting
 }
 
+// newRehandshake backs off like the socket's own reconnection (opts).
+func newRehandshake(endpoint string, opts Options) Rehandshake {
+	return Rehandshake{Endpoint: endpoint, Min: opts.ReconnectInterval, Max: opts.ReconnectIntervalMax}
+}
+
+// isRefusal reports whether a monitor event of a CURVE client means the
+// node refused us: our key (AUTH) or our mechanism (PROTOCOL). libzmq also
+// reports NO_DETAIL for a connection that drops during the greeting; the
+// DISCONNECTED that follows it is a node down, not a refusal.
+func isRefusal(ev zmq.Event) bool {
+	return ev == zmq.EVENT_HANDSHAKE_FAILED_AUTH || ev == zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL
+}
+
 // Failed records a failed handshake and schedules the reconnect.
 func (r *Rehandshake) Failed(now time.Time) {
 	r.refused = true
@@ -153,17 +163,20 @@ func (r *Rehandshake) Refused() bool { return r.refused }
 // Deadline is when Reconnect is due (zero: not waiting).
 func (r *Rehandshake) Deadline() time.Time { return r.at }
 
-// Reconnect disconnects and connects z to the endpoint again if it is due.
-func (r *Rehandshake) Reconnect(z *zmq.Socket, now time.Time) error {
+// Reconnect disconnects and connects z to the endpoint again if it is due,
+// and reports whether it did. A Connect that fails is tried again after
+// the next backoff (its error is returned).
+func (r *Rehandshake) Reconnect(z *zmq.Socket, now time.Time) (bool, error) {
 	if r.at.IsZero() || now.Before(r.at) {
-		return nil
+		return false, nil
 	}
 	r.at = time.Time{}
 	_ = z.Disconnect(r.Endpoint) // the session may be gone already
 	if err := z.Connect(r.Endpoint); err != nil {
-		return fmt.Errorf("reconnect %s: %w", r.Endpoint, err)
+		r.Failed(now)
+		return false, fmt.Errorf("reconnect %s: %w", r.Endpoint, err)
 	}
-	return nil
+	return true, nil
 }
 
 // clientWatch is what a connecting socket without liveness of its own (a
@@ -177,7 +190,7 @@ type clientWatch struct {
 // watchClient arms the monitor of z (before Connect) if opts make it a
 // CURVE client.
 func watchClient[C any](l *poller.Loop[C], z *zmq.Socket, opts Options, endpoint string) (clientWatch, error) {
-	w := clientWatch{mon: -1, rh: Rehandshake{Endpoint: endpoint, Min: opts.ReconnectInterval, Max: opts.ReconnectIntervalMax}}
+	w := clientWatch{mon: -1, rh: newRehandshake(endpoint, opts)}
 	if opts.Curve == nil || opts.Curve.Server() {
 		return w, nil
 	}
@@ -196,7 +209,7 @@ func (w *clientWatch) event(sock int, frames [][]byte, now time.Time, failed *at
 		switch {
 		case ev == zmq.EVENT_HANDSHAKE_SUCCEEDED:
 			w.rh.Succeeded()
-		case ev == zmq.EVENT_HANDSHAKE_FAILED_AUTH || ev == zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL:
+		case isRefusal(ev):
 			failed.Add(1)
 			w.rh.Failed(now)
 		}

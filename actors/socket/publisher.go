@@ -142,7 +142,7 @@ func (p *Publisher) Deadline() time.Time {
 // HandleTimer fails the parked fanouts whose deadline has passed, and tries
 // a refused connection again when it is due.
 func (p *Publisher) HandleTimer(l *poller.Loop[PubCmd], now time.Time) {
-	if err := p.watch.rh.Reconnect(l.Socket(0), now); err != nil {
+	if _, err := p.watch.rh.Reconnect(l.Socket(0), now); err != nil {
 		p.Counters.HandshakeFailed.Add(1)
 	}
 	for topic, q := range p.parked {

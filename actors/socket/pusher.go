@@ -92,7 +92,7 @@ func (p *Pusher) Deadline() time.Time { return p.watch.rh.Deadline() }
 
 // HandleTimer tries a refused connection again.
 func (p *Pusher) HandleTimer(l *poller.Loop[PushCmd], now time.Time) {
-	if err := p.watch.rh.Reconnect(l.Socket(0), now); err != nil {
+	if _, err := p.watch.rh.Reconnect(l.Socket(0), now); err != nil {
 		p.Counters.HandshakeFailed.Add(1)
 	}
 }
