@@ -34,10 +34,8 @@ func (ss *socketSet[C]) lookup(key string) *socket.Handle[C] {
 // get returns the socket for key, starting it on first use with a handler
 // from newHandler; name names the actor and its loop.
 func (ss *socketSet[C]) get(ctx context.Context, e *Engine, key, name string, newHandler func() poller.Handler[C]) (*socket.Handle[C], error) {
-	if m := ss.snap.Load(); m != nil {
-		if h := (*m)[key]; h != nil {
-			return h, nil // the common case: no lock
-		}
+	if h := ss.lookup(key); h != nil {
+		return h, nil // the common case: no lock
 	}
 	ss.mu.Lock()
 	defer ss.mu.Unlock()

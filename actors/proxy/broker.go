@@ -370,7 +370,8 @@ func (r *broker) fromCaller(l *poller.Loop[BrokerCmd], frames [][]byte) {
 		r.b.counters.WrongKind.Add(1)
 		return
 	}
-	if _, resent := r.b.inflight[m.ID]; r.b.draining && !resent {
+	f, resent := r.b.inflight[m.ID]
+	if r.b.draining && !resent {
 		// A resend of a cast still in flight is relayed even while
 		// draining: its member answers IN_PROGRESS or its ACK again.
 		r.b.counters.Refused.Add(1)
@@ -379,7 +380,7 @@ func (r *broker) fromCaller(l *poller.Loop[BrokerCmd], frames [][]byte) {
 	}
 	key := directory.Key{Exchange: m.Exchange, Topic: m.Topic}
 	out := make([][]byte, 0, len(frames)+1)
-	if f, resent := r.b.inflight[m.ID]; resent && r.members[f.member] != nil {
+	if resent && r.members[f.member] != nil {
 		// A resend of a cast its member has not answered yet goes to that
 		// member, even if its server has detached to drain: it answers
 		// IN_PROGRESS, or its ACK again.
