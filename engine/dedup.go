@@ -44,14 +44,16 @@ const (
 
 // firstTime records id and reports whether it was new.
 func (d *dedup) firstTime(id envelope.ID, now time.Time) bool {
-	return d.see(id, now) == castNew
+	return d.see(id, now, true) == castNew
 }
 
-// see records id as running if it is new, and returns what was known of it.
-func (d *dedup) see(id envelope.ID, now time.Time) castState {
+// see returns what is known of id and, if it is new and record is set,
+// records it as running (a stopping server answers the ids it has, but
+// takes no new one).
+func (d *dedup) see(id envelope.ID, now time.Time, record bool) castState {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	if len(d.cur) > 0 && (2*len(d.cur) >= d.max || now.Sub(d.since) >= d.ttl/2) {
+	if record && len(d.cur) > 0 && (2*len(d.cur) >= d.max || now.Sub(d.since) >= d.ttl/2) {
 		dropped := d.prev
 		d.prev, d.cur = d.cur, make(map[envelope.ID]bool, len(d.cur))
 		// A cast still running is never forgotten: its resends keep coming
@@ -76,6 +78,8 @@ func (d *dedup) see(id envelope.ID, now time.Time) castState {
 		return castDone
 	case ok:
 		return castRunning
+	case !record:
+		return castNew
 	}
 	if len(d.cur) == 0 {
 		d.since = now
@@ -92,23 +96,6 @@ func (d *dedup) carryRunning(m map[envelope.ID]bool) {
 			d.cur[id] = false
 		}
 	}
-}
-
-// known returns what is known of id without recording it.
-func (d *dedup) known(id envelope.ID) (castState, bool) {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	done, ok := d.cur[id]
-	if !ok {
-		done, ok = d.prev[id]
-	}
-	switch {
-	case !ok:
-		return castNew, false
-	case done:
-		return castDone, true
-	}
-	return castRunning, true
 }
 
 // finish marks id's handler as run (if id is still remembered).

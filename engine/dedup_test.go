@@ -67,22 +67,37 @@ func TestDedupKeepsRunning(t *testing.T) {
 	d := newDedup(8, time.Minute)
 	t0 := time.Now()
 	running := envelope.NewID()
-	if d.see(running, t0) != castNew {
+	if d.see(running, t0, true) != castNew {
 		t.Fatal("first sight not new")
 	}
 	for i := 0; i < 40; i++ {
 		id := envelope.NewID()
-		d.see(id, t0)
+		d.see(id, t0, true)
 		d.finish(id)
 	}
-	if got := d.see(running, t0); got != castRunning {
+	if got := d.see(running, t0, true); got != castRunning {
 		t.Fatalf("after 40 more ids: %v, want running", got)
 	}
-	if got := d.see(running, t0.Add(10*time.Minute)); got != castRunning {
+	if got := d.see(running, t0.Add(10*time.Minute), true); got != castRunning {
 		t.Fatalf("after 10 minutes: %v, want running", got)
 	}
 	d.finish(running)
-	if got := d.see(running, t0.Add(10*time.Minute)); got != castDone {
+	if got := d.see(running, t0.Add(10*time.Minute), true); got != castDone {
 		t.Fatalf("after it finished: %v, want done", got)
+	}
+}
+
+// A stopping server looks ids up without recording new ones.
+func TestDedupSeeWithoutRecording(t *testing.T) {
+	d := newDedup(8, time.Minute)
+	id, t0 := envelope.NewID(), time.Now()
+	for i := 0; i < 2; i++ {
+		if d.see(id, t0, false) != castNew {
+			t.Fatal("an id looked up without recording was recorded")
+		}
+	}
+	d.see(id, t0, true)
+	if d.see(id, t0, false) != castRunning {
+		t.Fatal("a recorded id is not found by a look-up")
 	}
 }

@@ -157,19 +157,17 @@ func (s *Server) Offer(r *proxy.Request) proxy.Offer {
 	cast := proxy.OneWay(r.Msg.Kind)
 	if cast {
 		// Before the stopping check: a stopping server still answers the
-		// resends of the casts it has (running: IN_PROGRESS, run: ACK).
-		if st, known := s.casts.known(r.Msg.ID); known {
-			if st == castRunning {
-				return proxy.InProgress
-			}
+		// resends of the casts it has (running: IN_PROGRESS, run: ACK),
+		// and records no new one.
+		switch s.casts.see(r.Msg.ID, time.Now(), !s.stopping) {
+		case castRunning:
+			return proxy.InProgress
+		case castDone:
 			return proxy.Duplicate
 		}
 	}
 	if s.stopping {
 		return proxy.Stopping
-	}
-	if cast && s.casts.see(r.Msg.ID, time.Now()) != castNew {
-		return proxy.Duplicate // raced with a resend of the same id
 	}
 	select {
 	case s.queue <- r:
@@ -284,21 +282,20 @@ func (s *Server) HandleInline(r *proxy.Request) ([]byte, proxy.Offer) {
 	s.mu.RLock()
 	stopping := s.stopping
 	s.mu.RUnlock()
-	if proxy.OneWay(r.Msg.Kind) {
-		if _, known := s.casts.known(r.Msg.ID); known {
-			return nil, proxy.Duplicate // inline: it has run (the loop runs it)
-		}
-	}
-	if stopping {
-		return nil, proxy.Stopping
-	}
-	if proxy.OneWay(r.Msg.Kind) {
-		switch s.casts.see(r.Msg.ID, time.Now()) {
+	cast := proxy.OneWay(r.Msg.Kind)
+	if cast {
+		// Known ids first, as in Offer (inline, a known id has run).
+		switch s.casts.see(r.Msg.ID, time.Now(), !stopping) {
 		case castRunning:
 			return nil, proxy.InProgress
 		case castDone:
 			return nil, proxy.Duplicate
 		}
+	}
+	if stopping {
+		return nil, proxy.Stopping
+	}
+	if cast {
 		s.runCast(r)
 		return ackBody(r), proxy.Accepted
 	}
