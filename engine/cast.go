@@ -118,14 +118,8 @@ func (e *Engine) castAcked(ctx context.Context, d *socket.Handle[socket.DealerCm
 	}
 
 	timeout := policy.Timeout
-	for attempt := 0; ; attempt++ {
-		acked, err := e.castOnce(ctx, d, m, body, nodeID, timeout)
-		if errors.Is(err, errInProgress) {
-			// The server has it and is running it: not a lost message.
-			// Ask again after the same wait; ctx bounds how long.
-			attempt--
-			continue
-		}
+	for attempt := 0; ; {
+		got, err := e.castOnce(ctx, d, m, body, nodeID, timeout)
 		if err != nil {
 			if bounded && errors.Is(err, context.DeadlineExceeded) {
 				// Our own bound, not the caller's ctx: the server has the
@@ -136,8 +130,13 @@ func (e *Engine) castAcked(ctx context.Context, d *socket.Handle[socket.DealerCm
 			}
 			return err
 		}
-		if acked {
+		switch got {
+		case ackOK:
 			return nil
+		case ackInProgress:
+			// The server has it and is running it: not a lost message, not
+			// a retry. Ask again after the same wait; ctx bounds how long.
+			continue
 		}
 		if attempt == policy.Retries {
 			e.castsNotAcked.Add(1)
@@ -145,62 +144,64 @@ func (e *Engine) castAcked(ctx context.Context, d *socket.Handle[socket.DealerCm
 				"method", m.Method, "id", m.ID.String(), "attempts", attempt+1)
 			return fmt.Errorf("%w: %s.%s to server %q on %s after %d attempts", ErrNotAcked, m.Topic, m.Method, m.Server, nodeID, attempt+1)
 		}
+		attempt++
 		e.castRetries.Add(1)
 		timeout = time.Duration(float64(timeout) * policy.Multiplier)
 	}
 }
 
-// castOnce sends the cast once and waits up to timeout for its ACK. It
-// returns acked=false when the time ran out, and an error for anything that
-// ends the cast: ctx, a closed Transport, or a negative ACK.
-func (e *Engine) castOnce(ctx context.Context, d *socket.Handle[socket.DealerCmd], m *envelope.Message, body []byte, nodeID string, timeout time.Duration) (bool, error) {
+// ackOutcome is what one attempt of a cast heard back.
+type ackOutcome int
+
+const (
+	ackNone       ackOutcome = iota // no answer within the attempt's time
+	ackOK                           // acknowledged: the handler has run
+	ackInProgress                   // IN_PROGRESS, and no final ACK within the attempt's time
+)
+
+// castOnce sends the cast once and waits up to timeout for its ACK. An
+// error ends the cast: ctx, a closed Transport, or a negative ACK.
+func (e *Engine) castOnce(ctx context.Context, d *socket.Handle[socket.DealerCmd], m *envelope.Message, body []byte, nodeID string, timeout time.Duration) (ackOutcome, error) {
 	ch, err := e.table.Register(m.ID, nodeID)
 	if err != nil {
-		return false, e.ctxError(ctx, err)
+		return ackNone, e.ctxError(ctx, err)
 	}
 	if err := d.Submit(ctx, &socket.Request{ID: m.ID, Body: body}); err != nil {
 		e.table.Forget(m.ID)
-		return false, e.ctxError(ctx, err)
+		return ackNone, e.ctxError(ctx, err)
 	}
 	timer := time.NewTimer(timeout)
 	defer timer.Stop()
-	inProgress := false
+	heard := ackNone
 	for {
 		select {
 		case res := <-ch:
 			if res.Err != nil {
-				return false, e.ctxError(ctx, res.Err)
+				return ackNone, e.ctxError(ctx, res.Err)
 			}
 			switch res.Msg.Code {
 			case envelope.CodeOK:
-				return true, nil
+				return ackOK, nil
 			case envelope.CodeInProgress:
 				// The server has it and runs it; the final ACK comes on the
 				// same registration. Wait out this attempt's time for it.
-				inProgress = true
+				heard = ackInProgress
 				continue
 			case envelope.CodeNoServers, envelope.CodeShuttingDown:
-				return false, fmt.Errorf("%w: %s", ErrNoServers, res.Msg.ErrMsg)
+				return ackNone, fmt.Errorf("%w: %s", ErrNoServers, res.Msg.ErrMsg)
 			case envelope.CodeOverloaded:
-				return false, fmt.Errorf("%w: %s", ErrOverloaded, res.Msg.ErrMsg)
+				return ackNone, fmt.Errorf("%w: %s", ErrOverloaded, res.Msg.ErrMsg)
 			}
-			return false, fmt.Errorf("zmqmsg: cast refused: %s: %s", res.Msg.Code, res.Msg.ErrMsg)
+			return ackNone, fmt.Errorf("zmqmsg: cast refused: %s: %s", res.Msg.Code, res.Msg.ErrMsg)
 		case <-timer.C:
 			e.table.Forget(m.ID) // an ACK after this is counted as late
-			if inProgress {
-				return false, errInProgress
-			}
-			return false, nil
+			return heard, nil
 		case <-ctx.Done():
 			e.table.Forget(m.ID)
-			return false, ctx.Err()
+			return ackNone, ctx.Err()
 		}
 	}
 }
-
-// errInProgress: the server answered a resent cast with IN_PROGRESS and its
-// final ACK did not come within the attempt's time.
-var errInProgress = errors.New("zmqmsg: cast in progress")
 
 // window returns the semaphore of un-acknowledged casts to one node.
 func (e *Engine) window(nodeID string) chan struct{} {
