@@ -142,11 +142,11 @@ func (s *Security) engine() (*engine.Security, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w: PublicKey: %s", ErrBadKey, err.Error())
 	}
-	if _, err := engine.DecodeKey(s.SecretKey); err != nil {
-		return nil, fmt.Errorf("%w: SecretKey: %s", ErrBadKey, err.Error())
+	derived, err := PublicKeyOf(s.SecretKey)
+	if err != nil {
+		return nil, err
 	}
-	derived, err := zmq.AuthCurvePublic(s.SecretKey)
-	if err != nil || derived != s.PublicKey {
+	if derived != s.PublicKey {
 		return nil, fmt.Errorf("%w: PublicKey does not belong to SecretKey", ErrBadKey)
 	}
 	allowed := []zap.Key{pub}

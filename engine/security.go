@@ -32,10 +32,8 @@ func (e *Engine) startSecurity() error {
 		return nil // a member binds no TCP port: the daemon's handler decides
 	}
 	var err error
-	if e.zap, err = startZAP(e.ctx, e.root, e.zctx, e.cfg.Strategy, e.log, sec); err != nil {
-		return err
-	}
-	return nil
+	e.zap, err = startZAP(e.ctx, e.root, e.zctx, e.cfg.Strategy, e.log, sec)
+	return err
 }
 
 // startZAP checks that libzmq has CURVE and starts a ZAP handler for sec
