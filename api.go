@@ -602,6 +602,10 @@ var (
 	// ErrUnavailable: the connection to the target's node is being
 	// re-established; the request was not sent.
 	ErrUnavailable = engine.ErrUnavailable
+	// ErrDirectoryUnavailable: the directory could not be read and nothing
+	// about the target was cached: nothing was sent, and it is not known
+	// whether the target has servers.
+	ErrDirectoryUnavailable = engine.ErrDirectoryUnavailable
 	// ErrUnreached: a fanout did not reach every node of its topic; the
 	// error is a *FanoutError that names them.
 	ErrUnreached = engine.ErrUnreached
@@ -628,6 +632,10 @@ type RemoteError = engine.RemoteError
 // NodeDownError names the node whose connection was lost; it matches
 // ErrNodeDown.
 type NodeDownError = engine.NodeDownError
+
+// UnavailableError names the node that could not be connected to; the
+// request was never sent. It matches ErrUnavailable.
+type UnavailableError = engine.UnavailableError
 
 // FanoutError names the nodes a fanout did not reach (node id -> why).
 type FanoutError = engine.FanoutError

@@ -29,6 +29,10 @@ var (
 	// ErrUnavailable: the connection to the node that serves the target is
 	// being re-established; the request was not sent.
 	ErrUnavailable = errors.New("zmqmsg: node connection unavailable")
+	// ErrDirectoryUnavailable: the directory could not be read and nothing
+	// about the target is cached; nothing was sent. It is not
+	// ErrNoServers: nobody knows whether the target has servers.
+	ErrDirectoryUnavailable = errors.New("zmqmsg: directory unavailable")
 	// ErrNodeDown: the connection to the request's node was lost while the
 	// request waited for its answer (the node died, its link was cut, a
 	// heartbeat timed out). The error is a *NodeDownError. A CALL may or
@@ -106,6 +110,21 @@ func remoteType(err error) string {
 	}
 	return fmt.Sprintf("%T", err)
 }
+
+// UnavailableError fails a request that was never handed to a node's
+// connection: the node could not be connected to (refused, unreachable,
+// connect timeout). It matches ErrUnavailable; the request did not run.
+type UnavailableError struct {
+	Node  string // the node's id, host:port
+	Cause string // what was seen
+}
+
+func (e *UnavailableError) Error() string {
+	return fmt.Sprintf("zmqmsg: node %s unavailable (not sent): %s", e.Node, e.Cause)
+}
+
+// Is makes an *UnavailableError match ErrUnavailable.
+func (e *UnavailableError) Is(target error) bool { return target == ErrUnavailable }
 
 // NodeDownError fails the requests that were waiting on a node's
 // connection when it was lost. It matches ErrNodeDown with errors.Is.
