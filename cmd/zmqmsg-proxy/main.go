@@ -12,7 +12,8 @@
 //
 // Every flag can also be set by an environment variable ZMQMSG_<FLAG>
 // (--ipc-dir is ZMQMSG_IPC_DIR); a flag on the command line wins. Run with
-// --help for the list.
+// --help for the list; --version prints the module version and VCS commit
+// it was built from, and the Go and libzmq versions.
 //
 // On SIGHUP it reads its --curve-allow file again and allows exactly those
 // client keys from then on (connections already made stay).
@@ -74,6 +75,7 @@ It owns the node's public ports and relays to the node's service processes,
 which join it over IPC (zmqmsg.Config{ProxyDir: <ipc-dir>}).
 
 Usage: zmqmsg-proxy [flags]
+       zmqmsg-proxy --version   (module version, commit, Go and libzmq versions)
 
 Flags (each also read from the environment variable shown):
 `
@@ -122,6 +124,15 @@ func run(ctx context.Context, args []string, lookup func(string) (string, bool),
 	fs.StringVar(&o.curveKey, "curve-key", "", "turn CURVE on: the `file` with the node's secret key (mode 0600; make one with 'zmqmsg keygen FILE'); the public key is published to clients through the service processes")
 	fs.StringVar(&o.curveAllow, "curve-allow", "", "with --curve-key: the `file` of allowed client public keys, one per line (# comments)")
 	fs.Usage = envflag.Usage(fs, "ZMQMSG", usageHeader)
+	for _, a := range args {
+		if a == "--" {
+			break
+		}
+		if a == "--version" || a == "-version" {
+			printVersion(stdout)
+			return 0
+		}
+	}
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return 0

@@ -86,7 +86,7 @@ type cli struct {
 }
 
 var commands = []*command{
-	cmdCall, cmdCast, cmdFanout, cmdNotify, cmdListen, cmdServers, cmdKeygen, cmdBenchServer, cmdBenchClient,
+	cmdCall, cmdCast, cmdFanout, cmdNotify, cmdListen, cmdServers, cmdKeygen, cmdBenchServer, cmdBenchClient, cmdVersion,
 }
 
 func findCommand(name string) *command {

@@ -11,6 +11,7 @@
 //	zmqmsg servers  [flags] [TOPIC]
 //	zmqmsg bench server [flags]
 //	zmqmsg bench client [flags]
+//	zmqmsg version      (or zmqmsg --version)
 //	zmqmsg help [COMMAND]
 //
 // # Flags and environment
@@ -153,6 +154,8 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		return exitUsage
 	}
 	switch args[0] {
+	case "--version", "-version":
+		args = append([]string{"version"}, args[1:]...)
 	case "help", "-h", "-help", "--help":
 		if len(args) > 1 {
 			name := args[1]
