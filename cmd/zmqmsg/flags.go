@@ -136,7 +136,7 @@ func (c *cli) flagSet() *flag.FlagSet {
 	fs.StringVar(&c.g.host, "host", "127.0.0.1", "`address` of the CLI's own node (it binds free ports on it)")
 	durationVar(fs, &c.g.timeout, "timeout", 10*time.Second, "deadline of each call, cast, fanout or notification (also bounds directory operations)")
 	fs.StringVar(&c.g.exchange, "exchange", "", "exchange (namespace) of the topic; empty is the default exchange")
-	fs.BoolVar(&c.g.json, "json", false, "machine output: one JSON value per result, errors as JSON on stderr")
+	fs.BoolVar(&c.g.json, "json", false, "machine output: one JSON value per result on stdout; errors and logs as JSON lines on stderr")
 	fs.StringVar(&c.g.logLevel, "log-level", "warn", "log `level` on stderr: debug, info, warn or error")
 	fs.StringVar(&c.g.curveKey, "curve-key", "", "turn CURVE on: the `file` with this node's secret key (mode 0600; see keygen); needed to reach nodes that publish a key")
 	fs.StringVar(&c.g.curveAllow, "curve-allow", "", "with --curve-key: the `file` of the public keys allowed to connect to this node's servers, one per line")

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"flag"
 	"fmt"
+	"log/slog"
 	"strings"
 	"sync"
 	"time"
@@ -118,7 +119,11 @@ func runListen(ctx context.Context, c *cli, topics []string) (err error) {
 	if err != nil {
 		return fmt.Errorf("listen: %w", err)
 	}
-	fmt.Fprintf(c.stderr, "zmqmsg listen: listening to %s in pool %q\n", strings.Join(topics, ", "), c.o.pool)
+	if c.g.json {
+		c.notice("listening", slog.Any("topics", topics), slog.String("pool", c.o.pool))
+	} else {
+		c.notice(fmt.Sprintf("listening to %s in pool %q", strings.Join(topics, ", "), c.o.pool))
+	}
 	<-ctx.Done()
 	sctx, scancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer scancel()

@@ -24,8 +24,8 @@
 // command, are --directory (default redis://127.0.0.1:6379; "memory:" is
 // the in-process directory, useful only in tests), --host (the address of
 // the CLI's own node, which binds free ports), --timeout (default 10s),
-// --exchange, --json (machine output) and --log-level (logs go to stderr,
-// data to stdout). listen and bench server also take --proxy-dir DIR: the
+// --exchange, --json (machine output; logs and errors on stderr become JSON
+// lines too) and --log-level (logs go to stderr, data to stdout). listen and bench server also take --proxy-dir DIR: the
 // node then joins a running node proxy daemon (zmqmsg-proxy) over its IPC
 // sockets in DIR instead of binding ports. "zmqmsg help COMMAND" or
 // "zmqmsg COMMAND --help" explains each flag.
@@ -206,12 +206,33 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		if lerr := level.UnmarshalText([]byte(c.g.logLevel)); lerr != nil {
 			err = usagef("--log-level %q: want debug, info, warn or error", c.g.logLevel)
 		}
-		c.log = slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
+		c.log = newLogger(stderr, level, c.g.json)
 	}
 	if err == nil {
 		err = cmd.run(ctx, c, pos)
 	}
 	return c.report(err)
+}
+
+// newLogger returns the CLI's logger on stderr: JSON lines with --json
+// (asJSON), text otherwise.
+func newLogger(stderr io.Writer, level slog.Level, asJSON bool) *slog.Logger {
+	opts := &slog.HandlerOptions{Level: level}
+	if asJSON {
+		return slog.New(slog.NewJSONHandler(stderr, opts))
+	}
+	return slog.New(slog.NewTextHandler(stderr, opts))
+}
+
+// notice prints a status line on stderr whatever --log-level says ("zmqmsg
+// listen: listening ..."): a JSON log line at level INFO with --json, plain
+// text otherwise.
+func (c *cli) notice(msg string, attrs ...slog.Attr) {
+	if c.g.json {
+		newLogger(c.stderr, slog.LevelInfo, true).LogAttrs(context.Background(), slog.LevelInfo, msg, attrs...)
+		return
+	}
+	fmt.Fprintf(c.stderr, "zmqmsg %s: %s\n", c.cmd.name, msg)
 }
 
 // report prints err (if any) on stderr and returns the exit code.

@@ -98,7 +98,7 @@ func runServers(ctx context.Context, c *cli, pos []string) (err error) {
 		return fmt.Errorf("write stdout: %w", err)
 	}
 	if len(lines) == 0 {
-		fmt.Fprintln(c.stderr, "zmqmsg servers: no live registrations")
+		c.notice("no live registrations")
 	}
 	return nil
 }
