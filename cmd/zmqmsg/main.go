@@ -180,7 +180,11 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 				printOverview(stdout)
 				return exitOK
 			}
-			fmt.Fprintln(stderr, "zmqmsg: bench needs a subcommand: bench server | bench client (see zmqmsg help bench server)")
+			if len(rest) > 0 {
+				fmt.Fprintf(stderr, "zmqmsg: %q is not a subcommand of bench: want bench server or bench client (see zmqmsg help bench server)\n", rest[0])
+			} else {
+				fmt.Fprintln(stderr, "zmqmsg: bench needs a subcommand: bench server | bench client (see zmqmsg help bench server)")
+			}
 			return exitUsage
 		}
 		name, rest = "bench "+rest[0], rest[1:]
