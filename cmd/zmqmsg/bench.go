@@ -269,8 +269,8 @@ type benchResult struct {
 
 var patterns = []string{"call", "cast", "direct", "fanout", "notify"}
 
-// maxBenchSize bounds --size (the default Config.MaxMessageSize).
-const maxBenchSize = 16 << 20
+// maxBenchSize bounds --size.
+const maxBenchSize = maxMessageSize
 
 func runBenchClient(ctx context.Context, c *cli, _ []string) (err error) {
 	o := c.o

@@ -113,6 +113,9 @@ func classify(err error) (int, string) {
 		return exitOK, ""
 	case errors.As(err, &ue), errors.Is(err, directory.ErrBadURL):
 		return exitUsage, "usage"
+	case errors.Is(err, zmqmsg.ErrTooLarge):
+		// The CLI sends only what the operator gave it: bad input.
+		return exitUsage, "usage"
 	case errors.Is(err, zmqmsg.ErrTimeout), errors.Is(err, context.DeadlineExceeded):
 		return exitTimeout, "timeout"
 	case errors.As(err, &re) && re.Type == remoteDeadlineType:

@@ -138,9 +138,13 @@ func (p passthrough) Unmarshal(data []byte, v any) error {
 // maxStdin bounds JSON arguments read from stdin.
 const maxStdin = 64 << 20
 
+// maxMessageSize is the largest payload the CLI's node sends: the default
+// zmqmsg.Config.MaxMessageSize, which the CLI keeps.
+const maxMessageSize = 16 << 20
+
 // jsonArg returns the JSON argument pos[i] ("-" reads it from stdin) as a
 // json.RawMessage, or nil (sent as JSON null) when there is none. Invalid
-// JSON is a usage error.
+// JSON, or JSON over the message size limit, is a usage error.
 func (c *cli) jsonArg(pos []string, i int) (any, error) {
 	if len(pos) <= i {
 		return nil, nil
@@ -157,13 +161,12 @@ func (c *cli) jsonArg(pos []string, i int) (any, error) {
 			return nil, usagef("JSON on stdin is over %d bytes", maxStdin)
 		}
 	}
-	var v any
-	if err := json.Unmarshal(b, &v); err != nil {
-		return nil, usagef("invalid JSON %s %q: %v", src, abbrev(b), err)
-	}
 	var buf bytes.Buffer
 	if err := json.Compact(&buf, b); err != nil {
-		return nil, usagef("invalid JSON %s: %v", src, err)
+		return nil, usagef("invalid JSON %s %q: %v", src, abbrev(b), err)
+	}
+	if buf.Len() > maxMessageSize {
+		return nil, usagef("the JSON %s is %d bytes: over the message size limit of %d bytes", src, buf.Len(), maxMessageSize)
 	}
 	return json.RawMessage(buf.Bytes()), nil
 }

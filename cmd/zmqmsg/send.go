@@ -19,8 +19,9 @@ var cmdCall = &command{
 	doc: `Calls METHOD on one server of TOPIC (round robin, or --server) with the JSON
 arguments (JSON null if none; "-" reads them from stdin) and prints the reply
 as JSON: indented, or on one line with --json. A reply that is not JSON (raw
-bytes) is printed as a JSON string. Invalid JSON is refused before anything
-is sent. Waits for the reply up to --timeout.`,
+bytes) is printed as a JSON string. Invalid JSON, or JSON over the 16 MiB
+message size limit, is refused before anything is sent (exit 2). Waits for
+the reply up to --timeout.`,
 	minArgs: 2, maxArgs: 3,
 	flags: func(fs *flag.FlagSet, o *options) {
 		fs.StringVar(&o.server, "server", "", "call the server `NAME` of the topic instead of any (round robin)")
