@@ -80,6 +80,12 @@ type Config struct {
 	// appear in the directory before failing with ErrNoServers (never past
 	// the call's deadline). Default 2s.
 	WaitForServers time.Duration
+	// ConnectTimeout bounds one attempt to connect to another node: a node
+	// that cannot be connected to (refused, unreachable, no answer within
+	// ConnectTimeout) is marked down, and the requests waiting for it,
+	// which it never had, go to another server of their topic (a request
+	// for a named server fails with an *UnavailableError). Default 2s.
+	ConnectTimeout time.Duration
 	// Logger receives the Transport's logs. nil discards them.
 	Logger *slog.Logger
 	// Keepalive configures TCP keepalive and ZMTP heartbeats.
@@ -187,6 +193,7 @@ func (c Config) withDefaults() Config {
 	}
 	defd(&c.CallTimeout, 60*time.Second)
 	defd(&c.WaitForServers, 2*time.Second)
+	defd(&c.ConnectTimeout, 2*time.Second)
 	defd(&c.RegistrationTTL, 30*time.Second)
 	if !c.Keepalive.Disabled {
 		defd(&c.Keepalive.Idle, 30*time.Second)
@@ -215,7 +222,7 @@ func (c Config) validate() error {
 		return fmt.Errorf("%w: negative MaxMessageSize", ErrInvalidConfig)
 	case c.ServerConcurrency < 0 || c.ServerQueue < 0:
 		return fmt.Errorf("%w: negative server concurrency or queue", ErrInvalidConfig)
-	case c.CallTimeout < 0 || c.WaitForServers < 0 || c.RegistrationTTL < 0:
+	case c.CallTimeout < 0 || c.WaitForServers < 0 || c.RegistrationTTL < 0 || c.ConnectTimeout < 0:
 		return fmt.Errorf("%w: negative duration", ErrInvalidConfig)
 	case c.CastWindow < 0:
 		return fmt.Errorf("%w: negative CastWindow", ErrInvalidConfig)

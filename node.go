@@ -44,6 +44,7 @@ func socketOptions(cfg Config) socket.Options {
 		// libzmq's default (no backoff) would retry ten times a second forever.
 		ReconnectInterval:    100 * time.Millisecond,
 		ReconnectIntervalMax: 5 * time.Second,
+		ConnectTimeout:       cfg.ConnectTimeout,
 		// Close flushes what libzmq has taken but not sent (a reply, an ACK,
 		// a direct cast handed over just before), for up to CloseFlush.
 		Linger: CloseFlush,

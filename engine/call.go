@@ -55,15 +55,10 @@ func (e *Engine) Call(ctx context.Context, t Target, method string, flags envelo
 	return m, err
 }
 
+// call sends the call to a server of t. A call that was never sent, because
+// its node could not be connected to (ErrUnavailable), goes to the next
+// server of the topic on another node; one for a named server fails.
 func (e *Engine) call(ctx context.Context, t Target, method string, flags envelope.Flags, payload []byte, deadline, waitUntil time.Time) (envelope.Message, error) {
-	entry, err := e.res.pick(ctx, t.key(), t.Server, waitUntil)
-	if err != nil {
-		return envelope.Message{}, e.ctxError(ctx, err)
-	}
-	d, err := e.dealer(ctx, entry)
-	if err != nil {
-		return envelope.Message{}, e.ctxError(ctx, err)
-	}
 	req := envelope.Message{
 		Kind:     envelope.KindCall,
 		Flags:    flags,
@@ -79,6 +74,31 @@ func (e *Engine) call(ctx context.Context, t Target, method string, flags envelo
 	if err != nil {
 		return envelope.Message{}, fmt.Errorf("zmqmsg: encode call: %w", err)
 	}
+	var tried []string
+	for {
+		entry, err := e.res.pickAvoiding(ctx, t.key(), t.Server, waitUntil, tried)
+		if err != nil {
+			return envelope.Message{}, e.ctxError(ctx, err)
+		}
+		m, err := e.callOnce(ctx, &req, body, entry, deadline, len(tried) == 0)
+		if !errors.Is(err, ErrUnavailable) || t.Server != "" || ctx.Err() != nil {
+			return m, err
+		}
+		tried = append(tried, entry.nodeID)
+		if !e.res.hasAlternative(t.key(), tried) {
+			return m, err
+		}
+		e.rerouted.Add(1)
+	}
+}
+
+// callOnce sends the encoded call req to entry's node and waits for its
+// answer; first counts the call in Stats.Calls once it is submitted.
+func (e *Engine) callOnce(ctx context.Context, req *envelope.Message, body []byte, entry route, deadline time.Time, first bool) (envelope.Message, error) {
+	d, err := e.dealer(ctx, entry)
+	if err != nil {
+		return envelope.Message{}, e.ctxError(ctx, err)
+	}
 	// Register before sending: the reply can never beat the registration.
 	ch, err := e.table.Register(req.ID, entry.nodeID)
 	if err != nil {
@@ -88,7 +108,9 @@ func (e *Engine) call(ctx context.Context, t Target, method string, flags envelo
 		e.table.Forget(req.ID)
 		return envelope.Message{}, e.ctxError(ctx, err)
 	}
-	e.calls.Add(1)
+	if first {
+		e.calls.Add(1)
+	}
 	// ctx's own deadline is the call's deadline: no timer of our own then.
 	var expired <-chan time.Time
 	if _, ok := ctx.Deadline(); !ok {
@@ -176,6 +198,9 @@ func (e *Engine) result(m envelope.Message, entry route) (envelope.Message, erro
 		return envelope.Message{}, ErrTimeout
 	case envelope.CodeShuttingDown:
 		return envelope.Message{}, fmt.Errorf("%w: server stopping: %s", ErrUnavailable, m.ErrMsg)
+	case envelope.CodeServerLost:
+		// The daemon lost the process that had the call: it may have run.
+		return envelope.Message{}, &NodeDownError{Node: entry.nodeID, Cause: m.ErrMsg}
 	}
 	return envelope.Message{}, &RemoteError{Type: m.ErrType, Message: m.ErrMsg}
 }

@@ -36,18 +36,25 @@ func (e *Engine) Cast(ctx context.Context, t Target, method string, flags envelo
 	// that got no ACK from its server after every retry, is sent again to
 	// another server of the topic (one on a node not tried yet, and not
 	// down), at most maxResends times. The first server may have run it:
-	// at least once. A cast to a named server fails with ErrNodeDown or
-	// ErrNotAcked.
+	// at least once. A cast that its node never had (ErrUnavailable: the
+	// node could not be connected to) goes to another server too, without
+	// that doubt. A cast to a named server fails with ErrNodeDown,
+	// ErrNotAcked or ErrUnavailable.
 	var tried []string
 	for resends := 0; ; resends++ {
 		nodeID, err := e.cast(ctx, t, id, method, flags, payload, waitUntil, tried)
-		retry := errors.Is(err, ErrNodeDown) || errors.Is(err, ErrNotAcked)
+		notSent := errors.Is(err, ErrUnavailable)
+		retry := notSent || errors.Is(err, ErrNodeDown) || errors.Is(err, ErrNotAcked)
 		if err == nil || t.Server != "" || resends == maxResends || !retry || ctx.Err() != nil {
 			return err
 		}
 		tried = append(tried, nodeID)
 		if !e.res.hasAlternative(t.key(), tried) {
 			return err // no other node serves the topic
+		}
+		if notSent {
+			e.rerouted.Add(1)
+			continue
 		}
 		e.castsResent.Add(1)
 		e.log.Warn("cast not acknowledged by its server; sending it to another server", "topic", t.Topic, "method", method, "id", id.String(), "err", err)
@@ -191,6 +198,8 @@ func (e *Engine) castOnce(ctx context.Context, d *socket.Handle[socket.DealerCmd
 				return ackNone, fmt.Errorf("%w: %s", ErrNoServers, res.Msg.ErrMsg)
 			case envelope.CodeOverloaded:
 				return ackNone, fmt.Errorf("%w: %s", ErrOverloaded, res.Msg.ErrMsg)
+			case envelope.CodeServerLost:
+				return ackNone, &NodeDownError{Node: nodeID, Cause: res.Msg.ErrMsg}
 			}
 			return ackNone, fmt.Errorf("zmqmsg: cast refused: %s: %s", res.Msg.Code, res.Msg.ErrMsg)
 		case <-timer.C:

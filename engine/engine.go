@@ -160,7 +160,7 @@ type Engine struct {
 	notifications, notificationsUnheard, notificationsRun, notifyFailures atomic.Uint64
 	notificationsFiltered                                                 atomic.Uint64
 	directRun, directRefused                                              atomic.Uint64
-	registrationErrors, castsResent, idleClosed                           atomic.Uint64
+	registrationErrors, castsResent, idleClosed, rerouted                 atomic.Uint64
 
 	windowMu sync.Mutex
 	windows  map[string]chan struct{} // node id -> un-acked CAST slots
@@ -508,7 +508,8 @@ func (e *Engine) dealerAt(ctx context.Context, node directory.Node, key, tag str
 		opts := e.clientOptions(node)
 		return &socket.Dealer{
 			Endpoint: ep, Tag: tag, Table: e.table, Options: opts, Counters: &e.dealerCounters,
-			NodeDown: func(cause string) error { return &NodeDownError{Node: tag, Cause: cause} },
+			NodeDown:    func(cause string) error { return &NodeDownError{Node: tag, Cause: cause} },
+			Unreachable: func(cause string) error { return &UnavailableError{Node: tag, Cause: cause} },
 			HandshakeFailed: func(cause string) error {
 				e.log.Warn("node refused the CURVE handshake: requests to it fail", "node", tag, "cause", cause)
 				return &HandshakeError{Node: tag, Cause: cause}
@@ -577,6 +578,9 @@ type Stats struct {
 	DirectoryErrors       uint64 // failed directory lookups (cached entries kept serving)
 	NodeDisconnects       uint64 // connections to other nodes lost (peer gone, heartbeat timeout, keepalive)
 	FailedNodeDown        uint64 // calls and casts failed at once because their node's connection was lost
+	ConnectFailures       uint64 // failed attempts to connect to another node (refused, unreachable, connect timeout)
+	NotSent               uint64 // calls and casts taken back before libzmq had them, their node being unreachable (each then rerouted or failed with ErrUnavailable)
+	Rerouted              uint64 // calls and casts never sent to an unreachable node and sent to another server of their topic
 	NodesDown             int    // nodes whose connection is down now (new calls avoid them)
 	RegistrationErrors    uint64 // failed directory registrations and refreshes (retried until the directory returns)
 	OpenSockets           int    // sockets to other nodes open now (DEALERs, PUSHes, XPUBs)
@@ -609,6 +613,9 @@ func (e *Engine) Stats() Stats {
 		RegistrationErrors:    e.registrationErrors.Load(),
 		NodeDisconnects:       e.dealerCounters.Disconnects.Load(),
 		FailedNodeDown:        e.dealerCounters.FailedByDown.Load(),
+		ConnectFailures:       e.dealerCounters.ConnectFailures.Load(),
+		NotSent:               e.dealerCounters.NotSent.Load(),
+		Rerouted:              e.rerouted.Load(),
 		NodesDown:             e.res.nodesDown(),
 		SocketRestarts:        e.proxy.Restarts(),
 		Casts:                 e.casts.Load(),

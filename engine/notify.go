@@ -77,6 +77,9 @@ func (e *Engine) Notify(ctx context.Context, topic string, meta map[string]strin
 	if err != nil {
 		return e.ctxError(ctx, err)
 	}
+	if err := ks.unavailable(); err != nil {
+		return err // not "unheard": nobody knows who listens
+	}
 	pools := map[string][]route{}
 	if p := ks.entries.Load(); p != nil {
 		for _, r := range *p {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"math/rand/v2"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -52,6 +53,27 @@ type keyState struct {
 	mu      sync.Mutex
 	changed chan struct{} // closed (and replaced) whenever entries are refreshed
 	loaded  bool          // at least one successful lookup
+	lastErr error         // the last lookup's error, nil after a success
+	failed  time.Time     // when lastErr was seen
+}
+
+// failedSince reports whether the key has nothing cached and its last
+// lookup failed at or after t.
+func (ks *keyState) failedSince(t time.Time) bool {
+	ks.mu.Lock()
+	defer ks.mu.Unlock()
+	return !ks.loaded && ks.lastErr != nil && !ks.failed.Before(t)
+}
+
+// unavailable returns ErrDirectoryUnavailable when no lookup of the key has
+// succeeded yet and the last one failed: nothing is known about the key.
+func (ks *keyState) unavailable() error {
+	ks.mu.Lock()
+	defer ks.mu.Unlock()
+	if ks.loaded || ks.lastErr == nil {
+		return nil
+	}
+	return fmt.Errorf("%w: %w", ErrDirectoryUnavailable, ks.lastErr)
 }
 
 func newResolver(dir directory.Directory, log *slog.Logger) *resolver {
@@ -89,6 +111,9 @@ func (r *resolver) state(ctx context.Context, key directory.Key) (*keyState, err
 	default:
 	}
 	ks = &keyState{changed: make(chan struct{}), first: make(chan struct{})}
+	// Round robin starts at a random server, so that short-lived
+	// processes spread their first calls.
+	ks.rr.Store(rand.Uint64())
 	r.keys[key] = ks
 	snap := make(map[directory.Key]*keyState, len(r.keys))
 	for k, v := range r.keys {
@@ -133,26 +158,47 @@ func (r *resolver) watch(key directory.Key, ks *keyState, watch <-chan struct{},
 	}
 }
 
-// refresh reads key's entries from the directory into the cache.
+// refresh reads key's entries from the directory into the cache. A server
+// that was not in the cache before, on a node marked down, clears the mark:
+// the node registered again, so it is tried again.
 func (r *resolver) refresh(ctx context.Context, key directory.Key, ks *keyState) {
-	ctx, cancel := context.WithTimeout(ctx, r.timeout)
+	lctx, cancel := context.WithTimeout(ctx, r.timeout)
 	defer cancel()
 	ks.refreshMu.Lock()
 	defer ks.refreshMu.Unlock()
-	entries, err := r.dir.Lookup(ctx, key)
+	entries, err := r.dir.Lookup(lctx, key)
 	if err != nil {
+		if ctx.Err() != nil {
+			return // the caller gave up: not the directory's failure
+		}
 		r.lookupErrors.Add(1)
-		r.log.Warn("directory lookup failed; serving cached entries", "key", key.String(), "err", err)
+		ks.mu.Lock()
+		ks.lastErr, ks.failed = err, time.Now()
+		loaded := ks.loaded
+		ks.mu.Unlock()
+		if loaded {
+			r.log.Warn("directory lookup failed; serving cached entries", "key", key.String(), "err", err)
+		} else {
+			r.log.Warn("directory lookup failed; nothing cached", "key", key.String(), "err", err)
+		}
 		return
+	}
+	var old []route
+	if p := ks.entries.Load(); p != nil {
+		old = *p
 	}
 	routes := make([]route, len(entries))
 	for i, e := range entries {
 		id := e.Node.ID()
 		routes[i] = route{Entry: e, nodeID: id, sockKey: socketKey(id, e.Node)}
+		if _, down := r.down.Load(id); down && !slices.ContainsFunc(old, func(o route) bool { return o.Server == e.Server && o.nodeID == id }) {
+			r.down.Delete(id)
+			r.log.Info("node registered a server again: trying it again", "node", id, "server", e.Server)
+		}
 	}
 	ks.entries.Store(&routes)
 	ks.mu.Lock()
-	ks.loaded = true
+	ks.loaded, ks.lastErr = true, nil
 	close(ks.changed)
 	ks.changed = make(chan struct{})
 	ks.mu.Unlock()
@@ -169,6 +215,7 @@ func (r *resolver) pick(ctx context.Context, key directory.Key, name string, wai
 // pickAvoiding is pick that also skips the nodes in avoid (a resent cast's
 // earlier nodes) while another node serves the key.
 func (r *resolver) pickAvoiding(ctx context.Context, key directory.Key, name string, waitUntil time.Time, avoid []string) (route, error) {
+	start := time.Now()
 	ks, err := r.state(ctx, key)
 	if err != nil {
 		return route{}, err
@@ -189,8 +236,15 @@ func (r *resolver) pickAvoiding(ctx context.Context, key directory.Key, name str
 		if !loaded {
 			// The first lookup failed (directory down, or its ctx ended):
 			// an existing registration sends no change notification, so
-			// look again rather than wait for one.
+			// look again rather than wait for one, unless this pick's
+			// own first lookup (in state) just failed.
+			if ks.failedSince(start) {
+				return route{}, ks.unavailable()
+			}
 			r.refresh(ctx, key, ks)
+			if err := ks.unavailable(); err != nil {
+				return route{}, err // nothing known: not "no servers"
+			}
 			ks.mu.Lock()
 			changed = ks.changed
 			ks.mu.Unlock()
@@ -200,7 +254,7 @@ func (r *resolver) pickAvoiding(ctx context.Context, key directory.Key, name str
 		}
 		wait := time.Until(waitUntil)
 		if wait <= 0 {
-			return route{}, noServers(key, name)
+			return route{}, r.noneFound(ctx, key, name)
 		}
 		if timer == nil {
 			timer = time.NewTimer(wait)
@@ -208,13 +262,23 @@ func (r *resolver) pickAvoiding(ctx context.Context, key directory.Key, name str
 		select {
 		case <-changed:
 		case <-timer.C:
-			return route{}, noServers(key, name)
+			return route{}, r.noneFound(ctx, key, name)
 		case <-ctx.Done():
 			return route{}, ctx.Err()
 		case <-r.stop:
 			return route{}, ErrClosed
 		}
 	}
+}
+
+// noneFound is why a pick found no server by waitUntil: the caller's
+// deadline if it has passed (a timeout, not a missing server), else
+// ErrNoServers.
+func (r *resolver) noneFound(ctx context.Context, key directory.Key, name string) error {
+	if d, ok := ctx.Deadline(); ok && !time.Now().Before(d) {
+		return context.DeadlineExceeded
+	}
+	return noServers(key, name)
 }
 
 func noServers(key directory.Key, name string) error {

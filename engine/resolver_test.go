@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -249,9 +250,17 @@ func TestPickNamed(t *testing.T) {
 			t.Fatalf("named pick: %+v", e)
 		}
 	}
-	// Named picks do not move the round robin.
-	if e := mustPick(t, r, ""); e.Server != "a" {
-		t.Fatalf("first round-robin pick %s, want a", e.Server)
+	// Named picks do not move the round robin: the unnamed picks go
+	// round in order from wherever it started.
+	first := mustPick(t, r, "")
+	for i := 1; i <= 3; i++ {
+		want := string(rune('a' + (int(first.Server[0]-'a')+i)%3))
+		if e := mustPick(t, r, ""); e.Server != want {
+			t.Fatalf("round-robin pick %d after %s: %s, want %s", i, first.Server, e.Server, want)
+		}
+		if e := mustPick(t, r, "b"); e.Server != "b" {
+			t.Fatalf("named pick: %+v", e)
+		}
 	}
 }
 
@@ -263,10 +272,15 @@ func TestPickRoundRobin(t *testing.T) {
 		register(t, dir, reg(s, 9001+i))
 	}
 	counts := map[string]int{}
+	start := -1
 	for i := range 30 {
 		e := mustPick(t, r, "")
-		// Lookup is sorted by (node, server): the order is a, b, c.
-		if want := servers[i%3]; e.Server != want {
+		if start < 0 {
+			start = slices.Index(servers, e.Server)
+		}
+		// Lookup is sorted by (node, server): the order is a, b, c, from
+		// a random start.
+		if want := servers[(start+i)%3]; e.Server != want {
 			t.Fatalf("pick %d: %s, want %s", i, e.Server, want)
 		}
 		counts[e.Server]++
@@ -343,8 +357,11 @@ func TestFirstLookupFailureDoesNotPoisonKey(t *testing.T) {
 	r := newTestResolver(t, dir)
 	register(t, dir, reg("a", 9001))
 	dir.fail.Store(true)
-	if _, err := r.pick(context.Background(), testKey, "", time.Now().Add(20*time.Millisecond)); !errors.Is(err, ErrNoServers) {
-		t.Fatalf("pick while the directory is down: %v", err)
+	if _, err := r.pick(context.Background(), testKey, "", time.Now().Add(20*time.Millisecond)); !errors.Is(err, ErrDirectoryUnavailable) || errors.Is(err, ErrNoServers) {
+		t.Fatalf("pick while the directory is down: %v, want ErrDirectoryUnavailable", err)
+	}
+	if n := dir.lookups.Load(); n != 1 {
+		t.Fatalf("%d lookups for one pick, want 1", n)
 	}
 	dir.fail.Store(false)
 	// The directory is back and a is registered; a heartbeat refresh of a

@@ -117,8 +117,9 @@ const (
 	CodeExpired                  // the request's deadline passed before it ran
 	CodeConflict                 // an ATTACH names a server another process already serves
 	CodeInProgress               // an ACK: the server has the CAST and is running it; the final ACK (OK) follows
+	CodeServerLost               // the process that had the request was lost before it answered: it may have run
 
-	codeMax = CodeInProgress
+	codeMax = CodeServerLost
 )
 
 var codeNames = [...]string{
@@ -133,6 +134,7 @@ var codeNames = [...]string{
 	CodeExpired:      "EXPIRED",
 	CodeConflict:     "CONFLICT",
 	CodeInProgress:   "IN_PROGRESS",
+	CodeServerLost:   "SERVER_LOST",
 }
 
 // String returns the upper-case name of c ("OK", "REMOTE",

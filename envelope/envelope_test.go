@@ -682,7 +682,7 @@ func TestKindCodeStrings(t *testing.T) {
 		CodeOK: "OK", CodeRemote: "REMOTE", CodeNoSuchMethod: "NO_SUCH_METHOD",
 		CodeNoServers: "NO_SERVERS", CodeMalformed: "MALFORMED", CodeTooLarge: "TOO_LARGE",
 		CodeOverloaded: "OVERLOADED", CodeShuttingDown: "SHUTTING_DOWN", CodeExpired: "EXPIRED",
-		CodeConflict: "CONFLICT", CodeInProgress: "IN_PROGRESS", 11: "Code(11)", 65535: "Code(65535)",
+		CodeConflict: "CONFLICT", CodeInProgress: "IN_PROGRESS", CodeServerLost: "SERVER_LOST", 12: "Code(12)", 65535: "Code(65535)",
 	}
 	for c, want := range codes {
 		if got := c.String(); got != want {

@@ -655,15 +655,32 @@ func (l *Loop[C]) flush(s *sock) error {
 	if len(s.backlog) == 0 {
 		s.backlog = nil
 	}
-	if l.draining {
-		l.draining = false
-		for _, o := range l.socks {
-			if len(o.backlog) >= l.opts.MaxBacklog {
-				l.draining = true
-			}
+	l.recheckDraining()
+	return nil
+}
+
+// recheckDraining clears draining once no backlog is full.
+func (l *Loop[C]) recheckDraining() {
+	if !l.draining {
+		return
+	}
+	l.draining = false
+	for _, o := range l.socks {
+		if len(o.backlog) >= l.opts.MaxBacklog {
+			l.draining = true
 		}
 	}
-	return nil
+}
+
+// TakeBacklog removes and returns the messages waiting in socket i's send
+// backlog, in order: libzmq never had them, so their owner may send them
+// elsewhere or fail them as not sent. Loop goroutine only.
+func (l *Loop[C]) TakeBacklog(i int) [][][]byte {
+	s := l.socks[i]
+	taken := s.backlog
+	s.backlog = nil
+	l.recheckDraining()
+	return taken
 }
 
 // runCommands runs queued commands, up to the budget, unless a backlog is full.

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"syscall"
@@ -39,10 +40,11 @@ import (
 //
 // A member that sends nothing (not even its heartbeat ATTACHes) for
 // MemberTTL is dropped, and so is one whose pipe has vanished (libzmq
-// reports EHOSTUNREACH when the broker sends to it): its process died.
-// Requests it had taken are failed by their callers' deadlines (issue 5
-// will fail them at once). The routing state lives in the loop: a restarted
-// loop learns it again from the members' next heartbeats.
+// reports EHOSTUNREACH when the broker sends to it; a monitor of the IPC
+// ROUTER makes the broker probe every member when a connection drops): its
+// process died. Requests it had taken are answered at once with
+// SERVER_LOST (they may have run). The routing state lives in the loop: a
+// restarted loop learns it again from the members' next heartbeats.
 type Broker struct {
 	counters       Counters
 	handle         *socket.Handle[BrokerCmd]
@@ -66,11 +68,14 @@ type Broker struct {
 	drained  []chan struct{}          // Drain callers waiting for the last answer
 }
 
-// inflight is a relayed request: when its caller stops waiting, and the
-// member it went to (whose loss fails it).
+// inflight is a relayed request: when its caller stops waiting, the
+// member it went to (whose loss fails it), and what answering its caller
+// takes.
 type inflight struct {
 	expires time.Time
 	member  string
+	routing [][]byte         // the caller's routing frames
+	req     envelope.Message // its header, without payload
 }
 
 // BrokerConfig configures a Broker.
@@ -236,10 +241,17 @@ type broker struct {
 	rq       replyQueue
 	hs       socket.Handshakes // monitors of the public sockets (CURVE only)
 
-	members   map[string]*bMember // by the member DEALER's identity
-	routes    map[directory.Key]*bRoute
-	nextSweep time.Time
+	members    map[string]*bMember // by the member DEALER's identity
+	routes     map[directory.Key]*bRoute
+	nextSweep  time.Time
+	backMon    int       // monitor of the IPC ROUTER's connections
+	probeUntil time.Time // after a member connection dropped: probe the members at each sweep until then
 }
+
+// probeFor is how long the broker keeps probing its members after a member
+// connection dropped: libzmq may detach the dead pipe a moment after the
+// event.
+const probeFor = 2 * time.Second
 
 type bMember struct {
 	id      string
@@ -266,10 +278,17 @@ func (r *broker) Setup(l *poller.Loop[BrokerCmd]) error {
 	r.hs = socket.Handshakes{Failed: &r.b.counters.HandshakeFailed, Log: r.b.log}
 	rebind := r.b.endpoint != ""
 	var public []*zmq.Socket
-	bind := func(t zmq.Type, name, endpoint string, opts socket.Options, stored *string) (int, *zmq.Socket, error) {
+	// bind creates, configures and binds a socket; before, if not nil,
+	// runs before the bind.
+	bind := func(t zmq.Type, name, endpoint string, opts socket.Options, stored *string, before func(*zmq.Socket) error) (int, *zmq.Socket, error) {
 		i, z, err := l.NewSocket(t, name)
 		if err != nil {
 			return -1, nil, err
+		}
+		if before != nil {
+			if err := before(z); err != nil {
+				return -1, nil, err
+			}
 		}
 		if opts.Curve != nil {
 			public = append(public, z)
@@ -294,14 +313,22 @@ func (r *broker) Setup(l *poller.Loop[BrokerCmd]) error {
 		}
 		return i, z, nil
 	}
-	if _, _, err := bind(zmq.ROUTER, "router", r.cfg.Bind, r.cfg.Options, &r.b.endpoint); err != nil {
+	if _, _, err := bind(zmq.ROUTER, "router", r.cfg.Bind, r.cfg.Options, &r.b.endpoint, nil); err != nil {
 		return err
 	}
 	ipc := r.cfg.Options
 	ipc.KeepaliveIdle = 0
 	ipc.HeartbeatInterval = 0
 	ipc.Curve = nil // local, in a 0700 directory
-	if _, _, err := bind(zmq.ROUTER, "backend", r.cfg.Backend, ipc, nil); err != nil {
+	// A member connection that drops (its process died) makes the broker
+	// probe its members: a request relayed into a dying pipe is lost by
+	// libzmq, and its caller must hear of it.
+	r.backMon = -1
+	armBack := func(z *zmq.Socket) (err error) {
+		r.backMon, err = socket.ArmMonitor(l, z, zmq.EVENT_DISCONNECTED)
+		return err
+	}
+	if _, _, err := bind(zmq.ROUTER, "backend", r.cfg.Backend, ipc, nil, armBack); err != nil {
 		return err
 	}
 	if mode := r.b.socketMode; mode != 0 {
@@ -314,14 +341,14 @@ func (r *broker) Setup(l *poller.Loop[BrokerCmd]) error {
 	if r.cfg.CastBind != "" {
 		po := r.cfg.Options
 		po.RecvHWM = socket.DirectCastHWM
-		i, _, err := bind(zmq.PULL, "pull", r.cfg.CastBind, po, &r.b.castEndpoint)
+		i, _, err := bind(zmq.PULL, "pull", r.cfg.CastBind, po, &r.b.castEndpoint, nil)
 		if err != nil {
 			return err
 		}
 		r.castSock = i
 	}
 	if r.cfg.FanoutBind != "" {
-		i, _, err := bind(zmq.XSUB, "xsub", r.cfg.FanoutBind, r.cfg.Options, &r.b.fanoutEndpoint)
+		i, _, err := bind(zmq.XSUB, "xsub", r.cfg.FanoutBind, r.cfg.Options, &r.b.fanoutEndpoint, nil)
 		if err != nil {
 			return err
 		}
@@ -340,6 +367,13 @@ func (r *broker) Setup(l *poller.Loop[BrokerCmd]) error {
 
 func (r *broker) HandleMessage(l *poller.Loop[BrokerCmd], sock int, frames [][]byte) {
 	if r.hs.Handle(sock, frames) {
+		return
+	}
+	if sock == r.backMon {
+		if ev, _, _, ok := socket.ParseEvent(frames); ok && ev == zmq.EVENT_DISCONNECTED {
+			r.probeUntil = time.Now().Add(probeFor)
+			r.probeMembers(l)
+		}
 		return
 	}
 	switch sock {
@@ -405,7 +439,8 @@ func (r *broker) fromCaller(l *poller.Loop[BrokerCmd], frames [][]byte) {
 				if exp.IsZero() {
 					exp = time.Now().Add(DefaultReplyTTL)
 				}
-				r.b.inflight[m.ID] = inflight{expires: exp, member: e.m.id}
+				m.Payload = nil // aliases the received frame
+				r.b.inflight[m.ID] = inflight{expires: exp, member: e.m.id, routing: slices.Clone(routing), req: m}
 				r.b.nInflight.Store(int64(len(r.b.inflight)))
 			}
 			return
@@ -636,18 +671,29 @@ func (r *broker) lose(l *poller.Loop[BrokerCmd], m *bMember, why string) {
 		r.detach(l, m, s)
 	}
 	delete(r.members, m.id) // if detach has not already
-	// Its requests will never be answered: stop waiting for them (their
-	// callers fail by their deadlines).
+	// Its requests will never be answered: tell their callers now. They
+	// may have run (the member may have died after running one).
+	failed := 0
 	for id, f := range r.b.inflight {
 		if f.member == m.id {
 			delete(r.b.inflight, id)
+			r.answer(l, f.routing, &f.req, envelope.CodeServerLost, "the service process serving it was lost ("+why+"); it may have run")
+			failed++
 		}
 	}
+	r.b.counters.FailedLost.Add(uint64(failed))
 	r.b.nInflight.Store(int64(len(r.b.inflight)))
 	r.checkDrained()
 	r.b.members.Store(int64(len(r.members)))
 	n := r.b.counters.MembersLost.Add(1)
 	r.b.log.Warn("service process lost: its servers are no longer routed", "member", fmt.Sprintf("%x", m.id), "why", why, "lost_total", n)
+}
+
+// probeMembers probes every member (see alive).
+func (r *broker) probeMembers(l *poller.Loop[BrokerCmd]) {
+	for _, m := range r.members {
+		r.alive(l, m)
+	}
 }
 
 // direct relays a direct cast from the PULL to one member.
@@ -772,6 +818,9 @@ func (r *broker) HandleTimer(l *poller.Loop[BrokerCmd], now time.Time) {
 		return
 	}
 	r.nextSweep = now.Add(sweepEvery)
+	if now.Before(r.probeUntil) {
+		r.probeMembers(l)
+	}
 	for _, m := range r.members {
 		if now.Sub(m.seen) > r.cfg.MemberTTL {
 			r.lose(l, m, fmt.Sprintf("silent for %v", now.Sub(m.seen).Round(time.Millisecond)))

@@ -206,6 +206,7 @@ type Counters struct {
 	AcksDropped   atomic.Uint64 // ACKs dropped by the test hook (Hooks.DropAck)
 	SendFailed    atomic.Uint64 // replies libzmq refused (the caller is gone, or its pipe is full: it does not read), dropped
 	MembersLost   atomic.Uint64 // daemon: service processes dropped (heartbeats stopped, or their pipe vanished)
+	FailedLost    atomic.Uint64 // daemon: relayed requests answered SERVER_LOST because their service process was lost
 	Conflicts     atomic.Uint64 // daemon: ATTACHes refused because another process serves the name
 	Refused       atomic.Uint64 // daemon: requests refused while draining (answered SHUTTING_DOWN)
 	// HandshakeFailed counts failed handshakes on the public sockets when

@@ -45,6 +45,11 @@ type DealerCounters struct {
 	// HandshakeFailed counts failed ZMTP handshakes with the node (CURVE:
 	// our key refused, or a mechanism mismatch).
 	HandshakeFailed atomic.Uint64
+	// ConnectFailures counts failed attempts to connect to the node
+	// (refused, unreachable, connect timeout); NotSent the requests failed
+	// because of them, or because their connection dropped, before libzmq
+	// ever had them (see Dealer.Unreachable).
+	ConnectFailures, NotSent atomic.Uint64
 }
 
 // Dealer is the client end of the CALL pipeline towards one node: a DEALER
@@ -74,17 +79,26 @@ type Dealer struct {
 	// with backoff (see Rehandshake), so a node that lists our key later
 	// is reached.
 	HandshakeFailed func(cause string) error
+	// Unreachable, if set (with NodeDown), fails the requests that libzmq
+	// never had: those waiting in the loop's send backlog (the DEALER has
+	// ZMQ_IMMEDIATE, so a send waits there until a connection is
+	// complete) when an attempt to connect fails or the connection drops,
+	// and every new one while the node cannot be connected to. They never
+	// left this process, so the caller may send them to another server.
+	Unreachable func(cause string) error
 
-	monitor int // index of the monitor PAIR in the loop, -1 if none
-	rh      Rehandshake
-	refusal error // what HandshakeFailed returned for the last failure
+	monitor     int // index of the monitor PAIR in the loop, -1 if none
+	rh          Rehandshake
+	refusal     error // what HandshakeFailed returned for the last failure
+	up          bool  // a handshake completed and the connection has not dropped since
+	unreachable error // what Unreachable returned for the last failed connect; nil once up
 }
 
 // Setup creates the DEALER, its monitor if liveness is on, and connects.
 func (d *Dealer) Setup(l *poller.Loop[DealerCmd]) error {
 	d.monitor = -1
 	d.rh = newRehandshake(d.Endpoint, d.Options)
-	d.refusal = nil
+	d.refusal, d.up, d.unreachable = nil, false, nil
 	_, z, err := l.NewSocket(zmq.DEALER, "dealer")
 	if err != nil {
 		return err
@@ -95,7 +109,10 @@ func (d *Dealer) Setup(l *poller.Loop[DealerCmd]) error {
 	if d.NodeDown != nil {
 		// The monitor is armed before Connect so that no event is missed;
 		// its PAIR end belongs to this loop like the DEALER.
-		if d.monitor, err = ArmMonitor(l, z, zmq.EVENT_HANDSHAKE_SUCCEEDED|zmq.EVENT_DISCONNECTED|HandshakeFailedEvents); err != nil {
+		// CLOSED on a connecting socket that is not up: an attempt to
+		// connect failed (libzmq then retries after ReconnectInterval).
+		events := zmq.EVENT_HANDSHAKE_SUCCEEDED | zmq.EVENT_DISCONNECTED | zmq.EVENT_CLOSED | HandshakeFailedEvents
+		if d.monitor, err = ArmMonitor(l, z, events); err != nil {
 			return err
 		}
 	}
@@ -110,9 +127,9 @@ func (d *Dealer) Setup(l *poller.Loop[DealerCmd]) error {
 
 // HandleMessage decodes a reply and hands it to the waiting call, or
 // handles a monitor event.
-func (d *Dealer) HandleMessage(_ *poller.Loop[DealerCmd], sock int, frames [][]byte) {
+func (d *Dealer) HandleMessage(l *poller.Loop[DealerCmd], sock int, frames [][]byte) {
 	if sock == d.monitor && sock >= 0 {
-		d.handleEvent(frames, time.Now())
+		d.handleEvent(l, frames, time.Now())
 		return
 	}
 	_, body, err := envelope.SplitRouting(frames)
@@ -134,7 +151,7 @@ func (d *Dealer) HandleMessage(_ *poller.Loop[DealerCmd], sock int, frames [][]b
 }
 
 // handleEvent handles one monitor event.
-func (d *Dealer) handleEvent(frames [][]byte, now time.Time) {
+func (d *Dealer) handleEvent(l *poller.Loop[DealerCmd], frames [][]byte, now time.Time) {
 	ev, _, _, ok := ParseEvent(frames)
 	if !ok {
 		return
@@ -142,17 +159,36 @@ func (d *Dealer) handleEvent(frames [][]byte, now time.Time) {
 	switch {
 	case ev == zmq.EVENT_HANDSHAKE_SUCCEEDED:
 		d.rh.Succeeded()
-		d.refusal = nil
+		d.refusal, d.up, d.unreachable = nil, true, nil
 		if d.OnLiveness != nil {
 			d.OnLiveness(true)
 		}
+	case ev == zmq.EVENT_CLOSED && !d.up:
+		// An attempt to connect failed: refused, no route, or
+		// ZMQ_CONNECT_TIMEOUT. Nothing can go out until a later attempt
+		// succeeds, so what waits is failed as not sent, and so is every
+		// new request until then.
+		d.Counters.ConnectFailures.Add(1)
+		if d.Unreachable == nil {
+			return
+		}
+		if d.OnLiveness != nil {
+			d.OnLiveness(false)
+		}
+		d.unreachable = d.Unreachable("cannot connect to " + d.Endpoint)
+		d.failBacklog(l, d.unreachable)
 	case ev == zmq.EVENT_DISCONNECTED:
+		d.up = false
 		// Mark the node down first: a caster whose request fails below
 		// picks another node at once.
 		if d.OnLiveness != nil {
 			d.OnLiveness(false)
 		}
 		d.Counters.Disconnects.Add(1)
+		if d.Unreachable != nil && d.refusal == nil {
+			// Still in the backlog: never sent, so not "may have run".
+			d.failBacklog(l, d.Unreachable("connection to "+d.Endpoint+" lost before it was sent"))
+		}
 		if d.refusal != nil {
 			// The node dropped the connection because it refused our key:
 			// what waits fails with that reason, not as a node down.
@@ -191,8 +227,24 @@ func (d *Dealer) HandleCommand(l *poller.Loop[DealerCmd], c DealerCmd) {
 			d.Table.Fail(c.ID, d.refusal)
 			return
 		}
+		if d.unreachable != nil {
+			d.Counters.NotSent.Add(1)
+			d.Table.Fail(c.ID, d.unreachable)
+			return
+		}
 		if err := l.Send(0, c.Body); err != nil {
 			d.Table.Fail(c.ID, err)
+		}
+	}
+}
+
+// failBacklog fails, with err, every request waiting in the send backlog:
+// libzmq never had them.
+func (d *Dealer) failBacklog(l *poller.Loop[DealerCmd], err error) {
+	for _, frames := range l.TakeBacklog(0) {
+		if id, ok := envelope.PeekID(frames[len(frames)-1]); ok {
+			d.Counters.NotSent.Add(1)
+			d.Table.Fail(id, err)
 		}
 	}
 }

@@ -31,6 +31,11 @@ type Options struct {
 	// ReconnectInterval and ReconnectIntervalMax bound libzmq's reconnection
 	// backoff for connecting sockets.
 	ReconnectInterval, ReconnectIntervalMax time.Duration
+	// ConnectTimeout is ZMQ_CONNECT_TIMEOUT: a TCP connect that has not
+	// completed by then fails (and is retried), instead of waiting out the
+	// kernel's SYN retries (minutes) for a host that does not answer. Zero
+	// keeps the kernel's.
+	ConnectTimeout time.Duration
 	// Linger is ZMQ_LINGER: how long the zmq context's termination waits for
 	// messages the socket has taken but not yet sent (a reply or ACK handed
 	// over just before Close). Zero keeps the loop's default, 0 ms: closing
@@ -115,6 +120,9 @@ func (o Options) Apply(z *zmq.Socket) error {
 	}
 	if o.ReconnectIntervalMax > 0 {
 		add("reconnect interval max", func() error { return z.SetReconnectIvlMax(o.ReconnectIntervalMax) })
+	}
+	if o.ConnectTimeout > 0 {
+		add("connect timeout", func() error { return z.SetConnectTimeout(o.ConnectTimeout) })
 	}
 	if o.Linger > 0 {
 		add("linger", func() error { return z.SetLinger(o.Linger) })

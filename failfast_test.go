@@ -1,0 +1,166 @@
+package zmqmsg
+
+import (
+	"context"
+	"errors"
+	"net"
+	"sync"
+	"testing"
+	"time"
+
+	zmq "github.com/pebbe/zmq4"
+
+	"github.com/zmqmsg/zmqmsg/directory"
+	"github.com/zmqmsg/zmqmsg/envelope"
+	"github.com/zmqmsg/zmqmsg/internal/testutil"
+)
+
+// Issue 10, item 1: a node that cannot be connected to never stalls a call.
+
+// closedNode returns a node on 127.0.0.1 whose ports nothing listens on, as
+// a killed process leaves them: connecting is refused.
+func closedNode(t *testing.T) directory.Node {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := ln.Addr().(*net.TCPAddr).Port
+	if err := ln.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return directory.Node{Host: "127.0.0.1", CallPort: port}
+}
+
+// A directory entry that still lists a server on a dead node, beside a
+// live server: calls and acknowledged casts from fresh Transports and from
+// a long-lived one all succeed, each before its deadline (the ones sent to
+// the dead node's socket are taken back and go to the live server); a call
+// or cast for the dead server by name fails at once with an
+// UnavailableError naming its node, not at its deadline.
+func TestDeadNodeNeverStallsCalls(t *testing.T) {
+	dir := newDir(t)
+	live := newNode(t, dir)
+	var hits sync.Map
+	eps := whoAmI("live", &hits)
+	for name, ep := range counting("live", &hits, nil) {
+		eps[name] = ep
+	}
+	serve(t, live, Target{Topic: "svc"}, eps)
+	dead := closedNode(t)
+	reg := directory.Registration{Key: directory.Key{Topic: "svc"}, Server: "doomed", Node: dead}
+	if err := dir.Register(context.Background(), reg, time.Minute); err != nil {
+		t.Fatal(err)
+	}
+
+	// Every call and cast here has 10 s; today's behaviour (the request
+	// waits in the dead node's socket) fails them at that deadline.
+	check := func(tr *Transport, what string, n int) {
+		t.Helper()
+		ctx := testCtx(t, 10*time.Second)
+		c := tr.Client(Target{Topic: "svc"})
+		for i := range n {
+			var got echoed
+			if err := c.Call(ctx, "who", i, &got); err != nil || got.Server != "live" || got.Seq != i {
+				t.Fatalf("%s: call %d: %+v, %v", what, i, got, err)
+			}
+			if err := c.Cast(ctx, "note", i); err != nil {
+				t.Fatalf("%s: cast %d: %v", what, i, err)
+			}
+		}
+	}
+	for i := range 4 {
+		check(newNode(t, dir), "fresh transport "+string(rune('0'+i)), 2)
+	}
+	long := newNode(t, dir)
+	check(long, "long-lived transport", 20)
+	st := long.Stats()
+	if st.ConnectFailures == 0 || st.NodesDown != 1 || st.Rerouted == 0 || st.NotSent == 0 {
+		t.Fatalf("stats %+v: want failed connects, the dead node down, and its requests rerouted", st)
+	}
+	if st.CallErrors != 0 || st.Timeouts != 0 {
+		t.Fatalf("stats %+v: no call may fail", st)
+	}
+
+	named := long.Client(Target{Topic: "svc", Server: "doomed"})
+	ctx := testCtx(t, 10*time.Second)
+	for what, err := range map[string]error{
+		"call": named.Call(ctx, "who", 1, nil),
+		"cast": named.Cast(ctx, "note", 1),
+	} {
+		var ue *UnavailableError
+		if !errors.As(err, &ue) || ue.Node != dead.ID() || !errors.Is(err, ErrUnavailable) || errors.Is(err, ErrTimeout) {
+			t.Fatalf("%s to the dead server by name: %v, want an UnavailableError naming %s", what, err, dead.ID())
+		}
+	}
+	if ctx.Err() != nil {
+		t.Fatal("the named requests waited for their deadline")
+	}
+}
+
+// A fresh Transport whose only server of a topic is on a dead node fails
+// its call with ErrUnavailable, not ErrTimeout and not ErrNoServers.
+func TestDeadOnlyServerIsUnavailable(t *testing.T) {
+	dir := newDir(t)
+	dead := closedNode(t)
+	reg := directory.Registration{Key: directory.Key{Topic: "gone"}, Server: "g", Node: dead}
+	if err := dir.Register(context.Background(), reg, time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	ctx := testCtx(t, 10*time.Second)
+	err := newNode(t, dir).Client(Target{Topic: "gone"}).Call(ctx, "who", 1, nil)
+	if !errors.Is(err, ErrUnavailable) || errors.Is(err, ErrNoServers) || ctx.Err() != nil {
+		t.Fatalf("call to a topic served only on a dead node: %v (ctx %v), want ErrUnavailable before the deadline", err, ctx.Err())
+	}
+}
+
+// A call that a node proxy daemon relayed to a service process that then
+// died fails at once with ErrNodeDown (the daemon answers SERVER_LOST when
+// it sees the process's connection drop), not at its deadline.
+func TestProxyDaemonFailsRequestsOfLostMember(t *testing.T) {
+	d := newDaemonNode(t)
+	// A fake member: a raw DEALER that attaches the only server of the
+	// topic, takes a request, and dies without answering.
+	zctx := testutil.ZMQ(t)
+	fake, err := zctx.NewSocket(zmq.DEALER)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = fake.SetLinger(0)
+	call, _ := engineJoinEndpoints(d.ipc)
+	if err := fake.Connect(call); err != nil {
+		t.Fatal(err)
+	}
+	attach, err := envelope.Encode(&envelope.Message{Kind: envelope.KindAttach, ID: envelope.NewID(), Topic: "lonely", Server: "ghost"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := fake.SendBytes(attach, 0); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := fake.RecvMessageBytes(0); err != nil { // the ACK
+		t.Fatal(err)
+	}
+	reg := directory.Registration{Key: directory.Key{Topic: "lonely"}, Server: "ghost", Node: d.proxy.Node()}
+	if err := d.dir.Register(context.Background(), reg, time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	ctx := testCtx(t, 20*time.Second)
+	done := make(chan error, 1)
+	go func() { done <- d.client.Client(Target{Topic: "lonely"}).Call(ctx, "who", 1, nil) }()
+	if err := fake.SetRcvtimeo(10 * time.Second); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := fake.RecvMessageBytes(0); err != nil { // the relayed call
+		t.Fatalf("the fake member got no request: %v", err)
+	}
+	_ = fake.Close()
+	err = <-done
+	var nd *NodeDownError
+	if !errors.As(err, &nd) || ctx.Err() != nil {
+		t.Fatalf("call whose service process died: %v (ctx %v), want a NodeDownError before the deadline", err, ctx.Err())
+	}
+	if st := d.proxy.Stats(); st.MembersLost != 1 {
+		t.Fatalf("daemon stats %+v: want the member lost", st)
+	}
+}
