@@ -259,14 +259,22 @@ global flags (every command):
 	fmt.Fprint(w, exitCodesHelp)
 }
 
+// exitCodesHelp is the table of exit codes and JSON error types; README.md
+// and the package documentation show the same table (TestExitCodes).
 const exitCodesHelp = `
-exit codes:
+exit codes (with --json, the error's "type" in brackets):
   0  success
-  1  any other error (a bench run that lost messages or had errors)
-  2  usage error or bad input (unknown command or flag, invalid JSON, bad priority, duration or directory URL)
-  3  timeout
-  4  remote error: the server's handler failed, or the method is unknown
-  5  not delivered: no servers, fanout unreached, cast not acknowledged, notification not delivered
+  1  any other error, or a bench client run that lost messages or had errors [error]
+  2  usage error or bad input: unknown command or flag, invalid JSON, a payload over
+     the message size limit, a bad priority, duration or directory URL [usage]
+  3  timeout: --timeout passed [timeout]
+  4  remote error: the server's handler failed, or the method is unknown [remote]
+  5  not delivered: no servers [no_servers], a fanout that missed a node [unreached],
+     a cast not acknowledged [not_acked], a notification a pool did not get
+     [not_delivered], this node's CURVE key refused [unauthorized], CURVE on one
+     side only [security_mismatch]
+With --json an error is one JSON line on stderr: {"error": message, "type": type,
+"exit": code}, plus "remote_type" and "remote_message" for a remote error.
 `
 
 func printCommandHelp(w io.Writer, cmd *command) {

@@ -25,27 +25,29 @@
 // the in-process directory, useful only in tests), --host (the address of
 // the CLI's own node, which binds free ports), --timeout (default 10s),
 // --exchange, --json (machine output; logs and errors on stderr become JSON
-// lines too) and --log-level (logs go to stderr, data to stdout). listen and bench server also take --proxy-dir DIR: the
-// node then joins a running node proxy daemon (zmqmsg-proxy) over its IPC
-// sockets in DIR instead of binding ports. "zmqmsg help COMMAND" or
+// lines too) and --log-level (logs go to stderr, data to stdout). listen
+// and bench server also take --proxy-dir DIR: the node then joins a running
+// node proxy daemon (zmqmsg-proxy) over its IPC sockets in DIR instead of
+// binding ports. "zmqmsg help COMMAND" or
 // "zmqmsg COMMAND --help" explains each flag.
 //
 // # Exit codes
 //
-//	0  success
-//	1  any other error (including a bench run that lost messages or had errors)
-//	2  usage error or bad input (unknown command or flag, invalid JSON, bad priority,
-//	   duration or directory URL)
-//	3  timeout (zmqmsg.ErrTimeout, or the --timeout deadline passed)
-//	4  remote error: the server's handler failed (*zmqmsg.RemoteError, including an unknown method)
-//	5  not delivered: no servers, a fanout that did not reach every node, a cast not acknowledged,
-//	   a notification not delivered to every pool, a node that refused this node's
-//	   CURVE key, or a CURVE mismatch (a secured node without --curve-key, or the
-//	   other way round)
+//	exit codes (with --json, the error's "type" in brackets):
+//	  0  success
+//	  1  any other error, or a bench client run that lost messages or had errors [error]
+//	  2  usage error or bad input: unknown command or flag, invalid JSON, a payload over
+//	     the message size limit, a bad priority, duration or directory URL [usage]
+//	  3  timeout: --timeout passed [timeout]
+//	  4  remote error: the server's handler failed, or the method is unknown [remote]
+//	  5  not delivered: no servers [no_servers], a fanout that missed a node [unreached],
+//	     a cast not acknowledged [not_acked], a notification a pool did not get
+//	     [not_delivered], this node's CURVE key refused [unauthorized], CURVE on one
+//	     side only [security_mismatch]
+//	With --json an error is one JSON line on stderr: {"error": message, "type": type,
+//	"exit": code}, plus "remote_type" and "remote_message" for a remote error.
 //
-// An error is printed as one line on stderr; with --json it is a JSON object
-// {"error": message, "type": kind, "exit": code} (plus "remote_type" and
-// "remote_message" for a remote error).
+// Without --json, an error is one line on stderr.
 package main
 
 import (
