@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -162,5 +163,76 @@ func TestProxyDaemonFailsRequestsOfLostMember(t *testing.T) {
 	}
 	if st := d.proxy.Stats(); st.MembersLost != 1 {
 		t.Fatalf("daemon stats %+v: want the member lost", st)
+	}
+}
+
+// flakyDir is an in-memory directory whose lookups fail while down is set.
+type flakyDir struct {
+	*directory.Memory
+	down    atomic.Bool
+	lookups atomic.Int64
+}
+
+var errDirDown = errors.New("test directory down")
+
+func (d *flakyDir) Lookup(ctx context.Context, k directory.Key) ([]directory.Entry, error) {
+	d.lookups.Add(1)
+	if d.down.Load() {
+		return nil, errDirDown
+	}
+	return d.Memory.Lookup(ctx, k)
+}
+
+// Issue 10, item 3: a directory that cannot be read while nothing is
+// cached is ErrDirectoryUnavailable (after one lookup), not ErrNoServers;
+// a notification then fails the same way instead of being "unheard"; once
+// the key is cached, an outage is served from the cache.
+func TestDirectoryOutageIsNotNoServers(t *testing.T) {
+	dir := &flakyDir{Memory: newDir(t)}
+	srv := newNode(t, dir)
+	var hits sync.Map
+	serve(t, srv, Target{Topic: "svc"}, whoAmI("s", &hits))
+	client := newNode(t, dir)
+	dir.down.Store(true)
+	before := dir.lookups.Load()
+	ctx := testCtx(t, 10*time.Second)
+	err := client.Client(Target{Topic: "svc"}).Call(ctx, "who", 1, nil)
+	if !errors.Is(err, ErrDirectoryUnavailable) || errors.Is(err, ErrNoServers) || !errors.Is(err, errDirDown) {
+		t.Fatalf("call while the directory is down: %v, want ErrDirectoryUnavailable wrapping the cause", err)
+	}
+	if n := dir.lookups.Load() - before; n != 1 {
+		t.Fatalf("%d lookups for one call, want 1", n)
+	}
+	if err := client.Notifier("p").Info(ctx, "ev", 1); !errors.Is(err, ErrDirectoryUnavailable) {
+		t.Fatalf("notify while the directory is down: %v, want ErrDirectoryUnavailable", err)
+	}
+	if st := client.Stats(); st.NotificationsUnheard != 0 {
+		t.Fatalf("stats %+v: a notification the directory could not place is not unheard", st)
+	}
+	dir.down.Store(false)
+	if err := client.Client(Target{Topic: "svc"}).Call(ctx, "who", 2, nil); err != nil {
+		t.Fatalf("call once the directory is back: %v", err)
+	}
+	dir.down.Store(true)
+	for i := range 3 {
+		if err := client.Client(Target{Topic: "svc"}).Call(ctx, "who", i, nil); err != nil {
+			t.Fatalf("call %d served from the cache during an outage: %v", i, err)
+		}
+	}
+}
+
+// A call whose own deadline passes while it waits for a first server is a
+// timeout, not ErrNoServers.
+func TestDeadlineWhileWaitingForServersIsTimeout(t *testing.T) {
+	client := newNode(t, newDir(t), func(c *Config) { c.WaitForServers = 10 * time.Second })
+	ctx := testCtx(t, 50*time.Millisecond)
+	err := client.Client(Target{Topic: "nobody"}).Call(ctx, "m", 1, nil)
+	if !errors.Is(err, ErrTimeout) || errors.Is(err, ErrNoServers) {
+		t.Fatalf("call past its deadline while no server is known: %v, want ErrTimeout", err)
+	}
+	ctx = testCtx(t, 10*time.Second)
+	client = newNode(t, newDir(t), func(c *Config) { c.WaitForServers = 50 * time.Millisecond })
+	if err := client.Client(Target{Topic: "nobody"}).Call(ctx, "m", 1, nil); !errors.Is(err, ErrNoServers) {
+		t.Fatalf("call with time left when WaitForServers ends: %v, want ErrNoServers", err)
 	}
 }
