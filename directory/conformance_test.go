@@ -71,6 +71,40 @@ func waitServers(t testing.TB, d Directory, k Key, want []string, timeout time.D
 type dirFactory func(t *testing.T) Directory
 
 func runConformance(t *testing.T, newDir dirFactory) {
+	t.Run("Methods", func(t *testing.T) {
+		d := newDir(t)
+		ctx := t.Context()
+		r := reg("s1", "10.0.0.1", 9501)
+		r.Methods = []string{"add", "sub"}
+		if err := d.Register(ctx, r, time.Minute); err != nil {
+			t.Fatal(err)
+		}
+		ch, stop := d.Watch(key)
+		defer stop()
+		es, err := d.Lookup(ctx, key)
+		if err != nil || len(es) != 1 || !es[0].Registration.Equal(r) {
+			t.Fatalf("Lookup = %+v, %v; want the methods published", es, err)
+		}
+		// A server that offers other methods after a restart is a change.
+		r.Methods = []string{"add", "mul", "sub"}
+		if err := d.Register(ctx, r, time.Minute); err != nil {
+			t.Fatal(err)
+		}
+		waitSignal(t, ch, 5*time.Second, "a change of methods")
+		waitFor(t, 5*time.Second, "the new methods", func() bool {
+			es, err := d.Lookup(ctx, key)
+			return err == nil && len(es) == 1 && es[0].Registration.Equal(r)
+		})
+		// A Deregister names the node, whatever the methods.
+		plain := r
+		plain.Methods = nil
+		if err := d.Deregister(ctx, plain); err != nil {
+			t.Fatal(err)
+		}
+		if got := servers(t, d, key); len(got) != 0 {
+			t.Fatalf("after Deregister: %v", got)
+		}
+	})
 	t.Run("RegisterLookupDeregister", func(t *testing.T) {
 		d := newDir(t)
 		ctx := t.Context()
@@ -87,7 +121,7 @@ func runConformance(t *testing.T, newDir dirFactory) {
 		if err != nil || len(es) != 1 {
 			t.Fatalf("Lookup = %v, %v; want one entry", es, err)
 		}
-		if es[0].Registration != r {
+		if !es[0].Registration.Equal(r) {
 			t.Fatalf("entry = %+v, want %+v", es[0].Registration, r)
 		}
 		// Redis converts expiries from its clock: allow some skew.

@@ -19,7 +19,7 @@
 // percent-encoded:
 //
 //	<prefix>:{<id>}:servers  sorted set: server name -> expiry, ms on Redis's clock
-//	<prefix>:{<id>}:regs     hash: server name -> node JSON {"host","call","fanout","notify","cast"}
+//	<prefix>:{<id>}:regs     hash: server name -> JSON {"host","call","fanout","notify","cast","curve","methods"}
 //	<prefix>:{<id>}:ver      version counter
 //	<prefix>:targets         set of target ids, for List (another slot in Cluster)
 //	<prefix>:changes         pub/sub channel; the message is the target id
@@ -143,6 +143,17 @@ type Registration struct {
 	Key
 	Server string // server name, unique within the Key; required
 	Node   Node
+	// Methods are the method names the server offers, sorted: the one
+	// published list that tools (zmqmsg servers, a fanout's check) read.
+	// nil means not published (a notification listener, or an older
+	// node), which is not the same as none.
+	Methods []string
+}
+
+// Equal reports whether r and o are the same registration: the same Key,
+// Server, Node and Methods.
+func (r Registration) Equal(o Registration) bool {
+	return r.Key == o.Key && r.Server == o.Server && r.Node == o.Node && slices.Equal(r.Methods, o.Methods)
 }
 
 // Validate reports whether r can be registered: Topic, Server and Node.Host

@@ -116,6 +116,7 @@ func (m *Memory) Register(ctx context.Context, r Registration, ttl time.Duration
 	}
 	t := m.topic(r.Key)
 	old := t.entries[r.Server]
+	r.Methods = slices.Clone(r.Methods) // the caller's slice stays the caller's
 	rec := &record{Entry: Entry{Registration: r, Expires: m.now().Add(ttl)}}
 	// The callback runs later (and takes m.mu), so rec.timer is set first.
 	rec.timer = m.afterFunc(ttl, func() { m.expire(rec) })
@@ -123,7 +124,7 @@ func (m *Memory) Register(ctx context.Context, r Registration, ttl time.Duration
 	if old != nil {
 		stop(old.timer)
 	}
-	if old == nil || old.Node != r.Node {
+	if old == nil || old.Node != r.Node || !slices.Equal(old.Methods, r.Methods) {
 		t.notify()
 	}
 	return nil

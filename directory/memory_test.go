@@ -164,7 +164,7 @@ func TestRegisterLookupDeregister(t *testing.T) {
 	if err != nil || len(es) != 1 {
 		t.Fatalf("Lookup = %v, %v; want one entry", es, err)
 	}
-	if es[0].Registration != r || !es[0].Expires.Equal(c.Now().Add(time.Minute)) {
+	if !es[0].Registration.Equal(r) || !es[0].Expires.Equal(c.Now().Add(time.Minute)) {
 		t.Fatalf("entry = %+v", es[0])
 	}
 	if got := servers(t, m, Key{Exchange: "other", Topic: "compute"}); len(got) != 0 {

@@ -282,7 +282,7 @@ func (r *Redis) Register(ctx context.Context, reg Registration, ttl time.Duratio
 	ms := int64(math.Ceil(float64(ttl) / float64(time.Millisecond)))
 	cctx, cancel := context.WithTimeout(ctx, r.opTO)
 	res, err := registerScript.Run(cctx, r.client, targetKeys(r.prefix, id),
-		r.changes, id, keyGrace.Milliseconds(), reg.Server, encodeNode(reg.Node), ms).Int64Slice()
+		r.changes, id, keyGrace.Milliseconds(), reg.Server, encodeReg(reg.Node, reg.Methods), ms).Int64Slice()
 	cancel()
 	if err == nil && len(res) != 3 {
 		err = fmt.Errorf("malformed reply %v", res)
@@ -613,7 +613,7 @@ func (r *Redis) refreshed(reg Registration, exp time.Time) {
 	if !c.filled {
 		return
 	}
-	i := slices.IndexFunc(c.entries, func(e Entry) bool { return e.Registration == reg })
+	i := slices.IndexFunc(c.entries, func(e Entry) bool { return e.Registration.Equal(reg) })
 	if i < 0 {
 		c.gen = 0
 		return
@@ -674,7 +674,7 @@ func (r *Redis) store(k Key, res lookupResult, gen uint64, live, force bool, wri
 // sameRegistrations reports whether a and b (both sorted) hold the same
 // registrations, ignoring expiries.
 func sameRegistrations(a, b []Entry) bool {
-	return slices.EqualFunc(a, b, func(x, y Entry) bool { return x.Registration == y.Registration })
+	return slices.EqualFunc(a, b, func(x, y Entry) bool { return x.Registration.Equal(y.Registration) })
 }
 
 func anyExpired(es []Entry, now time.Time) bool {

@@ -89,33 +89,40 @@ func targetKeys(prefix, id string) []string {
 	return []string{base + "servers", base + "regs", base + "ver"}
 }
 
-// nodeJSON is how a Node is stored in the regs hash. The encoding is
-// canonical (encoding/json writes struct fields in order), because the
-// scripts compare stored and new values as strings to detect a moved
-// server and to check a Deregister's Node.
-type nodeJSON struct {
-	Host   string `json:"host"`
-	Call   int    `json:"call"`
-	Fanout int    `json:"fanout,omitempty"`
-	Notify int    `json:"notify,omitempty"`
-	Cast   int    `json:"cast,omitempty"`
-	Curve  string `json:"curve,omitempty"`
+// regJSON is how a server's Node and Methods are stored in the regs hash.
+// The encoding is canonical (encoding/json writes struct fields in order),
+// because the scripts compare stored and new values as strings to detect a
+// changed server; "methods" comes last, so that the Node's own encoding
+// (encodeNode: the same without methods) is a prefix that a Deregister's
+// check compares. Older readers ignore "methods".
+type regJSON struct {
+	Host    string   `json:"host"`
+	Call    int      `json:"call"`
+	Fanout  int      `json:"fanout,omitempty"`
+	Notify  int      `json:"notify,omitempty"`
+	Cast    int      `json:"cast,omitempty"`
+	Curve   string   `json:"curve,omitempty"`
+	Methods []string `json:"methods,omitempty"`
 }
 
-func encodeNode(n Node) string {
-	b, err := json.Marshal(nodeJSON{n.Host, n.CallPort, n.FanoutPort, n.NotifyPort, n.CastPort, n.CurveKey})
+// encodeReg encodes n and methods for the regs hash.
+func encodeReg(n Node, methods []string) string {
+	b, err := json.Marshal(regJSON{n.Host, n.CallPort, n.FanoutPort, n.NotifyPort, n.CastPort, n.CurveKey, methods})
 	if err != nil { // cannot happen: strings and ints only
 		panic(err)
 	}
 	return string(b)
 }
 
-func decodeNode(s string) (Node, error) {
-	var j nodeJSON
+// encodeNode encodes n alone: what a Deregister names.
+func encodeNode(n Node) string { return encodeReg(n, nil) }
+
+func decodeReg(s string) (Node, []string, error) {
+	var j regJSON
 	if err := json.Unmarshal([]byte(s), &j); err != nil {
-		return Node{}, err
+		return Node{}, nil, err
 	}
-	return Node{Host: j.Host, CallPort: j.Call, FanoutPort: j.Fanout, NotifyPort: j.Notify, CastPort: j.Cast, CurveKey: j.Curve}, nil
+	return Node{Host: j.Host, CallPort: j.Call, FanoutPort: j.Fanout, NotifyPort: j.Notify, CastPort: j.Cast, CurveKey: j.Curve}, j.Methods, nil
 }
 
 // luaPrelude is shared by the scripts. KEYS are targetKeys; ARGV[1] is the
@@ -201,10 +208,15 @@ end
 return out
 `)
 
-// deregisterScript: ARGV[4] server, ARGV[5] node JSON. Removes the entry
-// only if its stored node is ARGV[5]. Returns {1 if removed else 0, version}.
+// deregisterScript: ARGV[4] server, ARGV[5] node JSON (encodeNode). Removes
+// the entry only if its stored node is ARGV[5]: the stored value is ARGV[5],
+// or ARGV[5] without its closing brace followed by ,"methods":.
+// Returns {1 if removed else 0, version}.
 var deregisterScript = redis.NewScript(luaPrelude + `
-if redis.call('HGET', KEYS[2], ARGV[4]) ~= ARGV[5] then
+local stored = redis.call('HGET', KEYS[2], ARGV[4])
+local node = ARGV[5]
+local head = string.sub(node, 1, #node - 1)
+if stored ~= node and (not stored or string.sub(stored, 1, #head + 11) ~= head .. ',"methods":') then
   return {0, version()}
 end
 local now = now_ms()
@@ -245,12 +257,12 @@ func parseLookup(k Key, reply []any, received time.Time) (lookupResult, error) {
 		if err != nil {
 			return res, fmt.Errorf("directory: malformed expiry %q of %s: %w", score, server, err)
 		}
-		node, err := decodeNode(js)
+		node, methods, err := decodeReg(js)
 		if err != nil {
 			return res, fmt.Errorf("directory: malformed registration of %s: %w", server, err)
 		}
 		res.entries = append(res.entries, Entry{
-			Registration: Registration{Key: k, Server: server, Node: node},
+			Registration: Registration{Key: k, Server: server, Node: node, Methods: methods},
 			Expires:      received.Add(time.Duration(int64(exp)-now) * time.Millisecond),
 		})
 	}
