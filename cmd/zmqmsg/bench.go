@@ -46,7 +46,8 @@ JSON line and exits 0.`,
 		fs.StringVar(&o.journal, "journal", "", "append the payload of every 'record' call or cast to `FILE`, one line each, written before the ACK (for loss accounting across a kill)")
 		proxyDirFlag(fs, o)
 	},
-	run: runBenchServer,
+	run:    runBenchServer,
+	serves: true,
 }
 
 var cmdBenchClient = &command{
@@ -136,7 +137,8 @@ func runBenchServer(ctx context.Context, c *cli, _ []string) (err error) {
 	if c.o.topic == "" {
 		return usagef("empty --topic")
 	}
-	n, err := c.startNode(ctx, func(cfg *zmqmsg.Config) { cfg.ProxyDir, cfg.RegistrationTTL = c.o.proxyDir, c.o.ttl })
+	key := directory.Key{Exchange: c.g.exchange, Topic: c.o.topic}
+	n, err := c.startNode(ctx, key, func(cfg *zmqmsg.Config) { cfg.ProxyDir, cfg.RegistrationTTL = c.o.proxyDir, c.o.ttl })
 	if err != nil {
 		return err
 	}
@@ -290,7 +292,7 @@ func runBenchClient(ctx context.Context, c *cli, _ []string) (err error) {
 	case o.topic == "":
 		return usagef("empty --topic")
 	}
-	n, err := c.startNode(ctx, nil)
+	n, err := c.startNode(ctx, directory.Key{Exchange: c.g.exchange, Topic: o.topic}, nil)
 	if err != nil {
 		return err
 	}
@@ -489,7 +491,7 @@ func (c *cli) benchServers(ctx context.Context, n *node) ([]string, error) {
 	key := directory.Key{Exchange: c.g.exchange, Topic: c.o.topic}
 	entries, err := n.dir.Lookup(lctx, key)
 	if err != nil {
-		return nil, fmt.Errorf("look up %s: %w", key, err)
+		return nil, c.dirFailed(err)
 	}
 	if len(entries) == 0 {
 		return nil, fmt.Errorf("%w: no bench server of %s (start one with zmqmsg bench server)", zmqmsg.ErrNoServers, key)

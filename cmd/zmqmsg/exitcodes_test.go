@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"regexp"
 	"slices"
@@ -13,6 +14,17 @@ import (
 
 	"github.com/zmqmsg/zmqmsg"
 )
+
+// closedRedis returns the URL of a Redis directory on a closed port.
+func closedRedis(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return "redis://" + l.Addr().String()
+}
 
 // exitTable parses exitCodesHelp: the codes it lists and the JSON error
 // types of each.
@@ -98,6 +110,7 @@ func TestExitCodes(t *testing.T) {
 		{3, "timeout", []string{"call", "--timeout", "300ms", "t-codes", "wait"}},
 		{4, "remote", []string{"call", "t-codes", "fail"}},
 		{5, "no_servers", []string{"call", "--timeout", "1s", "t-codes-nobody", "m"}},
+		{6, "directory_unavailable", []string{"call", "--directory", closedRedis(t), "t-codes", "ok"}},
 	}
 	for _, tc := range cases {
 		r := mem(t, append([]string{"--json"}, tc.args...)...)

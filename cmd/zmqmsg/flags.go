@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/zmqmsg/zmqmsg/internal/envflag"
@@ -100,6 +101,10 @@ type command struct {
 	maxArgs int // -1: no limit
 	flags   func(fs *flag.FlagSet, o *options)
 	run     func(ctx context.Context, c *cli, pos []string) error
+	// serves: the command runs until stopped (listen, bench server), so
+	// the directory's outage warnings are worth logging; a one-shot
+	// command reports the outage as its error instead.
+	serves bool
 }
 
 // cli is one invocation: the parsed flags and the streams.
@@ -112,6 +117,7 @@ type cli struct {
 	stdout io.Writer
 	stderr io.Writer
 	log    *slog.Logger
+	loud   atomic.Bool // the directory logs its outages at their level (see openDirectory)
 }
 
 var commands = []*command{
@@ -273,6 +279,7 @@ exit codes (with --json, the error's "type" in brackets):
      a cast not acknowledged [not_acked], a notification a pool did not get
      [not_delivered], this node's CURVE key refused [unauthorized], CURVE on one
      side only [security_mismatch]
+  6  directory unavailable: it could not be reached or read [directory_unavailable]
 With --json an error is one JSON line on stderr: {"error": message, "type": type,
 "exit": code}, plus "remote_type" and "remote_message" for a remote error.
 `

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/zmqmsg/zmqmsg"
+	"github.com/zmqmsg/zmqmsg/directory"
 )
 
 var cmdListen = &command{
@@ -32,7 +33,8 @@ acknowledged and not printed.`,
 		fs.Int64Var(&o.count, "count", 0, "exit after `N` notifications (0: until a signal)")
 		proxyDirFlag(fs, o)
 	},
-	run: runListen,
+	run:    runListen,
+	serves: true,
 }
 
 // notificationLine is how listen prints a notification.
@@ -74,7 +76,7 @@ func runListen(ctx context.Context, c *cli, topics []string) (err error) {
 	if c.o.count < 0 {
 		return usagef("--count %d is negative", c.o.count)
 	}
-	n, err := c.startNode(ctx, func(cfg *zmqmsg.Config) {
+	n, err := c.startNode(ctx, directory.Key{Exchange: notifyExchange, Topic: topics[0]}, func(cfg *zmqmsg.Config) {
 		cfg.ServerConcurrency = 1 // print in arrival order
 		cfg.ProxyDir = c.o.proxyDir
 		cfg.RegistrationTTL = c.o.ttl

@@ -44,6 +44,7 @@
 //	     a cast not acknowledged [not_acked], a notification a pool did not get
 //	     [not_delivered], this node's CURVE key refused [unauthorized], CURVE on one
 //	     side only [security_mismatch]
+//	  6  directory unavailable: it could not be reached or read [directory_unavailable]
 //	With --json an error is one JSON line on stderr: {"error": message, "type": type,
 //	"exit": code}, plus "remote_type" and "remote_message" for a remote error.
 //
@@ -83,6 +84,7 @@ const (
 	exitTimeout     = 3
 	exitRemote      = 4
 	exitUndelivered = 5
+	exitDirectory   = 6
 )
 
 // usageError is bad input from the operator: exit code 2.
@@ -127,6 +129,8 @@ func classify(err error) (int, string) {
 		return exitTimeout, "timeout"
 	case errors.As(err, &re):
 		return exitRemote, "remote"
+	case errors.Is(err, zmqmsg.ErrDirectoryUnavailable), errors.Is(err, directory.ErrUnavailable):
+		return exitDirectory, "directory_unavailable"
 	case errors.Is(err, zmqmsg.ErrNoServers):
 		return exitUndelivered, "no_servers"
 	case errors.Is(err, zmqmsg.ErrUnreached):
@@ -135,6 +139,12 @@ func classify(err error) (int, string) {
 		return exitUndelivered, "not_acked"
 	case errors.Is(err, zmqmsg.ErrNotDelivered):
 		return exitUndelivered, "not_delivered"
+	case errors.Is(err, zmqmsg.ErrUnavailable):
+		// The node could not be connected to: never sent.
+		return exitUndelivered, "unavailable"
+	case errors.Is(err, zmqmsg.ErrNodeDown):
+		// Lost with its node's connection: it may have run.
+		return exitUndelivered, "node_down"
 	case errors.Is(err, zmqmsg.ErrUnauthorized):
 		return exitUndelivered, "unauthorized"
 	case errors.Is(err, zmqmsg.ErrSecurityRequired), errors.Is(err, zmqmsg.ErrInsecureNode):

@@ -7,7 +7,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
+	"net/url"
 	"os"
+	"sync/atomic"
 	"time"
 
 	"github.com/zmqmsg/zmqmsg"
@@ -15,10 +18,13 @@ import (
 )
 
 // openDirectory opens --directory: a Redis directory that logs to the
-// CLI's logger, or what directory.Open makes of the URL (memory:).
+// CLI's logger, or what directory.Open makes of the URL (memory:). The
+// Redis directory logs its outage warnings at Info level until c.loud is
+// set (see startNode): a command that cannot read the directory reports
+// that as its error.
 func (c *cli) openDirectory(ctx context.Context) (directory.Directory, error) {
 	if opts, err := directory.ParseURL(c.g.directory); err == nil {
-		opts.Logger = c.log
+		opts.Logger = slog.New(demoted{Handler: c.log.Handler(), off: &c.loud})
 		d, err := directory.NewRedis(opts)
 		if err != nil {
 			return nil, fmt.Errorf("open directory: %w", err)
@@ -32,6 +38,80 @@ func (c *cli) openDirectory(ctx context.Context) (directory.Directory, error) {
 	return d, nil
 }
 
+// demoted is a slog.Handler that logs Warn and Error records at Info
+// level, unless off is set.
+type demoted struct {
+	slog.Handler
+	off *atomic.Bool
+}
+
+func (d demoted) level(l slog.Level) slog.Level {
+	if d.off.Load() {
+		return l
+	}
+	return min(l, slog.LevelInfo)
+}
+
+func (d demoted) Enabled(ctx context.Context, l slog.Level) bool {
+	return d.Handler.Enabled(ctx, d.level(l))
+}
+
+func (d demoted) Handle(ctx context.Context, r slog.Record) error {
+	r.Level = d.level(r.Level)
+	return d.Handler.Handle(ctx, r)
+}
+
+func (d demoted) WithAttrs(attrs []slog.Attr) slog.Handler {
+	return demoted{d.Handler.WithAttrs(attrs), d.off}
+}
+
+func (d demoted) WithGroup(name string) slog.Handler {
+	return demoted{d.Handler.WithGroup(name), d.off}
+}
+
+// directoryError is a failure to read the directory (exit 6). It matches
+// zmqmsg.ErrDirectoryUnavailable and the directory's own error.
+type directoryError struct {
+	url string // --directory without credentials or query
+	err error
+}
+
+func (e *directoryError) Error() string {
+	return fmt.Sprintf("directory %s unavailable: %v", e.url, e.err)
+}
+
+func (e *directoryError) Unwrap() []error { return []error{zmqmsg.ErrDirectoryUnavailable, e.err} }
+
+// dirFailed wraps err, a directory operation's failure, as a
+// *directoryError; the end of the caller's ctx (a timeout, a signal) stays
+// what it is.
+func (c *cli) dirFailed(err error) error {
+	if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) {
+		return err
+	}
+	return &directoryError{url: redactURL(c.g.directory), err: err}
+}
+
+// redactURL returns a directory URL without its password and query (which
+// may hold sentinel_password).
+func redactURL(s string) string {
+	u, err := url.Parse(s)
+	if err != nil {
+		return "(--directory)"
+	}
+	u.RawQuery, u.ForceQuery = "", false
+	return u.Redacted()
+}
+
+// probe looks key up, so that a directory that cannot be read fails the
+// command at once, with exit 6, before any message waits for servers.
+func (c *cli) probe(ctx context.Context, dir directory.Directory, key directory.Key) error {
+	if _, err := dir.Lookup(ctx, key); err != nil {
+		return c.dirFailed(err)
+	}
+	return nil
+}
+
 // node is the CLI's own zmqmsg node and the directory it registers in.
 type node struct {
 	dir directory.Directory
@@ -43,9 +123,10 @@ type node struct {
 // "no servers" is told apart from a timeout.
 const maxWaitForServers = 2 * time.Second
 
-// startNode opens the directory and starts a Transport on free ports of
-// --host. tweak, if not nil, adjusts the Config.
-func (c *cli) startNode(ctx context.Context, tweak func(*zmqmsg.Config)) (*node, error) {
+// startNode opens the directory, looks key up in it (see probe) and starts
+// a Transport on free ports of --host. tweak, if not nil, adjusts the
+// Config.
+func (c *cli) startNode(ctx context.Context, key directory.Key, tweak func(*zmqmsg.Config)) (*node, error) {
 	var sec *zmqmsg.Security
 	if c.g.curveKey != "" {
 		var err error
@@ -61,6 +142,12 @@ func (c *cli) startNode(ctx context.Context, tweak func(*zmqmsg.Config)) (*node,
 	if err != nil {
 		return nil, err
 	}
+	if err := c.probe(dctx, dir, key); err != nil {
+		return nil, errors.Join(err, dir.Close())
+	}
+	// A command that serves until stopped logs the directory's outages
+	// from now on; a one-shot command reports them as its error.
+	c.loud.Store(c.cmd.serves)
 	cfg := zmqmsg.Config{
 		Host:           c.g.host,
 		Directory:      dir,
@@ -109,8 +196,9 @@ func (n *node) close(err *error) {
 	}
 }
 
-// explain adds the directory's own failure to an ErrNoServers for key:
-// with the directory unreachable, "no servers" alone would mislead.
+// explain turns an ErrNoServers for key into a *directoryError when the
+// directory fails now: with the directory unreadable, "no servers" would
+// mislead.
 func (c *cli) explain(ctx context.Context, n *node, key directory.Key, err error) error {
 	if !errors.Is(err, zmqmsg.ErrNoServers) {
 		return err
@@ -118,7 +206,7 @@ func (c *cli) explain(ctx context.Context, n *node, key directory.Key, err error
 	pctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), min(c.g.timeout, 2*time.Second))
 	defer cancel()
 	if _, perr := n.dir.Lookup(pctx, key); perr != nil {
-		return fmt.Errorf("%w (the directory failed: %v)", err, perr)
+		return &directoryError{url: redactURL(c.g.directory), err: fmt.Errorf("%v; %w", err, perr)}
 	}
 	return err
 }

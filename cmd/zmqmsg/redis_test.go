@@ -1,8 +1,10 @@
 package main
 
 import (
+	"net"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/zmqmsg/zmqmsg/internal/redistest"
 )
@@ -62,10 +64,50 @@ func TestRedis(t *testing.T) {
 	if got := decode[[]serverLine](t, run("--json", "servers", "t-redis").want(t, 0).stdout); len(got) != 0 {
 		t.Errorf("after stop: %+v", got)
 	}
-	// A Redis that is down: the call fails, bounded by --timeout.
+	// A Redis that is down: the directory is unavailable (exit 6), at once.
 	srv.Stop()
-	r := run("call", "--timeout", "2s", "--log-level", "error", "t-redis", "echo")
-	if r.code != exitUndelivered || !strings.Contains(r.stderr, "the directory failed") {
+	r := run("call", "--timeout", "2s", "t-redis", "echo")
+	if r.code != exitDirectory || !strings.Contains(r.stderr, "unavailable") || strings.Count(r.stderr, "\n") != 1 {
 		t.Errorf("call with Redis down: exit %d, %q", r.code, r.stderr)
+	}
+}
+
+// A directory that cannot be reached (a closed port) or read (a database
+// index Redis does not have) fails every command with exit 6, type
+// directory_unavailable, in one line on stderr and well before the 2 s a
+// call waits for servers.
+func TestDirectoryUnavailable(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	closed := "redis://" + l.Addr().String()
+	if err := l.Close(); err != nil {
+		t.Fatal(err)
+	}
+	badDB := redistest.Start(t).URL() + "/99"
+	for _, url := range []string{closed, badDB} {
+		for _, args := range [][]string{
+			{"call", "t", "m"}, {"cast", "t", "m", "1"}, {"fanout", "t", "m"}, {"notify", "t", "e"}, {"servers"},
+			{"listen", "t"}, {"bench", "server"}, {"bench", "client"},
+		} {
+			t0 := time.Now()
+			r := cliRun(t, nil, "", append([]string{"--directory", url}, args...)...)
+			if d := time.Since(t0); r.code != exitDirectory || strings.Count(r.stderr, "\n") != 1 ||
+				!strings.Contains(r.stderr, "directory "+url+" unavailable") || d > 2*time.Second {
+				t.Errorf("%s %v: exit %d after %v, stderr %q; want exit 6 at once, in one line", url, args, r.code, d, r.stderr)
+			}
+		}
+		for _, args := range [][]string{{"call", "t", "m"}, {"servers"}} {
+			r := cliRun(t, nil, "", append([]string{"--json", "--directory", url}, args...)...).want(t, exitDirectory)
+			if e := decode[map[string]any](t, r.stderr); e["type"] != "directory_unavailable" || e["exit"] != float64(exitDirectory) {
+				t.Errorf("%s %v: JSON error %v", url, args, e)
+			}
+		}
+	}
+	// The password and query of the URL stay out of the message.
+	r := cliRun(t, nil, "", "servers", "--directory", "redis://u:secret@"+strings.TrimPrefix(closed, "redis://")+"?sentinel_password=s2").want(t, exitDirectory)
+	if strings.Contains(r.stderr, "secret") || strings.Contains(r.stderr, "s2") {
+		t.Errorf("credentials in %q", r.stderr)
 	}
 }

@@ -81,7 +81,7 @@ func runCall(ctx context.Context, c *cli, pos []string) error {
 	if err != nil {
 		return err
 	}
-	return c.withNode(ctx, func(n *node, octx context.Context) error {
+	return c.withNode(ctx, directory.Key{Exchange: c.g.exchange, Topic: topic}, func(n *node, octx context.Context) error {
 		var reply []byte
 		target := zmqmsg.Target{Exchange: c.g.exchange, Topic: topic, Server: c.o.server}
 		if err := n.t.Client(target).Call(octx, method, args, &reply); err != nil {
@@ -98,7 +98,7 @@ func runCast(ctx context.Context, c *cli, pos []string) error {
 	if err != nil {
 		return err
 	}
-	return c.withNode(ctx, func(n *node, octx context.Context) error {
+	return c.withNode(ctx, directory.Key{Exchange: c.g.exchange, Topic: topic}, func(n *node, octx context.Context) error {
 		var opts []zmqmsg.ClientOption
 		pattern := "cast"
 		if c.o.direct {
@@ -124,7 +124,7 @@ func runFanout(ctx context.Context, c *cli, pos []string) error {
 	if err != nil {
 		return err
 	}
-	return c.withNode(ctx, func(n *node, octx context.Context) error {
+	return c.withNode(ctx, directory.Key{Exchange: c.g.exchange, Topic: topic}, func(n *node, octx context.Context) error {
 		t0 := time.Now()
 		target := zmqmsg.Target{Exchange: c.g.exchange, Topic: topic, Fanout: true}
 		if err := n.t.Client(target).Cast(octx, method, args); err != nil {
@@ -135,11 +135,11 @@ func runFanout(ctx context.Context, c *cli, pos []string) error {
 	})
 }
 
-// withNode starts the CLI's node, runs send with a context bounded by
+// withNode starts the CLI's node (probing key), runs send with a context bounded by
 // --timeout, and closes the node (a close error is reported only if send
 // succeeded).
-func (c *cli) withNode(ctx context.Context, send func(n *node, octx context.Context) error) (err error) {
-	n, err := c.startNode(ctx, nil)
+func (c *cli) withNode(ctx context.Context, key directory.Key, send func(n *node, octx context.Context) error) (err error) {
+	n, err := c.startNode(ctx, key, nil)
 	if err != nil {
 		return err
 	}
@@ -148,6 +148,9 @@ func (c *cli) withNode(ctx context.Context, send func(n *node, octx context.Cont
 	defer cancel()
 	return send(n, octx)
 }
+
+// notifyExchange is where listener pools register (engine.NotifyExchange).
+const notifyExchange = "zmqmsg.notify"
 
 // parsePriority parses a --priority value.
 func parsePriority(s string) (zmqmsg.Priority, error) {
@@ -176,7 +179,7 @@ func runNotify(ctx context.Context, c *cli, pos []string) error {
 		host, _ := os.Hostname() // "" is an acceptable fallback
 		publisher = "zmqmsg-cli@" + host
 	}
-	return c.withNode(ctx, func(n *node, octx context.Context) error {
+	return c.withNode(ctx, directory.Key{Exchange: notifyExchange, Topic: topic}, func(n *node, octx context.Context) error {
 		t0 := time.Now()
 		if err := n.t.Notifier(publisher, topic).Notify(octx, p, eventType, payload); err != nil {
 			return fmt.Errorf("notify %s %s: %w", topic, eventType, err)

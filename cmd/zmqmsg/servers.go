@@ -56,7 +56,7 @@ func runServers(ctx context.Context, c *cli, pos []string) (err error) {
 	}
 	entries, err := ls.List(ctx)
 	if err != nil {
-		return fmt.Errorf("list directory: %w", err)
+		return c.dirFailed(err)
 	}
 	now := time.Now()
 	lines := []serverLine{}
