@@ -282,8 +282,15 @@ func TestErrors(t *testing.T) {
 	}
 	mem(t, "cast", "--timeout", "1s", "t-nobody", "m").want(t, exitUndelivered)
 	mem(t, "bench", "client", "--timeout", "1s", "--topic", "t-nobody").want(t, exitUndelivered)
-	// A notification nobody listens to is not an error (it is unheard).
-	mem(t, "notify", "t-nobody", "e").want(t, 0)
+	// A notification nobody listens to is not delivered: it is unheard.
+	r = mem(t, "notify", "t-nobody", "e").want(t, exitUndelivered)
+	if !strings.Contains(r.stderr, "nobody listens to t-nobody") || strings.Count(r.stderr, "\n") != 1 {
+		t.Errorf("unheard: %q", r.stderr)
+	}
+	r = mem(t, "--json", "notify", "t-nobody", "e").want(t, exitUndelivered)
+	if e := decode[map[string]any](t, r.stderr); e["type"] != "unheard" || e["unheard"] != true || e["exit"] != float64(exitUndelivered) {
+		t.Errorf("unheard, --json: %v", e)
+	}
 	// A directory URL the CLI cannot parse is bad input.
 	if r := mem(t, "call", "--directory", "nope://", "t", "m").want(t, exitUsage); !strings.Contains(r.stderr, "open directory") {
 		t.Errorf("bad URL: %q", r.stderr)

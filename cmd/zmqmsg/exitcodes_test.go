@@ -110,6 +110,7 @@ func TestExitCodes(t *testing.T) {
 		{3, "timeout", []string{"call", "--timeout", "300ms", "t-codes", "wait"}},
 		{4, "remote", []string{"call", "t-codes", "fail"}},
 		{5, "no_servers", []string{"call", "--timeout", "1s", "t-codes-nobody", "m"}},
+		{5, "unheard", []string{"notify", "t-codes-nobody", "e"}},
 		{6, "directory_unavailable", []string{"call", "--directory", closedRedis(t), "t-codes", "ok"}},
 	}
 	for _, tc := range cases {

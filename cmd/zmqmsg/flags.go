@@ -277,11 +277,12 @@ exit codes (with --json, the error's "type" in brackets):
   4  remote error: the server's handler failed, or the method is unknown [remote]
   5  not delivered: no servers [no_servers], a fanout that missed a node [unreached],
      a cast not acknowledged [not_acked], a notification a pool did not get
-     [not_delivered], this node's CURVE key refused [unauthorized], CURVE on one
-     side only [security_mismatch]
+     [not_delivered] or that no pool listens to [unheard], this node's CURVE key
+     refused [unauthorized], CURVE on one side only [security_mismatch]
   6  directory unavailable: it could not be reached or read [directory_unavailable]
 With --json an error is one JSON line on stderr: {"error": message, "type": type,
-"exit": code}, plus "remote_type" and "remote_message" for a remote error.
+"exit": code}, plus "remote_type" and "remote_message" for a remote error, and
+"unheard": true for an unheard notification.
 `
 
 func printCommandHelp(w io.Writer, cmd *command) {

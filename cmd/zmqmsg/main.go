@@ -42,11 +42,12 @@
 //	  4  remote error: the server's handler failed, or the method is unknown [remote]
 //	  5  not delivered: no servers [no_servers], a fanout that missed a node [unreached],
 //	     a cast not acknowledged [not_acked], a notification a pool did not get
-//	     [not_delivered], this node's CURVE key refused [unauthorized], CURVE on one
-//	     side only [security_mismatch]
+//	     [not_delivered] or that no pool listens to [unheard], this node's CURVE key
+//	     refused [unauthorized], CURVE on one side only [security_mismatch]
 //	  6  directory unavailable: it could not be reached or read [directory_unavailable]
 //	With --json an error is one JSON line on stderr: {"error": message, "type": type,
-//	"exit": code}, plus "remote_type" and "remote_message" for a remote error.
+//	"exit": code}, plus "remote_type" and "remote_message" for a remote error, and
+//	"unheard": true for an unheard notification.
 //
 // Without --json, an error is one line on stderr.
 package main
@@ -103,6 +104,14 @@ func (e *lostError) Error() string {
 	return fmt.Sprintf("bench: %d messages lost, %d errors", e.lost, e.errors)
 }
 
+// unheardError: a notification sent to a topic no listener pool listens
+// to (exit 5).
+type unheardError struct{ topic string }
+
+func (e *unheardError) Error() string {
+	return fmt.Sprintf("nobody listens to %s: no listener pool got the notification", e.topic)
+}
+
 // remoteDeadlineType is RemoteError.Type of a handler that returned its
 // ctx.Err() at the caller's deadline (the Go type of
 // context.DeadlineExceeded).
@@ -137,6 +146,8 @@ func classify(err error) (int, string) {
 		return exitUndelivered, "unreached"
 	case errors.Is(err, zmqmsg.ErrNotAcked):
 		return exitUndelivered, "not_acked"
+	case errors.As(err, new(*unheardError)):
+		return exitUndelivered, "unheard"
 	case errors.Is(err, zmqmsg.ErrNotDelivered):
 		return exitUndelivered, "not_delivered"
 	case errors.Is(err, zmqmsg.ErrUnavailable):
@@ -265,6 +276,9 @@ func (c *cli) report(err error) int {
 		var re *zmqmsg.RemoteError
 		if errors.As(err, &re) {
 			out["remote_type"], out["remote_message"] = re.Type, re.Message
+		}
+		if kind == "unheard" {
+			out["unheard"] = true
 		}
 		b, _ := json.Marshal(out) // a map of strings and ints always encodes
 		fmt.Fprintf(c.stderr, "%s\n", b)

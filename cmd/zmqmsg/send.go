@@ -64,9 +64,9 @@ var cmdNotify = &command{
 	summary: "publish a notification to every listener pool of TOPIC",
 	doc: `Publishes a notification of EVENT_TYPE with the JSON payload to TOPIC: every
 listener pool of the topic receives one copy. Succeeds once every pool has
-acknowledged it (a topic nobody listens to succeeds too: the notification is
-unheard); exit 5 names the pools that did not get it. Prints nothing on
-success, or a JSON status with --json.`,
+acknowledged it; exit 5 names the pools that did not get it, or says that no
+pool listens to the topic (the notification is unheard; with --json the error
+has "unheard": true). Prints nothing on success, or a JSON status with --json.`,
 	minArgs: 2, maxArgs: 3,
 	flags: func(fs *flag.FlagSet, o *options) {
 		fs.StringVar(&o.priority, "priority", "info", "`priority`: audit, debug, info, warn, error, critical or sample")
@@ -181,8 +181,12 @@ func runNotify(ctx context.Context, c *cli, pos []string) error {
 	}
 	return c.withNode(ctx, directory.Key{Exchange: notifyExchange, Topic: topic}, func(n *node, octx context.Context) error {
 		t0 := time.Now()
+		unheard := n.t.Stats().NotificationsUnheard
 		if err := n.t.Notifier(publisher, topic).Notify(octx, p, eventType, payload); err != nil {
 			return fmt.Errorf("notify %s %s: %w", topic, eventType, err)
+		}
+		if n.t.Stats().NotificationsUnheard != unheard {
+			return fmt.Errorf("notify %s %s: %w", topic, eventType, &unheardError{topic: topic})
 		}
 		return c.status("notify", topic, "event_type", eventType, time.Since(t0))
 	})
