@@ -220,3 +220,30 @@ func TestNetnsLinkCut(t *testing.T) {
 		t.Fatalf("s1 after the link returned: exit %d, %s", code, out)
 	}
 }
+
+// A host whose link is down before a client ever connects to it (its
+// directory entry lives on): connecting hangs on SYN retries, so the
+// client's ZMQ_CONNECT_TIMEOUT (2 s) ends the attempt and the call goes to
+// the other host's server. One-shot CLI calls (10 s timeout) all succeed;
+// one for the cut host's server by name fails as not delivered (exit 5,
+// unavailable) instead of timing out (exit 3).
+func TestNetnsCutHostNeverStallsCLI(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds binaries and runs processes; skipped with -short")
+	}
+	c := startNetCluster(t, "cutfirst", "60s")
+	if err := ipCmd("link", "set", c.link1, "down"); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 4 {
+		out, code := run(t, "ip", c.client("--timeout", "10s", "--json", "call", c.topic, "whoami")...)
+		var got echoResult
+		if code != 0 || json.Unmarshal([]byte(lastLine(out)), &got) != nil || got.Server != "s2" {
+			t.Fatalf("call %d with s1's host cut off: exit %d, %q: want s2's answer", i, code, out)
+		}
+	}
+	stderr, code := runErr(t, "ip", c.client("--timeout", "10s", "--json", "call", "--server", "s1", c.topic, "whoami")...)
+	if code != 5 || !strings.Contains(stderr, `"type":"unavailable"`) || !strings.Contains(stderr, labNet+".1:") {
+		t.Fatalf("call to s1 by name with its host cut off: exit %d, %s: want exit 5, unavailable, naming its node", code, stderr)
+	}
+}
