@@ -282,9 +282,14 @@ func (o options) config(stderr io.Writer) (zmqmsg.ProxyConfig, *slog.Logger, err
 	}
 	switch {
 	case o.curveKey != "":
-		sec, err := zmqmsg.LoadSecurity(o.curveKey, o.curveAllow)
+		sec, err := zmqmsg.LoadSecurity(o.curveKey, "")
 		if err != nil {
-			return cfg, nil, fmt.Errorf("--curve-key: %w", err)
+			return cfg, nil, fmt.Errorf("--curve-key %s: %w", o.curveKey, err)
+		}
+		if o.curveAllow != "" {
+			if sec.AllowedClients, err = zmqmsg.ReadAllowedClients(o.curveAllow); err != nil {
+				return cfg, nil, fmt.Errorf("--curve-allow %s: %w", o.curveAllow, err)
+			}
 		}
 		cfg.Security = sec
 	case o.curveAllow != "":

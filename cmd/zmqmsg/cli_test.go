@@ -439,7 +439,7 @@ func TestCurve(t *testing.T) {
 		t.Fatalf("refused key: stderr %q", r.stderr)
 	}
 	r = mem(t, "call", "secure", "stats").want(t, 5)
-	if !strings.Contains(r.stderr, "requires CURVE") {
+	if !strings.Contains(r.stderr, "requires CURVE") || !strings.Contains(r.stderr, "needs --curve-key") {
 		t.Fatalf("no key: stderr %q", r.stderr)
 	}
 	if err := os.Chmod(cliKey, 0o644); err != nil {

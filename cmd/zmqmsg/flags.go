@@ -55,6 +55,7 @@ type options struct {
 	ttl         time.Duration // listen, bench server: registration TTL
 	journal     string        // bench server
 	work        time.Duration // bench server: time a 'record' handler takes
+	public      bool          // keygen
 }
 
 // proxyDirFlag registers --proxy-dir and --ttl (listen, bench server).

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"io"
+	"os"
 	"strings"
 	"sync"
 	"testing"
@@ -13,7 +14,12 @@ import (
 	"go.uber.org/goleak"
 )
 
-func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+func TestMain(m *testing.M) {
+	if os.Getenv(childEnv) == "1" {
+		main() // a child process started by spawn: it is the CLI
+	}
+	goleak.VerifyTestMain(m)
+}
 
 // testTimeout bounds every wait of these tests.
 const testTimeout = 20 * time.Second

@@ -127,14 +127,9 @@ const maxWaitForServers = 2 * time.Second
 // a Transport on free ports of --host. tweak, if not nil, adjusts the
 // Config.
 func (c *cli) startNode(ctx context.Context, key directory.Key, tweak func(*zmqmsg.Config)) (*node, error) {
-	var sec *zmqmsg.Security
-	if c.g.curveKey != "" {
-		var err error
-		if sec, err = zmqmsg.LoadSecurity(c.g.curveKey, c.g.curveAllow); err != nil {
-			return nil, usagef("--curve-key: %v", err)
-		}
-	} else if c.g.curveAllow != "" {
-		return nil, usagef("--curve-allow needs --curve-key")
+	sec, err := c.security()
+	if err != nil {
+		return nil, err
 	}
 	dctx, cancel := context.WithTimeout(ctx, c.g.timeout)
 	defer cancel()
@@ -162,9 +157,45 @@ func (c *cli) startNode(ctx context.Context, key directory.Key, tweak func(*zmqm
 	}
 	t, err := zmqmsg.New(cfg)
 	if err != nil {
-		return nil, errors.Join(fmt.Errorf("start node on %s: %w", c.g.host, err), dir.Close())
+		where := "on " + c.g.host
+		if cfg.ProxyDir != "" {
+			where = "in the proxy daemon of " + cfg.ProxyDir
+		}
+		return nil, errors.Join(fmt.Errorf("start node %s: %w", where, curveHint(err)), dir.Close())
 	}
 	return &node{dir: dir, t: t}, nil
+}
+
+// security reads --curve-key and --curve-allow; an error names the flag
+// whose file is bad.
+func (c *cli) security() (*zmqmsg.Security, error) {
+	if c.g.curveKey == "" {
+		if c.g.curveAllow != "" {
+			return nil, usagef("--curve-allow needs --curve-key")
+		}
+		return nil, nil
+	}
+	sec, err := zmqmsg.LoadSecurity(c.g.curveKey, "")
+	if err != nil {
+		return nil, usagef("--curve-key %s: %v", c.g.curveKey, err)
+	}
+	if c.g.curveAllow != "" {
+		if sec.AllowedClients, err = zmqmsg.ReadAllowedClients(c.g.curveAllow); err != nil {
+			return nil, usagef("--curve-allow %s: %v", c.g.curveAllow, err)
+		}
+	}
+	return sec, nil
+}
+
+// curveHint adds to a CURVE mismatch what to do about it.
+func curveHint(err error) error {
+	switch {
+	case errors.Is(err, zmqmsg.ErrSecurityRequired):
+		return fmt.Errorf("%w (CURVE is on there: this command needs --curve-key FILE, a secret key made by zmqmsg keygen)", err)
+	case errors.Is(err, zmqmsg.ErrInsecureNode):
+		return fmt.Errorf("%w (CURVE is off there: run this command without --curve-key)", err)
+	}
+	return err
 }
 
 // settleTime is how long a node that served or sent one-way messages stays

@@ -86,7 +86,7 @@ func runCall(ctx context.Context, c *cli, pos []string) error {
 		target := zmqmsg.Target{Exchange: c.g.exchange, Topic: topic, Server: c.o.server}
 		if err := n.t.Client(target).Call(octx, method, args, &reply); err != nil {
 			err = c.explain(ctx, n, directory.Key{Exchange: c.g.exchange, Topic: topic}, err)
-			return fmt.Errorf("call %s %s: %w", topic, method, err)
+			return fmt.Errorf("call %s %s: %w", topic, method, curveHint(err))
 		}
 		return c.printJSON(reply)
 	})
@@ -108,7 +108,7 @@ func runCast(ctx context.Context, c *cli, pos []string) error {
 		target := zmqmsg.Target{Exchange: c.g.exchange, Topic: topic, Server: c.o.server}
 		if err := n.t.Client(target, opts...).Cast(octx, method, args); err != nil {
 			err = c.explain(ctx, n, directory.Key{Exchange: c.g.exchange, Topic: topic}, err)
-			return fmt.Errorf("cast %s %s: %w", topic, method, err)
+			return fmt.Errorf("cast %s %s: %w", topic, method, curveHint(err))
 		}
 		elapsed := time.Since(t0)
 		if c.o.direct {
@@ -129,7 +129,7 @@ func runFanout(ctx context.Context, c *cli, pos []string) error {
 		target := zmqmsg.Target{Exchange: c.g.exchange, Topic: topic, Fanout: true}
 		if err := n.t.Client(target).Cast(octx, method, args); err != nil {
 			err = c.explain(ctx, n, directory.Key{Exchange: c.g.exchange, Topic: topic}, err)
-			return fmt.Errorf("fanout %s %s: %w", topic, method, err)
+			return fmt.Errorf("fanout %s %s: %w", topic, method, curveHint(err))
 		}
 		return c.status("fanout", topic, "method", method, time.Since(t0))
 	})
@@ -183,7 +183,7 @@ func runNotify(ctx context.Context, c *cli, pos []string) error {
 		t0 := time.Now()
 		unheard := n.t.Stats().NotificationsUnheard
 		if err := n.t.Notifier(publisher, topic).Notify(octx, p, eventType, payload); err != nil {
-			return fmt.Errorf("notify %s %s: %w", topic, eventType, err)
+			return fmt.Errorf("notify %s %s: %w", topic, eventType, curveHint(err))
 		}
 		if n.t.Stats().NotificationsUnheard != unheard {
 			return fmt.Errorf("notify %s %s: %w", topic, eventType, &unheardError{topic: topic})
