@@ -155,7 +155,7 @@ func StartBroker(ctx context.Context, root *actor.RootContext, name string, cfg 
 		Logger: b.log,
 	})
 	if err != nil {
-		return nil, fmt.Errorf("proxy %s: %w", cfg.Bind, err)
+		return nil, fmt.Errorf("proxy: %w", err)
 	}
 	return b, nil
 }

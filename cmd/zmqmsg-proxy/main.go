@@ -36,6 +36,7 @@ import (
 	"os"
 	"os/signal"
 	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
@@ -154,7 +155,7 @@ func run(ctx context.Context, args []string, lookup func(string) (string, bool),
 	}
 	p, err := zmqmsg.StartProxy(cfg)
 	if err != nil {
-		fmt.Fprintf(stderr, "zmqmsg-proxy: cannot start: %v\n", err)
+		fmt.Fprintf(stderr, "zmqmsg-proxy: cannot start: %s%v\n", o.portFlag(err), err)
 		return 1
 	}
 	n := p.Node()
@@ -192,6 +193,20 @@ func run(ctx context.Context, args []string, lookup func(string) (string, bool),
 	}
 	logStats(log, "stopped", st)
 	return 0
+}
+
+// portFlag returns "--cast-port 9504: " when err is the failed bind of the
+// port that flag set, to name it first; "" otherwise.
+func (o options) portFlag(err error) string {
+	for _, p := range []struct {
+		name string
+		port int
+	}{{"call-port", o.call}, {"fanout-port", o.fanout}, {"notify-port", o.notify}, {"cast-port", o.cast}} {
+		if p.port != 0 && strings.Contains(err.Error(), "bind tcp://"+net.JoinHostPort(o.host, strconv.Itoa(p.port))+": ") {
+			return fmt.Sprintf("--%s %d: ", p.name, p.port)
+		}
+	}
+	return ""
 }
 
 // reloadAllowed reads the allow file again and hands its keys to the
