@@ -278,12 +278,13 @@ func TestCastRefusals(t *testing.T) {
 	if _, err := New(Config{Acks: AckPolicy{Multiplier: 0.5}}); !errors.Is(err, ErrInvalidConfig) {
 		t.Fatalf("multiplier 0.5: %v", err)
 	}
-	// A handler error is counted on the server; the caster is not told.
+	// A handler error is counted on the server and returned to the caster.
 	serve(t, node, Target{Topic: "bad"}, Endpoints{"fail": func(ctx context.Context, a Args) (any, error) {
 		return nil, fmt.Errorf("cast handler error")
 	}})
-	if err := node.Client(Target{Topic: "bad"}).Cast(ctx, "fail", nil); err != nil {
-		t.Fatal(err)
+	var re *RemoteError
+	if err := node.Client(Target{Topic: "bad"}).Cast(ctx, "fail", nil); !errors.As(err, &re) || re.Message != "cast handler error" {
+		t.Fatalf("cast whose handler failed: %v, want a *RemoteError", err)
 	}
 	testutil.WaitFor(t, 5*time.Second, "the cast error to be counted", func() bool { return node.Stats().CastErrors == 1 })
 }

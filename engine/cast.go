@@ -20,7 +20,9 @@ var ErrNotAcked = errors.New("zmqmsg: cast not acknowledged")
 // retry goes to it with the same message id, so that its de-duplication
 // runs the handler once.
 //
-// With acks on, Cast returns nil once the server has run the handler. It waits
+// With acks on, Cast returns nil once the server has run the handler, and a
+// *RemoteError if the handler failed or the server has no such method (as a
+// call would: the ACK carries the failure; a resend gets it again). It waits
 // for each ACK Timeout, then Timeout×Multiplier, ... and resends up to
 // Retries times, then fails with ErrNotAcked. With acks off it returns once
 // the message is handed to the node's socket. It also waits, bounded by ctx,
@@ -39,7 +41,8 @@ func (e *Engine) Cast(ctx context.Context, t Target, method string, flags envelo
 	// at least once. A cast that its node never had (ErrUnavailable: the
 	// node could not be connected to) goes to another server too, without
 	// that doubt. A cast to a named server fails with ErrNodeDown,
-	// ErrNotAcked or ErrUnavailable.
+	// ErrNotAcked or ErrUnavailable. A cast whose server answered, even
+	// with a failure (a *RemoteError), is never sent elsewhere.
 	var tried []string
 	for resends := 0; ; resends++ {
 		nodeID, err := e.cast(ctx, t, id, method, flags, payload, waitUntil, tried)
@@ -186,22 +189,16 @@ func (e *Engine) castOnce(ctx context.Context, d *socket.Handle[socket.DealerCmd
 			if res.Err != nil {
 				return ackNone, e.ctxError(ctx, res.Err)
 			}
-			switch res.Msg.Code {
-			case envelope.CodeOK:
-				return ackOK, nil
-			case envelope.CodeInProgress:
+			if res.Msg.Code == envelope.CodeInProgress {
 				// The server has it and runs it; the final ACK comes on the
 				// same registration. Wait out this attempt's time for it.
 				heard = ackInProgress
 				continue
-			case envelope.CodeNoServers, envelope.CodeShuttingDown:
-				return ackNone, fmt.Errorf("%w: %s", ErrNoServers, res.Msg.ErrMsg)
-			case envelope.CodeOverloaded:
-				return ackNone, fmt.Errorf("%w: %s", ErrOverloaded, res.Msg.ErrMsg)
-			case envelope.CodeServerLost:
-				return ackNone, &NodeDownError{Node: nodeID, Cause: res.Msg.ErrMsg}
 			}
-			return ackNone, fmt.Errorf("zmqmsg: cast refused: %s: %s", res.Msg.Code, res.Msg.ErrMsg)
+			if err := ackError(&res.Msg, nodeID); err != nil {
+				return ackNone, err
+			}
+			return ackOK, nil
 		case <-timer.C:
 			e.table.Forget(m.ID) // an ACK after this is counted as late
 			return heard, nil
@@ -210,6 +207,27 @@ func (e *Engine) castOnce(ctx context.Context, d *socket.Handle[socket.DealerCmd
 			return ackNone, ctx.Err()
 		}
 	}
+}
+
+// ackError is how a final ACK (any code but IN_PROGRESS) ends a cast: nil
+// for OK, the handler's failure as a *RemoteError (REMOTE, NO_SUCH_METHOD:
+// never sent elsewhere), or the proxy's refusal. A code this version does
+// not know is an error too, never a success: that is what an older caster
+// makes of a code newer than itself.
+func ackError(m *envelope.Message, nodeID string) error {
+	switch m.Code {
+	case envelope.CodeOK:
+		return nil
+	case envelope.CodeRemote, envelope.CodeNoSuchMethod:
+		return &RemoteError{Type: m.ErrType, Message: m.ErrMsg}
+	case envelope.CodeNoServers, envelope.CodeShuttingDown:
+		return fmt.Errorf("%w: %s", ErrNoServers, m.ErrMsg)
+	case envelope.CodeOverloaded:
+		return fmt.Errorf("%w: %s", ErrOverloaded, m.ErrMsg)
+	case envelope.CodeServerLost:
+		return &NodeDownError{Node: nodeID, Cause: m.ErrMsg}
+	}
+	return fmt.Errorf("zmqmsg: cast refused: %s: %s", m.Code, m.ErrMsg)
 }
 
 // window returns the semaphore of un-acknowledged casts to one node.

@@ -162,6 +162,8 @@ type Engine struct {
 	directRun, directRefused                                              atomic.Uint64
 	registrationErrors, castsResent, idleClosed, rerouted                 atomic.Uint64
 
+	fanoutsRefused, directNoMethod atomic.Uint64 // one-way messages to a method the server does not have
+
 	windowMu sync.Mutex
 	windows  map[string]chan struct{} // node id -> un-acked CAST slots
 }
@@ -562,6 +564,7 @@ type Stats struct {
 	DirectCastFailed      uint64 // direct casts that could not be sent (closed, refused, left queued at Close)
 	DirectCastsRun        uint64 // direct cast handlers run by this node's servers
 	DirectDropped         uint64 // direct casts this node received but no server could take (queue full, none), dropped
+	DirectRefused         uint64 // direct casts (and casts sent with acks off) a local server had no method for, dropped (logged with the method)
 	Fanouts               uint64 // fanout casts sent (each once, whatever the number of nodes)
 	FanoutsSent           uint64 // fanout messages handed to a node's socket (one per node)
 	FanoutsParked         uint64 // fanout messages that waited for a node's subscription
@@ -569,6 +572,7 @@ type Stats struct {
 	FanoutsRun            uint64 // fanout handlers run by this node's servers
 	FanoutDropped         uint64 // fanouts this node received that a server could not take (lane full), dropped
 	FanoutDeliveries      uint64 // fanouts this node handed to its servers' lanes (one per server)
+	FanoutsRefused        uint64 // fanouts a local server had no method for, dropped (logged with the method; one per server)
 	Notifications         uint64 // notifications sent (each once, whatever the number of pools)
 	NotificationsUnheard  uint64 // notifications sent to a topic no pool listened to (counted, logged)
 	NotificationsRun      uint64 // notification handlers run by this node's listeners
@@ -629,6 +633,7 @@ func (e *Engine) Stats() Stats {
 		DirectCastFailed:      e.pusherCounters.Failed.Load() + e.directRefused.Load(),
 		DirectCastsRun:        e.directRun.Load(),
 		DirectDropped:         pc.DirectDropped.Load(),
+		DirectRefused:         e.directNoMethod.Load(),
 		Fanouts:               e.fanouts.Load(),
 		FanoutsSent:           e.pubCounters.Sent.Load(),
 		FanoutsParked:         e.pubCounters.Parked.Load(),
@@ -636,6 +641,7 @@ func (e *Engine) Stats() Stats {
 		FanoutsRun:            e.fanoutsRun.Load(),
 		FanoutDropped:         pc.FanoutDropped.Load(),
 		FanoutDeliveries:      pc.Fanouts.Load(),
+		FanoutsRefused:        e.fanoutsRefused.Load(),
 		Notifications:         e.notifications.Load(),
 		NotificationsUnheard:  e.notificationsUnheard.Load(),
 		NotificationsRun:      e.notificationsRun.Load(),

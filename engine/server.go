@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"runtime/debug"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/zmqmsg/zmqmsg/actors/proxy"
@@ -39,7 +40,7 @@ type Dispatch func(ctx context.Context, req *Request) (Reply, error)
 // A server remembers the ids of at least its last dedupSize/2 CASTs (65536:
 // 11 s at 6000 casts/s) for at least dedupTTL/2, and at most dedupSize ids:
 // far longer than a cast's retries take (3.75 s by default), in 4.5 MiB at
-// the limit.
+// the limit, plus at most 1 MiB of failed casts' text (see failTextMax).
 const (
 	dedupSize = 1 << 17
 	dedupTTL  = 10 * time.Minute
@@ -149,8 +150,8 @@ func (s *Server) Name() string { return s.name }
 // Offer hands a request to the server without blocking (proxy.Server).
 //
 // A CAST whose id the server has had recently is a retry whose ACK was lost:
-// it is refused as Duplicate (and acknowledged again by the proxy), so its
-// handler runs once.
+// it is refused as Duplicate (and acknowledged again by the proxy, with the
+// outcome the first ACK carried), so its handler runs once.
 func (s *Server) Offer(r *proxy.Request) proxy.Offer {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
@@ -159,10 +160,11 @@ func (s *Server) Offer(r *proxy.Request) proxy.Offer {
 		// Before the stopping check: a stopping server still answers the
 		// resends of the casts it has (running: IN_PROGRESS, run: ACK),
 		// and records no new one.
-		switch s.casts.see(r.Msg.ID, time.Now(), !s.stopping) {
+		switch st, o := s.casts.see(r.Msg.ID, time.Now(), !s.stopping); st {
 		case castRunning:
 			return proxy.InProgress
 		case castDone:
+			r.Ack = duplicateAck(r, o)
 			return proxy.Duplicate
 		}
 	}
@@ -251,8 +253,7 @@ func (s *Server) work() {
 // handle runs one request on a worker and sends its reply through the proxy.
 func (s *Server) handle(r *proxy.Request) {
 	if proxy.OneWay(r.Msg.Kind) {
-		s.runCast(r)
-		if ack := ackBody(r); ack != nil {
+		if ack := ackBody(r, s.runCast(r)); ack != nil {
 			if err := s.px.Ack(s.e.ctx, r.Routing, r.Msg.ID, ack); err != nil {
 				s.px.Counters().SendFailed.Add(1)
 			}
@@ -285,10 +286,11 @@ func (s *Server) HandleInline(r *proxy.Request) ([]byte, proxy.Offer) {
 	cast := proxy.OneWay(r.Msg.Kind)
 	if cast {
 		// Known ids first, as in Offer (inline, a known id has run).
-		switch s.casts.see(r.Msg.ID, time.Now(), !stopping) {
+		switch st, o := s.casts.see(r.Msg.ID, time.Now(), !stopping); st {
 		case castRunning:
 			return nil, proxy.InProgress
 		case castDone:
+			r.Ack = duplicateAck(r, o)
 			return nil, proxy.Duplicate
 		}
 	}
@@ -296,42 +298,102 @@ func (s *Server) HandleInline(r *proxy.Request) ([]byte, proxy.Offer) {
 		return nil, proxy.Stopping
 	}
 	if cast {
-		s.runCast(r)
-		return ackBody(r), proxy.Accepted
+		return ackBody(r, s.runCast(r)), proxy.Accepted
 	}
 	return s.respond(r), proxy.Accepted
 }
 
-// ackBody is the ACK of a CAST or notification whose handler has run; nil
-// when its sender asked for none.
-func ackBody(r *proxy.Request) []byte {
+// ackBody is the ACK of a CAST or notification whose handler has run,
+// carrying its outcome; nil when its sender asked for none.
+func ackBody(r *proxy.Request, o castOutcome) []byte {
 	if r.Msg.Flags&envelope.FlagNoAck != 0 {
 		return nil
 	}
-	body, err := envelope.Encode(&envelope.Message{Kind: envelope.KindAck, ID: r.Msg.ID, Code: envelope.CodeOK})
+	body, err := envelope.Encode(&envelope.Message{Kind: envelope.KindAck, ID: r.Msg.ID, Code: o.Code, ErrType: o.ErrType, ErrMsg: o.ErrMsg})
 	if err != nil {
 		return nil
 	}
 	return body
 }
 
-// runCast runs a CAST's handler and marks its id as run. Nobody waits for
-// its result: an error is counted and logged (at the 1st, 2nd, 4th...
-// error), a panic recovered; the caster's ACK says it ran.
-func (s *Server) runCast(r *proxy.Request) {
-	defer s.casts.finish(r.Msg.ID)
+// duplicateAck is the ACK for a resend of a cast that has run: nil when it
+// succeeded (the proxy acknowledges OK), else its failure again.
+func duplicateAck(r *proxy.Request, o castOutcome) []byte {
+	if o.Code == envelope.CodeOK {
+		return nil
+	}
+	return ackBody(r, o)
+}
+
+// runCast runs the handler of a one-way message, marks a CAST's or
+// NOTIFY's id as run, and returns its outcome, which the ACK carries: OK, or
+// the handler's error as a CALL's ERROR would carry it (REMOTE, or
+// NO_SUCH_METHOD), cut to the de-duplication table's bounds. A NOTIFY's
+// outcome is OK whatever its handler did: a listener's failure is counted
+// and logged, not the notifier's. Every handler error is counted (CastErrors)
+// and logged at the 1st, 2nd, 4th... error; a fanout or an unacknowledged
+// cast whose method the server does not have is counted as refused
+// (FanoutsRefused, DirectRefused) and logged likewise, with its method.
+func (s *Server) runCast(r *proxy.Request) castOutcome {
 	m := &r.Msg
 	if m.Kind == envelope.KindNotify {
 		s.e.notificationsRun.Add(1)
 	} else {
 		s.e.castsRun.Add(1)
 	}
+	var o castOutcome
 	_, err := s.run(s.ctx, &Request{ID: m.ID, OneWay: m.Kind != envelope.KindCall, Topic: m.Topic, Method: m.Method, Flags: m.Flags, Payload: m.Payload, Meta: m.Meta})
 	if err != nil {
-		if n := s.e.castErrors.Add(1); n&(n-1) == 0 {
-			s.e.log.Warn("cast handler failed", "server", s.name, "method", m.Method, "err", err, "failed_total", n)
+		o.Code, o.ErrType, o.ErrMsg, _ = errorFields(err)
+		s.noteCastError(m, o.Code, err, s.e.castErrors.Add(1))
+		if m.Kind == envelope.KindNotify {
+			o = castOutcome{}
 		}
 	}
+	return s.casts.finish(m.ID, o)
+}
+
+// noteCastError logs a one-way handler's error at powers of two of its
+// counter: a refused fanout or unacknowledged cast (no such method) under
+// its own counter, any other under CastErrors (failed, its new count).
+func (s *Server) noteCastError(m *envelope.Message, code envelope.Code, err error, failed uint64) {
+	if code == envelope.CodeNoSuchMethod {
+		var refused *atomic.Uint64
+		what := "fanout"
+		switch {
+		case m.Kind == envelope.KindFanout:
+			refused = &s.e.fanoutsRefused
+		case m.Kind == envelope.KindCast && m.Flags&envelope.FlagNoAck != 0:
+			refused, what = &s.e.directNoMethod, "unacknowledged cast"
+		}
+		if refused != nil {
+			if n := refused.Add(1); n&(n-1) == 0 {
+				s.e.log.Warn(what+" refused: the server has no such method; dropped", "server", s.name, "topic", m.Topic, "method", m.Method, "refused_total", n)
+			}
+			return
+		}
+	}
+	if failed&(failed-1) == 0 {
+		s.e.log.Warn("cast handler failed", "server", s.name, "method", m.Method, "err", err, "failed_total", failed)
+	}
+}
+
+// errorFields returns the code, errtype and errmsg that carry a handler's
+// error to its caller, in an ERROR, or to its caster, in an ACK (§5.7 of
+// docs/design.md). own is false for a RemoteError passed on and for an
+// unknown method: not the handler's own failure.
+func errorFields(err error) (code envelope.Code, errType, errMsg string, own bool) {
+	var re *RemoteError
+	switch {
+	case errors.As(err, &re):
+		if re.Type == remoteTypeNoSuchMethod {
+			return envelope.CodeNoSuchMethod, re.Type, re.Message, false
+		}
+		return envelope.CodeRemote, re.Type, re.Message, false
+	case errors.Is(err, ErrNoSuchMethod):
+		return envelope.CodeNoSuchMethod, remoteTypeNoSuchMethod, err.Error(), false
+	}
+	return envelope.CodeRemote, remoteType(err), err.Error(), true
 }
 
 // respond runs one request and returns the encoded reply, or nil when no
@@ -355,25 +417,17 @@ func (s *Server) respond(r *proxy.Request) []byte {
 	if err == nil {
 		out.Kind, out.Flags = envelope.KindReply, rep.Flags
 	} else {
-		out.Kind, out.Code = envelope.KindError, envelope.CodeRemote
-		var re *RemoteError
-		switch {
-		case errors.As(err, &re):
-			out.ErrType, out.ErrMsg = re.Type, re.Message
-			if re.Type == remoteTypeNoSuchMethod {
-				out.Code = envelope.CodeNoSuchMethod
+		var own bool
+		out.Kind = envelope.KindError
+		out.Code, out.ErrType, out.ErrMsg, own = errorFields(err)
+		if own {
+			s.e.handlerErrors.Add(1)
+			if errors.Is(err, context.DeadlineExceeded) && m.Deadline != 0 && ctx.Err() == context.DeadlineExceeded {
+				// The handler gave up at the caller's own deadline: to the
+				// caller that is its timeout, whichever arrives first, this
+				// answer or its own timer.
+				out.Code, out.ErrType = envelope.CodeExpired, envelope.CodeExpired.String()
 			}
-		case errors.Is(err, ErrNoSuchMethod):
-			out.Code, out.ErrType, out.ErrMsg = envelope.CodeNoSuchMethod, remoteTypeNoSuchMethod, err.Error()
-		case errors.Is(err, context.DeadlineExceeded) && m.Deadline != 0 && ctx.Err() == context.DeadlineExceeded:
-			// The handler gave up at the caller's own deadline: to the
-			// caller that is its timeout, whichever arrives first, this
-			// answer or its own timer.
-			s.e.handlerErrors.Add(1)
-			out.Code, out.ErrType, out.ErrMsg = envelope.CodeExpired, envelope.CodeExpired.String(), err.Error()
-		default:
-			s.e.handlerErrors.Add(1)
-			out.ErrType, out.ErrMsg = remoteType(err), err.Error()
 		}
 		if len(out.ErrMsg) > envelope.MaxStringLen {
 			out.ErrMsg = out.ErrMsg[:envelope.MaxStringLen]

@@ -46,6 +46,10 @@ type Request struct {
 	// Msg is the decoded request. Msg.Payload aliases the received body
 	// frame, which belongs to the request.
 	Msg envelope.Message
+	// Ack is set by a server that answers Duplicate for a cast whose
+	// handler failed: the ACK to send again, carrying that failure. Nil
+	// means ACK OK.
+	Ack []byte
 }
 
 // Offer is a server's answer to a request the proxy offers it.
@@ -62,7 +66,7 @@ const (
 	Stopping
 	// Duplicate: the server has already run a CAST with this message id
 	// (a retry whose ACK was lost); it will not run it again, and the proxy
-	// acknowledges it again.
+	// acknowledges it again: OK, or Request.Ack if the server set it.
 	Duplicate
 	// InProgress: the server has a CAST with this message id and its
 	// handler has not finished (a retry that came before the ACK); the
@@ -599,9 +603,13 @@ func (f *frontend) HandleMessage(l *poller.Loop[Cmd], sock int, frames [][]byte)
 			f.answer(l, sock, routing, &m, envelope.CodeOverloaded, "server queue full")
 			return
 		case Duplicate:
-			// Run already: acknowledge again.
+			// Run already: acknowledge again, with the outcome it had.
 			f.p.counters.Duplicates.Add(1)
-			f.answer(l, sock, routing, &m, envelope.CodeOK, "")
+			if req.Ack == nil {
+				f.answer(l, sock, routing, &m, envelope.CodeOK, "")
+			} else if m.Flags&envelope.FlagNoAck == 0 && !f.p.dropAck(m.ID) {
+				f.send(l, append(routing[:len(routing):len(routing)], req.Ack), expiry(&m))
+			}
 			return
 		case InProgress:
 			f.p.counters.Duplicates.Add(1)
