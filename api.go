@@ -139,7 +139,9 @@ type Config struct {
 // answer).
 type AckPolicy struct {
 	// Disabled: Cast returns as soon as the message is handed to the node's
-	// socket; nothing tells the sender whether it arrived.
+	// socket; nothing tells the sender whether it arrived, or whether its
+	// handler failed (a method the server does not have is counted there:
+	// Stats.DirectRefused).
 	Disabled bool
 	// Timeout is the first wait for an ACK. Default 250ms.
 	Timeout time.Duration
@@ -469,8 +471,9 @@ type ClientOption func(*Client)
 // no acknowledgement and no retry, and a server runs the direct casts of one
 // sender in the order they were sent. A message the receiving node cannot
 // hand to a server (its lane is full, or the server is gone) is dropped
-// there and counted (Stats.DirectDropped); one that cannot be sent is
-// counted here (Stats.DirectCastFailed).
+// there and counted (Stats.DirectDropped), and so is one whose method the
+// server does not have (Stats.DirectRefused, logged with the method); one
+// that cannot be sent is counted here (Stats.DirectCastFailed).
 func DirectCast() ClientOption { return func(c *Client) { c.direct = true } }
 
 // Client returns a Client for target.
@@ -538,9 +541,14 @@ func (c *Client) Call(ctx context.Context, method string, args, reply any) error
 // returns once the message is handed to the socket. It also fails with
 // ErrNoServers, ErrOverloaded, ErrTooLarge, ErrClosed or ctx.Err(), and
 // waits, bounded by ctx, while Config.CastWindow casts to the same node are
-// unacknowledged. A handler's error is counted (Stats.CastErrors) and
-// logged on the server; the caster does not see it. A client made with
-// DirectCast sends over the direct-cast pipeline instead (see DirectCast).
+// unacknowledged. A handler's error comes back as the *RemoteError a Call
+// would get (its Type and Message; "panic" for a panic), and a method the
+// server does not have as a *RemoteError matching ErrNoSuchMethod: the ACK
+// carries the outcome, and a resend after a lost ACK gets the same answer
+// without running the handler again. Such a cast is not sent to another
+// server. The server also counts the error (Stats.CastErrors) and logs it.
+// A client made with DirectCast sends over the direct-cast pipeline instead
+// (see DirectCast).
 //
 // A cast to a topic (no Target.Server) whose server's node goes down before
 // acknowledging (ErrNodeDown), or whose server never acknowledges
@@ -555,7 +563,9 @@ func (c *Client) Call(ctx context.Context, method string, args, reply any) error
 // ErrUnreached) names the nodes that did not, and why. The nodes come from a
 // fresh directory lookup, and a message waits (up to Config.WaitForServers)
 // for a node's subscription to the topic, so a server whose Serve has
-// returned receives every fanout sent after that.
+// returned receives every fanout sent after that. No server confirms a
+// fanout: one whose method a server does not have is dropped by that server
+// and counted on its node (Stats.FanoutsRefused, logged with the method).
 func (c *Client) Cast(ctx context.Context, method string, args any) error {
 	if c.target.Fanout && c.target.Server != "" {
 		return fmt.Errorf("%w: a fanout target names no server", ErrInvalidTarget)

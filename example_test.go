@@ -117,7 +117,8 @@ func ExampleClient_Call_timeout() {
 	// Output: true true
 }
 
-// A cast returns once the server has the message; a fanout cast reaches
+// A cast returns once the server has run its handler, with the handler's
+// error if it failed (a cast to an unknown method too); a fanout cast reaches
 // every server of the topic.
 func ExampleClient_Cast() {
 	dir := directory.NewMemory()
@@ -149,6 +150,8 @@ func ExampleClient_Cast() {
 		return
 	}
 	fmt.Println(<-got)
+	err = node.Client(zmqmsg.Target{Topic: "audit", Server: "a"}).Cast(ctx, "lgo", "a typo")
+	fmt.Println(errors.Is(err, zmqmsg.ErrNoSuchMethod))
 	if err := node.Client(zmqmsg.Target{Topic: "audit", Fanout: true}).Cast(ctx, "log", "to all"); err != nil {
 		fmt.Println(err)
 		return
@@ -158,6 +161,7 @@ func ExampleClient_Cast() {
 	fmt.Println(lines)
 	// Output:
 	// a: to a only
+	// true
 	// [a: to all b: to all]
 }
 

@@ -16,7 +16,8 @@ import (
 // socket (waiting, bounded by ctx, while that queue is full). Messages from
 // one sender to one server run in the order they were sent. A message the
 // receiving node cannot hand to a server is dropped there and counted
-// (Stats.DirectDropped on that node).
+// (Stats.DirectDropped on that node), and so is one whose method the server
+// does not have (Stats.DirectRefused).
 func (e *Engine) DirectCast(ctx context.Context, t Target, method string, flags envelope.Flags, payload []byte) error {
 	waitUntil, err := e.admit(ctx, t, payload)
 	if err != nil {
