@@ -5,6 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
+	"strconv"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -314,6 +317,20 @@ type Stats = engine.Stats
 // failed message is counted there.
 func (t *Transport) Stats() Stats { return t.e.Stats() }
 
+// NodeStats are the counters of a node's proxy, as its call port answers a
+// STATS request: Role "node" (the node's own proxy) or "daemon" (a node
+// proxy daemon), and every drop it counted by name ("direct_dropped",
+// "fanout_dropped", "no_servers", ...; docs/design.md §5).
+type NodeStats = proxy.StatsAnswer
+
+// NodeStats asks node for its proxy's counters over the wire, so that a
+// tool can account for what was dropped on the way (a daemon's counters
+// are in no process of the caller's). It waits until ctx ends, or
+// Config.CallTimeout without a deadline.
+func (t *Transport) NodeStats(ctx context.Context, node directory.Node) (NodeStats, error) {
+	return t.e.NodeStats(ctx, node)
+}
+
 // Args are a call's arguments as a handler receives them.
 type Args struct {
 	payload []byte
@@ -411,11 +428,17 @@ func (t *Transport) Serve(target Target, endpoints Endpoints, opts ...ServeOptio
 		}
 		eps[k] = h
 	}
+	methods := make([]string, 0, len(eps))
+	for m := range eps {
+		methods = append(methods, m)
+	}
+	slices.Sort(methods)
+	offered := offeredList(methods)
 	codec := t.codec
 	dispatch := func(ctx context.Context, req *engine.Request) (engine.Reply, error) {
 		h, ok := eps[req.Method]
 		if !ok {
-			return engine.Reply{}, fmt.Errorf("%w: %q", ErrNoSuchMethod, req.Method)
+			return engine.Reply{}, fmt.Errorf("%w: %q (offered: %s)", ErrNoSuchMethod, req.Method, offered)
 		}
 		res, err := h(ctx, Args{payload: req.Payload, raw: req.Flags&envelope.FlagRaw != 0, codec: codec})
 		if err != nil || req.OneWay {
@@ -429,11 +452,28 @@ func (t *Transport) Serve(target Target, endpoints Endpoints, opts ...ServeOptio
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	s, err := t.e.Serve(ctx, directory.Key{Exchange: target.Exchange, Topic: target.Topic}, name, dispatch, so.inline)
+	s, err := t.e.Serve(ctx, directory.Key{Exchange: target.Exchange, Topic: target.Topic}, name, methods, dispatch, so.inline)
 	if err != nil {
 		return nil, err
 	}
 	return &Server{s: s}, nil
+}
+
+// offeredList names methods for a NoSuchMethod error, at most about 512
+// bytes of them.
+func offeredList(methods []string) string {
+	var b strings.Builder
+	for i, m := range methods {
+		if b.Len()+len(m) > 512 {
+			fmt.Fprintf(&b, ", … %d more", len(methods)-i)
+			break
+		}
+		if i > 0 {
+			b.WriteString(", ")
+		}
+		b.WriteString(strconv.Quote(m))
+	}
+	return b.String()
 }
 
 // ServeOption configures a Server.
@@ -496,8 +536,16 @@ func (t *Transport) Client(target Target, opts ...ClientOption) *Client {
 // deadline, or Config.CallTimeout from now. It returns ErrTimeout (which
 // matches context.DeadlineExceeded) on a deadline, ctx.Err() when ctx is
 // cancelled, ErrNoServers when no server of the target appears within
-// Config.WaitForServers, a *RemoteError for a handler's error, ErrTooLarge,
-// ErrOverloaded, or ErrClosed. A ctx that has already ended sends nothing.
+// Config.WaitForServers, ErrDirectoryUnavailable when the directory cannot
+// be read and nothing about the target is cached, a *RemoteError for a
+// handler's error, ErrTooLarge, ErrOverloaded, or ErrClosed.
+//
+// A call never waits on a node that cannot be connected to: one that its
+// node never had goes to a server of the topic on another node, and fails
+// with an *UnavailableError (ErrUnavailable) when it named its server or no
+// other node serves the topic. One whose node's connection was lost after
+// it was sent fails with a *NodeDownError (ErrNodeDown): it may have run.
+// A ctx that has already ended sends nothing.
 func (c *Client) Call(ctx context.Context, method string, args, reply any) error {
 	if c.target.Fanout {
 		return fmt.Errorf("%w: Call on a fanout target", ErrInvalidTarget)

@@ -161,8 +161,14 @@ func TestProxyDaemonFailsRequestsOfLostMember(t *testing.T) {
 	if !errors.As(err, &nd) || ctx.Err() != nil {
 		t.Fatalf("call whose service process died: %v (ctx %v), want a NodeDownError before the deadline", err, ctx.Err())
 	}
-	if st := d.proxy.Stats(); st.MembersLost != 1 {
-		t.Fatalf("daemon stats %+v: want the member lost", st)
+	// The daemon's loop counts after it answered.
+	testutil.WaitFor(t, 5*time.Second, "the daemon to count the lost member and its request", func() bool {
+		st := d.proxy.Stats()
+		return st.MembersLost == 1 && st.FailedLost == 1
+	})
+	st, err := d.client.NodeStats(ctx, d.proxy.Node())
+	if err != nil || st.Counters["failed_lost"] != 1 || st.Counters["members_lost"] != 1 {
+		t.Fatalf("the daemon's stats over the wire: %+v, %v: want the lost member and its request", st, err)
 	}
 }
 

@@ -121,6 +121,7 @@ type ProxyStats struct {
 	FanoutDropped uint64 // fanouts a service process could not take, dropped
 	SendFailed    uint64 // answers libzmq refused (caller gone or not reading), dropped
 	MembersLost   uint64 // service processes dropped (silent, or their pipe vanished)
+	FailedLost    uint64 // requests relayed to a service process that was lost, answered SERVER_LOST
 	Conflicts     uint64 // servers refused because another process serves the name
 	Refused       uint64 // requests refused while draining
 	// HandshakeFailures counts failed security handshakes on the public
@@ -147,6 +148,7 @@ func (p *Proxy) Stats() ProxyStats {
 		st.FanoutDropped += v.FanoutDropped.Load()
 		st.SendFailed += v.SendFailed.Load()
 		st.MembersLost += v.MembersLost.Load()
+		st.FailedLost += v.FailedLost.Load()
 		st.Conflicts += v.Conflicts.Load()
 		st.Refused += v.Refused.Load()
 		st.HandshakeFailures += v.HandshakeFailed.Load()

@@ -54,7 +54,7 @@ func TestProxyDaemonNoPhantomRouteAfterAttachTimeout(t *testing.T) {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
-	_, err = m.e.Serve(ctx, directory.Key{Topic: "svc"}, "alpha",
+	_, err = m.e.Serve(ctx, directory.Key{Topic: "svc"}, "alpha", nil,
 		func(context.Context, *engine.Request) (engine.Reply, error) { return engine.Reply{}, nil }, false)
 	cancel()
 	if !errors.Is(err, ErrNoProxy) {
@@ -83,7 +83,7 @@ func TestProxyDaemonServeWithoutDeadlineReturns(t *testing.T) {
 	}
 	done := make(chan error, 1)
 	go func() {
-		_, err := m.e.Serve(context.Background(), directory.Key{Topic: "svc"}, "beta",
+		_, err := m.e.Serve(context.Background(), directory.Key{Topic: "svc"}, "beta", nil,
 			func(context.Context, *engine.Request) (engine.Reply, error) { return engine.Reply{}, nil }, false)
 		done <- err
 	}()

@@ -167,7 +167,7 @@ func (e *Engine) ServeNotify(ctx context.Context, topic, name string, dispatch D
 	if e.notify == nil {
 		return nil, fmt.Errorf("%w: this node has no notify port", ErrInvalidTarget)
 	}
-	return e.serve(ctx, e.notify, directory.Key{Exchange: NotifyExchange, Topic: topic}, name, dispatch, false)
+	return e.serve(ctx, e.notify, directory.Key{Exchange: NotifyExchange, Topic: topic}, name, nil, dispatch, false)
 }
 
 // NoteFiltered counts a notification a listener's priority filter dropped.

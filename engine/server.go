@@ -78,14 +78,15 @@ type Server struct {
 //
 // With inline, the handlers run on the proxy loop goroutine itself: no
 // hand-off to a worker and back, but a handler that blocks stalls every
-// request to this node. Only for short, non-blocking handlers.
-func (e *Engine) Serve(ctx context.Context, key directory.Key, name string, dispatch Dispatch, inline bool) (*Server, error) {
-	return e.serve(ctx, e.proxy, key, name, dispatch, inline)
+// request to this node. Only for short, non-blocking handlers. methods are
+// the method names dispatch offers, published in the directory entry.
+func (e *Engine) Serve(ctx context.Context, key directory.Key, name string, methods []string, dispatch Dispatch, inline bool) (*Server, error) {
+	return e.serve(ctx, e.proxy, key, name, methods, dispatch, inline)
 }
 
 // serve starts a server behind px: the call proxy, or the notify proxy for
 // notification listeners.
-func (e *Engine) serve(ctx context.Context, px *proxy.Proxy, key directory.Key, name string, dispatch Dispatch, inline bool) (*Server, error) {
+func (e *Engine) serve(ctx context.Context, px *proxy.Proxy, key directory.Key, name string, methods []string, dispatch Dispatch, inline bool) (*Server, error) {
 	if e.closed.Load() {
 		return nil, ErrClosed
 	}
@@ -97,7 +98,7 @@ func (e *Engine) serve(ctx context.Context, px *proxy.Proxy, key directory.Key, 
 		px:       px,
 		name:     name,
 		key:      key,
-		reg:      directory.Registration{Key: key, Server: name, Node: e.node},
+		reg:      directory.Registration{Key: key, Server: name, Node: e.node, Methods: methods},
 		dispatch: dispatch,
 		inline:   inline,
 		casts:    newDedup(dedupSize, dedupTTL),

@@ -48,7 +48,7 @@
 //	off  size  field
 //	0    2     signature 'Z' 'M'
 //	2    1     version (1)
-//	3    1     kind (1..10, see Kind)
+//	3    1     kind (1..11, see Kind)
 //	4    1     flags (bit 0: FlagRaw; other bits carried unchanged)
 //	5    1     reserved, 0 on encode, ignored on decode
 //	6    16    message id (random v4 UUID)

@@ -46,8 +46,11 @@ const (
 	// every member heartbeat. See docs/design.md, "The proxy daemon".
 	KindAttach
 	KindDetach // a service process stops serving Exchange/Topic as Server
+	// KindStats asks a node's call port for its counters; the answer is a
+	// KindReply with the same id and a JSON payload (docs/design.md §5).
+	KindStats
 
-	kindMax = KindDetach
+	kindMax = KindStats
 )
 
 var kindNames = [...]string{
@@ -61,6 +64,7 @@ var kindNames = [...]string{
 	KindPing:   "PING",
 	KindAttach: "ATTACH",
 	KindDetach: "DETACH",
+	KindStats:  "STATS",
 }
 
 // String returns the upper-case name of k ("CALL", "REPLY", ...), or

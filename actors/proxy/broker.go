@@ -400,6 +400,13 @@ func (r *broker) fromCaller(l *poller.Loop[BrokerCmd], frames [][]byte) {
 		r.b.counters.Malformed.Add(1)
 		return
 	}
+	if m.Kind == envelope.KindStats {
+		a := StatsAnswer{Role: "daemon", Counters: r.b.counters.Snapshot(), Members: len(r.members), InFlight: len(r.b.inflight)}
+		if frames := statsReply(routing, &m, a); frames != nil {
+			r.rq.send(l, frames, time.Time{})
+		}
+		return
+	}
 	if m.Kind != envelope.KindCall && !OneWay(m.Kind) {
 		r.b.counters.WrongKind.Add(1)
 		return

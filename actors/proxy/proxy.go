@@ -573,6 +573,12 @@ func (f *frontend) HandleMessage(l *poller.Loop[Cmd], sock int, frames [][]byte)
 		f.p.counters.Malformed.Add(1)
 		return
 	}
+	if m.Kind == envelope.KindStats && f.member == nil {
+		if frames := statsReply(routing, &m, StatsAnswer{Role: "node", Counters: f.p.counters.Snapshot()}); frames != nil {
+			f.send(l, frames, time.Time{})
+		}
+		return
+	}
 	if m.Kind != envelope.KindCall && !OneWay(m.Kind) {
 		f.p.counters.WrongKind.Add(1)
 		return
