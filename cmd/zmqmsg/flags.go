@@ -56,6 +56,9 @@ type options struct {
 	journal     string        // bench server
 	work        time.Duration // bench server: time a 'record' handler takes
 	public      bool          // keygen
+	echo        bool          // reply
+	value       string        // reply: --json
+	command     string        // reply
 }
 
 // proxyDirFlag registers --proxy-dir and --ttl (listen, bench server).
@@ -106,6 +109,9 @@ type command struct {
 	// the directory's outage warnings are worth logging; a one-shot
 	// command reports the outage as its error instead.
 	serves bool
+	// ownJSON: the command's own --json flag takes a value (reply), in
+	// place of the global --json.
+	ownJSON bool
 }
 
 // cli is one invocation: the parsed flags and the streams.
@@ -122,7 +128,7 @@ type cli struct {
 }
 
 var commands = []*command{
-	cmdCall, cmdCast, cmdFanout, cmdNotify, cmdListen, cmdServers, cmdKeygen, cmdBenchServer, cmdBenchClient, cmdVersion,
+	cmdCall, cmdCast, cmdFanout, cmdNotify, cmdListen, cmdReply, cmdServers, cmdKeygen, cmdBenchServer, cmdBenchClient, cmdVersion,
 }
 
 func findCommand(name string) *command {
@@ -143,7 +149,9 @@ func (c *cli) flagSet() *flag.FlagSet {
 	fs.StringVar(&c.g.host, "host", "127.0.0.1", "`address` of the CLI's own node (it binds free ports on it)")
 	durationVar(fs, &c.g.timeout, "timeout", 10*time.Second, "deadline of each call, cast, fanout or notification (also bounds directory operations)")
 	fs.StringVar(&c.g.exchange, "exchange", "", "exchange (namespace) of the topic; empty is the default exchange")
-	fs.BoolVar(&c.g.json, "json", false, "machine output: one JSON value per result on stdout; errors and logs as JSON lines on stderr")
+	if !c.cmd.ownJSON {
+		fs.BoolVar(&c.g.json, "json", false, "machine output: one JSON value per result on stdout; errors and logs as JSON lines on stderr")
+	}
 	fs.StringVar(&c.g.logLevel, "log-level", "warn", "log `level` on stderr: debug, info, warn or error")
 	fs.StringVar(&c.g.curveKey, "curve-key", "", "turn CURVE on: the `file` with this node's secret key (mode 0600; see keygen); needed to reach nodes that publish a key")
 	fs.StringVar(&c.g.curveAllow, "curve-allow", "", "with --curve-key: the `file` of the public keys allowed to connect to this node's servers, one per line")
@@ -292,11 +300,16 @@ func printCommandHelp(w io.Writer, cmd *command) {
 	fs := c.flagSet()
 	if cmd.flags != nil {
 		fmt.Fprint(w, "\nflags:\n")
-		printFlags(w, fs, func(name string) bool { return !globalFlags[name] })
+		printFlags(w, fs, func(name string) bool { return !cmd.isGlobal(name) })
 	}
 	fmt.Fprint(w, "\nglobal flags:\n")
-	printFlags(w, fs, func(name string) bool { return globalFlags[name] })
+	printFlags(w, fs, func(name string) bool { return cmd.isGlobal(name) })
 	fmt.Fprint(w, exitCodesHelp)
+}
+
+// isGlobal reports whether the flag name of cmd is a global flag.
+func (cmd *command) isGlobal(name string) bool {
+	return globalFlags[name] && !(cmd.ownJSON && name == "json")
 }
 
 // printFlags prints the flags of fs that include accepts, each with its
@@ -320,6 +333,12 @@ func printFlags(w io.Writer, fs *flag.FlagSet, include func(name string) bool) {
 		if f.DefValue != "" && f.DefValue != "false" && f.DefValue != "0" && f.DefValue != "0s" {
 			def = fmt.Sprintf(" (default %s)", f.DefValue)
 		}
-		fmt.Fprintf(w, "%s\n        %s%s [$%s]\n", head, usage, def, envName(f.Name))
+		env := "$" + envName(f.Name)
+		if g, ok := f.Value.(flag.Getter); ok && f.Name == "json" {
+			if _, ok := g.Get().(string); ok {
+				env = "not from the environment" // reply's --json VALUE: see run
+			}
+		}
+		fmt.Fprintf(w, "%s\n        %s%s [%s]\n", head, usage, def, env)
 	})
 }

@@ -8,6 +8,7 @@
 //	zmqmsg fanout   [flags] TOPIC METHOD [JSON|-]
 //	zmqmsg notify   [flags] TOPIC EVENT_TYPE [JSON|-]
 //	zmqmsg listen   [flags] TOPIC...
+//	zmqmsg reply    [flags] TOPIC METHOD --echo | --json VALUE | --command CMD
 //	zmqmsg servers  [flags] [TOPIC]
 //	zmqmsg bench server [flags]
 //	zmqmsg bench client [flags]
@@ -219,6 +220,16 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	if cmd == nil {
 		fmt.Fprintf(stderr, "zmqmsg: unknown command %q (see zmqmsg help)\n", name)
 		return exitUsage
+	}
+	if cmd.ownJSON {
+		// ZMQMSG_JSON=true means machine output, not reply's --json VALUE.
+		outer := getenv
+		getenv = func(k string) (string, bool) {
+			if k == envName("json") {
+				return "", false
+			}
+			return outer(k)
+		}
 	}
 	c := &cli{cmd: cmd, stdin: stdin, stdout: stdout, stderr: stderr}
 	fs := c.flagSet()
