@@ -546,13 +546,25 @@ func percentile(sorted []time.Duration, p int) time.Duration {
 	return sorted[max(i, 0)]
 }
 
-// printStats prints the two nodes' counters side by side, every field of
-// zmqmsg.Stats in declaration order.
+// printStats prints the two nodes' counters side by side, in columns: the
+// fields of zmqmsg.Stats in declaration order, names to the left, values
+// to the right; a counter that is zero on both nodes is left out.
 func printStats(w io.Writer, a, b zmqmsg.Stats) {
-	fmt.Fprintf(w, "  %-18s %8s %8s\n", "", "node A", "node B")
+	type row struct{ name, a, b string }
+	rows := []row{{"", "node A", "node B"}}
 	va, vb := reflect.ValueOf(a), reflect.ValueOf(b)
 	for i := range va.NumField() {
-		fmt.Fprintf(w, "  %-18s %8v %8v\n", va.Type().Field(i).Name, va.Field(i), vb.Field(i))
+		if va.Field(i).IsZero() && vb.Field(i).IsZero() {
+			continue
+		}
+		rows = append(rows, row{va.Type().Field(i).Name, fmt.Sprint(va.Field(i)), fmt.Sprint(vb.Field(i))})
+	}
+	var wn, wv int
+	for _, r := range rows {
+		wn, wv = max(wn, len(r.name)), max(wv, len(r.a), len(r.b))
+	}
+	for _, r := range rows {
+		fmt.Fprintf(w, "  %-*s  %*s  %*s\n", wn, r.name, wv, r.a, wv, r.b)
 	}
 }
 
