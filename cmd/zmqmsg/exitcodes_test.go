@@ -135,9 +135,23 @@ func TestExitCodes(t *testing.T) {
 			t.Errorf("exit %d: no case returns it", code)
 		}
 	}
+	// Every type classify returns is in the table.
+	listed := map[string]bool{}
+	for _, ts := range types {
+		for _, typ := range ts {
+			listed[typ] = true
+		}
+	}
+	for _, m := range regexp.MustCompile(`return exit\w+, "(\w+)"`).FindAllStringSubmatch(string(src), -1) {
+		if !listed[m[1]] {
+			t.Errorf("classify returns type %q, which the table does not list", m[1])
+		}
+	}
 	// The other types, from the errors that make them.
 	kinds := map[string]error{
 		"unreached":         zmqmsg.ErrUnreached,
+		"unavailable":       &zmqmsg.UnavailableError{Node: "n", Cause: "refused"},
+		"node_down":         &zmqmsg.NodeDownError{Node: "n", Cause: "gone"},
 		"not_acked":         zmqmsg.ErrNotAcked,
 		"not_delivered":     zmqmsg.ErrNotDelivered,
 		"unauthorized":      zmqmsg.ErrUnauthorized,

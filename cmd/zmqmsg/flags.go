@@ -284,8 +284,10 @@ exit codes (with --json, the error's "type" in brackets):
      the message size limit, a bad priority, duration or directory URL [usage]
   3  timeout: --timeout passed [timeout]
   4  remote error: the server's handler failed, or the method is unknown [remote]
-  5  not delivered: no servers [no_servers], a fanout that missed a node [unreached],
-     a cast not acknowledged [not_acked], a notification a pool did not get
+  5  not delivered: no servers [no_servers], a node that could not be connected to
+     (nothing sent) [unavailable], a node lost while its answer was awaited (the
+     request may have run) [node_down], a fanout that missed a node [unreached], a
+     cast not acknowledged [not_acked], a notification a pool did not get
      [not_delivered] or that no pool listens to [unheard], this node's CURVE key
      refused [unauthorized], CURVE on one side only [security_mismatch]
   6  directory unavailable: it could not be reached or read [directory_unavailable]
