@@ -67,10 +67,18 @@ counts what the servers got, "expected" is what they should have got (per
 server for fanout, per pool for notify), "lost" the difference after
 waiting up to --drain for stragglers, and "dropped_by_servers" what the
 servers' nodes counted as dropped: direct casts and fanouts have no flow
-control, so a sender faster than a server overflows its lane. Prints a live progress line on a
-terminal, then a table, or one JSON object with --json. Exits 1 if any
-message was lost or any send failed. Run one client per topic at a time:
-the servers' counters do not tell clients apart.`,
+control, so a sender faster than a server overflows its lane. Prints a
+live progress line on a terminal, then a table, or one JSON object with
+--json. Exits 1 if any message was lost or any send failed. Run one client
+per topic at a time: the servers' counters do not tell clients apart.
+
+A run stops early, and prints what it has, on SIGINT or SIGTERM (the sends
+in flight finish; those still running 2s later are canceled and counted
+as "canceled", not as errors), when no server is left or the directory
+cannot be read, or when every send failed for 5s (the servers or their
+daemon are gone); then it exits with that error's code. Servers whose
+counters cannot be read after the run are listed, and lost is unknown
+("?", null in JSON).`,
 	maxArgs: 0,
 	flags: func(fs *flag.FlagSet, o *options) {
 		fs.StringVar(&o.topic, "topic", "bench", "`topic` of the bench servers")
@@ -243,30 +251,41 @@ func (c *cli) printLine(v any) error {
 
 // benchResult is what bench client reports.
 type benchResult struct {
-	Pattern     string  `json:"pattern"`
-	Exchange    string  `json:"exchange"`
-	Topic       string  `json:"topic"`
-	Servers     int     `json:"servers"`
-	Pools       int     `json:"pools,omitempty"`
-	Concurrency int     `json:"concurrency"`
-	Size        int     `json:"size"`
-	ElapsedS    float64 `json:"elapsed_s"`
-	Sent        int64   `json:"sent"`
-	OK          int64   `json:"ok"`
-	Errors      int64   `json:"errors"`
-	FirstError  string  `json:"first_error,omitempty"`
-	Expected    int64   `json:"expected"`
-	Received    int64   `json:"received"`
-	Lost        int64   `json:"lost"`
-	Dropped     int64   `json:"dropped_by_servers"`
-	Extra       int64   `json:"extra,omitempty"`
-	Rate        float64 `json:"msgs_per_s"`
+	Pattern     string   `json:"pattern"`
+	Exchange    string   `json:"exchange"`
+	Topic       string   `json:"topic"`
+	Servers     int      `json:"servers"`
+	Pools       int      `json:"pools,omitempty"`
+	Concurrency int      `json:"concurrency"`
+	Size        int      `json:"size"`
+	ElapsedS    float64  `json:"elapsed_s"`
+	Sent        int64    `json:"sent"`
+	OK          int64    `json:"ok"`
+	Errors      int64    `json:"errors"`
+	Canceled    int64    `json:"canceled,omitempty"` // in flight when the run stopped early, canceled after inFlightGrace
+	FirstError  string   `json:"first_error,omitempty"`
+	Stopped     string   `json:"stopped,omitempty"` // "interrupted", or the error that stopped the run early
+	Expected    int64    `json:"expected"`
+	Received    int64    `json:"received"`                 // by the servers whose counters were read
+	Unread      []string `json:"servers_unread,omitempty"` // servers whose counters could not be read after the run
+	Lost        *int64   `json:"lost"`                     // null when a server's counters could not be read
+	Dropped     int64    `json:"dropped_by_servers"`
+	Extra       int64    `json:"extra,omitempty"`
+	Rate        float64  `json:"msgs_per_s"`
 	Latency     struct {
 		P50 float64 `json:"p50"`
 		P90 float64 `json:"p90"`
 		P99 float64 `json:"p99"`
 		Max float64 `json:"max"`
 	} `json:"latency_ms"`
+}
+
+// lostOrZero is Lost, 0 when unknown.
+func (r benchResult) lostOrZero() int64 {
+	if r.Lost == nil {
+		return 0
+	}
+	return *r.Lost
 }
 
 var patterns = []string{"call", "cast", "direct", "fanout", "notify"}
@@ -304,10 +323,7 @@ func runBenchClient(ctx context.Context, c *cli, _ []string) (err error) {
 	}
 	// A server the directory still lists but that does not answer (killed,
 	// its registration not yet expired) is left out of the run's accounting.
-	before, err := c.benchStats(ctx, n, servers, true)
-	if err != nil {
-		return err
-	}
+	before := c.benchStats(ctx, n, servers)
 	if len(before) == 0 {
 		return fmt.Errorf("bench: none of the %d servers of %s answered: %w", len(servers), c.o.topic, zmqmsg.ErrNoServers)
 	}
@@ -321,17 +337,87 @@ func runBenchClient(ctx context.Context, c *cli, _ []string) (err error) {
 		pools[s.Pool] = true
 	}
 
+	r, stopErr, err := c.benchRun(ctx, n, servers, before, pools)
+	if err != nil {
+		return err
+	}
+	if c.g.json {
+		err = c.printValue(r)
+	} else {
+		err = c.printBench(r)
+	}
+	if err != nil {
+		return err
+	}
+	if stopErr != nil && !errors.Is(stopErr, errInterrupted) {
+		return fmt.Errorf("bench stopped after %d messages: %w", r.Sent, stopErr)
+	}
+	if (r.Lost != nil && *r.Lost > 0) || r.Errors > 0 {
+		return &lostError{lost: r.lostOrZero(), errors: r.Errors}
+	}
+	return nil
+}
+
+// errInterrupted stops a bench run on SIGINT or SIGTERM.
+var errInterrupted = errors.New("interrupted")
+
+// Bounds of a bench run that stops early.
+const (
+	// benchStall: a run in which every send failed for this long stops
+	// (the servers, or their daemon, are gone).
+	benchStall = 5 * time.Second
+	// inFlightGrace: how long the sends in flight when a run stops early
+	// may take before they are canceled (and counted as such, not as
+	// errors).
+	inFlightGrace = 2 * time.Second
+	// maxDrainCall bounds each stats call after the run.
+	maxDrainCall = 5 * time.Second
+)
+
+// fatal reports whether err means that the run cannot go on: no server is
+// left, the directory cannot be read, or CURVE refuses this node.
+func fatal(err error) bool {
+	for _, target := range []error{zmqmsg.ErrNoServers, zmqmsg.ErrDirectoryUnavailable, directory.ErrUnavailable, zmqmsg.ErrClosed,
+		zmqmsg.ErrUnauthorized, zmqmsg.ErrSecurityRequired, zmqmsg.ErrInsecureNode} {
+		if errors.Is(err, target) {
+			return true
+		}
+	}
+	return false
+}
+
+// benchRun sends until --duration, --count, a signal (ctx), a fatal error
+// or a stall stops it, then reads the servers' counters, and returns the
+// result and what stopped the run early (errInterrupted, or an error; nil
+// when it ran its course).
+func (c *cli) benchRun(ctx context.Context, n *node, servers []string, before map[string]benchStats, pools map[string]bool) (benchResult, error, error) {
+	o := c.o
 	send := c.sender(n)
 	var (
-		sent, ok, failed atomic.Int64
-		claimed          atomic.Int64
-		firstErr         atomic.Pointer[error]
-		wg               sync.WaitGroup
+		sent, ok, failed, canceled atomic.Int64
+		claimed                    atomic.Int64
+		firstErr, lastErr          atomic.Pointer[error]
+		lastOK, lastFail           atomic.Int64 // UnixNano of the last success (or the start), of the last failure
+		wg                         sync.WaitGroup
+
+		stopOnce sync.Once
+		stopped  = make(chan struct{})
+		stopErr  error // written before stopped is closed
 	)
+	halt := func(why error) {
+		stopOnce.Do(func() {
+			stopErr = why
+			close(stopped)
+		})
+	}
+	// The sends do not end with ctx: on a signal, those in flight finish
+	// (or are canceled after inFlightGrace) instead of failing.
+	sendCtx, abort := context.WithCancel(context.WithoutCancel(ctx))
+	defer abort()
 	hists := make([]*histogram, o.concurrency)
-	stop := make(chan struct{})
 	start := time.Now()
-	deadline := time.AfterFunc(o.duration, func() { close(stop) })
+	lastOK.Store(start.UnixNano())
+	deadline := time.AfterFunc(o.duration, func() { halt(nil) })
 	for g := range o.concurrency {
 		h := &histogram{}
 		hists[g] = h
@@ -352,10 +438,7 @@ func runBenchClient(ctx context.Context, c *cli, _ []string) (err error) {
 						t := time.NewTimer(wait)
 						select {
 						case <-t.C:
-						case <-stop:
-							t.Stop()
-							return
-						case <-ctx.Done():
+						case <-stopped:
 							t.Stop()
 							return
 						}
@@ -363,9 +446,7 @@ func runBenchClient(ctx context.Context, c *cli, _ []string) (err error) {
 					next = next.Add(every)
 				}
 				select {
-				case <-stop:
-					return
-				case <-ctx.Done():
+				case <-stopped:
 					return
 				default:
 				}
@@ -373,35 +454,86 @@ func runBenchClient(ctx context.Context, c *cli, _ []string) (err error) {
 					return
 				}
 				sent.Add(1)
-				octx, cancel := context.WithTimeout(ctx, c.g.timeout)
+				octx, cancel := context.WithTimeout(sendCtx, c.g.timeout)
 				t0 := time.Now()
 				err := send(octx)
 				d := time.Since(t0)
 				cancel()
-				if err != nil {
+				switch {
+				case err == nil:
+					ok.Add(1)
+					lastOK.Store(time.Now().UnixNano())
+					h.record(d)
+				case sendCtx.Err() != nil:
+					canceled.Add(1)
+				default:
 					failed.Add(1)
 					firstErr.CompareAndSwap(nil, &err)
-					continue
+					lastErr.Store(&err)
+					lastFail.Store(time.Now().UnixNano())
+					if fatal(err) {
+						halt(err)
+					}
 				}
-				ok.Add(1)
-				h.record(d)
 			}
 		}()
 	}
+	workersDone := make(chan struct{})
+	go func() {
+		wg.Wait()
+		close(workersDone)
+	}()
+	var watchers sync.WaitGroup
+	watchers.Add(1)
+	go func() {
+		// Stop on a signal, or when every send failed for benchStall; once
+		// stopped early, cancel what is still in flight after inFlightGrace.
+		defer watchers.Done()
+		tick := time.NewTicker(benchStall / 10)
+		defer tick.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				halt(errInterrupted)
+			case <-tick.C:
+				// Failures since the last success, which is benchStall old.
+				if okAt := lastOK.Load(); lastFail.Load() > okAt && time.Since(time.Unix(0, okAt)) > benchStall {
+					if p := lastErr.Load(); p != nil {
+						halt(fmt.Errorf("no send succeeded for %v: %w", time.Since(time.Unix(0, okAt)).Round(time.Second), *p))
+					}
+				}
+				continue
+			case <-stopped:
+			case <-workersDone:
+				return
+			}
+			break
+		}
+		if stopErr == nil {
+			return // the run's end: the sends in flight finish, bounded by --timeout
+		}
+		grace := time.NewTimer(inFlightGrace)
+		defer grace.Stop()
+		select {
+		case <-grace.C:
+			abort()
+		case <-workersDone:
+		}
+	}()
 	progressDone := make(chan struct{})
-	var progressWG sync.WaitGroup
 	if isTerminal(c.stdout) && !c.g.json {
-		progressWG.Add(1)
+		watchers.Add(1)
 		go func() {
-			defer progressWG.Done()
+			defer watchers.Done()
 			c.progress(progressDone, start, &sent, &ok, &failed)
 		}()
 	}
-	wg.Wait()
+	<-workersDone
+	halt(nil) // a --count run ends here
 	elapsed := time.Since(start)
 	deadline.Stop()
 	close(progressDone)
-	progressWG.Wait()
+	watchers.Wait()
 
 	mult := int64(1)
 	switch o.pattern {
@@ -413,7 +545,7 @@ func runBenchClient(ctx context.Context, c *cli, _ []string) (err error) {
 	r := benchResult{
 		Pattern: o.pattern, Exchange: c.g.exchange, Topic: o.topic, Servers: len(servers), Concurrency: o.concurrency,
 		Size: o.size, ElapsedS: elapsed.Seconds(), Sent: sent.Load(), OK: ok.Load(), Errors: failed.Load(),
-		Expected: ok.Load() * mult,
+		Canceled: canceled.Load(), Expected: ok.Load() * mult,
 	}
 	if o.pattern == "notify" {
 		r.Pools = len(pools)
@@ -421,12 +553,19 @@ func runBenchClient(ctx context.Context, c *cli, _ []string) (err error) {
 	if p := firstErr.Load(); p != nil {
 		r.FirstError = (*p).Error()
 	}
-	r.Received, r.Dropped, err = c.drain(ctx, n, servers, before, r.Expected)
-	if err != nil {
-		return err
+	if stopErr != nil {
+		r.Stopped = stopErr.Error()
 	}
-	r.Lost = max(r.Expected-r.Received, 0)
-	r.Extra = max(r.Received-r.Expected, 0)
+	var unread []string
+	r.Received, r.Dropped, unread = c.drain(ctx, n, servers, before, r.Expected)
+	if len(unread) == 0 {
+		// Canceled sends may or may not have arrived.
+		lost := max(r.Expected-r.Received, 0)
+		r.Lost = &lost
+		r.Extra = max(r.Received-(r.OK+r.Canceled)*mult, 0)
+	} else {
+		r.Unread = unread
+	}
 	r.Rate = float64(r.OK) / elapsed.Seconds()
 	all := &histogram{}
 	for _, h := range hists {
@@ -434,18 +573,7 @@ func runBenchClient(ctx context.Context, c *cli, _ []string) (err error) {
 	}
 	r.Latency.P50, r.Latency.P90, r.Latency.P99 = ms(all.percentile(50)), ms(all.percentile(90)), ms(all.percentile(99))
 	r.Latency.Max = ms(all.max)
-	if c.g.json {
-		err = c.printValue(r)
-	} else {
-		err = c.printBench(r)
-	}
-	if err != nil {
-		return err
-	}
-	if r.Lost > 0 || r.Errors > 0 {
-		return &lostError{lost: r.Lost, errors: r.Errors}
-	}
-	return nil
+	return r, stopErr, nil
 }
 
 // ms converts d to milliseconds.
@@ -503,25 +631,22 @@ func (c *cli) benchServers(ctx context.Context, n *node) ([]string, error) {
 	return names, nil
 }
 
-// benchStats calls stats on each server, by name. With skipDead a server
-// that does not answer is logged and left out instead of failing the run.
-func (c *cli) benchStats(ctx context.Context, n *node, servers []string, skipDead bool) (map[string]benchStats, error) {
+// benchStats calls stats on each server, by name. A server that does not
+// answer (killed, its registration not yet expired) is logged and left out.
+func (c *cli) benchStats(ctx context.Context, n *node, servers []string) map[string]benchStats {
 	out := make(map[string]benchStats, len(servers))
 	for _, name := range servers {
 		sctx, cancel := context.WithTimeout(ctx, c.g.timeout)
 		var s benchStats
 		err := n.t.Client(zmqmsg.Target{Exchange: c.g.exchange, Topic: c.o.topic, Server: name}).Call(sctx, "stats", nil, &s)
 		cancel()
-		if err != nil && skipDead {
+		if err != nil {
 			c.log.Warn("bench: a listed server does not answer; left out", "server", name, "err", err)
 			continue
 		}
-		if err != nil {
-			return nil, fmt.Errorf("stats of %s: %w", name, err)
-		}
 		out[name] = s
 	}
-	return out, nil
+	return out
 }
 
 // drainPoll is how often drain reads the servers' counters; drainStable is
@@ -534,20 +659,28 @@ const (
 
 // drain reads the servers' counters until they add up to expected, stay
 // unchanged for drainStable, or --drain passes, and returns what the
-// servers received since before, and what their nodes dropped.
-func (c *cli) drain(ctx context.Context, n *node, servers []string, before map[string]benchStats, expected int64) (got, dropped int64, err error) {
+// servers received since before, and what their nodes dropped. A server
+// that does not answer (stopped mid-run) is left out of the sums and
+// returned in unread; drain then stops at once: the accounting cannot
+// close. After a signal (ctx done) it reads the counters once.
+func (c *cli) drain(ctx context.Context, n *node, servers []string, before map[string]benchStats, expected int64) (got, dropped int64, unread []string) {
 	limit := time.Now().Add(c.o.drain)
 	var last int64 = -1
 	lastChange := time.Now()
 	tick := time.NewTicker(drainPoll)
 	defer tick.Stop()
 	for {
-		after, err := c.benchStats(context.WithoutCancel(ctx), n, servers, false)
-		if err != nil {
-			return 0, 0, err
-		}
 		got, dropped = 0, 0
-		for name, s := range after {
+		for _, name := range servers {
+			sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), min(c.g.timeout, maxDrainCall))
+			var s benchStats
+			err := n.t.Client(zmqmsg.Target{Exchange: c.g.exchange, Topic: c.o.topic, Server: name}).Call(sctx, "stats", nil, &s)
+			cancel()
+			if err != nil {
+				c.log.Warn("bench: a server does not answer for its counters; left out", "server", name, "err", err)
+				unread = append(unread, name)
+				continue
+			}
 			got += int64(s.received(c.o.pattern)) - int64(before[name].received(c.o.pattern))
 			dropped += int64(s.dropped(c.o.pattern)) - int64(before[name].dropped(c.o.pattern))
 		}
@@ -555,8 +688,8 @@ func (c *cli) drain(ctx context.Context, n *node, servers []string, before map[s
 		if got != last {
 			last, lastChange = got, now
 		}
-		if got >= expected || now.After(limit) || now.Sub(lastChange) >= drainStable || ctx.Err() != nil {
-			return got, dropped, nil
+		if len(unread) > 0 || got >= expected || now.After(limit) || now.Sub(lastChange) >= drainStable || ctx.Err() != nil {
+			return got, dropped, unread
 		}
 		<-tick.C
 	}
@@ -590,13 +723,27 @@ func (c *cli) printBench(r benchResult) error {
 	if r.Pattern == "notify" {
 		fmt.Fprintf(c.stdout, " in %d pools", r.Pools)
 	}
-	fmt.Fprintf(c.stdout, ", concurrency %d, %d bytes, %.2fs\n", r.Concurrency, r.Size, r.ElapsedS)
+	fmt.Fprintf(c.stdout, ", concurrency %d, %d bytes, %.2fs", r.Concurrency, r.Size, r.ElapsedS)
+	if r.Stopped == errInterrupted.Error() {
+		fmt.Fprint(c.stdout, " (interrupted)")
+	}
+	fmt.Fprintln(c.stdout)
+	lost := "?"
+	if r.Lost != nil {
+		lost = strconv.FormatInt(*r.Lost, 10)
+	}
 	tw := tabwriter.NewWriter(c.stdout, 0, 4, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintln(tw, "sent\tok\terrors\texpected\treceived\tlost\tmsgs/s\tp50 ms\tp90 ms\tp99 ms\tmax ms\t")
-	fmt.Fprintf(tw, "%d\t%d\t%d\t%d\t%d\t%d\t%.0f\t%.3f\t%.3f\t%.3f\t%.3f\t\n", r.Sent, r.OK, r.Errors, r.Expected, r.Received,
-		r.Lost, r.Rate, r.Latency.P50, r.Latency.P90, r.Latency.P99, r.Latency.Max)
+	fmt.Fprintf(tw, "%d\t%d\t%d\t%d\t%d\t%s\t%.0f\t%.3f\t%.3f\t%.3f\t%.3f\t\n", r.Sent, r.OK, r.Errors, r.Expected, r.Received,
+		lost, r.Rate, r.Latency.P50, r.Latency.P90, r.Latency.P99, r.Latency.Max)
 	if err := tw.Flush(); err != nil {
 		return fmt.Errorf("write stdout: %w", err)
+	}
+	if r.Canceled > 0 {
+		fmt.Fprintf(c.stdout, "%d sends still in flight %v after the run stopped were canceled (not counted as errors)\n", r.Canceled, inFlightGrace)
+	}
+	if len(r.Unread) > 0 {
+		fmt.Fprintf(c.stdout, "the counters of %s could not be read after the run: received counts the others, lost is unknown\n", strings.Join(r.Unread, ", "))
 	}
 	if r.Dropped > 0 {
 		fmt.Fprintf(c.stdout, "the servers' nodes dropped %d (their lanes were full: %s has no flow control)\n", r.Dropped, r.Pattern)
@@ -606,6 +753,9 @@ func (c *cli) printBench(r benchResult) error {
 	}
 	if r.FirstError != "" {
 		fmt.Fprintf(c.stdout, "first error: %s\n", r.FirstError)
+	}
+	if r.Stopped != "" && r.Stopped != errInterrupted.Error() {
+		fmt.Fprintf(c.stdout, "stopped early: %s\n", r.Stopped)
 	}
 	return nil
 }

@@ -53,7 +53,7 @@ func TestRedis(t *testing.T) {
 	}
 
 	res := decode[benchResult](t, run("bench", "client", "--json", "--topic", "t-redis", "--pattern", "cast", "--count", "100", "--concurrency", "4").want(t, 0).stdout)
-	if res.OK != 100 || res.Received != 100 || res.Lost != 0 {
+	if res.OK != 100 || res.Received != 100 || res.Lost == nil || *res.Lost != 0 {
 		t.Errorf("bench: %+v", res)
 	}
 
