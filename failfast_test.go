@@ -3,9 +3,9 @@ package zmqmsg
 import (
 	"context"
 	"errors"
-	"net"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -18,19 +18,25 @@ import (
 
 // Issue 10, item 1: a node that cannot be connected to never stalls a call.
 
-// closedNode returns a node on 127.0.0.1 whose ports nothing listens on, as
-// a killed process leaves them: connecting is refused.
+// closedNode returns a node on 127.0.0.1 whose call port nothing listens
+// on, as a killed process leaves it: connecting is refused. The port is
+// bound (without listen) until the test ends, so that no other process
+// can take it meanwhile.
 func closedNode(t *testing.T) directory.Node {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	fd, err := syscall.Socket(syscall.AF_INET, syscall.SOCK_STREAM|syscall.SOCK_CLOEXEC, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
-	port := ln.Addr().(*net.TCPAddr).Port
-	if err := ln.Close(); err != nil {
+	t.Cleanup(func() { _ = syscall.Close(fd) })
+	if err := syscall.Bind(fd, &syscall.SockaddrInet4{Addr: [4]byte{127, 0, 0, 1}}); err != nil {
 		t.Fatal(err)
 	}
-	return directory.Node{Host: "127.0.0.1", CallPort: port}
+	sa, err := syscall.Getsockname(fd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return directory.Node{Host: "127.0.0.1", CallPort: sa.(*syscall.SockaddrInet4).Port}
 }
 
 // A directory entry that still lists a server on a dead node, beside a
