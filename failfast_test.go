@@ -3,6 +3,9 @@ package zmqmsg
 import (
 	"context"
 	"errors"
+	"fmt"
+	"net"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -246,5 +249,21 @@ func TestDeadlineWhileWaitingForServersIsTimeout(t *testing.T) {
 	client = newNode(t, newDir(t), func(c *Config) { c.WaitForServers = 50 * time.Millisecond })
 	if err := client.Client(Target{Topic: "nobody"}).Call(ctx, "m", 1, nil); !errors.Is(err, ErrNoServers) {
 		t.Fatalf("call with time left when WaitForServers ends: %v, want ErrNoServers", err)
+	}
+}
+
+// A taken port is named in New's error: the one that failed, not the call
+// port.
+func TestTakenPortIsNamed(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	taken := ln.Addr().(*net.TCPAddr).Port
+	_, err = New(Config{Directory: newDir(t), Ports: Ports{Call: AnyPort, Cast: taken}})
+	want := fmt.Sprintf("127.0.0.1:%d", taken)
+	if err == nil || !strings.Contains(err.Error(), want) || strings.Contains(err.Error(), "call port") {
+		t.Fatalf("New with the cast port taken: %v, want an error naming %s", err, want)
 	}
 }

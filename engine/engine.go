@@ -239,7 +239,7 @@ func New(cfg Config) (_ *Engine, err error) {
 		Hooks:      cfg.Hooks,
 	})
 	if err != nil {
-		return nil, fmt.Errorf("zmqmsg: call port: %w", err)
+		return nil, fmt.Errorf("zmqmsg: node proxy: %w", err)
 	}
 	if nb := bindOf(cfg.NotifyPort); nb != "" {
 		// NOTIFY has a proxy of its own: its own loop and port, so that a

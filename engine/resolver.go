@@ -179,7 +179,8 @@ func (r *resolver) refresh(ctx context.Context, key directory.Key, ks *keyState)
 		if loaded {
 			r.log.Warn("directory lookup failed; serving cached entries", "key", key.String(), "err", err)
 		} else {
-			r.log.Warn("directory lookup failed; nothing cached", "key", key.String(), "err", err)
+			// The caller gets ErrDirectoryUnavailable and reports it.
+			r.log.Debug("directory lookup failed; nothing cached", "key", key.String(), "err", err)
 		}
 		return
 	}

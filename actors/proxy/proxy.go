@@ -334,7 +334,9 @@ func Start(ctx context.Context, root *actor.RootContext, name string, cfg Config
 		Logger: p.log,
 	})
 	if err != nil {
-		return nil, fmt.Errorf("proxy %s: %w", cfg.Bind, err)
+		// The error names the endpoint that failed (the call, direct-cast
+		// or fanout port).
+		return nil, fmt.Errorf("proxy: %w", err)
 	}
 	return p, nil
 }

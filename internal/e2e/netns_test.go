@@ -188,8 +188,12 @@ func TestNetnsLinkCut(t *testing.T) {
 	var downAt time.Time
 	for _, l := range strings.Split(load.output(), "\n") {
 		if strings.Contains(l, "node down") {
-			if f := strings.Fields(l); len(f) > 0 && strings.HasPrefix(f[0], "time=") {
-				downAt, _ = time.Parse(time.RFC3339Nano, strings.TrimPrefix(f[0], "time="))
+			// Under --json the log lines are JSON too.
+			var line struct {
+				Time time.Time `json:"time"`
+			}
+			if err := json.Unmarshal([]byte(l), &line); err == nil {
+				downAt = line.Time
 			}
 			break
 		}
