@@ -449,3 +449,21 @@ func TestResolverConcurrentPicks(t *testing.T) {
 		t.Error(err)
 	}
 }
+
+// Each new process starts its round robin at a random server, so that
+// short-lived clients spread their first calls: 60 fresh resolvers' first
+// picks hit every one of 3 servers (each is missed with probability
+// (2/3)^60, about 3e-11).
+func TestFirstPickIsSpread(t *testing.T) {
+	dir := newTestDir(t)
+	for i, s := range []string{"a", "b", "c"} {
+		register(t, dir, reg(s, 9001+i))
+	}
+	firsts := map[string]int{}
+	for range 60 {
+		firsts[mustPick(t, newTestResolver(t, dir), "").Server]++
+	}
+	if len(firsts) != 3 {
+		t.Fatalf("first picks of 60 new resolvers: %v, want all of a, b, c", firsts)
+	}
+}
