@@ -4,9 +4,11 @@ import (
 	"context"
 	"errors"
 	"os"
+	"slices"
 	"strings"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"github.com/zmqmsg/zmqmsg"
 )
@@ -158,19 +160,24 @@ func TestServers(t *testing.T) {
 		Exchange, Topic, Server, Node string
 		Endpoints                     map[string]string
 		Expires                       time.Time
-		ExpiresIn                     float64 `json:"expires_in_s"`
+		ExpiresIn                     float64  `json:"expires_in_s"`
+		Methods                       []string `json:"methods"`
 	}
-	got := decode[[]line](t, mem(t, "--json", "servers", "t-servers").want(t, 0).stdout)
+	out := mem(t, "--json", "servers", "t-servers").want(t, 0).stdout
+	got := decode[[]line](t, out)
 	if len(got) != 2 {
 		t.Fatalf("servers: %+v, want the server and its listener", got)
 	}
 	srv, lis := got[0], got[1]
 	if srv.Exchange != "" || srv.Topic != "t-servers" || srv.Server != name || srv.ExpiresIn <= 0 || srv.ExpiresIn > 31 ||
-		len(srv.Endpoints) != 4 || !strings.HasPrefix(srv.Endpoints["call"], "tcp://127.0.0.1:") {
+		len(srv.Endpoints) != 4 || !strings.HasPrefix(srv.Endpoints["call"], "tcp://127.0.0.1:") ||
+		!slices.Equal(srv.Methods, []string{"echo", "sink", "stats", "whoami"}) {
 		t.Errorf("server entry %+v", srv)
 	}
-	if lis.Exchange != "zmqmsg.notify" || !strings.HasPrefix(lis.Server, "pl/") {
-		t.Errorf("listener entry %+v", lis)
+	// A listener publishes no methods: null, not [].
+	if lis.Exchange != "zmqmsg.notify" || !strings.HasPrefix(lis.Server, "pl/") || lis.Methods != nil ||
+		!strings.Contains(out, `"methods":null`) {
+		t.Errorf("listener entry %+v in %s", lis, out)
 	}
 	// --exchange filters when given; TOPIC filters.
 	if got := decode[[]line](t, mem(t, "--json", "--exchange", "", "servers", "t-servers").want(t, 0).stdout); len(got) != 1 {
@@ -182,9 +189,33 @@ func TestServers(t *testing.T) {
 
 	r := mem(t, "servers", "t-servers").want(t, 0)
 	rows := strings.Split(strings.TrimSpace(r.stdout), "\n")
-	if len(rows) != 3 || !strings.HasPrefix(rows[0], "EXCHANGE") || !strings.Contains(rows[1], "(default)") ||
-		!strings.Contains(rows[1], "s1") || !strings.Contains(rows[2], "zmqmsg.notify") {
+	if len(rows) != 3 || !strings.HasPrefix(rows[0], "EXCHANGE") || !strings.HasSuffix(rows[0], "METHODS") ||
+		!strings.Contains(rows[1], "(default)") || !strings.Contains(rows[1], "s1") || !strings.HasSuffix(rows[1], " echo,sink,stats,whoami") ||
+		!strings.Contains(rows[2], "zmqmsg.notify") || !strings.HasSuffix(rows[2], " -") {
 		t.Errorf("table:\n%s", r.stdout)
+	}
+}
+
+func TestMethodsCell(t *testing.T) {
+	many := []string{"alpha", "bravo", "charlie", "delta", "echo", "foxtrot", "golf", "hotel", "india"}
+	for _, tc := range []struct {
+		methods []string
+		width   int
+		want    string
+	}{
+		{nil, 20, "-"},
+		{[]string{}, 20, ""},
+		{[]string{"a", "b"}, 20, "a,b"},
+		{many, 100, strings.Join(many, ",")},
+		{many, 30, "alpha,bravo,charlie,delta,…+5"},
+		{many, 29, "alpha,bravo,charlie,delta,…+5"},
+		{many, 28, "alpha,bravo,charlie,…+6"},
+		{[]string{"averyveryverylongmethodname", "b"}, 10, "…+2"},
+	} {
+		got := methodsCell(tc.methods, tc.width)
+		if got != tc.want || utf8.RuneCountInString(got) > tc.width {
+			t.Errorf("methodsCell(%q, %d) = %q, want %q", tc.methods, tc.width, got, tc.want)
+		}
 	}
 }
 
