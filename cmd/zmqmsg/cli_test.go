@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"slices"
 	"strings"
@@ -11,6 +12,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/zmqmsg/zmqmsg"
+	"github.com/zmqmsg/zmqmsg/directory"
 )
 
 // libServer serves topic with eps from a node started in the test, on the
@@ -112,6 +114,75 @@ func TestCastFanoutDirect(t *testing.T) {
 	waitStats(t, "t-cast", b, func(s benchStats) bool { return s.Casts == 0 && s.Fanouts == 1 && s.Direct == 1 && s.Sinks == 2 })
 
 	mem(t, "fanout", "t-cast", "sink", "--server", "a").want(t, 2) // no such flag
+}
+
+// A fanout's method is checked against the methods its topic's servers
+// publish: one that a server lacks is refused, nothing sent; servers that
+// publish none are not checked.
+func TestFanoutMethods(t *testing.T) {
+	_, a := benchServer(t, "t-fan-m", "--name", "a")
+	// An older node's server on a's node: no methods published.
+	ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
+	defer cancel()
+	key := directory.Key{Topic: "t-fan-m"}
+	es, err := directory.Shared().Lookup(ctx, key)
+	if err != nil || len(es) != 1 {
+		t.Fatalf("lookup: %v %+v", err, es)
+	}
+	old := directory.Registration{Key: key, Server: "old", Node: es[0].Node}
+	if err := directory.Shared().Register(ctx, old, time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = directory.Shared().Deregister(context.Background(), old) }) // the test's own entry
+
+	mem(t, "fanout", "t-fan-m", "sink").want(t, 0)
+	r := mem(t, "fanout", "t-fan-m", "nope").want(t, exitRemote)
+	want := `fanout t-fan-m nope: no such method: a server of (default)/t-fan-m does not offer "nope" (nothing sent): a (offered: "echo", "sink", "stats", "whoami")`
+	if strings.TrimSpace(r.stderr) != "zmqmsg fanout: "+want {
+		t.Errorf("stderr %q, want %q", r.stderr, want)
+	}
+	r = mem(t, "--json", "fanout", "t-fan-m", "nope").want(t, exitRemote)
+	e := decode[struct {
+		Error, Type, Method string
+		Exit                int
+		Lacking             []lackingServer
+		Total               int `json:"lacking_total"`
+	}](t, r.stderr)
+	if e.Type != "no_such_method" || e.Exit != exitRemote || e.Method != "nope" || e.Total != 1 || len(e.Lacking) != 1 ||
+		e.Lacking[0].Server != a || !slices.Equal(e.Lacking[0].Offered, []string{"echo", "sink", "stats", "whoami"}) {
+		t.Errorf("JSON error %+v", e)
+	}
+	// Nothing sent: a's lane runs fanouts in order, and has run two, both
+	// sinks, once the second sink is in.
+	mem(t, "fanout", "t-fan-m", "sink").want(t, 0)
+	waitStats(t, "t-fan-m", a, func(s benchStats) bool { return s.Sinks == 2 })
+	if s := stats(t, "t-fan-m", a); s.Fanouts != 2 {
+		t.Errorf("fanouts run %d, want 2: %+v", s.Fanouts, s)
+	}
+	// call and cast are not checked: the server answers them.
+	mem(t, "call", "t-fan-m", "nope").want(t, exitRemote)
+}
+
+func TestNoSuchMethodBounds(t *testing.T) {
+	e := &noSuchMethodError{key: directory.Key{Topic: "t"}, method: "m"}
+	for i := range 7 {
+		var ms []string
+		for j := range 12 {
+			ms = append(ms, fmt.Sprintf("m%02d", j))
+		}
+		e.lacking = append(e.lacking, directory.Entry{Registration: directory.Registration{Server: fmt.Sprintf("s%d", i), Methods: ms}})
+	}
+	msg := e.Error()
+	if !strings.HasPrefix(msg, `no such method: 7 servers of (default)/t do not offer "m" (nothing sent): s0 (offered: "m00", `) ||
+		!strings.Contains(msg, `"m09", … 2 more), s1 (`) || strings.Contains(msg, "s5") || !strings.HasSuffix(msg, " and 2 more") {
+		t.Errorf("message %q", msg)
+	}
+	if n := e.named(); len(n) != maxLackingNamed || len(n[0].Offered) != maxOfferedNamed || n[0].More != 2 {
+		t.Errorf("named %+v", n)
+	}
+	if code, typ := classify(fmt.Errorf("fanout: %w", e)); code != exitRemote || typ != "no_such_method" {
+		t.Errorf("classify: %d %s", code, typ)
+	}
 }
 
 func TestNotifyListen(t *testing.T) {

@@ -109,6 +109,7 @@ func TestExitCodes(t *testing.T) {
 		{2, "usage", []string{"call", "--bogus", "t-codes", "ok"}},
 		{3, "timeout", []string{"call", "--timeout", "300ms", "t-codes", "wait"}},
 		{4, "remote", []string{"call", "t-codes", "fail"}},
+		{4, "no_such_method", []string{"fanout", "t-codes", "nope"}},
 		{5, "no_servers", []string{"call", "--timeout", "1s", "t-codes-nobody", "m"}},
 		{5, "unheard", []string{"notify", "t-codes-nobody", "e"}},
 		{6, "directory_unavailable", []string{"call", "--directory", closedRedis(t), "t-codes", "ok"}},

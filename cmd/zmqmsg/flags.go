@@ -283,7 +283,9 @@ exit codes (with --json, the error's "type" in brackets):
   2  usage error or bad input: unknown command or flag, invalid JSON, a payload over
      the message size limit, a bad priority, duration or directory URL [usage]
   3  timeout: --timeout passed [timeout]
-  4  remote error: the server's handler failed, or the method is unknown [remote]
+  4  remote error: the server's handler failed, or the method is unknown [remote]; a
+     fanout's method that a server of its topic does not offer (nothing sent)
+     [no_such_method]
   5  not delivered: no servers [no_servers], a node that could not be connected to
      (nothing sent) [unavailable], a node lost while its answer was awaited (the
      request may have run) [node_down], a fanout that missed a node [unreached], a
@@ -292,8 +294,9 @@ exit codes (with --json, the error's "type" in brackets):
      refused [unauthorized], CURVE on one side only [security_mismatch]
   6  directory unavailable: it could not be reached or read [directory_unavailable]
 With --json an error is one JSON line on stderr: {"error": message, "type": type,
-"exit": code}, plus "remote_type" and "remote_message" for a remote error, and
-"unheard": true for an unheard notification.
+"exit": code}, plus "remote_type" and "remote_message" for a remote error,
+"unheard": true for an unheard notification, and "method", "lacking" (the servers
+that lack it, what they offer) and "lacking_total" for no_such_method.
 `
 
 func printCommandHelp(w io.Writer, cmd *command) {

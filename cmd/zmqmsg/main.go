@@ -40,7 +40,9 @@
 //	  2  usage error or bad input: unknown command or flag, invalid JSON, a payload over
 //	     the message size limit, a bad priority, duration or directory URL [usage]
 //	  3  timeout: --timeout passed [timeout]
-//	  4  remote error: the server's handler failed, or the method is unknown [remote]
+//	  4  remote error: the server's handler failed, or the method is unknown [remote]; a
+//	     fanout's method that a server of its topic does not offer (nothing sent)
+//	     [no_such_method]
 //	  5  not delivered: no servers [no_servers], a node that could not be connected to
 //	     (nothing sent) [unavailable], a node lost while its answer was awaited (the
 //	     request may have run) [node_down], a fanout that missed a node [unreached], a
@@ -49,8 +51,9 @@
 //	     refused [unauthorized], CURVE on one side only [security_mismatch]
 //	  6  directory unavailable: it could not be reached or read [directory_unavailable]
 //	With --json an error is one JSON line on stderr: {"error": message, "type": type,
-//	"exit": code}, plus "remote_type" and "remote_message" for a remote error, and
-//	"unheard": true for an unheard notification.
+//	"exit": code}, plus "remote_type" and "remote_message" for a remote error,
+//	"unheard": true for an unheard notification, and "method", "lacking" (the servers
+//	that lack it, what they offer) and "lacking_total" for no_such_method.
 //
 // Without --json, an error is one line on stderr.
 package main
@@ -141,6 +144,8 @@ func classify(err error) (int, string) {
 		return exitTimeout, "timeout"
 	case errors.As(err, &re):
 		return exitRemote, "remote"
+	case errors.As(err, new(*noSuchMethodError)):
+		return exitRemote, "no_such_method"
 	case errors.Is(err, zmqmsg.ErrDirectoryUnavailable), errors.Is(err, directory.ErrUnavailable):
 		return exitDirectory, "directory_unavailable"
 	case errors.Is(err, zmqmsg.ErrNoServers):
@@ -293,7 +298,11 @@ func (c *cli) report(err error) int {
 		if kind == "unheard" {
 			out["unheard"] = true
 		}
-		b, _ := json.Marshal(out) // a map of strings and ints always encodes
+		var nm *noSuchMethodError
+		if errors.As(err, &nm) {
+			out["method"], out["lacking"], out["lacking_total"] = nm.method, nm.named(), len(nm.lacking)
+		}
+		b, _ := json.Marshal(out) // strings, ints and lackingServers always encode
 		fmt.Fprintf(c.stderr, "%s\n", b)
 		return code
 	}

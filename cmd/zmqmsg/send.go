@@ -5,6 +5,8 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -53,7 +55,14 @@ var cmdFanout = &command{
 	summary: "send a one-way message to every server of TOPIC",
 	doc: `Sends METHOD with the JSON arguments to every server of TOPIC. Succeeds once
 every node serving the topic has taken the message; exit 5 names the nodes
-that did not. Prints nothing on success, or a JSON status with --json.`,
+that did not. Prints nothing on success, or a JSON status with --json.
+
+Before sending, METHOD is checked against the methods the servers of TOPIC
+publish in the directory (see zmqmsg servers): if one of them does not offer
+it, nothing is sent, and the error names the servers that lack it and what
+they offer (exit 4; with --json type "no_such_method" and "lacking"). A
+server that publishes no methods (an older node) is not checked: there an
+unknown method is dropped and counted by the server's node.`,
 	minArgs: 2, maxArgs: 3,
 	run: runFanout,
 }
@@ -124,15 +133,99 @@ func runFanout(ctx context.Context, c *cli, pos []string) error {
 	if err != nil {
 		return err
 	}
-	return c.withNode(ctx, directory.Key{Exchange: c.g.exchange, Topic: topic}, func(n *node, octx context.Context) error {
+	key := directory.Key{Exchange: c.g.exchange, Topic: topic}
+	return c.withNode(ctx, key, func(n *node, octx context.Context) error {
 		t0 := time.Now()
+		if err := c.checkMethod(octx, n, key, method); err != nil {
+			return fmt.Errorf("fanout %s %s: %w", topic, method, err)
+		}
 		target := zmqmsg.Target{Exchange: c.g.exchange, Topic: topic, Fanout: true}
 		if err := n.t.Client(target).Cast(octx, method, args); err != nil {
-			err = c.explain(ctx, n, directory.Key{Exchange: c.g.exchange, Topic: topic}, err)
+			err = c.explain(ctx, n, key, err)
 			return fmt.Errorf("fanout %s %s: %w", topic, method, curveHint(err))
 		}
 		return c.status("fanout", topic, "method", method, time.Since(t0))
 	})
+}
+
+// checkMethod looks key's servers up and returns a *noSuchMethodError if
+// any of those that publish their methods lacks method. A fanout has no
+// answer to carry the servers' refusal: they would drop it.
+func (c *cli) checkMethod(ctx context.Context, n *node, key directory.Key, method string) error {
+	entries, err := n.dir.Lookup(ctx, key)
+	if err != nil {
+		return c.dirFailed(err)
+	}
+	var lacking []directory.Entry
+	for _, e := range entries {
+		if e.Methods != nil && !slices.Contains(e.Methods, method) {
+			lacking = append(lacking, e)
+		}
+	}
+	if len(lacking) == 0 {
+		return nil
+	}
+	return &noSuchMethodError{key: key, method: method, lacking: lacking}
+}
+
+// Bounds of what a noSuchMethodError names: servers, and methods of each.
+const (
+	maxLackingNamed = 5
+	maxOfferedNamed = 10
+)
+
+// noSuchMethodError: servers of a fanout's topic that publish their
+// methods do not offer its method; nothing was sent (exit 4).
+type noSuchMethodError struct {
+	key     directory.Key
+	method  string
+	lacking []directory.Entry
+}
+
+func (e *noSuchMethodError) Error() string {
+	var b strings.Builder
+	if len(e.lacking) == 1 {
+		fmt.Fprintf(&b, "no such method: a server of %s does not offer %q (nothing sent): ", e.key, e.method)
+	} else {
+		fmt.Fprintf(&b, "no such method: %d servers of %s do not offer %q (nothing sent): ", len(e.lacking), e.key, e.method)
+	}
+	for i, l := range e.named() {
+		if i > 0 {
+			b.WriteString(", ")
+		}
+		quoted := make([]string, len(l.Offered))
+		for j, m := range l.Offered {
+			quoted[j] = strconv.Quote(m)
+		}
+		if l.More > 0 {
+			quoted = append(quoted, fmt.Sprintf("… %d more", l.More))
+		}
+		fmt.Fprintf(&b, "%s (offered: %s)", l.Server, strings.Join(quoted, ", "))
+	}
+	if more := len(e.lacking) - maxLackingNamed; more > 0 {
+		fmt.Fprintf(&b, " and %d more", more)
+	}
+	return b.String()
+}
+
+// lackingServer is one server named by a noSuchMethodError: its name, the
+// first methods it offers and how many more it does.
+type lackingServer struct {
+	Server  string   `json:"server"`
+	Node    string   `json:"node"`
+	Offered []string `json:"offered"`
+	More    int      `json:"offered_more,omitempty"`
+}
+
+// named returns the first maxLackingNamed servers of e, each with its
+// first maxOfferedNamed methods.
+func (e *noSuchMethodError) named() []lackingServer {
+	out := make([]lackingServer, 0, min(len(e.lacking), maxLackingNamed))
+	for _, l := range e.lacking[:min(len(e.lacking), maxLackingNamed)] {
+		n := min(len(l.Methods), maxOfferedNamed)
+		out = append(out, lackingServer{Server: l.Server, Node: l.Node.ID(), Offered: l.Methods[:n], More: len(l.Methods) - n})
+	}
+	return out
 }
 
 // withNode starts the CLI's node (probing key), runs send with a context bounded by
