@@ -7,10 +7,10 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"maps"
 	"os"
 	"runtime"
 	"slices"
-	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -31,7 +31,9 @@ var cmdBenchServer = &command{
   whoami  returns {"server", "host", "pid", "node"}
   sink    one-way: does nothing; every pattern's arrivals are counted
   stats   returns the counters: calls (echo and whoami), casts (acknowledged),
-          direct, fanouts, notifications, sinks, and the pool
+          direct, fanouts, notifications, sinks, the pool, and what its node
+          dropped or refused (direct_dropped, fanout_dropped, direct_refused,
+          fanouts_refused, expired, overloaded, no_servers, send_failures)
   record  with --journal: appends its payload to the journal file
 and listens for notifications on --topic in the pool --pool. Prints one JSON
 line {"ready":true,...} on stdout once it is reachable. On SIGINT or SIGTERM
@@ -43,6 +45,7 @@ JSON line and exits 0.`,
 		fs.StringVar(&o.name, "name", "", "server `NAME` (default bench-PID@HOST:PORT of its node)")
 		fs.StringVar(&o.pool, "pool", "bench", "listener pool `NAME` for the notifications")
 		durationVar(fs, &o.work, "work", 0, "how long each 'record' handler works (sleeps) before it writes its journal line")
+		fs.IntVar(&o.queue, "queue", 0, "size `N` of the server's request queue, and of its lane of direct casts and fanouts (0: the library's default, 1024); beyond it calls are refused as overloaded and one-way messages dropped")
 		fs.StringVar(&o.journal, "journal", "", "append the payload of every 'record' call or cast to `FILE`, one line each, written before the ACK (for loss accounting across a kill)")
 		proxyDirFlag(fs, o)
 	},
@@ -65,12 +68,26 @@ direct cast's hand-off to the socket. Before and after the run it calls
 "stats" on every bench server of the topic and sums the deltas: "received"
 counts what the servers got, "expected" is what they should have got (per
 server for fanout, per pool for notify), "lost" the difference after
-waiting up to --drain for stragglers, and "dropped_by_servers" what the
-servers' nodes counted as dropped: direct casts and fanouts have no flow
-control, so a sender faster than a server overflows its lane. Prints a
-live progress line on a terminal, then a table, or one JSON object with
---json. Exits 1 if any message was lost or any send failed. Run one client
-per topic at a time: the servers' counters do not tell clients apart.
+waiting up to --drain for stragglers.
+
+Lost messages are accounted for by where they were dropped: direct casts
+and fanouts have no flow control, so a sender faster than a server
+overflows the node proxy daemon's pipe to the server's process, or the
+server's lane. Before and after the run the client also reads the counters
+of each node proxy daemon of the servers (over its call port) and reports
+what each hop dropped of the pattern's messages: "dropped at" (JSON
+"dropped_at": {hop: {counter: n}}), the daemons ("daemon NODE":
+direct_dropped, fanout_dropped) and the servers ("server NAME": their
+node's proxy and lanes), and what no hop counted ("unexplained"). A hop
+whose counters cannot be read is "unknown" (null), and so is then what is
+unexplained. What the hops refused with an answer to the sender (its
+errors, not lost messages: no_servers, overloaded, expired, ...) is under
+"refused_at". A daemon counts for every topic of its node.
+
+Prints a live progress line on a terminal, then a table, or one JSON object
+with --json. Exits 1 if any message was lost or any send failed. Run one
+client per topic at a time: the servers' counters do not tell clients
+apart.
 
 A run stops early, and prints what it has, on SIGINT or SIGTERM (the sends
 in flight finish; those still running 2s later are canceled and counted
@@ -108,20 +125,28 @@ type benchStats struct {
 	// FanoutDropped): direct casts and fanouts no lane could take.
 	DirectDropped uint64 `json:"direct_dropped"`
 	FanoutDropped uint64 `json:"fanout_dropped"`
+	// What it refused or failed (Stats): one-way messages to a method the
+	// server lacks (run, counted as received), requests expired before a
+	// worker took them, refused as overloaded or with no server, and
+	// replies libzmq refused.
+	DirectRefused  uint64 `json:"direct_refused"`
+	FanoutsRefused uint64 `json:"fanouts_refused"`
+	Expired        uint64 `json:"expired"`
+	Overloaded     uint64 `json:"overloaded"`
+	NoServers      uint64 `json:"no_servers"`
+	SendFailures   uint64 `json:"send_failures"`
 	// The server process's health, for soak runs.
 	Goroutines int   `json:"goroutines"`
 	RSSKiB     int64 `json:"rss_kib"`
 }
 
-// dropped returns the counter of what the server's node dropped of pattern.
-func (s benchStats) dropped(pattern string) uint64 {
-	switch pattern {
-	case "direct":
-		return s.DirectDropped
-	case "fanout":
-		return s.FanoutDropped
+// counters returns the server's drop and refusal counters by name.
+func (s benchStats) counters() map[string]uint64 {
+	return map[string]uint64{
+		"direct_dropped": s.DirectDropped, "fanout_dropped": s.FanoutDropped,
+		"direct_refused": s.DirectRefused, "fanouts_refused": s.FanoutsRefused, "expired": s.Expired,
+		"overloaded": s.Overloaded, "no_servers": s.NoServers, "send_failures": s.SendFailures,
 	}
-	return 0
 }
 
 // received returns the counter of pattern.
@@ -146,7 +171,12 @@ func runBenchServer(ctx context.Context, c *cli, _ []string) (err error) {
 		return usagef("empty --topic")
 	}
 	key := directory.Key{Exchange: c.g.exchange, Topic: c.o.topic}
-	n, err := c.startNode(ctx, key, func(cfg *zmqmsg.Config) { cfg.ProxyDir, cfg.RegistrationTTL = c.o.proxyDir, c.o.ttl })
+	if c.o.queue < 0 {
+		return usagef("--queue %d is negative", c.o.queue)
+	}
+	n, err := c.startNode(ctx, key, func(cfg *zmqmsg.Config) {
+		cfg.ProxyDir, cfg.RegistrationTTL, cfg.ServerQueue = c.o.proxyDir, c.o.ttl, c.o.queue
+	})
 	if err != nil {
 		return err
 	}
@@ -166,6 +196,8 @@ func runBenchServer(ctx context.Context, c *cli, _ []string) (err error) {
 			Server: name, Pool: c.o.pool, Calls: calls.Load(), Casts: uint64(max(acked, 0)),
 			Direct: s.DirectCastsRun, Fanouts: s.FanoutsRun, Notifications: notifications.Load(), Sinks: sinks.Load(),
 			DirectDropped: s.DirectDropped, FanoutDropped: s.FanoutDropped,
+			DirectRefused: s.DirectRefused, FanoutsRefused: s.FanoutsRefused, Expired: s.Expired,
+			Overloaded: s.Overloaded, NoServers: s.NoServers, SendFailures: s.SendFailures,
 			Goroutines: runtime.NumGoroutine(), RSSKiB: rssKiB(),
 		}
 	}
@@ -269,10 +301,20 @@ type benchResult struct {
 	Received    int64    `json:"received"`                 // by the servers whose counters were read
 	Unread      []string `json:"servers_unread,omitempty"` // servers whose counters could not be read after the run
 	Lost        *int64   `json:"lost"`                     // null when a server's counters could not be read
-	Dropped     int64    `json:"dropped_by_servers"`
-	Extra       int64    `json:"extra,omitempty"`
-	Rate        float64  `json:"msgs_per_s"`
-	Latency     struct {
+	Dropped     int64    `json:"dropped_by_servers"`       // the servers' hops' share of DroppedAt
+	// DroppedAt: by hop ("daemon NODE", "server NAME"), the deltas of the
+	// counters of the pattern's dropped messages; null for a hop whose
+	// counters could not be read.
+	DroppedAt map[string]map[string]int64 `json:"dropped_at"`
+	// Unexplained is Lost minus what DroppedAt counts; null when either is
+	// unknown.
+	Unexplained *int64 `json:"unexplained"`
+	// RefusedAt: by hop, refusals answered to their sender (errors, not
+	// lost messages); non-zero ones only.
+	RefusedAt map[string]map[string]int64 `json:"refused_at,omitempty"`
+	Extra     int64                       `json:"extra,omitempty"`
+	Rate      float64                     `json:"msgs_per_s"`
+	Latency   struct {
 		P50 float64 `json:"p50"`
 		P90 float64 `json:"p90"`
 		P99 float64 `json:"p99"`
@@ -317,27 +359,28 @@ func runBenchClient(ctx context.Context, c *cli, _ []string) (err error) {
 	}
 	defer n.close(&err)
 
-	servers, err := c.benchServers(ctx, n)
+	entries, err := c.benchServers(ctx, n)
 	if err != nil {
 		return err
 	}
+	nodes := map[string]directory.Node{}
+	for _, e := range entries {
+		nodes[e.Server] = e.Node
+	}
 	// A server the directory still lists but that does not answer (killed,
 	// its registration not yet expired) is left out of the run's accounting.
-	before := c.benchStats(ctx, n, servers)
+	before := c.benchStats(ctx, n, slices.Sorted(maps.Keys(nodes)))
 	if len(before) == 0 {
-		return fmt.Errorf("bench: none of the %d servers of %s answered: %w", len(servers), c.o.topic, zmqmsg.ErrNoServers)
+		return fmt.Errorf("bench: none of the %d servers of %s answered: %w", len(entries), c.o.topic, zmqmsg.ErrNoServers)
 	}
-	servers = servers[:0]
-	for name := range before {
-		servers = append(servers, name)
-	}
-	sort.Strings(servers)
+	servers := slices.Sorted(maps.Keys(before))
 	pools := map[string]bool{}
 	for _, s := range before {
 		pools[s.Pool] = true
 	}
+	hops := c.readHops(ctx, n, before, nodes)
 
-	r, stopErr, err := c.benchRun(ctx, n, servers, before, pools)
+	r, stopErr, err := c.benchRun(ctx, n, servers, before, hops, pools)
 	if err != nil {
 		return err
 	}
@@ -390,7 +433,7 @@ func fatal(err error) bool {
 // or a stall stops it, then reads the servers' counters, and returns the
 // result and what stopped the run early (errInterrupted, or an error; nil
 // when it ran its course).
-func (c *cli) benchRun(ctx context.Context, n *node, servers []string, before map[string]benchStats, pools map[string]bool) (benchResult, error, error) {
+func (c *cli) benchRun(ctx context.Context, n *node, servers []string, before map[string]benchStats, hops benchHops, pools map[string]bool) (benchResult, error, error) {
 	o := c.o
 	send := c.sender(n)
 	var (
@@ -557,7 +600,8 @@ func (c *cli) benchRun(ctx context.Context, n *node, servers []string, before ma
 		r.Stopped = stopErr.Error()
 	}
 	var unread []string
-	r.Received, r.Dropped, unread = c.drain(ctx, n, servers, before, r.Expected)
+	var after map[string]hopCounters
+	r.Received, after, unread = c.drain(ctx, n, servers, before, hops, r.Expected)
 	if len(unread) == 0 {
 		// Canceled sends may or may not have arrived.
 		lost := max(r.Expected-r.Received, 0)
@@ -565,6 +609,20 @@ func (c *cli) benchRun(ctx context.Context, n *node, servers []string, before ma
 		r.Extra = max(r.Received-(r.OK+r.Canceled)*mult, 0)
 	} else {
 		r.Unread = unread
+	}
+	acc := account(o.pattern, hops.before, after)
+	r.DroppedAt = acc.dropped
+	if len(acc.refused) > 0 {
+		r.RefusedAt = acc.refused
+	}
+	for _, name := range servers {
+		for _, v := range acc.dropped[serverHop(name)] {
+			r.Dropped += v
+		}
+	}
+	if dropped, known := acc.total(); known && r.Lost != nil {
+		u := *r.Lost - dropped
+		r.Unexplained = &u
 	}
 	r.Rate = float64(r.OK) / elapsed.Seconds()
 	all := &histogram{}
@@ -612,8 +670,8 @@ func (c *cli) sender(n *node) func(ctx context.Context) error {
 	}
 }
 
-// benchServers returns the names of the servers of --topic.
-func (c *cli) benchServers(ctx context.Context, n *node) ([]string, error) {
+// benchServers returns the directory's entries of --topic.
+func (c *cli) benchServers(ctx context.Context, n *node) ([]directory.Entry, error) {
 	lctx, cancel := context.WithTimeout(ctx, c.g.timeout)
 	defer cancel()
 	key := directory.Key{Exchange: c.g.exchange, Topic: c.o.topic}
@@ -624,11 +682,7 @@ func (c *cli) benchServers(ctx context.Context, n *node) ([]string, error) {
 	if len(entries) == 0 {
 		return nil, fmt.Errorf("%w: no bench server of %s (start one with zmqmsg bench server)", zmqmsg.ErrNoServers, key)
 	}
-	names := make([]string, len(entries))
-	for i, e := range entries {
-		names[i] = e.Server
-	}
-	return names, nil
+	return entries, nil
 }
 
 // benchStats calls stats on each server, by name. A server that does not
@@ -657,20 +711,23 @@ const (
 	drainStable = time.Second
 )
 
-// drain reads the servers' counters until they add up to expected, stay
-// unchanged for drainStable, or --drain passes, and returns what the
-// servers received since before, and what their nodes dropped. A server
-// that does not answer (stopped mid-run) is left out of the sums and
-// returned in unread; drain then stops at once: the accounting cannot
+// drain reads the counters of the servers and of their daemons until the
+// servers have received expected, or received and dropped add up to it,
+// or the counts stay unchanged for drainStable, or --drain passes. It
+// returns what the servers received since before, and every hop's
+// counters (nil for a daemon that did not answer: it is not read again).
+// A server that does not answer (stopped mid-run) is left out of the sums
+// and returned in unread; drain then stops at once: the accounting cannot
 // close. After a signal (ctx done) it reads the counters once.
-func (c *cli) drain(ctx context.Context, n *node, servers []string, before map[string]benchStats, expected int64) (got, dropped int64, unread []string) {
+func (c *cli) drain(ctx context.Context, n *node, servers []string, before map[string]benchStats, hops benchHops, expected int64) (got int64, after map[string]hopCounters, unread []string) {
 	limit := time.Now().Add(c.o.drain)
 	var last int64 = -1
 	lastChange := time.Now()
 	tick := time.NewTicker(drainPoll)
 	defer tick.Stop()
+	after = map[string]hopCounters{}
 	for {
-		got, dropped = 0, 0
+		got = 0
 		for _, name := range servers {
 			sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), min(c.g.timeout, maxDrainCall))
 			var s benchStats
@@ -679,17 +736,31 @@ func (c *cli) drain(ctx context.Context, n *node, servers []string, before map[s
 			if err != nil {
 				c.log.Warn("bench: a server does not answer for its counters; left out", "server", name, "err", err)
 				unread = append(unread, name)
+				after[serverHop(name)] = nil
 				continue
 			}
 			got += int64(s.received(c.o.pattern)) - int64(before[name].received(c.o.pattern))
-			dropped += int64(s.dropped(c.o.pattern)) - int64(before[name].dropped(c.o.pattern))
+			after[serverHop(name)] = s.counters()
 		}
+		for hop, node := range hops.daemons {
+			if prev, ok := after[hop]; ok && prev == nil {
+				continue // it did not answer: do not wait for it again
+			}
+			a, err := c.nodeStats(ctx, n, node)
+			if err != nil || a.Role != "daemon" {
+				c.log.Warn("bench: a daemon's counters cannot be read; what it dropped is unknown", "hop", hop, "role", a.Role, "err", err)
+				after[hop] = nil
+				continue
+			}
+			after[hop] = a.Counters
+		}
+		dropped, _ := account(c.o.pattern, hops.before, after).total()
 		now := time.Now()
-		if got != last {
-			last, lastChange = got, now
+		if got+dropped != last {
+			last, lastChange = got+dropped, now
 		}
-		if len(unread) > 0 || got >= expected || now.After(limit) || now.Sub(lastChange) >= drainStable || ctx.Err() != nil {
-			return got, dropped, unread
+		if len(unread) > 0 || got+dropped >= expected || now.After(limit) || now.Sub(lastChange) >= drainStable || ctx.Err() != nil {
+			return got, after, unread
 		}
 		<-tick.C
 	}
@@ -745,9 +816,7 @@ func (c *cli) printBench(r benchResult) error {
 	if len(r.Unread) > 0 {
 		fmt.Fprintf(c.stdout, "the counters of %s could not be read after the run: received counts the others, lost is unknown\n", strings.Join(r.Unread, ", "))
 	}
-	if r.Dropped > 0 {
-		fmt.Fprintf(c.stdout, "the servers' nodes dropped %d (their lanes were full: %s has no flow control)\n", r.Dropped, r.Pattern)
-	}
+	c.printDrops(r, lost)
 	if r.Extra > 0 {
 		fmt.Fprintf(c.stdout, "%d more received than expected (duplicates, or another client)\n", r.Extra)
 	}
@@ -758,6 +827,38 @@ func (c *cli) printBench(r benchResult) error {
 		fmt.Fprintf(c.stdout, "stopped early: %s\n", r.Stopped)
 	}
 	return nil
+}
+
+// printDrops prints where the run's lost messages were dropped, and what
+// the hops refused, when there is anything to say.
+func (c *cli) printDrops(r benchResult, lost string) {
+	var dropped int64
+	unknown := false
+	for _, cs := range r.DroppedAt {
+		unknown = unknown || cs == nil
+		for _, v := range cs {
+			dropped += v
+		}
+	}
+	if r.lostOrZero() > 0 || dropped != 0 || unknown {
+		unexplained := "?"
+		if r.Unexplained != nil {
+			unexplained = strconv.FormatInt(*r.Unexplained, 10)
+		}
+		if _, oneWay := droppedCounters[r.Pattern]; oneWay {
+			fmt.Fprintf(c.stdout, "lost %s, dropped at (%s has no flow control):\n", lost, r.Pattern)
+		} else {
+			fmt.Fprintf(c.stdout, "lost %s, dropped at (no hop drops a %s unanswered):\n", lost, r.Pattern)
+		}
+		printHops(c.stdout, r.DroppedAt, [2]string{"unexplained", unexplained})
+		if r.Unexplained != nil && *r.Unexplained < 0 {
+			fmt.Fprintf(c.stdout, "the hops dropped %d more than were lost: another client's, or another topic's on the same daemon\n", -*r.Unexplained)
+		}
+	}
+	if len(r.RefusedAt) > 0 {
+		fmt.Fprintln(c.stdout, "refused with an answer to the sender (errors or resends, not lost):")
+		printHops(c.stdout, r.RefusedAt)
+	}
 }
 
 // rssKiB returns the process's resident set size (VmRSS in

@@ -435,6 +435,12 @@ func TestBenchClient(t *testing.T) {
 				res.Expected != count*tc.mult || res.Received != res.Expected || res.Lost == nil || *res.Lost != 0 || res.Extra != 0 || res.Dropped != 0 {
 				t.Errorf("counts: %+v", res)
 			}
+			// Embedded nodes: the servers are the only hops (their nodes'
+			// own counters are theirs), and nothing is unexplained.
+			if len(res.DroppedAt) != 2 || res.DroppedAt["server a"] == nil || res.DroppedAt["server b"] == nil ||
+				res.Unexplained == nil || *res.Unexplained != 0 {
+				t.Errorf("dropped at %v, unexplained %v", res.DroppedAt, res.Unexplained)
+			}
 			lat := res.Latency
 			if res.Rate <= 0 || lat.P50 <= 0 || lat.P50 > lat.P90 || lat.P90 > lat.P99 || lat.P99 > lat.Max || lat.Max > 10000 {
 				t.Errorf("rate %v, latency %+v", res.Rate, lat)

@@ -55,6 +55,7 @@ type options struct {
 	ttl         time.Duration // listen, bench server: registration TTL
 	journal     string        // bench server
 	work        time.Duration // bench server: time a 'record' handler takes
+	queue       int           // bench server: Config.ServerQueue (its lanes' size)
 	public      bool          // keygen
 	echo        bool          // reply
 	value       string        // reply: --json
