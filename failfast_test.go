@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -126,58 +128,78 @@ func TestDeadOnlyServerIsUnavailable(t *testing.T) {
 
 // A call that a node proxy daemon relayed to a service process that then
 // died fails at once with ErrNodeDown (the daemon answers SERVER_LOST when
-// it sees the process's connection drop), not at its deadline.
+// it sees the process's connection drop and probes its members), not at
+// its deadline; also when the process had detached its last server first
+// (killed while stopping). The daemon's MemberTTL is a minute, longer than
+// the call's deadline, so only the probe can answer in time.
 func TestProxyDaemonFailsRequestsOfLostMember(t *testing.T) {
-	d := newDaemonNode(t)
-	// A fake member: a raw DEALER that attaches the only server of the
-	// topic, takes a request, and dies without answering.
-	zctx := testutil.ZMQ(t)
-	fake, err := zctx.NewSocket(zmq.DEALER)
-	if err != nil {
-		t.Fatal(err)
-	}
-	_ = fake.SetLinger(0)
-	call, _ := engineJoinEndpoints(d.ipc)
-	if err := fake.Connect(call); err != nil {
-		t.Fatal(err)
-	}
-	attach, err := envelope.Encode(&envelope.Message{Kind: envelope.KindAttach, ID: envelope.NewID(), Topic: "lonely", Server: "ghost"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := fake.SendBytes(attach, 0); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := fake.RecvMessageBytes(0); err != nil { // the ACK
-		t.Fatal(err)
-	}
-	reg := directory.Registration{Key: directory.Key{Topic: "lonely"}, Server: "ghost", Node: d.proxy.Node()}
-	if err := d.dir.Register(context.Background(), reg, time.Minute); err != nil {
-		t.Fatal(err)
-	}
-	ctx := testCtx(t, 20*time.Second)
-	done := make(chan error, 1)
-	go func() { done <- d.client.Client(Target{Topic: "lonely"}).Call(ctx, "who", 1, nil) }()
-	if err := fake.SetRcvtimeo(10 * time.Second); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := fake.RecvMessageBytes(0); err != nil { // the relayed call
-		t.Fatalf("the fake member got no request: %v", err)
-	}
-	_ = fake.Close()
-	err = <-done
-	var nd *NodeDownError
-	if !errors.As(err, &nd) || ctx.Err() != nil {
-		t.Fatalf("call whose service process died: %v (ctx %v), want a NodeDownError before the deadline", err, ctx.Err())
-	}
-	// The daemon's loop counts after it answered.
-	testutil.WaitFor(t, 5*time.Second, "the daemon to count the lost member and its request", func() bool {
-		st := d.proxy.Stats()
-		return st.MembersLost == 1 && st.FailedLost == 1
-	})
-	st, err := d.client.NodeStats(ctx, d.proxy.Node())
-	if err != nil || st.Counters["failed_lost"] != 1 || st.Counters["members_lost"] != 1 {
-		t.Fatalf("the daemon's stats over the wire: %+v, %v: want the lost member and its request", st, err)
+	for _, detachFirst := range []bool{false, true} {
+		t.Run(fmt.Sprintf("detachFirst=%v", detachFirst), func(t *testing.T) {
+			dir := newDir(t)
+			ipc := filepath.Join(t.TempDir(), "zmqmsg")
+			px := startProxy(t, ipc, func(c *ProxyConfig) { c.MemberTTL = time.Minute })
+			client := newNode(t, dir)
+			// A fake member: a raw DEALER that attaches the only server of
+			// the topic, takes a request, and dies without answering.
+			zctx := testutil.ZMQ(t)
+			fake, err := zctx.NewSocket(zmq.DEALER)
+			if err != nil {
+				t.Fatal(err)
+			}
+			_ = fake.SetLinger(0)
+			call, _ := engineJoinEndpoints(ipc)
+			if err := fake.Connect(call); err != nil {
+				t.Fatal(err)
+			}
+			send := func(kind envelope.Kind, id envelope.ID) {
+				t.Helper()
+				b, err := envelope.Encode(&envelope.Message{Kind: kind, ID: id, Topic: "lonely", Server: "ghost"})
+				if err != nil {
+					t.Fatal(err)
+				}
+				if _, err := fake.SendBytes(b, 0); err != nil {
+					t.Fatal(err)
+				}
+			}
+			send(envelope.KindAttach, envelope.NewID())
+			if _, err := fake.RecvMessageBytes(0); err != nil { // the ACK
+				t.Fatal(err)
+			}
+			reg := directory.Registration{Key: directory.Key{Topic: "lonely"}, Server: "ghost", Node: px.Node()}
+			if err := dir.Register(context.Background(), reg, time.Minute); err != nil {
+				t.Fatal(err)
+			}
+			ctx := testCtx(t, 20*time.Second)
+			done := make(chan error, 1)
+			go func() { done <- client.Client(Target{Topic: "lonely"}).Call(ctx, "who", 1, nil) }()
+			if err := fake.SetRcvtimeo(10 * time.Second); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := fake.RecvMessageBytes(0); err != nil { // the relayed call
+				t.Fatalf("the fake member got no request: %v", err)
+			}
+			if detachFirst {
+				send(envelope.KindDetach, envelope.NewID())
+				if _, err := fake.RecvMessageBytes(0); err != nil { // the DETACH's ACK
+					t.Fatal(err)
+				}
+			}
+			_ = fake.Close()
+			err = <-done
+			var nd *NodeDownError
+			if !errors.As(err, &nd) || ctx.Err() != nil {
+				t.Fatalf("call whose service process died: %v (ctx %v), want a NodeDownError before the deadline", err, ctx.Err())
+			}
+			// The daemon's loop counts after it answered.
+			testutil.WaitFor(t, 5*time.Second, "the daemon to count the lost member and its request", func() bool {
+				st := px.Stats()
+				return st.MembersLost == 1 && st.FailedLost == 1
+			})
+			st, err := client.NodeStats(ctx, px.Node())
+			if err != nil || st.Counters["failed_lost"] != 1 || st.Counters["members_lost"] != 1 {
+				t.Fatalf("the daemon's stats over the wire: %+v, %v: want the lost member and its request", st, err)
+			}
+		})
 	}
 }
 
@@ -245,6 +267,11 @@ func TestDeadlineWhileWaitingForServersIsTimeout(t *testing.T) {
 	if !errors.Is(err, ErrTimeout) || errors.Is(err, ErrNoServers) {
 		t.Fatalf("call past its deadline while no server is known: %v, want ErrTimeout", err)
 	}
+	// The same with the Transport's own CallTimeout, without a ctx deadline.
+	client = newNode(t, newDir(t), func(c *Config) { c.WaitForServers, c.CallTimeout = 10*time.Second, 50*time.Millisecond })
+	if err := client.Client(Target{Topic: "nobody"}).Call(context.Background(), "m", 1, nil); !errors.Is(err, ErrTimeout) {
+		t.Fatalf("call past its CallTimeout while no server is known: %v, want ErrTimeout", err)
+	}
 	ctx = testCtx(t, 10*time.Second)
 	client = newNode(t, newDir(t), func(c *Config) { c.WaitForServers = 50 * time.Millisecond })
 	if err := client.Client(Target{Topic: "nobody"}).Call(ctx, "m", 1, nil); !errors.Is(err, ErrNoServers) {
@@ -265,5 +292,64 @@ func TestTakenPortIsNamed(t *testing.T) {
 	want := fmt.Sprintf("127.0.0.1:%d", taken)
 	if err == nil || !strings.Contains(err.Error(), want) || strings.Contains(err.Error(), "call port") {
 		t.Fatalf("New with the cast port taken: %v, want an error naming %s", err, want)
+	}
+}
+
+// A topic cast whose first server took it without acknowledging (it may
+// have run) and whose only other server cannot be connected to fails with
+// ErrNotAcked, never with "not sent" (ErrUnavailable): one copy left.
+func TestCastThatMayHaveRunIsNotReportedNotSent(t *testing.T) {
+	dir := newDir(t)
+	zctx := testutil.ZMQ(t)
+	mute, err := zctx.NewSocket(zmq.ROUTER) // takes casts, never answers
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = mute.SetLinger(0)
+	t.Cleanup(func() { _ = mute.Close() })
+	if err := mute.Bind("tcp://127.0.0.1:*"); err != nil {
+		t.Fatal(err)
+	}
+	ep, _ := mute.GetLastEndpoint()
+	port, _ := strconv.Atoi(ep[strings.LastIndex(ep, ":")+1:])
+	for server, node := range map[string]directory.Node{"mute": {Host: "127.0.0.1", CallPort: port}, "dead": closedNode(t)} {
+		if err := dir.Register(context.Background(), directory.Registration{Key: directory.Key{Topic: "t"}, Server: server, Node: node}, time.Minute); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Fresh Transports start their round robin at random: both orders
+	// (mute first, dead first) come up in 8 runs but with odds of 1/128.
+	for i := range 8 {
+		client := newNode(t, dir, func(c *Config) { c.Acks = AckPolicy{Timeout: 20 * time.Millisecond, Multiplier: 1, Retries: 1} })
+		err := client.Client(Target{Topic: "t"}).Cast(testCtx(t, 10*time.Second), "m", i)
+		if !errors.Is(err, ErrNotAcked) || errors.Is(err, ErrUnavailable) {
+			t.Fatalf("run %d: %v, want ErrNotAcked (a copy went to the mute server)", i, err)
+		}
+	}
+}
+
+// With acks off, a cast that its node never had (it could not be
+// connected to) is counted (DirectCastFailed), not dropped silently.
+func TestUnackedCastToDeadNodeIsCounted(t *testing.T) {
+	dir := newDir(t)
+	live := newNode(t, dir)
+	var hits sync.Map
+	serve(t, live, Target{Topic: "svc"}, counting("live", &hits, nil))
+	reg := directory.Registration{Key: directory.Key{Topic: "svc"}, Server: "doomed", Node: closedNode(t)}
+	if err := dir.Register(context.Background(), reg, time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	client := newNode(t, dir, func(c *Config) { c.Acks.Disabled = true })
+	ctx := testCtx(t, 10*time.Second)
+	for i := range 10 {
+		if err := client.Client(Target{Topic: "svc"}).Cast(ctx, "note", i); err != nil {
+			t.Fatal(err)
+		}
+	}
+	testutil.WaitFor(t, 5*time.Second, "every cast run or counted as failed", func() bool {
+		return hitsOf(&hits, "live")+int64(client.Stats().DirectCastFailed) == 10
+	})
+	if st := client.Stats(); st.DirectCastFailed == 0 || st.NotSent != 0 {
+		t.Fatalf("stats %+v: want the casts sent to the dead node counted as failed (and none as a waiting caller's)", st)
 	}
 }

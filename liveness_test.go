@@ -213,9 +213,10 @@ func TestIdleSocketsToDepartedNodesAreClosed(t *testing.T) {
 	if err := leaving.Close(); err != nil {
 		t.Fatal(err)
 	}
+	// Its node, down when it closed, is forgotten too.
 	testutil.WaitFor(t, 10*time.Second, "the idle socket to the departed node to close", func() bool {
 		st := client.Stats()
-		return st.IdleSocketsClosed == 1 && st.OpenSockets == 1
+		return st.IdleSocketsClosed == 1 && st.OpenSockets == 1 && st.NodesDown == 0
 	})
 	// The remaining node still answers through its socket.
 	if err := client.Client(Target{Topic: "svc"}).Call(ctx, "who", 2, nil); err != nil {

@@ -76,7 +76,7 @@ func (e *Engine) call(ctx context.Context, t Target, method string, flags envelo
 	}
 	var tried []string
 	for {
-		entry, err := e.res.pickAvoiding(ctx, t.key(), t.Server, waitUntil, tried)
+		entry, err := e.res.pickAvoiding(ctx, t.key(), t.Server, waitUntil, deadline, tried)
 		if err != nil {
 			return envelope.Message{}, e.ctxError(ctx, err)
 		}

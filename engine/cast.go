@@ -44,17 +44,23 @@ func (e *Engine) Cast(ctx context.Context, t Target, method string, flags envelo
 	// ErrNotAcked or ErrUnavailable. A cast whose server answered, even
 	// with a failure (a *RemoteError), is never sent elsewhere.
 	var tried []string
+	var mayHaveRun error // the failure of an earlier attempt that may have been delivered
 	for resends := 0; ; resends++ {
 		nodeID, err := e.cast(ctx, t, id, method, flags, payload, waitUntil, tried)
 		notSent := errors.Is(err, ErrUnavailable)
+		if !notSent && (errors.Is(err, ErrNodeDown) || errors.Is(err, ErrNotAcked)) {
+			mayHaveRun = err
+		}
 		retry := notSent || errors.Is(err, ErrNodeDown) || errors.Is(err, ErrNotAcked)
-		if err == nil || t.Server != "" || resends == maxResends || !retry || ctx.Err() != nil {
+		if err == nil || t.Server != "" || resends == maxResends || !retry || ctx.Err() != nil || !e.res.hasAlternative(t.key(), append(tried, nodeID)) {
+			if notSent && mayHaveRun != nil {
+				// This attempt never left, but an earlier one may have
+				// run: not "not sent".
+				return mayHaveRun
+			}
 			return err
 		}
 		tried = append(tried, nodeID)
-		if !e.res.hasAlternative(t.key(), tried) {
-			return err // no other node serves the topic
-		}
 		if notSent {
 			e.rerouted.Add(1)
 			continue
@@ -70,7 +76,7 @@ const maxResends = 3
 // cast sends one cast to a server of t, on a node not in avoid if there is
 // one, and returns the node it used.
 func (e *Engine) cast(ctx context.Context, t Target, id envelope.ID, method string, flags envelope.Flags, payload []byte, waitUntil time.Time, avoid []string) (string, error) {
-	entry, err := e.res.pickAvoiding(ctx, t.key(), t.Server, waitUntil, avoid)
+	entry, err := e.res.pickAvoiding(ctx, t.key(), t.Server, waitUntil, time.Time{}, avoid)
 	if err != nil {
 		return "", e.ctxError(ctx, err)
 	}
@@ -128,8 +134,14 @@ func (e *Engine) castAcked(ctx context.Context, d *socket.Handle[socket.DealerCm
 	}
 
 	timeout := policy.Timeout
+	sent := false // an attempt went out: the server may have it
 	for attempt := 0; ; {
 		got, err := e.castOnce(ctx, d, m, body, nodeID, timeout)
+		if err != nil && sent && errors.Is(err, ErrUnavailable) {
+			// A resend never left, but an earlier copy may have run.
+			return &NodeDownError{Node: nodeID, Cause: "unacknowledged, then unreachable (it may have run): " + err.Error()}
+		}
+		sent = true
 		if err != nil {
 			if bounded && errors.Is(err, context.DeadlineExceeded) {
 				// Our own bound, not the caller's ctx: the server has the

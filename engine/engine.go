@@ -561,7 +561,7 @@ type Stats struct {
 	CastErrors            uint64 // cast handlers that returned an error (counted, logged)
 	DuplicateCasts        uint64 // retried casts a server had already had: acknowledged, not run again
 	DirectCasts           uint64 // direct casts handed to a PUSH socket
-	DirectCastFailed      uint64 // direct casts that could not be sent (closed, refused, left queued at Close)
+	DirectCastFailed      uint64 // direct casts, and casts sent with acks off, that could not be sent (closed, refused, node unreachable, left queued at Close), dropped
 	DirectCastsRun        uint64 // direct cast handlers run by this node's servers
 	DirectDropped         uint64 // direct casts this node received but no server could take (queue full, none), dropped
 	DirectRefused         uint64 // direct casts (and casts sent with acks off) a local server had no method for, dropped (logged with the method)
@@ -583,8 +583,8 @@ type Stats struct {
 	NodeDisconnects       uint64 // connections to other nodes lost (peer gone, heartbeat timeout, keepalive)
 	FailedNodeDown        uint64 // calls and casts failed at once because their node's connection was lost
 	ConnectFailures       uint64 // failed attempts to connect to another node (refused, unreachable, connect timeout)
-	NotSent               uint64 // calls and casts taken back before libzmq had them, their node being unreachable (each then rerouted or failed with ErrUnavailable)
-	Rerouted              uint64 // calls and casts never sent to an unreachable node and sent to another server of their topic
+	NotSent               uint64 // calls and casts whose caller waited, failed before libzmq had them, their node being unreachable (each then rerouted, or failed: ErrUnavailable, or ErrNodeDown for a cast an earlier attempt may have delivered)
+	Rerouted              uint64 // calls and casts that never ran where they were sent (their node unreachable, or its server stopping) and went to another server of their topic
 	NodesDown             int    // nodes whose connection is down now (new calls avoid them)
 	RegistrationErrors    uint64 // failed directory registrations and refreshes (retried until the directory returns)
 	OpenSockets           int    // sockets to other nodes open now (DEALERs, PUSHes, XPUBs)
@@ -630,7 +630,7 @@ func (e *Engine) Stats() Stats {
 		CastErrors:            e.castErrors.Load(),
 		DuplicateCasts:        pc.Duplicates.Load(),
 		DirectCasts:           e.pusherCounters.Sent.Load(),
-		DirectCastFailed:      e.pusherCounters.Failed.Load() + e.directRefused.Load(),
+		DirectCastFailed:      e.pusherCounters.Failed.Load() + e.directRefused.Load() + e.dealerCounters.UnackedDropped.Load(),
 		DirectCastsRun:        e.directRun.Load(),
 		DirectDropped:         pc.DirectDropped.Load(),
 		DirectRefused:         e.directNoMethod.Load(),

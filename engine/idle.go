@@ -37,6 +37,7 @@ func (e *Engine) sweepIdle(every time.Duration) {
 		closeAll(e, e.dealers.sweep(idle))
 		closeAll(e, e.pushers.sweep(idle))
 		closeAll(e, e.publishers.sweep(idle))
+		e.res.forgetDeparted()
 	}
 }
 

@@ -184,15 +184,18 @@ func (r *resolver) refresh(ctx context.Context, key directory.Key, ks *keyState)
 		}
 		return
 	}
+	// Only a refresh of a key already loaded can see a server appear: the
+	// first lookup of a key sees every server for the first time.
 	var old []route
-	if p := ks.entries.Load(); p != nil {
+	p := ks.entries.Load()
+	if p != nil {
 		old = *p
 	}
 	routes := make([]route, len(entries))
 	for i, e := range entries {
 		id := e.Node.ID()
 		routes[i] = route{Entry: e, nodeID: id, sockKey: socketKey(id, e.Node)}
-		if _, down := r.down.Load(id); down && !slices.ContainsFunc(old, func(o route) bool { return o.Server == e.Server && o.nodeID == id }) {
+		if _, down := r.down.Load(id); down && p != nil && !slices.ContainsFunc(old, func(o route) bool { return o.Server == e.Server && o.nodeID == id }) {
 			r.down.Delete(id)
 			r.log.Info("node registered a server again: trying it again", "node", id, "server", e.Server)
 		}
@@ -210,12 +213,14 @@ func (r *resolver) refresh(ctx context.Context, key directory.Key, ks *keyState)
 // for the directory to announce one, until waitUntil or ctx ends, then
 // fails with ErrNoServers.
 func (r *resolver) pick(ctx context.Context, key directory.Key, name string, waitUntil time.Time) (route, error) {
-	return r.pickAvoiding(ctx, key, name, waitUntil, nil)
+	return r.pickAvoiding(ctx, key, name, waitUntil, time.Time{}, nil)
 }
 
 // pickAvoiding is pick that also skips the nodes in avoid (a resent cast's
+// or a rerouted call's earlier nodes); a deadline (zero: none but ctx's)
+// that passes while it waits makes it a timeout, not ErrNoServers.
 // earlier nodes) while another node serves the key.
-func (r *resolver) pickAvoiding(ctx context.Context, key directory.Key, name string, waitUntil time.Time, avoid []string) (route, error) {
+func (r *resolver) pickAvoiding(ctx context.Context, key directory.Key, name string, waitUntil, deadline time.Time, avoid []string) (route, error) {
 	start := time.Now()
 	ks, err := r.state(ctx, key)
 	if err != nil {
@@ -255,7 +260,7 @@ func (r *resolver) pickAvoiding(ctx context.Context, key directory.Key, name str
 		}
 		wait := time.Until(waitUntil)
 		if wait <= 0 {
-			return route{}, r.noneFound(ctx, key, name)
+			return route{}, noneFound(ctx, key, name, deadline)
 		}
 		if timer == nil {
 			timer = time.NewTimer(wait)
@@ -263,7 +268,7 @@ func (r *resolver) pickAvoiding(ctx context.Context, key directory.Key, name str
 		select {
 		case <-changed:
 		case <-timer.C:
-			return route{}, r.noneFound(ctx, key, name)
+			return route{}, noneFound(ctx, key, name, deadline)
 		case <-ctx.Done():
 			return route{}, ctx.Err()
 		case <-r.stop:
@@ -275,8 +280,9 @@ func (r *resolver) pickAvoiding(ctx context.Context, key directory.Key, name str
 // noneFound is why a pick found no server by waitUntil: the caller's
 // deadline if it has passed (a timeout, not a missing server), else
 // ErrNoServers.
-func (r *resolver) noneFound(ctx context.Context, key directory.Key, name string) error {
-	if d, ok := ctx.Deadline(); ok && !time.Now().Before(d) {
+func noneFound(ctx context.Context, key directory.Key, name string, deadline time.Time) error {
+	now := time.Now()
+	if d, ok := ctx.Deadline(); (ok && !now.Before(d)) || (!deadline.IsZero() && !now.Before(deadline)) {
 		return context.DeadlineExceeded
 	}
 	return noServers(key, name)
@@ -335,6 +341,28 @@ func (r *resolver) hasAlternative(key directory.Key, avoid []string) bool {
 		}
 	}
 	return false
+}
+
+// forgetDeparted drops the down marks of nodes in none of the cached
+// routes (they left the directory), so that NodesDown counts only nodes
+// that may still be picked.
+func (r *resolver) forgetDeparted() {
+	cached := map[string]bool{}
+	if m := r.snapshot.Load(); m != nil {
+		for _, ks := range *m {
+			if p := ks.entries.Load(); p != nil {
+				for _, e := range *p {
+					cached[e.nodeID] = true
+				}
+			}
+		}
+	}
+	r.down.Range(func(k, _ any) bool {
+		if !cached[k.(string)] {
+			r.down.Delete(k)
+		}
+		return true
+	})
 }
 
 // nodesDown counts the nodes marked down.

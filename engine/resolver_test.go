@@ -467,3 +467,28 @@ func TestFirstPickIsSpread(t *testing.T) {
 		t.Fatalf("first picks of 60 new resolvers: %v, want all of a, b, c", firsts)
 	}
 }
+
+// A node marked down stays down when a key is looked up for the first time
+// (every server is new to that lookup); a server that registers on it
+// later, in a key already cached, clears the mark (the node came back).
+func TestDownMarkSurvivesFirstLookup(t *testing.T) {
+	dir := newTestDir(t)
+	a := reg("a", 9001)
+	register(t, dir, a)
+	r := newTestResolver(t, dir)
+	id := a.Node.ID()
+	r.down.Store(id, struct{}{})
+	if e := mustPick(t, r, ""); e.Server != "a" {
+		t.Fatalf("pick %s", e.Server)
+	}
+	if _, down := r.down.Load(id); !down {
+		t.Fatal("the first lookup of a key cleared a down mark")
+	}
+	b := a
+	b.Server = "b"
+	register(t, dir, b)
+	testutil.WaitFor(t, 5*time.Second, "the new server on the down node to clear its mark", func() bool {
+		_, down := r.down.Load(id)
+		return !down
+	})
+}

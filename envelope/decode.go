@@ -252,6 +252,15 @@ func PeekID(frame []byte) (id ID, ok bool) {
 	return id, true
 }
 
+// PeekFlags returns a body frame's flags without decoding the rest of it;
+// ok is false for anything that is not a message of this version.
+func PeekFlags(frame []byte) (flags Flags, ok bool) {
+	if len(frame) < 6 || frame[0] != 'Z' || frame[1] != 'M' || frame[2] != Version {
+		return 0, false
+	}
+	return Flags(frame[4]), true
+}
+
 // PeekAck returns the code of an ACK without decoding the rest of the
 // frame (the code sits at a fixed offset); ok is false for anything that is
 // not an ACK of this version.

@@ -421,7 +421,7 @@ func (r *broker) fromCaller(l *poller.Loop[BrokerCmd], frames [][]byte) {
 	}
 	key := directory.Key{Exchange: m.Exchange, Topic: m.Topic}
 	out := make([][]byte, 0, len(frames)+1)
-	if resent && r.members[f.member] != nil {
+	if resent {
 		// A resend of a cast its member has not answered yet goes to that
 		// member, even if its server has detached to drain: it answers
 		// IN_PROGRESS, or its ACK again.
@@ -430,6 +430,10 @@ func (r *broker) fromCaller(l *poller.Loop[BrokerCmd], frames [][]byte) {
 			r.b.counters.Requests.Add(1)
 			return
 		}
+		// That member cannot take it: relayed below as a new request,
+		// and no longer its member's (losing that member must not
+		// answer it).
+		delete(r.b.inflight, m.ID)
 	}
 	for attempt := 0; attempt < maxPicks; attempt++ {
 		e, ok := r.pick(key, m.Server)
@@ -456,7 +460,7 @@ func (r *broker) fromCaller(l *poller.Loop[BrokerCmd], frames [][]byte) {
 			r.answer(l, routing, &m, envelope.CodeOverloaded, "service process not keeping up")
 			return
 		case unreachable(err):
-			r.lose(l, e.m, "its pipe vanished")
+			r.lose(l, e.m.id, "its pipe vanished")
 			continue
 		default:
 			r.b.counters.SendFailed.Add(1)
@@ -592,7 +596,7 @@ func (r *broker) attach(l *poller.Loop[BrokerCmd], id string, key directory.Key,
 				e.m.servers[bServer{key, name}] = time.Now() // a heartbeat
 				return nil
 			}
-			if r.alive(l, e.m) {
+			if r.alive(l, e.m.id) {
 				r.b.counters.Conflicts.Add(1)
 				return fmt.Errorf("server %q of %s is served by another process of this node", name, key)
 			}
@@ -621,15 +625,15 @@ func (r *broker) attach(l *poller.Loop[BrokerCmd], id string, key directory.Key,
 	return nil
 }
 
-// alive probes member m: a PING to a member whose pipe has vanished fails
+// alive probes member id: a PING to a member whose pipe has vanished fails
 // with EHOSTUNREACH, and the member is dropped.
-func (r *broker) alive(l *poller.Loop[BrokerCmd], m *bMember) bool {
+func (r *broker) alive(l *poller.Loop[BrokerCmd], id string) bool {
 	ping, err := envelope.Encode(&envelope.Message{Kind: envelope.KindPing})
 	if err != nil {
 		return true
 	}
-	if err := l.TrySend(sockBack, []byte(m.id), ping); unreachable(err) {
-		r.lose(l, m, "its pipe vanished")
+	if err := l.TrySend(sockBack, []byte(id), ping); unreachable(err) {
+		r.lose(l, id, "its pipe vanished")
 		return false
 	}
 	return true
@@ -669,37 +673,51 @@ func (r *broker) detach(l *poller.Loop[BrokerCmd], mb *bMember, s bServer) {
 	}
 }
 
-// lose drops member m and every route to it.
-func (r *broker) lose(l *poller.Loop[BrokerCmd], m *bMember, why string) {
-	if r.members[m.id] != m {
-		return
+// lose drops member id, every route to it, and answers the requests it
+// had. A member that detached its last server (a stopping process) is no
+// longer in members but may still have requests in flight: it is lost all
+// the same.
+func (r *broker) lose(l *poller.Loop[BrokerCmd], id, why string) {
+	m := r.members[id]
+	if m != nil {
+		for s := range m.servers {
+			r.detach(l, m, s)
+		}
+		delete(r.members, id) // if detach has not already
+		r.b.members.Store(int64(len(r.members)))
 	}
-	for s := range m.servers {
-		r.detach(l, m, s)
-	}
-	delete(r.members, m.id) // if detach has not already
 	// Its requests will never be answered: tell their callers now. They
 	// may have run (the member may have died after running one).
 	failed := 0
-	for id, f := range r.b.inflight {
-		if f.member == m.id {
-			delete(r.b.inflight, id)
+	for rid, f := range r.b.inflight {
+		if f.member == id {
+			delete(r.b.inflight, rid)
 			r.answer(l, f.routing, &f.req, envelope.CodeServerLost, "the service process serving it was lost ("+why+"); it may have run")
 			failed++
 		}
 	}
+	if m == nil && failed == 0 {
+		return
+	}
 	r.b.counters.FailedLost.Add(uint64(failed))
 	r.b.nInflight.Store(int64(len(r.b.inflight)))
 	r.checkDrained()
-	r.b.members.Store(int64(len(r.members)))
 	n := r.b.counters.MembersLost.Add(1)
-	r.b.log.Warn("service process lost: its servers are no longer routed", "member", fmt.Sprintf("%x", m.id), "why", why, "lost_total", n)
+	r.b.log.Warn("service process lost: its servers are no longer routed", "member", fmt.Sprintf("%x", id), "why", why, "failed", failed, "lost_total", n)
 }
 
-// probeMembers probes every member (see alive).
+// probeMembers probes every member, and every process that detached its
+// last server but still has requests in flight (see alive).
 func (r *broker) probeMembers(l *poller.Loop[BrokerCmd]) {
-	for _, m := range r.members {
-		r.alive(l, m)
+	ids := make(map[string]struct{}, len(r.members))
+	for id := range r.members {
+		ids[id] = struct{}{}
+	}
+	for _, f := range r.b.inflight {
+		ids[f.member] = struct{}{}
+	}
+	for id := range ids {
+		r.alive(l, id)
 	}
 }
 
@@ -730,7 +748,7 @@ func (r *broker) direct(l *poller.Loop[BrokerCmd], frames [][]byte) {
 			return
 		}
 		if unreachable(err) {
-			r.lose(l, e.m, "its pipe vanished")
+			r.lose(l, e.m.id, "its pipe vanished")
 			continue
 		}
 		break
@@ -758,6 +776,11 @@ func (r *broker) fanout(l *poller.Loop[BrokerCmd], frames [][]byte) {
 	}
 	rt := r.routes[directory.Key{Exchange: m.Exchange, Topic: m.Topic}]
 	if rt == nil {
+		// Its last member detached after the XSUB's subscription let it
+		// in.
+		if n := r.b.counters.FanoutDropped.Add(1); n&(n-1) == 0 {
+			r.b.log.Warn("fanout dropped: no service process serves its topic", "topic", m.Topic, "dropped_total", n)
+		}
 		return
 	}
 	var sent []*bMember
@@ -784,7 +807,7 @@ next:
 	}
 	for _, m := range lost {
 		r.b.counters.FanoutDropped.Add(1)
-		r.lose(l, m, "its pipe vanished")
+		r.lose(l, m.id, "its pipe vanished")
 	}
 }
 
@@ -830,7 +853,7 @@ func (r *broker) HandleTimer(l *poller.Loop[BrokerCmd], now time.Time) {
 	}
 	for _, m := range r.members {
 		if now.Sub(m.seen) > r.cfg.MemberTTL {
-			r.lose(l, m, fmt.Sprintf("silent for %v", now.Sub(m.seen).Round(time.Millisecond)))
+			r.lose(l, m.id, fmt.Sprintf("silent for %v", now.Sub(m.seen).Round(time.Millisecond)))
 			continue
 		}
 		// A server the member no longer repeats in its heartbeats (an
@@ -843,10 +866,20 @@ func (r *broker) HandleTimer(l *poller.Loop[BrokerCmd], now time.Time) {
 			}
 		}
 	}
+	var departed map[string]struct{} // detached their last server, requests still in flight
 	for id, f := range r.b.inflight {
-		if now.After(f.expires) {
+		switch {
+		case now.After(f.expires):
 			delete(r.b.inflight, id)
+		case r.members[f.member] == nil:
+			if departed == nil {
+				departed = map[string]struct{}{}
+			}
+			departed[f.member] = struct{}{}
 		}
+	}
+	for id := range departed {
+		r.alive(l, id) // one that died is lost, and its requests answered
 	}
 	r.b.nInflight.Store(int64(len(r.b.inflight)))
 	r.checkDrained()

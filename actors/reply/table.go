@@ -168,8 +168,9 @@ func (t *Table) Forget(id envelope.ID) {
 	s.mu.Unlock()
 }
 
-// Fail ends the pending call for id with err, if it is still waiting.
-func (t *Table) Fail(id envelope.ID, err error) {
+// Fail ends the pending call for id with err, if it is still waiting, and
+// reports whether it was.
+func (t *Table) Fail(id envelope.ID, err error) bool {
 	s := t.shard(id)
 	s.mu.Lock()
 	e, ok := s.pending[id]
@@ -181,6 +182,7 @@ func (t *Table) Fail(id envelope.ID, err error) {
 		e.ch <- Result{Err: err}
 		t.failed.Add(1)
 	}
+	return ok
 }
 
 // FailTagged fails, with err, every pending call whose request went to tag.

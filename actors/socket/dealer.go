@@ -15,7 +15,7 @@ import (
 // (*reply.Table), which outlives the socket.
 type Replies interface {
 	Deliver(m envelope.Message) bool
-	Fail(id envelope.ID, err error)
+	Fail(id envelope.ID, err error) bool
 	FailTagged(tag string, err error) int
 }
 
@@ -46,10 +46,11 @@ type DealerCounters struct {
 	// our key refused, or a mechanism mismatch).
 	HandshakeFailed atomic.Uint64
 	// ConnectFailures counts failed attempts to connect to the node
-	// (refused, unreachable, connect timeout); NotSent the requests failed
-	// because of them, or because their connection dropped, before libzmq
-	// ever had them (see Dealer.Unreachable).
-	ConnectFailures, NotSent atomic.Uint64
+	// (refused, unreachable, connect timeout); NotSent the waiting requests
+	// failed because of them, or because their connection dropped, before
+	// libzmq ever had them (see Dealer.Unreachable); UnackedDropped the
+	// casts sent without an ACK (nobody waits for them) dropped so.
+	ConnectFailures, NotSent, UnackedDropped atomic.Uint64
 }
 
 // Dealer is the client end of the CALL pipeline towards one node: a DEALER
@@ -228,8 +229,7 @@ func (d *Dealer) HandleCommand(l *poller.Loop[DealerCmd], c DealerCmd) {
 			return
 		}
 		if d.unreachable != nil {
-			d.Counters.NotSent.Add(1)
-			d.Table.Fail(c.ID, d.unreachable)
+			d.notSent(c.ID, c.Body, d.unreachable)
 			return
 		}
 		if err := l.Send(0, c.Body); err != nil {
@@ -242,10 +242,24 @@ func (d *Dealer) HandleCommand(l *poller.Loop[DealerCmd], c DealerCmd) {
 // libzmq never had them.
 func (d *Dealer) failBacklog(l *poller.Loop[DealerCmd], err error) {
 	for _, frames := range l.TakeBacklog(0) {
-		if id, ok := envelope.PeekID(frames[len(frames)-1]); ok {
-			d.Counters.NotSent.Add(1)
-			d.Table.Fail(id, err)
+		body := frames[len(frames)-1]
+		if id, ok := envelope.PeekID(body); ok {
+			d.notSent(id, body, err)
 		}
+	}
+}
+
+// notSent fails request id (encoded as body), which libzmq never had, with
+// err, and counts it: as not sent if its caller was waiting, as dropped if
+// it was a cast sent without an ACK (nobody waits for it), not at all if
+// its caller had already given up.
+func (d *Dealer) notSent(id envelope.ID, body []byte, err error) {
+	if d.Table.Fail(id, err) {
+		d.Counters.NotSent.Add(1)
+		return
+	}
+	if f, ok := envelope.PeekFlags(body); ok && f&envelope.FlagNoAck != 0 {
+		d.Counters.UnackedDropped.Add(1)
 	}
 }
 
