@@ -70,12 +70,21 @@ type Broker struct {
 
 // inflight is a relayed request: when its caller stops waiting, the
 // member it went to (whose loss fails it), and what answering its caller
-// takes.
+// takes. Kept under 128 bytes, so that the map stores it inline (no
+// allocation per request).
 type inflight struct {
-	expires time.Time
-	member  string
-	routing [][]byte         // the caller's routing frames
-	req     envelope.Message // its header, without payload
+	expires                 int64 // unix ns
+	member                  string
+	routing                 [][]byte // the caller's routing frames (the outer slice copied)
+	exchange, topic, server string
+	kind                    envelope.Kind
+	flags                   envelope.Flags
+}
+
+// answerLost answers f's caller that its member was lost.
+func (r *broker) answerLost(l *poller.Loop[BrokerCmd], id envelope.ID, f inflight, why string) {
+	req := envelope.Message{Kind: f.kind, Flags: f.flags, ID: id, Deadline: f.expires, Exchange: f.exchange, Topic: f.topic, Server: f.server}
+	r.answer(l, f.routing, &req, envelope.CodeServerLost, "the service process serving it was lost ("+why+"); it may have run")
 }
 
 // BrokerConfig configures a Broker.
@@ -446,12 +455,12 @@ func (r *broker) fromCaller(l *poller.Loop[BrokerCmd], frames [][]byte) {
 		case err == nil:
 			r.b.counters.Requests.Add(1)
 			if m.Kind == envelope.KindCall || m.Flags&envelope.FlagNoAck == 0 {
-				exp := expiry(&m)
-				if exp.IsZero() {
-					exp = time.Now().Add(DefaultReplyTTL)
+				exp := m.Deadline
+				if exp == 0 {
+					exp = time.Now().Add(DefaultReplyTTL).UnixNano()
 				}
-				m.Payload = nil // aliases the received frame
-				r.b.inflight[m.ID] = inflight{expires: exp, member: e.m.id, routing: slices.Clone(routing), req: m}
+				r.b.inflight[m.ID] = inflight{expires: exp, member: e.m.id, routing: slices.Clone(routing),
+					exchange: m.Exchange, topic: m.Topic, server: m.Server, kind: m.Kind, flags: m.Flags}
 				r.b.nInflight.Store(int64(len(r.b.inflight)))
 			}
 			return
@@ -525,7 +534,11 @@ func (r *broker) fromMember(l *poller.Loop[BrokerCmd], frames [][]byte) {
 		delete(r.b.inflight, mid)
 		r.b.nInflight.Store(int64(len(r.b.inflight)))
 	}
-	r.rq.send(l, rest, f.expires)
+	var exp time.Time
+	if known {
+		exp = time.Unix(0, f.expires)
+	}
+	r.rq.send(l, rest, exp)
 	r.checkDrained()
 }
 
@@ -692,7 +705,7 @@ func (r *broker) lose(l *poller.Loop[BrokerCmd], id, why string) {
 	for rid, f := range r.b.inflight {
 		if f.member == id {
 			delete(r.b.inflight, rid)
-			r.answer(l, f.routing, &f.req, envelope.CodeServerLost, "the service process serving it was lost ("+why+"); it may have run")
+			r.answerLost(l, rid, f, why)
 			failed++
 		}
 	}
@@ -869,7 +882,7 @@ func (r *broker) HandleTimer(l *poller.Loop[BrokerCmd], now time.Time) {
 	var departed map[string]struct{} // detached their last server, requests still in flight
 	for id, f := range r.b.inflight {
 		switch {
-		case now.After(f.expires):
+		case now.UnixNano() > f.expires:
 			delete(r.b.inflight, id)
 		case r.members[f.member] == nil:
 			if departed == nil {
