@@ -7,6 +7,7 @@ import (
 	"os/exec"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -23,6 +24,9 @@ type netLab struct {
 }
 
 const labNet = "10.99.0"
+
+// labSeq numbers the labs of this process.
+var labSeq atomic.Int32
 
 func ipCmd(args ...string) error {
 	out, err := exec.Command("ip", args...).CombinedOutput()
@@ -42,7 +46,9 @@ func newNetLab(t *testing.T) *netLab {
 	if _, err := exec.LookPath("ip"); err != nil {
 		t.Skip("network namespace tests need the ip command (iproute2)")
 	}
-	tag := strconv.Itoa(os.Getpid() % 10000)
+	// Unique per lab: a namespace whose processes are still exiting
+	// outlives its test (ip netns del is lazy), and its links with it.
+	tag := strconv.Itoa(os.Getpid()%10000) + string(rune('a'+labSeq.Add(1)%26))
 	lab := &netLab{t: t, bridge: "zbr" + tag, tag: tag}
 	if err := ipCmd("link", "add", lab.bridge, "type", "bridge"); err != nil {
 		t.Skipf("cannot create a bridge here: %v", err)
