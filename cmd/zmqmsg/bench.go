@@ -20,6 +20,7 @@ import (
 
 	"github.com/zmqmsg/zmqmsg"
 	"github.com/zmqmsg/zmqmsg/directory"
+	"github.com/zmqmsg/zmqmsg/internal/envflag"
 )
 
 var cmdBenchServer = &command{
@@ -44,7 +45,7 @@ JSON line and exits 0.`,
 		fs.StringVar(&o.topic, "topic", "bench", "`topic` to serve and listen to")
 		fs.StringVar(&o.name, "name", "", "server `NAME` (default bench-PID@HOST:PORT of its node)")
 		fs.StringVar(&o.pool, "pool", "bench", "listener pool `NAME` for the notifications")
-		durationVar(fs, &o.work, "work", 0, "how long each 'record' handler works (sleeps) before it writes its journal line")
+		envflag.DurationVar(fs, &o.work, "work", 0, "how long each 'record' handler works (sleeps) before it writes its journal line")
 		fs.IntVar(&o.queue, "queue", 0, "size `N` of the server's request queue, and of its lane of direct casts and fanouts (0: the library's default, 1024); beyond it calls are refused as overloaded and one-way messages dropped")
 		fs.StringVar(&o.journal, "journal", "", "append the payload of every 'record' call or cast to `FILE`, one line each, written before the ACK (for loss accounting across a kill)")
 		proxyDirFlag(fs, o)
@@ -101,11 +102,11 @@ counters cannot be read after the run are listed, and lost is unknown
 		fs.StringVar(&o.topic, "topic", "bench", "`topic` of the bench servers")
 		fs.StringVar(&o.pattern, "pattern", "call", "`pattern`: call, cast, direct, fanout or notify")
 		fs.IntVar(&o.concurrency, "concurrency", 16, "sending goroutines")
-		durationVar(fs, &o.duration, "duration", 10*time.Second, "how long to send")
+		envflag.DurationVar(fs, &o.duration, "duration", 10*time.Second, "how long to send")
 		fs.Int64Var(&o.count, "count", 0, "stop after `N` messages (0: no limit but --duration)")
 		fs.IntVar(&o.size, "size", 64, "payload size in `bytes`")
 		fs.Float64Var(&o.rate, "rate", 0, "send at most `N` messages per second in total (0: as fast as the servers answer)")
-		durationVar(fs, &o.drain, "drain", 5*time.Second, "how long to wait for the servers' counters to catch up")
+		envflag.DurationVar(fs, &o.drain, "drain", 5*time.Second, "how long to wait for the servers' counters to catch up")
 	},
 	run: runBenchClient,
 }

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"strconv"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -64,37 +63,9 @@ type options struct {
 
 // proxyDirFlag registers --proxy-dir and --ttl (listen, bench server).
 func proxyDirFlag(fs *flag.FlagSet, o *options) {
-	durationVar(fs, &o.ttl, "ttl", 30*time.Second, "registration TTL: a server killed without deregistering leaves the directory after this long (refreshed every ttl/3)")
+	envflag.DurationVar(fs, &o.ttl, "ttl", 30*time.Second, "registration TTL: a server killed without deregistering leaves the directory after this long (refreshed every ttl/3)")
 	fs.StringVar(&o.proxyDir, "proxy-dir", "", "join the node proxy daemon (zmqmsg-proxy) whose IPC sockets are in `DIR` instead of binding ports; --host is then ignored")
 }
-
-// durationValue is a time.Duration flag that, unlike flag.Duration, says
-// what is wrong with a bad value: a number without a unit ("5") gets "use
-// a unit: 5s".
-type durationValue time.Duration
-
-// durationVar defines a duration flag, like flag.DurationVar.
-func durationVar(fs *flag.FlagSet, p *time.Duration, name string, value time.Duration, usage string) {
-	*p = value
-	fs.Var((*durationValue)(p), name, usage)
-}
-
-func (d *durationValue) Set(s string) error {
-	v, err := time.ParseDuration(s)
-	if err != nil {
-		if _, nerr := strconv.ParseFloat(s, 64); nerr == nil {
-			return fmt.Errorf("use a unit: %ss", s)
-		}
-		return errors.New("want a duration with a unit, such as 500ms, 10s or 2m")
-	}
-	*d = durationValue(v)
-	return nil
-}
-
-func (d *durationValue) String() string { return time.Duration(*d).String() }
-
-// Get returns the time.Duration.
-func (d *durationValue) Get() any { return time.Duration(*d) }
 
 // command is one subcommand of the CLI.
 type command struct {
@@ -148,7 +119,7 @@ func (c *cli) flagSet() *flag.FlagSet {
 	fs.SetOutput(io.Discard) // errors are reported by run, help by printCommandHelp
 	fs.StringVar(&c.g.directory, "directory", "redis://127.0.0.1:6379", "directory `URL`: redis://[user:password@]host[:port][/db], rediss://, redis+sentinel://host,host/master[/db], redis+cluster://host,host; or memory: (the in-process directory, for tests)")
 	fs.StringVar(&c.g.host, "host", "127.0.0.1", "`address` of the CLI's own node (it binds free ports on it)")
-	durationVar(fs, &c.g.timeout, "timeout", 10*time.Second, "deadline of each call, cast, fanout or notification (also bounds directory operations)")
+	envflag.DurationVar(fs, &c.g.timeout, "timeout", 10*time.Second, "deadline of each call, cast, fanout or notification (also bounds directory operations)")
 	fs.StringVar(&c.g.exchange, "exchange", "", "exchange (namespace) of the topic; empty is the default exchange")
 	if !c.cmd.ownJSON {
 		fs.BoolVar(&c.g.json, "json", false, "machine output: one JSON value per result on stdout; errors and logs as JSON lines on stderr")
@@ -326,7 +297,7 @@ func printFlags(w io.Writer, fs *flag.FlagSet, include func(name string) bool) {
 			return
 		}
 		typ, usage := flag.UnquoteUsage(f)
-		if _, ok := f.Value.(*durationValue); ok && typ == "value" {
+		if _, ok := f.Value.(*envflag.Duration); ok && typ == "value" {
 			typ = "duration"
 		} else if typ == "value" {
 			typ = "string"

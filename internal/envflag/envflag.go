@@ -4,9 +4,12 @@
 package envflag
 
 import (
+	"errors"
 	"flag"
 	"fmt"
+	"strconv"
 	"strings"
+	"time"
 )
 
 // Name returns the environment variable of flag name: prefix, "_", and the
@@ -56,3 +59,32 @@ func Usage(fs *flag.FlagSet, prefix, header string) func() {
 		})
 	}
 }
+
+// Duration is a time.Duration flag that, unlike flag.Duration, says what is
+// wrong with a bad value: a number without a unit ("5") gets "use a unit:
+// 5s".
+type Duration time.Duration
+
+// DurationVar defines a Duration flag, like flag.DurationVar.
+func DurationVar(fs *flag.FlagSet, p *time.Duration, name string, value time.Duration, usage string) {
+	*p = value
+	fs.Var((*Duration)(p), name, usage)
+}
+
+// Set parses s.
+func (d *Duration) Set(s string) error {
+	v, err := time.ParseDuration(s)
+	if err != nil {
+		if _, nerr := strconv.ParseFloat(s, 64); nerr == nil {
+			return fmt.Errorf("use a unit: %ss", s)
+		}
+		return errors.New("want a duration with a unit, such as 500ms, 10s or 2m")
+	}
+	*d = Duration(v)
+	return nil
+}
+
+func (d *Duration) String() string { return time.Duration(*d).String() }
+
+// Get returns the time.Duration.
+func (d *Duration) Get() any { return time.Duration(*d) }
