@@ -126,13 +126,9 @@ func runListen(ctx context.Context, c *cli, topics []string) (err error) {
 	} else {
 		c.notice(fmt.Sprintf("listening to %s in pool %q", strings.Join(topics, ", "), c.o.pool))
 	}
-	<-ctx.Done()
-	sctx, scancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer scancel()
-	if err := l.Stop(sctx); err != nil {
-		return fmt.Errorf("leave pool: %w", err)
+	if err := stopWhenDone(ctx, l.Stop, "leave pool"); err != nil {
+		return err
 	}
-	settle(sctx) // the last ACKs leave before the node closes
 	mu.Lock()
 	defer mu.Unlock()
 	return werr

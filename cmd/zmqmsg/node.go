@@ -217,6 +217,20 @@ func settle(ctx context.Context) {
 	}
 }
 
+// stopWhenDone waits for ctx to end, then stops what serves (stop, bounded
+// by 5 s; its error is labelled what) and lets its last answers leave
+// before the node closes.
+func stopWhenDone(ctx context.Context, stop func(context.Context) error, what string) error {
+	<-ctx.Done()
+	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := stop(sctx); err != nil {
+		return fmt.Errorf("%s: %w", what, err)
+	}
+	settle(sctx)
+	return nil
+}
+
 // close closes the Transport, then the directory. It joins its error into
 // *err unless *err is set already, so that `defer n.close(&err)` reports a
 // failed close without hiding the command's own error.

@@ -148,13 +148,9 @@ func runReply(ctx context.Context, c *cli, pos []string) (err error) {
 		return fmt.Errorf("serve %s: %w", topic, err)
 	}
 	c.notice(fmt.Sprintf("serving %s %s as %s", key, method, name))
-	<-ctx.Done()
-	sctx, scancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer scancel()
-	if err := srv.Stop(sctx); err != nil {
-		return fmt.Errorf("stop: %w", err)
+	if err := stopWhenDone(ctx, srv.Stop, "stop"); err != nil {
+		return err
 	}
-	settle(sctx) // the last replies leave before the node closes
 	mu.Lock()
 	defer mu.Unlock()
 	return werr
