@@ -579,41 +579,30 @@ func (c *Client) Call(ctx context.Context, method string, args, reply any) error
 }
 
 // Cast sends method and args to one server of the client's target (the
-// named one, or the next in round robin) without waiting for a result. With
-// acknowledgements on (the default; see AckPolicy) it returns nil once the
-// server has run the handler (so a server process that dies after the ACK
-// loses nothing), retrying with the same message id (the server runs it
-// once, and answers a retry of a handler still running with IN_PROGRESS:
-// Cast keeps waiting, bounded by ctx, or by Config.CallTimeout without a
-// deadline) and failing with ErrNotAcked when no answer comes; with them off it
-// returns once the message is handed to the socket. It also fails with
-// ErrNoServers, ErrOverloaded, ErrTooLarge, ErrClosed or ctx.Err(), and
-// waits, bounded by ctx, while Config.CastWindow casts to the same node are
-// unacknowledged. A handler's error comes back as the *RemoteError a Call
-// would get (its Type and Message; "panic" for a panic), and a method the
-// server does not have as a *RemoteError matching ErrNoSuchMethod: the ACK
-// carries the outcome, and a resend after a lost ACK gets the same answer
-// without running the handler again. Such a cast is not sent to another
-// server. The server also counts the error (Stats.CastErrors) and logs it.
-// A client made with DirectCast sends over the direct-cast pipeline instead
-// (see DirectCast).
+// named one, or the next in round robin) without waiting for a result.
 //
-// A cast to a topic (no Target.Server) whose server's node goes down before
-// acknowledging (ErrNodeDown), or whose server never acknowledges
-// (ErrNotAcked), is sent again, with the same id, to a server on another
-// node of the topic, up to 3 times (Stats.CastsResent): delivery is at
-// least once.
+// With acknowledgements on (the default; see AckPolicy) it returns once the
+// server has run the handler, with its outcome: nil, or the *RemoteError a
+// Call would get (matching ErrNoSuchMethod for an unknown method). It
+// resends with the same id, which the server runs once, and fails with
+// ErrNotAcked when no answer comes; a cast its node never had goes to
+// another server of the topic. With them off it returns once the socket has
+// the message. It also fails with ErrNoServers, ErrUnavailable,
+// ErrNodeDown, ErrOverloaded, ErrTooLarge, ErrClosed or ctx.Err(), and waits,
+// bounded by ctx, while Config.CastWindow casts to the same node are
+// unacknowledged. A topic cast whose node went down before it was
+// acknowledged, or that was never acknowledged, goes to a server on another
+// node (at most 3 times): delivery is at least once. A Client made with
+// DirectCast uses the direct-cast pipeline instead. docs/design.md §7 has
+// the details.
 //
-// With Target.Fanout, Cast reaches every server of the topic, over the
-// FANOUT pipeline (PUB/SUB through each node's fanout port): each server
-// runs the fanouts it receives in order. Cast returns nil once every node
-// that serves the topic has taken the message; a *FanoutError (matching
-// ErrUnreached) names the nodes that did not, and why. The nodes come from a
-// fresh directory lookup, and a message waits (up to Config.WaitForServers)
-// for a node's subscription to the topic, so a server whose Serve has
-// returned receives every fanout sent after that. No server confirms a
-// fanout: one whose method a server does not have is dropped by that server
-// and counted on its node (Stats.FanoutsRefused, logged with the method).
+// With Target.Fanout, Cast reaches every server of the topic over the
+// FANOUT pipeline and returns nil once every node that serves it has taken
+// the message; a *FanoutError (matching ErrUnreached) names the nodes that
+// did not. A message waits (up to Config.WaitForServers) for each node's
+// subscription, so a server whose Serve has returned gets every fanout sent
+// after that. No server confirms a fanout: one for a method a server lacks
+// is counted on its node (Stats.FanoutsRefused). See §8.
 func (c *Client) Cast(ctx context.Context, method string, args any) error {
 	if c.target.Fanout && c.target.Server != "" {
 		return fmt.Errorf("%w: a fanout target names no server", ErrInvalidTarget)

@@ -7,8 +7,12 @@
 //
 // # Patterns
 //
-// CALL is a blocking request/reply with a deadline: Client.Call. CAST,
-// FANOUT and NOTIFY come next, each on its own pipeline and port.
+// CALL is a blocking request/reply with a deadline: Client.Call. CAST is
+// one-way to one server, acknowledged once its handler ran (with its
+// outcome): Client.Cast; DirectCast sends it over PUSH/PULL without an ACK.
+// FANOUT reaches every server of a topic (a Target with Fanout), and NOTIFY
+// one member of every listener pool (Transport.Notifier, Transport.Listen).
+// Each has its own pipeline and port; docs/design.md §5 is the wire format.
 //
 // # Quick start
 //
@@ -33,7 +37,9 @@
 // # Errors
 //
 // Every failure is a typed error: ErrTimeout (matching
-// context.DeadlineExceeded), ErrNoServers, ErrClosed, ErrTooLarge,
+// context.DeadlineExceeded), ErrNoServers, ErrDirectoryUnavailable,
+// ErrUnavailable (never sent: its node could not be connected to),
+// ErrNodeDown (its node was lost: it may have run), ErrClosed, ErrTooLarge,
 // ErrOverloaded, *RemoteError for a handler's error (matching ErrNoSuchMethod
 // for an unknown method). A cancelled ctx returns ctx.Err() as is. Every
 // message that is dropped (late replies, malformed frames from the network,

@@ -7,8 +7,9 @@
 // Handler.Setup, on the loop goroutine), reads and writes them, and closes
 // them when it exits. Everybody else talks to the loop through typed commands
 // queued with Submit; the loop executes them one at a time in
-// Handler.HandleCommand. This package is the only one in zmqmsg that calls
-// methods on a *zmq.Socket after setup.
+// Handler.HandleCommand. The handlers (in actors/socket, actors/proxy and
+// actors/zap) may call socket methods too, such as Connect or Disconnect,
+// but only from these callbacks, which run on the loop goroutine.
 //
 // # The loop
 //
