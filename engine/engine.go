@@ -24,6 +24,11 @@
 //  6. terminate the zmq context, with a watchdog so that a socket left open
 //     by a bug turns into an error instead of a hang;
 //  7. shut the actor system down.
+//
+// # Stability
+//
+// This package is exported for zmqmsg's own commands and tests only: its
+// API may change in any release. Applications use the zmqmsg package.
 package engine
 
 import (

@@ -45,6 +45,11 @@
 //
 // Both strategies run the same stress test (200k sequential and 200k
 // concurrent round trips, zero lost or mismatched) in CI.
+//
+// # Stability
+//
+// This package is exported for zmqmsg's own commands and tests only: its
+// API may change in any release. Applications use the zmqmsg package.
 package poller
 
 import (

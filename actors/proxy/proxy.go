@@ -18,6 +18,11 @@
 // servers of the topic. A target the node does not serve gets an ERROR frame
 // with CodeNoServers; a full server queue gets CodeOverloaded. Frames that do
 // not decode are dropped and counted, and the proxy keeps serving.
+//
+// # Stability
+//
+// This package is exported for zmqmsg's own commands and tests only: its
+// API may change in any release. Applications use the zmqmsg package.
 package proxy
 
 import (

@@ -18,6 +18,11 @@
 // replies (a mutex per shard, no mailbox hop on the hot path). Its lifetime
 // belongs to the Supervisor actor, which lives outside the socket actors it
 // supervises, so a socket restart never loses a pending call.
+//
+// # Stability
+//
+// This package is exported for zmqmsg's own commands and tests only: its
+// API may change in any release. Applications use the zmqmsg package.
 package reply
 
 import (

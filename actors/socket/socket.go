@@ -17,6 +17,11 @@
 // Protoactor runs every mailbox turn on its own goroutine and recovers panics
 // only there, so nothing in Receive blocks for long, and the loop goroutine
 // reports its failures as messages instead of panicking.
+//
+// # Stability
+//
+// This package is exported for zmqmsg's own commands and tests only: its
+// API may change in any release. Applications use the zmqmsg package.
 package socket
 
 import (

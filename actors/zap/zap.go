@@ -20,6 +20,11 @@
 // during that restart, so restarts are counted (Handler.Restarts, in a
 // Transport's Stats) and logged by the socket actor; it is restarted as
 // often as it fails (never stopped for good), with backoff.
+//
+// # Stability
+//
+// This package is exported for zmqmsg's own commands and tests only: its
+// API may change in any release. Applications use the zmqmsg package.
 package zap
 
 import (
