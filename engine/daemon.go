@@ -145,15 +145,11 @@ func StartDaemon(cfg DaemonConfig) (_ *Daemon, err error) {
 	if cfg.Security != nil {
 		node.CurveKey = cfg.Security.PublicKey
 	}
-	for _, b := range []struct {
-		ep   string
-		port *int
-	}{{d.call.Endpoint(), &node.CallPort}, {d.call.CastEndpoint(), &node.CastPort}, {d.call.FanoutEndpoint(), &node.FanoutPort}, {d.notify.Endpoint(), &node.NotifyPort}} {
-		_, port, err := net.SplitHostPort(trimScheme(b.ep))
-		if err != nil {
-			return nil, fmt.Errorf("zmqmsg: bound endpoint %q: %w", b.ep, err)
-		}
-		*b.port, _ = strconv.Atoi(port)
+	if err := setPorts(map[string]*int{
+		d.call.Endpoint(): &node.CallPort, d.call.CastEndpoint(): &node.CastPort,
+		d.call.FanoutEndpoint(): &node.FanoutPort, d.notify.Endpoint(): &node.NotifyPort,
+	}); err != nil {
+		return nil, err
 	}
 	d.node.Store(&node) // from now on, hellos are answered
 	return d, nil

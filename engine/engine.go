@@ -261,27 +261,15 @@ func New(cfg Config) (_ *Engine, err error) {
 			return nil, fmt.Errorf("zmqmsg: notify port: %w", err)
 		}
 	}
-	_, p, err := net.SplitHostPort(trimScheme(e.proxy.Endpoint()))
-	if err != nil {
-		return nil, fmt.Errorf("zmqmsg: bound endpoint %q: %w", e.proxy.Endpoint(), err)
-	}
-	callPort, _ := strconv.Atoi(p)
-	e.node = directory.Node{Host: cfg.Host, CallPort: callPort}
+	e.node = directory.Node{Host: cfg.Host}
 	if cfg.Security != nil {
 		e.node.CurveKey = cfg.Security.PublicKey
 	}
-	for _, b := range []struct {
-		ep   string
-		port *int
-	}{{e.proxy.CastEndpoint(), &e.node.CastPort}, {e.proxy.FanoutEndpoint(), &e.node.FanoutPort}, {e.notifyEndpoint(), &e.node.NotifyPort}} {
-		if b.ep == "" {
-			continue
-		}
-		_, port, err := net.SplitHostPort(trimScheme(b.ep))
-		if err != nil {
-			return nil, fmt.Errorf("zmqmsg: bound endpoint %q: %w", b.ep, err)
-		}
-		*b.port, _ = strconv.Atoi(port)
+	if err := setPorts(map[string]*int{
+		e.proxy.Endpoint(): &e.node.CallPort, e.proxy.CastEndpoint(): &e.node.CastPort,
+		e.proxy.FanoutEndpoint(): &e.node.FanoutPort, e.notifyEndpoint(): &e.node.NotifyPort,
+	}); err != nil {
+		return nil, err
 	}
 	if err := e.startRegistrar(); err != nil {
 		return nil, err
@@ -375,6 +363,24 @@ const joinTimeout = 5 * time.Second
 // for one that joined a proxy daemon: several processes then share the
 // daemon's node, and generated server names must not collide.
 func (e *Engine) Instance() string { return e.instance }
+
+// setPorts sets each port to the one its bound endpoint ("tcp://host:port")
+// names; an empty endpoint (a port not bound) leaves it 0.
+func setPorts(ports map[string]*int) error {
+	for ep, port := range ports {
+		if ep == "" {
+			continue
+		}
+		_, p, err := net.SplitHostPort(trimScheme(ep))
+		if err == nil {
+			*port, err = strconv.Atoi(p)
+		}
+		if err != nil {
+			return fmt.Errorf("zmqmsg: bound endpoint %q: %w", ep, err)
+		}
+	}
+	return nil
+}
 
 func trimScheme(ep string) string {
 	const tcp = "tcp://"
