@@ -96,14 +96,9 @@ func StartDaemon(cfg DaemonConfig) (_ *Daemon, err error) {
 			d.teardown()
 		}
 	}()
-	if d.zctx, err = zmq.NewContext(); err != nil {
-		return nil, fmt.Errorf("zmqmsg: new zmq context: %w", err)
+	if d.zctx, d.system, err = newRuntime(d.log); err != nil {
+		return nil, err
 	}
-	quiet := d.log.With("component", "protoactor")
-	d.system = actor.NewActorSystem(
-		actor.WithLoggerFactory(func(*actor.ActorSystem) *slog.Logger { return quiet }),
-		actor.WithDeadLetterRequestLogging(false),
-	)
 	bindOf := func(port int) string {
 		p := strconv.Itoa(port)
 		if port == AnyPort {

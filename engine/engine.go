@@ -186,15 +186,9 @@ func New(cfg Config) (_ *Engine, err error) {
 		table:   reply.NewTable(),
 	}
 	e.ctx, e.cancel = context.WithCancel(context.Background())
-	if e.zctx, err = zmq.NewContext(); err != nil {
-		return nil, fmt.Errorf("zmqmsg: new zmq context: %w", err)
+	if e.zctx, e.system, err = newRuntime(e.log); err != nil {
+		return nil, err
 	}
-	quiet := e.log.With("component", "protoactor")
-	e.system = actor.NewActorSystem(
-		actor.WithLoggerFactory(func(*actor.ActorSystem) *slog.Logger { return quiet }),
-		actor.WithDeadLetterThrottleInterval(10*time.Millisecond),
-		actor.WithDeadLetterRequestLogging(false),
-	)
 	e.root = e.system.Root
 	defer func() {
 		if err != nil {
@@ -276,6 +270,24 @@ func New(cfg Config) (_ *Engine, err error) {
 	}
 	e.log.Info("zmqmsg node started", "host", cfg.Host, "call", e.proxy.Endpoint(), "strategy", cfg.Strategy.Resolve().String())
 	return e, nil
+}
+
+// newRuntime makes what every engine and daemon runs on: a zmq context of
+// its own (never the default one) and an actor system with a quiet logger.
+// Dead letters are throttled for 10 ms only: the throttle runs a timer
+// goroutine for its interval, which must not outlive a Close.
+func newRuntime(log *slog.Logger) (*zmq.Context, *actor.ActorSystem, error) {
+	zctx, err := zmq.NewContext()
+	if err != nil {
+		return nil, nil, fmt.Errorf("zmqmsg: new zmq context: %w", err)
+	}
+	quiet := log.With("component", "protoactor")
+	system := actor.NewActorSystem(
+		actor.WithLoggerFactory(func(*actor.ActorSystem) *slog.Logger { return quiet }),
+		actor.WithDeadLetterThrottleInterval(10*time.Millisecond),
+		actor.WithDeadLetterRequestLogging(false),
+	)
+	return zctx, system, nil
 }
 
 // startRegistrar starts the resolver, the idle-socket sweeper and the
