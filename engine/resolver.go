@@ -348,15 +348,7 @@ func (r *resolver) hasAlternative(key directory.Key, avoid []string) bool {
 // that may still be picked.
 func (r *resolver) forgetDeparted() {
 	cached := map[string]bool{}
-	if m := r.snapshot.Load(); m != nil {
-		for _, ks := range *m {
-			if p := ks.entries.Load(); p != nil {
-				for _, e := range *p {
-					cached[e.nodeID] = true
-				}
-			}
-		}
-	}
+	r.eachCached(func(e route) { cached[e.nodeID] = true })
 	r.down.Range(func(k, _ any) bool {
 		if !cached[k.(string)] {
 			r.down.Delete(k)
@@ -400,19 +392,24 @@ func (r *resolver) close() {
 // cached routes, for the CALL/CAST, NOTIFY, direct-cast and fanout sockets.
 func (r *resolver) liveSocketKeys() map[string]bool {
 	keys := map[string]bool{}
+	r.eachCached(func(e route) {
+		keys[e.sockKey] = true
+		keys[socketKey(e.nodeID+"/notify", e.Node)] = true
+	})
+	return keys
+}
+
+// eachCached calls f with every cached route of every key.
+func (r *resolver) eachCached(f func(route)) {
 	m := r.snapshot.Load()
 	if m == nil {
-		return keys
+		return
 	}
 	for _, ks := range *m {
-		p := ks.entries.Load()
-		if p == nil {
-			continue
-		}
-		for _, e := range *p {
-			keys[e.sockKey] = true
-			keys[socketKey(e.nodeID+"/notify", e.Node)] = true
+		if p := ks.entries.Load(); p != nil {
+			for _, e := range *p {
+				f(e)
+			}
 		}
 	}
-	return keys
 }

@@ -240,12 +240,18 @@ func SplitRouting(frames [][]byte) (routing [][]byte, body []byte, err error) {
 	return frames[:n:n], frames[n], nil
 }
 
+// peekable reports whether frame starts with the signature and this
+// version and holds at least n bytes: what every Peek function reads.
+func peekable(frame []byte, n int) bool {
+	return len(frame) >= n && frame[0] == 'Z' && frame[1] == 'M' && frame[2] == Version
+}
+
 // PeekID returns the message id of a body frame without decoding the rest
 // of its header: a relay that only correlates messages (the node proxy
 // daemon) reads 22 bytes instead of six strings. ok is false if the frame
 // is too short or does not start with the signature and version.
 func PeekID(frame []byte) (id ID, ok bool) {
-	if len(frame) < 22 || frame[0] != 'Z' || frame[1] != 'M' || frame[2] != Version {
+	if !peekable(frame, 22) {
 		return id, false
 	}
 	copy(id[:], frame[6:22])
@@ -255,7 +261,7 @@ func PeekID(frame []byte) (id ID, ok bool) {
 // PeekFlags returns a body frame's flags without decoding the rest of it;
 // ok is false for anything that is not a message of this version.
 func PeekFlags(frame []byte) (flags Flags, ok bool) {
-	if len(frame) < 6 || frame[0] != 'Z' || frame[1] != 'M' || frame[2] != Version {
+	if !peekable(frame, 6) {
 		return 0, false
 	}
 	return Flags(frame[4]), true
@@ -265,7 +271,7 @@ func PeekFlags(frame []byte) (flags Flags, ok bool) {
 // frame (the code sits at a fixed offset); ok is false for anything that is
 // not an ACK of this version.
 func PeekAck(frame []byte) (code Code, ok bool) {
-	if len(frame) < 32 || frame[0] != 'Z' || frame[1] != 'M' || frame[2] != Version || Kind(frame[3]) != KindAck {
+	if !peekable(frame, 32) || Kind(frame[3]) != KindAck {
 		return 0, false
 	}
 	return Code(binary.BigEndian.Uint16(frame[30:32])), true
