@@ -11,27 +11,27 @@ const shareLimit = 1024
 // stringFields names the six header strings, in wire order.
 var stringFields = [6]string{"exchange", "topic", "server", "method", "errtype", "errmsg"}
 
+// fixedFields lists the fields of the fixed part and their offsets, in
+// wire order.
+var fixedFields = [...]struct {
+	name string
+	off  int
+}{
+	{"signature", 0}, {"version", 2}, {"kind", 3}, {"flags", 4},
+	{"reserved", 5}, {"id", 6}, {"deadline", 22}, {"code", 30},
+}
+
 // fixedField returns the name and offset of the fixed-part field that
 // contains byte offset off (off < fixedLen).
 func fixedField(off int) (string, int) {
-	switch {
-	case off < 2:
-		return "signature", 0
-	case off < 3:
-		return "version", 2
-	case off < 4:
-		return "kind", 3
-	case off < 5:
-		return "flags", 4
-	case off < 6:
-		return "reserved", 5
-	case off < 22:
-		return "id", 6
-	case off < 30:
-		return "deadline", 22
-	default:
-		return "code", 30
+	f := fixedFields[0]
+	for _, g := range fixedFields[1:] {
+		if off < g.off {
+			break
+		}
+		f = g
 	}
+	return f.name, f.off
 }
 
 func decodeErr(err error, field string, off int) *DecodeError {
@@ -86,112 +86,46 @@ func DecodeInto(m *Message, frame []byte) error {
 	if m == nil {
 		return errNilMessage
 	}
-	h := frame
-	if len(h) < 2 {
-		return decodeErr(ErrTruncated, "signature", 0)
-	}
-	if h[0] != Signature[0] || h[1] != Signature[1] {
-		return decodeErr(ErrSignature, "signature", 0)
-	}
-	if len(h) < 3 {
-		return decodeErr(ErrTruncated, "version", 2)
-	}
-	if h[2] != Version {
-		return decodeErr(ErrVersion, "version", 2)
-	}
-	if len(h) < fixedLen {
-		field, off := fixedField(len(h))
-		return decodeErr(ErrTruncated, field, off)
-	}
-	kind := Kind(h[3])
-	if !kind.Valid() {
-		return decodeErr(ErrKind, "kind", 3)
-	}
-
 	// Pass 1: validate every length against the bytes actually present and
 	// find the end of the header. Nothing is allocated and *m is not
 	// touched.
+	kind, err := checkFixed(frame)
+	if err != nil {
+		return err
+	}
 	var spans [6][2]int
-	off := fixedLen
-	for i := range spans {
-		if len(h)-off < 2 {
-			return decodeErr(ErrTruncated, stringFields[i], off)
-		}
-		a := off + 2
-		b := a + int(binary.BigEndian.Uint16(h[off:]))
-		if b > len(h) {
-			return decodeErr(ErrTruncated, stringFields[i], off)
-		}
-		spans[i] = [2]int{a, b}
-		off = b
+	if err := scanStrings(frame, &spans); err != nil {
+		return err
 	}
-	if len(h)-off < 2 {
-		return decodeErr(ErrTruncated, "meta count", off)
+	metaAt := spans[len(spans)-1][1]
+	count, end, err := scanMeta(frame, metaAt)
+	if err != nil {
+		return err
 	}
-	count := int(binary.BigEndian.Uint16(h[off:]))
-	if count > MaxMetaEntries {
-		return decodeErr(ErrMalformed, "meta count", off)
-	}
-	metaOff := off + 2
-	off = metaOff
-	for range count {
-		_, kb, err := readString(h, off, "meta key")
-		if err != nil {
-			return err
-		}
-		_, vb, err := readString(h, kb, "meta value")
-		if err != nil {
-			return err
-		}
-		off = vb
-	}
-	end := off // header length; frame[end:] is the payload
 
-	// Pass 2: materialise strings. Lengths are known to be in bounds.
-	cur := [6]*string{&m.Exchange, &m.Topic, &m.Server, &m.Method, &m.ErrType, &m.ErrMsg}
-	var strs [6]string
-	changed := count > 0
-	for i, sp := range spans {
-		if string(h[sp[0]:sp[1]]) != *cur[i] {
-			changed = true
-			break
-		}
-	}
+	// Pass 2: materialise strings and Meta. Lengths are known to be in
+	// bounds.
+	changed := count > 0 || stringsChanged(m, frame, &spans)
 	var shared string
-	if changed {
+	if changed && end-fixedLen <= shareLimit {
 		// Only the header's string section is shared, never the payload.
-		if end-fixedLen <= shareLimit {
-			shared = string(h[fixedLen:end])
-		}
-		for i, sp := range spans {
-			strs[i] = substr(h, shared, sp[0], sp[1])
-		}
+		shared = string(frame[fixedLen:end])
 	}
 	var meta map[string]string
 	if count > 0 {
-		// count <= MaxMetaEntries and every entry was checked to be present.
-		meta = make(map[string]string, count)
-		off = metaOff
-		for range count {
-			ka, kb, _ := readString(h, off, "meta key")
-			va, vb, _ := readString(h, kb, "meta value")
-			k := substr(h, shared, ka, kb)
-			if _, dup := meta[k]; dup {
-				return decodeErr(ErrMalformed, "meta key", off)
-			}
-			meta[k] = substr(h, shared, va, vb)
-			off = vb
+		if meta, err = decodeMeta(frame, shared, metaAt, count); err != nil {
+			return err
 		}
 	}
 
 	m.Kind = kind
-	m.Flags = Flags(h[4])
-	copy(m.ID[:], h[6:22])
-	m.Deadline = int64(binary.BigEndian.Uint64(h[22:30]))
-	m.Code = Code(binary.BigEndian.Uint16(h[30:32]))
+	m.Flags = Flags(frame[4])
+	copy(m.ID[:], frame[6:22])
+	m.Deadline = int64(binary.BigEndian.Uint64(frame[22:30]))
+	m.Code = Code(binary.BigEndian.Uint16(frame[30:32]))
 	if changed {
-		for i, p := range cur {
-			*p = strs[i]
+		for i, p := range stringPtrs(m) {
+			*p = substr(frame, shared, spans[i][0], spans[i][1])
 		}
 	}
 	m.Meta = meta
@@ -201,6 +135,100 @@ func DecodeInto(m *Message, frame []byte) error {
 		m.Payload = nil
 	}
 	return nil
+}
+
+// checkFixed validates the fixed part of header h and returns its kind.
+func checkFixed(h []byte) (Kind, error) {
+	if len(h) >= 2 && (h[0] != Signature[0] || h[1] != Signature[1]) {
+		return 0, decodeErr(ErrSignature, "signature", 0)
+	}
+	if len(h) >= 3 && h[2] != Version {
+		return 0, decodeErr(ErrVersion, "version", 2)
+	}
+	if len(h) < fixedLen {
+		field, off := fixedField(len(h))
+		return 0, decodeErr(ErrTruncated, field, off)
+	}
+	kind := Kind(h[3])
+	if !kind.Valid() {
+		return 0, decodeErr(ErrKind, "kind", 3)
+	}
+	return kind, nil
+}
+
+// scanStrings validates the six strings after the fixed part of h and
+// stores the bounds of their bytes in spans.
+func scanStrings(h []byte, spans *[6][2]int) error {
+	off := fixedLen
+	for i := range spans {
+		a, b, err := readString(h, off, stringFields[i])
+		if err != nil {
+			return err
+		}
+		spans[i] = [2]int{a, b}
+		off = b
+	}
+	return nil
+}
+
+// scanMeta validates the Meta section of h, which starts at off, and
+// returns its entry count and where it ends (the header's length).
+func scanMeta(h []byte, off int) (count, end int, err error) {
+	if len(h)-off < 2 {
+		return 0, 0, decodeErr(ErrTruncated, "meta count", off)
+	}
+	count = int(binary.BigEndian.Uint16(h[off:]))
+	if count > MaxMetaEntries {
+		return 0, 0, decodeErr(ErrMalformed, "meta count", off)
+	}
+	off += 2
+	for range count {
+		_, kb, err := readString(h, off, "meta key")
+		if err != nil {
+			return 0, 0, err
+		}
+		_, vb, err := readString(h, kb, "meta value")
+		if err != nil {
+			return 0, 0, err
+		}
+		off = vb
+	}
+	return count, off, nil
+}
+
+// stringPtrs returns m's six header strings, in wire order.
+func stringPtrs(m *Message) [6]*string {
+	return [6]*string{&m.Exchange, &m.Topic, &m.Server, &m.Method, &m.ErrType, &m.ErrMsg}
+}
+
+// stringsChanged reports whether any of m's strings differs from its span
+// in h.
+func stringsChanged(m *Message, h []byte, spans *[6][2]int) bool {
+	for i, p := range stringPtrs(m) {
+		if string(h[spans[i][0]:spans[i][1]]) != *p {
+			return true
+		}
+	}
+	return false
+}
+
+// decodeMeta builds the Meta map of a header whose Meta section, starting
+// at off and holding count > 0 entries, scanMeta has validated.
+func decodeMeta(h []byte, shared string, off, count int) (map[string]string, error) {
+	// count <= MaxMetaEntries and every entry was checked to be present.
+	meta := make(map[string]string, count)
+	off += 2
+	for range count {
+		ka, kb, _ := readString(h, off, "meta key")
+		va, vb, _ := readString(h, kb, "meta value")
+		k := substr(h, shared, ka, kb)
+		if _, dup := meta[k]; dup {
+			return nil, decodeErr(ErrMalformed, "meta key", off)
+		}
+		meta[k] = substr(h, shared, va, vb)
+		off = vb
+	}
+	return meta, nil
 }
 
 // substr returns h[a:b] as a string, sliced from shared when it is set

@@ -16,6 +16,9 @@ const stackKeys = 16
 
 // headerSize validates m for encoding and returns the size of its header.
 func headerSize(m *Message) (int, error) {
+	if m == nil {
+		return 0, errNilMessage
+	}
 	if !m.Kind.Valid() {
 		return 0, &kindError{m.Kind}
 	}
@@ -57,9 +60,6 @@ func headerSize(m *Message) (int, error) {
 // MaxStringLen or Meta has more than MaxMetaEntries entries (the error wraps
 // ErrTooLong).
 func AppendHeader(dst []byte, m *Message) ([]byte, error) {
-	if m == nil {
-		return dst, errNilMessage
-	}
 	n, err := headerSize(m)
 	if err != nil {
 		return dst, err
@@ -74,9 +74,6 @@ func AppendHeader(dst []byte, m *Message) ([]byte, error) {
 //
 // It fails like AppendHeader, returning dst unchanged.
 func AppendMessage(dst []byte, m *Message) ([]byte, error) {
-	if m == nil {
-		return dst, errNilMessage
-	}
 	n, err := headerSize(m)
 	if err != nil {
 		return dst, err
@@ -91,9 +88,6 @@ func AppendMessage(dst []byte, m *Message) ([]byte, error) {
 //
 // Encode makes a single allocation.
 func Encode(m *Message) ([]byte, error) {
-	if m == nil {
-		return nil, errNilMessage
-	}
 	n, err := headerSize(m)
 	if err != nil {
 		return nil, err
