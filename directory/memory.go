@@ -108,12 +108,10 @@ func (m *Memory) Register(ctx context.Context, r Registration, ttl time.Duration
 	if ttl <= 0 {
 		return fmt.Errorf("%w: ttl %v is not positive", ErrInvalid, ttl)
 	}
-
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if m.closed {
-		return ErrClosed
+	if err := m.lockOpen(ctx); err != nil {
+		return err
 	}
+	defer m.mu.Unlock()
 	t := m.topic(r.Key)
 	old := t.entries[r.Server]
 	r.Methods = slices.Clone(r.Methods) // the caller's slice stays the caller's
@@ -134,14 +132,10 @@ func (m *Memory) Register(ctx context.Context, r Registration, ttl time.Duration
 // with r's Key, Server and Node is removed: if the server has re-registered
 // on another Node, a stale Deregister leaves the new entry alone.
 func (m *Memory) Deregister(ctx context.Context, r Registration) error {
-	if err := ctxErr(ctx); err != nil {
+	if err := m.lockOpen(ctx); err != nil {
 		return err
 	}
-	m.mu.Lock()
 	defer m.mu.Unlock()
-	if m.closed {
-		return ErrClosed
-	}
 	if t := m.topics[r.Key]; t != nil {
 		if rec := t.entries[r.Server]; rec != nil && rec.Node == r.Node {
 			m.remove(t, rec)
@@ -152,14 +146,10 @@ func (m *Memory) Deregister(ctx context.Context, r Registration) error {
 
 // Lookup returns the live entries of k; see Directory.Lookup.
 func (m *Memory) Lookup(ctx context.Context, k Key) ([]Entry, error) {
-	if err := ctxErr(ctx); err != nil {
+	if err := m.lockOpen(ctx); err != nil {
 		return nil, err
 	}
-	m.mu.Lock()
 	defer m.mu.Unlock()
-	if m.closed {
-		return nil, ErrClosed
-	}
 	out := []Entry{}
 	t := m.topics[k]
 	if t == nil {
@@ -190,14 +180,10 @@ func (m *Memory) Lookup(ctx context.Context, k Key) ([]Entry, error) {
 
 // List returns the live entries of every key; see Lister.List.
 func (m *Memory) List(ctx context.Context) ([]Entry, error) {
-	if err := ctxErr(ctx); err != nil {
+	if err := m.lockOpen(ctx); err != nil {
 		return nil, err
 	}
-	m.mu.Lock()
 	defer m.mu.Unlock()
-	if m.closed {
-		return nil, ErrClosed
-	}
 	now := m.now()
 	out := []Entry{}
 	for _, t := range m.topics {
@@ -254,6 +240,20 @@ func (m *Memory) Close() error {
 		}
 	}
 	m.topics = nil
+	return nil
+}
+
+// lockOpen locks m.mu for a call with ctx, or fails with ctx's error or,
+// after Close, with ErrClosed and leaves m.mu unlocked.
+func (m *Memory) lockOpen(ctx context.Context) error {
+	if err := ctxErr(ctx); err != nil {
+		return err
+	}
+	m.mu.Lock()
+	if m.closed {
+		m.mu.Unlock()
+		return ErrClosed
+	}
 	return nil
 }
 

@@ -280,13 +280,7 @@ func (r *Redis) Register(ctx context.Context, reg Registration, ttl time.Duratio
 	ctx = orBackground(ctx)
 	id := targetID(reg.Key)
 	ms := int64(math.Ceil(float64(ttl) / float64(time.Millisecond)))
-	cctx, cancel := context.WithTimeout(ctx, r.opTO)
-	res, err := registerScript.Run(cctx, r.client, targetKeys(r.prefix, id),
-		r.changes, id, keyGrace.Milliseconds(), reg.Server, encodeReg(reg.Node, reg.Methods), ms).Int64Slice()
-	cancel()
-	if err == nil && len(res) != 3 {
-		err = fmt.Errorf("malformed reply %v", res)
-	}
+	res, err := r.runInts(ctx, registerScript, id, 3, reg.Server, encodeReg(reg.Node, reg.Methods), ms)
 	if err != nil {
 		return r.failed(ctx, "register "+reg.Key.String()+" "+reg.Server, err)
 	}
@@ -297,7 +291,7 @@ func (r *Redis) Register(ctx context.Context, reg Registration, ttl time.Duratio
 	}
 	// The index lives in another slot in Cluster: a separate command, on
 	// every Register so that List's pruning of empty targets heals.
-	cctx, cancel = context.WithTimeout(ctx, r.opTO)
+	cctx, cancel := context.WithTimeout(ctx, r.opTO)
 	err = r.client.SAdd(cctx, r.index, id).Err()
 	cancel()
 	if err != nil {
@@ -319,13 +313,7 @@ func (r *Redis) Deregister(ctx context.Context, reg Registration) error {
 	}
 	ctx = orBackground(ctx)
 	id := targetID(reg.Key)
-	cctx, cancel := context.WithTimeout(ctx, r.opTO)
-	res, err := deregisterScript.Run(cctx, r.client, targetKeys(r.prefix, id),
-		r.changes, id, keyGrace.Milliseconds(), reg.Server, encodeNode(reg.Node)).Int64Slice()
-	cancel()
-	if err == nil && len(res) != 2 {
-		err = fmt.Errorf("malformed reply %v", res)
-	}
+	res, err := r.runInts(ctx, deregisterScript, id, 2, reg.Server, encodeNode(reg.Node))
 	if err != nil {
 		return r.failed(ctx, "deregister "+reg.Key.String()+" "+reg.Server, err)
 	}
@@ -497,15 +485,30 @@ func (r *Redis) Close() error {
 
 // fetch runs lookupScript for k, bounded by OpTimeout.
 func (r *Redis) fetch(ctx context.Context, k Key) (lookupResult, error) {
-	id := targetID(k)
-	cctx, cancel := context.WithTimeout(ctx, r.opTO)
-	defer cancel()
-	reply, err := lookupScript.Run(cctx, r.client, targetKeys(r.prefix, id),
-		r.changes, id, keyGrace.Milliseconds()).Slice()
+	reply, err := r.runScript(ctx, lookupScript, targetID(k)).Slice()
 	if err != nil {
 		return lookupResult{}, err
 	}
 	return parseLookup(k, reply, time.Now())
+}
+
+// runScript runs script, bounded by OpTimeout, on the keys of target id
+// with the prelude's arguments (changes channel, id, key grace) followed
+// by args.
+func (r *Redis) runScript(ctx context.Context, script *redis.Script, id string, args ...any) *redis.Cmd {
+	cctx, cancel := context.WithTimeout(ctx, r.opTO)
+	defer cancel()
+	argv := append([]any{r.changes, id, keyGrace.Milliseconds()}, args...)
+	return script.Run(cctx, r.client, targetKeys(r.prefix, id), argv...)
+}
+
+// runInts runs script like runScript and checks that it replied n integers.
+func (r *Redis) runInts(ctx context.Context, script *redis.Script, id string, n int, args ...any) ([]int64, error) {
+	res, err := r.runScript(ctx, script, id, args...).Int64Slice()
+	if err == nil && len(res) != n {
+		err = fmt.Errorf("malformed reply %v", res)
+	}
+	return res, err
 }
 
 // failed accounts for the failed Redis call op and returns the error for

@@ -88,17 +88,11 @@ func Open(ctx context.Context, raw string) (Directory, error) {
 // Errors are *URLError values wrapping ErrBadURL; they never contain a
 // password. ParseURL does not contact Redis.
 func ParseURL(raw string) (RedisOptions, error) {
-	p := urlParser{raw: raw}
-	opts, err := p.parse()
+	opts, err := parseURL(strings.TrimSpace(raw))
 	if err != nil {
 		return RedisOptions{}, &URLError{URL: redactURL(raw), Reason: err.Error()}
 	}
 	return opts, nil
-}
-
-// urlParser holds the state of one ParseURL call.
-type urlParser struct {
-	raw string
 }
 
 // reason is a plain error carrying the Reason of a URLError.
@@ -106,42 +100,31 @@ type reason string
 
 func (r reason) Error() string { return string(r) }
 
-func (p *urlParser) parse() (RedisOptions, error) {
+// urlScheme is what a URL's scheme says about the deployment.
+type urlScheme struct{ sentinel, cluster, tls bool }
+
+var urlSchemes = map[string]urlScheme{
+	"redis":           {},
+	"rediss":          {tls: true},
+	"redis+sentinel":  {sentinel: true},
+	"rediss+sentinel": {sentinel: true, tls: true},
+	"redis+cluster":   {cluster: true},
+	"rediss+cluster":  {cluster: true, tls: true},
+}
+
+// parseURL parses a trimmed directory URL.
+func parseURL(raw string) (RedisOptions, error) {
 	var opts RedisOptions
-	raw := strings.TrimSpace(p.raw)
 	if raw == "" {
 		return opts, reason("empty URL")
 	}
-	scheme, rest, hasScheme := strings.Cut(raw, "://")
+	name, rest, hasScheme := strings.Cut(raw, "://")
 	if !hasScheme {
-		// A bare address list.
-		if strings.ContainsAny(raw, "/?@") {
-			return opts, reason("no scheme (want redis://, rediss://, redis+sentinel://, redis+cluster:// or host:port,host:port)")
-		}
-		addrs, err := parseAddrs(raw, defaultRedisPort, true)
-		if err != nil {
-			return opts, err
-		}
-		opts.Addrs = addrs
-		opts.Cluster = len(addrs) > 1
-		return opts, nil
+		return parseBareAddrs(raw)
 	}
-
-	var sentinel, cluster, useTLS bool
-	switch strings.ToLower(scheme) {
-	case "redis":
-	case "rediss":
-		useTLS = true
-	case "redis+sentinel":
-		sentinel = true
-	case "rediss+sentinel":
-		sentinel, useTLS = true, true
-	case "redis+cluster":
-		cluster = true
-	case "rediss+cluster":
-		cluster, useTLS = true, true
-	default:
-		return opts, reason("unknown scheme " + strconv.Quote(scheme))
+	scheme, ok := urlSchemes[strings.ToLower(name)]
+	if !ok {
+		return opts, reason("unknown scheme " + strconv.Quote(name))
 	}
 
 	// The userinfo ends at the last '@', so that a password containing
@@ -158,34 +141,68 @@ func (p *urlParser) parse() (RedisOptions, error) {
 		return opts, reason("fragments (#) are not allowed")
 	}
 	hosts, path, _ := strings.Cut(rest, "/")
-	defPort := defaultRedisPort
-	if sentinel {
-		defPort = defaultSentinelPort
-	}
-	addrs, err := parseAddrs(hosts, defPort, sentinel || cluster)
+	addrs, err := parseAddrs(hosts, scheme.defaultPort(), scheme.sentinel || scheme.cluster)
 	if err != nil {
 		return opts, err
 	}
 	opts.Addrs = addrs
+	if err := scheme.parsePath(path, &opts); err != nil {
+		return opts, err
+	}
+	if err := parseQuery(query, &opts); err != nil {
+		return opts, err
+	}
+	if scheme.sentinel && opts.SentinelPassword == "" {
+		opts.SentinelPassword = opts.Password
+	}
+	if scheme.tls {
+		opts.TLS = scheme.tlsConfig(addrs)
+	}
+	return opts, nil
+}
 
+// parseBareAddrs parses a URL without a scheme: host[:port] or a cluster's
+// host:port,host:port.
+func parseBareAddrs(raw string) (RedisOptions, error) {
+	if strings.ContainsAny(raw, "/?@") {
+		return RedisOptions{}, reason("no scheme (want redis://, rediss://, redis+sentinel://, redis+cluster:// or host:port,host:port)")
+	}
+	addrs, err := parseAddrs(raw, defaultRedisPort, true)
+	if err != nil {
+		return RedisOptions{}, err
+	}
+	return RedisOptions{Addrs: addrs, Cluster: len(addrs) > 1}, nil
+}
+
+// defaultPort is the port of a host given without one.
+func (s urlScheme) defaultPort() string {
+	if s.sentinel {
+		return defaultSentinelPort
+	}
+	return defaultRedisPort
+}
+
+// parsePath reads the URL path: /mastername[/db] for Sentinel, nothing for
+// Cluster, [/db] otherwise.
+func (s urlScheme) parsePath(path string, opts *RedisOptions) error {
 	segs := []string{}
 	if path != "" {
 		segs = strings.Split(path, "/")
 	}
 	switch {
-	case sentinel:
+	case s.sentinel:
 		if len(segs) == 0 || segs[0] == "" {
-			return opts, reason("missing master name (redis+sentinel://hosts/mastername[/db])")
+			return reason("missing master name (redis+sentinel://hosts/mastername[/db])")
 		}
 		name, err := url.PathUnescape(segs[0])
 		if err != nil {
-			return opts, reason("bad master name escape")
+			return reason("bad master name escape")
 		}
 		opts.MasterName = name
 		segs = segs[1:]
-	case cluster:
+	case s.cluster:
 		if len(segs) > 1 || len(segs) == 1 && segs[0] != "" {
-			return opts, reason("a cluster URL has no path (Cluster has only database 0)")
+			return reason("a cluster URL has no path (Cluster has only database 0)")
 		}
 		opts.Cluster = true
 		segs = nil
@@ -195,28 +212,23 @@ func (p *urlParser) parse() (RedisOptions, error) {
 	case len(segs) == 1:
 		db, err := strconv.Atoi(segs[0])
 		if err != nil || db < 0 || db > 1<<20 {
-			return opts, reason("database " + strconv.Quote(segs[0]) + " is not a number >= 0")
+			return reason("database " + strconv.Quote(segs[0]) + " is not a number >= 0")
 		}
 		opts.DB = db
 	default:
-		return opts, reason("too many path segments")
+		return reason("too many path segments")
 	}
+	return nil
+}
 
-	if err := parseQuery(query, &opts); err != nil {
-		return opts, err
+// tlsConfig is the TLS configuration for a rediss scheme's addrs.
+func (s urlScheme) tlsConfig(addrs []string) *tls.Config {
+	host, _, _ := net.SplitHostPort(addrs[0])
+	if s.cluster || s.sentinel || len(addrs) > 1 {
+		// Several hosts: let the client set ServerName per host.
+		host = ""
 	}
-	if sentinel && opts.SentinelPassword == "" {
-		opts.SentinelPassword = opts.Password
-	}
-	if useTLS {
-		host, _, _ := net.SplitHostPort(addrs[0])
-		opts.TLS = &tls.Config{MinVersion: tls.VersionTLS12, ServerName: host}
-		if cluster || sentinel || len(addrs) > 1 {
-			// Several hosts: let the client set ServerName per host.
-			opts.TLS.ServerName = ""
-		}
-	}
-	return opts, nil
+	return &tls.Config{MinVersion: tls.VersionTLS12, ServerName: host}
 }
 
 // parseUserinfo reads "user:password", ":password" or "user".
@@ -327,7 +339,7 @@ func redactURL(raw string) string {
 	const mask = "xxxxx"
 	out := raw
 	if scheme, rest, ok := strings.Cut(out, "://"); ok {
-		// As in parse, the userinfo ends at the last '@'.
+		// As in parseURL, the userinfo ends at the last '@'.
 		if at := strings.LastIndexByte(rest, '@'); at >= 0 {
 			ui := rest[:at]
 			if user, _, hasPass := strings.Cut(ui, ":"); hasPass {
