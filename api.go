@@ -2,293 +2,81 @@ package zmqmsg
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"log/slog"
 	"slices"
 	"strconv"
 	"strings"
 	"sync/atomic"
 	"time"
 
-	"github.com/zmqmsg/zmqmsg/actors/poller"
-	"github.com/zmqmsg/zmqmsg/actors/proxy"
 	"github.com/zmqmsg/zmqmsg/directory"
 	"github.com/zmqmsg/zmqmsg/engine"
 	"github.com/zmqmsg/zmqmsg/envelope"
+	"github.com/zmqmsg/zmqmsg/internal/config"
 )
 
-// Target addresses the servers of a topic.
-type Target struct {
-	Exchange string // optional namespace; "" is the default exchange
-	Topic    string // required
-	Server   string // optional: one named server of the topic; "" = any server
-	Fanout   bool   // Cast reaches every server of the topic (Call refuses a fanout target)
-}
-
-func (t Target) engine() engine.Target {
-	return engine.Target{Exchange: t.Exchange, Topic: t.Topic, Server: t.Server}
-}
+// Target addresses the servers of a topic: Exchange (optional namespace),
+// Topic (required), Server (optional: one named server; "" = any), and
+// Fanout (Cast reaches every server of the topic; Call refuses it).
+type Target = engine.Target
 
 // AnyPort, as a port in Ports, asks the OS for a free port. The actual port
 // is what the node registers in the directory (see Transport.Node).
-const AnyPort = engine.AnyPort
+const AnyPort = config.AnyPort
 
 // Default ports of the node proxy's pipelines.
 const (
-	DefaultCallPort   = 9501
-	DefaultFanoutPort = 9502
-	DefaultNotifyPort = 9503
-	DefaultCastPort   = 9504
+	DefaultCallPort   = config.DefaultCallPort
+	DefaultFanoutPort = config.DefaultFanoutPort
+	DefaultNotifyPort = config.DefaultNotifyPort
+	DefaultCastPort   = config.DefaultCastPort
 )
 
-// Ports are the node proxy's TCP ports, one per pipeline. A zero field takes
-// its default (9501 call, 9502 fanout, 9503 notify, 9504 direct cast), or
-// AnyPort when Call is AnyPort: a node that asks for a free call port gets
-// free ports throughout. AnyPort asks the OS for a free port. Bound so far:
-// all four.
-type Ports struct {
-	Call, Fanout, Notify, Cast int
-}
+// CloseFlush bounds how long Transport.Close (and a proxy daemon's Close)
+// waits for messages libzmq has taken but not yet sent.
+const CloseFlush = config.CloseFlush
+
+// Config configures a Transport; the zero value is usable (every field has
+// a default). Its fields are documented in internal/config, where the one
+// definition that New and the proxy daemon share lives.
+type Config = config.Config
+
+// Ports are the node proxy's TCP ports, one per pipeline.
+type Ports = config.Ports
 
 // Keepalive configures dead-peer detection on every TCP socket.
-type Keepalive struct {
-	// TCP keepalive: first probe after Idle without traffic, then every
-	// Interval, giving up after Count probes. libzmq takes whole seconds
-	// (rounded up). Default 30s, 5s, 3.
-	Idle, Interval time.Duration
-	Count          int
-	// ZMTP heartbeats: a PING every HeartbeatInterval; a peer that sends
-	// nothing within HeartbeatTimeout is disconnected. Default 2s and 6s.
-	HeartbeatInterval, HeartbeatTimeout time.Duration
-	// Disabled turns both off.
-	Disabled bool
-}
+type Keepalive = config.Keepalive
 
-// Config configures a Transport. The zero value is usable: every field has
-// a default.
-type Config struct {
-	// Host is the address other nodes reach this node at, and the address
-	// its ports bind to. Default "127.0.0.1".
-	Host string
-	// Directory knows which nodes serve which topic. nil means the
-	// process-wide in-memory directory (directory.Shared), which is enough
-	// for every Transport of one process.
-	Directory directory.Directory
-	// Ports are the node proxy's ports; see Ports.
-	Ports Ports
-	// CallTimeout bounds a call whose ctx has no deadline. Default 60s.
-	CallTimeout time.Duration
-	// WaitForServers is how long a call waits for a server of its target to
-	// appear in the directory before failing with ErrNoServers (never past
-	// the call's deadline). Default 2s.
-	WaitForServers time.Duration
-	// ConnectTimeout bounds one attempt to connect to another node: a node
-	// that cannot be connected to (refused, unreachable, no answer within
-	// ConnectTimeout) is marked down, and the requests waiting for it,
-	// which it never had, go to another server of their topic (a request
-	// for a named server fails with an *UnavailableError). Default 2s.
-	ConnectTimeout time.Duration
-	// Logger receives the Transport's logs. nil discards them.
-	Logger *slog.Logger
-	// Keepalive configures TCP keepalive and ZMTP heartbeats.
-	Keepalive Keepalive
-	// MaxMessageSize bounds a message's payload in bytes. Larger messages
-	// are refused before sending (ErrTooLarge), and a peer that sends a
-	// larger frame is disconnected. Default 16 MiB.
-	MaxMessageSize int
-	// ServerConcurrency is how many requests one Server runs at once.
-	// Default 64.
-	ServerConcurrency int
-	// ServerQueue is how many accepted requests may wait for a worker;
-	// beyond it requests are refused with ErrOverloaded. Default 1024.
-	ServerQueue int
-	// RegistrationTTL is how long a server's directory registration lives
-	// unless refreshed (the Transport refreshes it every TTL/3). Default 30s.
-	RegistrationTTL time.Duration
-	// Codec encodes arguments and replies that are not []byte. Default JSON.
-	Codec Codec
-	// Acks configures CAST acknowledgements; see AckPolicy.
-	Acks AckPolicy
-	// CastWindow bounds the unacknowledged casts in flight to one node;
-	// Cast waits (bounded by its ctx) while the window is full. Default 1024.
-	CastWindow int
-	// WaitStrategy selects how socket loops sleep; the default is the Go
-	// netpoller on Linux, zmq_poll elsewhere. See package actors/poller.
-	WaitStrategy poller.Strategy
-	// ProxyDir, if not empty, joins the node proxy daemon (cmd/zmqmsg-proxy,
-	// or StartProxy) whose IPC sockets are in this directory, instead of
-	// running an embedded node proxy: the Transport binds no port, its
-	// servers are reached through the daemon's ports, and they register the
-	// daemon's node in the directory. Host and Ports are then ignored. New
-	// fails if the daemon does not answer within 5 s.
-	ProxyDir string
-	// Security, if set, turns on CURVE on every TCP socket; see Security.
-	// A Transport joining a proxy daemon (ProxyDir) must match it: both
-	// secured, or neither.
-	Security *Security
+// AckPolicy configures CAST acknowledgements.
+type AckPolicy = config.AckPolicy
 
-	hooks     proxy.Hooks   // set by this package's tests
-	idleSweep time.Duration // set by this package's tests; engine.DefaultIdleSweep if zero
-}
+// WaitStrategy selects how the socket loops sleep.
+type WaitStrategy = config.WaitStrategy
 
-// AckPolicy configures CAST acknowledgements. A cast waits Timeout for its
-// ACK, resends the same message (same id, same server) and waits Multiplier
-// times longer, up to Retries resends, then fails with ErrNotAcked; the
-// server runs a resent message's handler once. The ACK comes after the
-// handler has run; a resend of a message whose handler is still running is
-// answered IN_PROGRESS, which is not counted as a retry. The defaults suit
-// a LAN: 250 ms, ×2, 3 retries (a cast gives up after 3.75 s without any
-// answer).
-type AckPolicy struct {
-	// Disabled: Cast returns as soon as the message is handed to the node's
-	// socket; nothing tells the sender whether it arrived, or whether its
-	// handler failed (a method the server does not have is counted there:
-	// Stats.DirectRefused).
-	Disabled bool
-	// Timeout is the first wait for an ACK. Default 250ms.
-	Timeout time.Duration
-	// Multiplier grows the wait for each retry. Default 2.
-	Multiplier float64
-	// Retries is how many times a message is resent. Default 3; -1 for
-	// none (zero means the default).
-	Retries int
-}
-
-func (c Config) withDefaults() Config {
-	if c.Host == "" {
-		c.Host = "127.0.0.1"
-	}
-	if c.Directory == nil {
-		c.Directory = directory.Shared()
-	}
-	def := func(p *int, v int) {
-		if *p == 0 {
-			*p = v
-		}
-	}
-	if c.Ports.Call == AnyPort {
-		def(&c.Ports.Fanout, AnyPort)
-		def(&c.Ports.Notify, AnyPort)
-		def(&c.Ports.Cast, AnyPort)
-	}
-	def(&c.Ports.Call, DefaultCallPort)
-	def(&c.Ports.Fanout, DefaultFanoutPort)
-	def(&c.Ports.Notify, DefaultNotifyPort)
-	def(&c.Ports.Cast, DefaultCastPort)
-	def(&c.MaxMessageSize, 16<<20)
-	def(&c.ServerConcurrency, 64)
-	def(&c.ServerQueue, 1024)
-	def(&c.CastWindow, 1024)
-	if !c.Acks.Disabled {
-		if c.Acks.Timeout == 0 {
-			c.Acks.Timeout = 250 * time.Millisecond
-		}
-		if c.Acks.Multiplier == 0 {
-			c.Acks.Multiplier = 2
-		}
-		if c.Acks.Retries == 0 {
-			c.Acks.Retries = 3
-		}
-	}
-	defd := func(p *time.Duration, v time.Duration) {
-		if *p == 0 {
-			*p = v
-		}
-	}
-	defd(&c.CallTimeout, 60*time.Second)
-	defd(&c.WaitForServers, 2*time.Second)
-	defd(&c.ConnectTimeout, 2*time.Second)
-	defd(&c.RegistrationTTL, 30*time.Second)
-	if !c.Keepalive.Disabled {
-		defd(&c.Keepalive.Idle, 30*time.Second)
-		defd(&c.Keepalive.Interval, 5*time.Second)
-		def(&c.Keepalive.Count, 3)
-		defd(&c.Keepalive.HeartbeatInterval, 2*time.Second)
-		defd(&c.Keepalive.HeartbeatTimeout, 6*time.Second)
-	}
-	if c.Logger == nil {
-		c.Logger = slog.New(slog.DiscardHandler)
-	}
-	if c.Codec == nil {
-		c.Codec = JSON{}
-	}
-	return c
-}
-
-func (c Config) validate() error {
-	for name, p := range map[string]int{"call": c.Ports.Call, "fanout": c.Ports.Fanout, "notify": c.Ports.Notify, "cast": c.Ports.Cast} {
-		if p != AnyPort && (p < 1 || p > 65535) {
-			return fmt.Errorf("%w: %s port %d not in 1..65535 (or AnyPort)", ErrInvalidConfig, name, p)
-		}
-	}
-	switch {
-	case c.MaxMessageSize < 0:
-		return fmt.Errorf("%w: negative MaxMessageSize", ErrInvalidConfig)
-	case c.ServerConcurrency < 0 || c.ServerQueue < 0:
-		return fmt.Errorf("%w: negative server concurrency or queue", ErrInvalidConfig)
-	case c.CallTimeout < 0 || c.WaitForServers < 0 || c.RegistrationTTL < 0 || c.ConnectTimeout < 0:
-		return fmt.Errorf("%w: negative duration", ErrInvalidConfig)
-	case c.CastWindow < 0:
-		return fmt.Errorf("%w: negative CastWindow", ErrInvalidConfig)
-	case !c.Acks.Disabled && (c.Acks.Timeout < 0 || c.Acks.Multiplier < 1 || c.Acks.Retries < -1):
-		return fmt.Errorf("%w: Acks needs Timeout ≥ 0, Multiplier ≥ 1 and Retries ≥ -1", ErrInvalidConfig)
-	}
-	return nil
-}
+// The wait strategies (docs/design.md §3).
+const (
+	WaitDefault = config.WaitDefault // WaitNetpoll on Linux, else WaitZMQPoll
+	WaitNetpoll = config.WaitNetpoll // each socket's ZMQ_FD in Go's netpoller
+	WaitZMQPoll = config.WaitZMQPoll // zmq_poll, woken by an inproc PAIR
+)
 
 // Transport is one node: it owns a ZeroMQ context, the node proxy on the
 // node's ports, the sockets to other nodes, and the servers it serves. It is
 // safe for concurrent use.
 type Transport struct {
 	e     *engine.Engine
-	cfg   Config
-	codec Codec
+	codec Codec // the engine's, with its default
 	seq   atomic.Uint64
 }
 
 // New starts a Transport: it binds the node's ports (a taken port is an
 // error) and returns when the node is reachable.
 func New(cfg Config) (*Transport, error) {
-	cfg = cfg.withDefaults()
-	if err := cfg.validate(); err != nil {
-		return nil, err
-	}
-	if err := checkLibzmq(); err != nil {
-		return nil, err
-	}
-	sec, err := cfg.Security.engine()
+	e, err := engine.New(cfg)
 	if err != nil {
 		return nil, err
 	}
-	e, err := engine.New(engine.Config{
-		Host:              cfg.Host,
-		CallPort:          cfg.Ports.Call,
-		CastPort:          cfg.Ports.Cast,
-		FanoutPort:        cfg.Ports.Fanout,
-		NotifyPort:        cfg.Ports.Notify,
-		Directory:         cfg.Directory,
-		Logger:            cfg.Logger,
-		Strategy:          cfg.WaitStrategy,
-		Socket:            socketOptions(cfg),
-		CallTimeout:       cfg.CallTimeout,
-		MaxMessageSize:    cfg.MaxMessageSize,
-		ServerConcurrency: cfg.ServerConcurrency,
-		ServerQueue:       cfg.ServerQueue,
-		WaitForServers:    cfg.WaitForServers,
-		RegistrationTTL:   cfg.RegistrationTTL,
-		TermTimeout:       5 * time.Second,
-		Acks:              engine.AckPolicy{Disabled: cfg.Acks.Disabled, Timeout: cfg.Acks.Timeout, Multiplier: cfg.Acks.Multiplier, Retries: max(cfg.Acks.Retries, 0)},
-		CastWindow:        cfg.CastWindow,
-		Hooks:             cfg.hooks,
-		Join:              cfg.ProxyDir,
-		Security:          sec,
-		IdleSweep:         cfg.idleSweep,
-	})
-	if err != nil {
-		return nil, err
-	}
-	return &Transport{e: e, cfg: cfg, codec: cfg.Codec}, nil
+	return &Transport{e: e, codec: e.Config().Codec}, nil
 }
 
 // Close shuts the Transport down: calls in flight fail with ErrClosed at
@@ -318,10 +106,8 @@ type Stats = engine.Stats
 func (t *Transport) Stats() Stats { return t.e.Stats() }
 
 // NodeStats are the counters of a node's proxy, as its call port answers a
-// STATS request: Role "node" (the node's own proxy) or "daemon" (a node
-// proxy daemon), and every drop it counted by name ("direct_dropped",
-// "fanout_dropped", "no_servers", ...; docs/design.md §5).
-type NodeStats = proxy.StatsAnswer
+// STATS request (docs/design.md §5.12).
+type NodeStats = engine.NodeStats
 
 // NodeStats asks node for its proxy's counters over the wire, so that a
 // tool can account for what was dropped on the way (a daemon's counters
@@ -331,32 +117,34 @@ func (t *Transport) NodeStats(ctx context.Context, node directory.Node) (NodeSta
 	return t.e.NodeStats(ctx, node)
 }
 
-// Args are a call's arguments as a handler receives them.
+// Args are a request's arguments as a handler receives them: the request
+// itself, as the node proxy decoded it from the wire.
 type Args struct {
-	payload []byte
-	raw     bool
-	codec   Codec
+	req   *engine.Request
+	codec Codec
 }
 
 // Decode decodes the arguments into v (a pointer). Arguments sent as []byte
 // can only be decoded into a *[]byte.
 func (a Args) Decode(v any) error {
-	if a.raw {
+	m := &a.req.Msg
+	if m.Flags&envelope.FlagRaw != 0 {
 		p, ok := v.(*[]byte)
 		if !ok {
 			return &BadArgumentsError{Reason: fmt.Sprintf("raw []byte arguments cannot be decoded into %T", v)}
 		}
-		*p = a.payload
+		*p = m.Payload
 		return nil
 	}
-	if err := a.codec.Unmarshal(a.payload, v); err != nil {
+	if err := a.codec.Unmarshal(m.Payload, v); err != nil {
 		return &BadArgumentsError{Reason: err.Error()}
 	}
 	return nil
 }
 
-// Raw returns the encoded arguments; they are valid while the handler runs.
-func (a Args) Raw() []byte { return a.payload }
+// Raw returns the encoded arguments. They belong to the request alone and
+// stay valid after the handler returns.
+func (a Args) Raw() []byte { return a.req.Msg.Payload }
 
 // BadArgumentsError is a handler's error for arguments that do not decode.
 // The caller sees it as a RemoteError of type "BadArguments".
@@ -436,12 +224,12 @@ func (t *Transport) Serve(target Target, endpoints Endpoints, opts ...ServeOptio
 	offered := offeredList(methods)
 	codec := t.codec
 	dispatch := func(ctx context.Context, req *engine.Request) (engine.Reply, error) {
-		h, ok := eps[req.Method]
+		h, ok := eps[req.Msg.Method]
 		if !ok {
-			return engine.Reply{}, fmt.Errorf("%w: %q (offered: %s)", ErrNoSuchMethod, req.Method, offered)
+			return engine.Reply{}, fmt.Errorf("%w: %q (offered: %s)", ErrNoSuchMethod, req.Msg.Method, offered)
 		}
-		res, err := h(ctx, Args{payload: req.Payload, raw: req.Flags&envelope.FlagRaw != 0, codec: codec})
-		if err != nil || req.OneWay {
+		res, err := h(ctx, Args{req: req, codec: codec})
+		if err != nil || req.Msg.Kind != envelope.KindCall {
 			return engine.Reply{}, err // a one-way message's result goes nowhere: not encoded
 		}
 		flags, payload, err := encode(codec, res)
@@ -547,9 +335,6 @@ func (t *Transport) Client(target Target, opts ...ClientOption) *Client {
 // it was sent fails with a *NodeDownError (ErrNodeDown): it may have run.
 // A ctx that has already ended sends nothing.
 func (c *Client) Call(ctx context.Context, method string, args, reply any) error {
-	if c.target.Fanout {
-		return fmt.Errorf("%w: Call on a fanout target", ErrInvalidTarget)
-	}
 	if err := ctx.Err(); err != nil {
 		return err
 	}
@@ -557,7 +342,7 @@ func (c *Client) Call(ctx context.Context, method string, args, reply any) error
 	if err != nil {
 		return fmt.Errorf("zmqmsg: encode arguments: %w", err)
 	}
-	m, err := c.t.e.Call(ctx, c.target.engine(), method, flags, payload)
+	m, err := c.t.e.Call(ctx, c.target, method, flags, payload)
 	if err != nil {
 		return err
 	}
@@ -604,9 +389,6 @@ func (c *Client) Call(ctx context.Context, method string, args, reply any) error
 // after that. No server confirms a fanout: one for a method a server lacks
 // is counted on its node (Stats.FanoutsRefused). See §8.
 func (c *Client) Cast(ctx context.Context, method string, args any) error {
-	if c.target.Fanout && c.target.Server != "" {
-		return fmt.Errorf("%w: a fanout target names no server", ErrInvalidTarget)
-	}
 	if err := ctx.Err(); err != nil {
 		return err
 	}
@@ -616,11 +398,11 @@ func (c *Client) Cast(ctx context.Context, method string, args any) error {
 	}
 	switch {
 	case c.target.Fanout:
-		return c.t.e.Fanout(ctx, c.target.engine(), method, flags, payload)
+		return c.t.e.Fanout(ctx, c.target, method, flags, payload)
 	case c.direct:
-		return c.t.e.DirectCast(ctx, c.target.engine(), method, flags, payload)
+		return c.t.e.DirectCast(ctx, c.target, method, flags, payload)
 	}
-	return c.t.e.Cast(ctx, c.target.engine(), method, flags, payload)
+	return c.t.e.Cast(ctx, c.target, method, flags, payload)
 }
 
 // encode encodes v with codec, or passes a []byte through as raw.
@@ -674,9 +456,9 @@ var (
 	ErrNotAcked = engine.ErrNotAcked
 	// ErrNoProxy: Config.ProxyDir names a directory where no node proxy
 	// daemon answers.
-	ErrNoProxy = proxy.ErrNoDaemon
+	ErrNoProxy = engine.ErrNoProxy
 	// ErrInvalidConfig: a Config field is out of range.
-	ErrInvalidConfig = errors.New("zmqmsg: invalid config")
+	ErrInvalidConfig = config.ErrInvalidConfig
 )
 
 // RemoteError is a handler's error as seen by the caller: its Type and

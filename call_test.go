@@ -15,7 +15,6 @@ import (
 
 	zmq "github.com/pebbe/zmq4"
 
-	"github.com/zmqmsg/zmqmsg/actors/poller"
 	"github.com/zmqmsg/zmqmsg/directory"
 	"github.com/zmqmsg/zmqmsg/envelope"
 )
@@ -83,15 +82,15 @@ func whoAmI(name string, hits *sync.Map) Endpoints {
 	})}
 }
 
-func forStrategies(t *testing.T, f func(t *testing.T, s poller.Strategy)) {
-	for _, s := range []poller.Strategy{poller.StrategyNetpoll, poller.StrategyZMQPoller} {
+func forStrategies(t *testing.T, f func(t *testing.T, s WaitStrategy)) {
+	for _, s := range []WaitStrategy{WaitNetpoll, WaitZMQPoll} {
 		t.Run(s.String(), func(t *testing.T) { f(t, s) })
 	}
 }
 
 // Row 1: round robin over 3 servers; replies in order; none lost or duplicated.
 func TestCallRoundRobin(t *testing.T) {
-	forStrategies(t, func(t *testing.T, s poller.Strategy) {
+	forStrategies(t, func(t *testing.T, s WaitStrategy) {
 		dir := newDir(t)
 		strategy := func(c *Config) { c.WaitStrategy = s }
 		server := newNode(t, dir, strategy)

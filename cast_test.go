@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/zmqmsg/zmqmsg/internal/config"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -120,7 +121,7 @@ func TestCastAckLoss(t *testing.T) {
 		attempts []time.Time
 	)
 	dropAcks := func(c *Config) {
-		c.hooks.DropAck = func(envelope.ID) bool {
+		config.EditTestHooks(c).DropAck = func(envelope.ID) bool {
 			mu.Lock()
 			defer mu.Unlock()
 			attempts = append(attempts, time.Now())
@@ -230,7 +231,7 @@ func TestCastAcksDisabled(t *testing.T) {
 // waits, bounded by its ctx.
 func TestCastWindowBounds(t *testing.T) {
 	dir := newDir(t)
-	serverNode := newNode(t, dir, func(c *Config) { c.hooks.DropAck = func(envelope.ID) bool { return true } })
+	serverNode := newNode(t, dir, func(c *Config) { config.EditTestHooks(c).DropAck = func(envelope.ID) bool { return true } })
 	serve(t, serverNode, Target{Topic: "window"}, counting("s", new(sync.Map), nil))
 	clientNode := newNode(t, dir, func(c *Config) {
 		c.CastWindow = 1

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/zmqmsg/zmqmsg/internal/config"
 	"net"
 	"strconv"
 	"strings"
@@ -104,7 +105,7 @@ func TestCastFailureSurvivesLostAck(t *testing.T) {
 	var drops atomic.Int64
 	drops.Store(2)
 	serverNode := newNode(t, dir, func(c *Config) {
-		c.hooks.DropAck = func(envelope.ID) bool { return drops.Add(-1) >= 0 }
+		config.EditTestHooks(c).DropAck = func(envelope.ID) bool { return drops.Add(-1) >= 0 }
 	})
 	var runs atomic.Int64
 	serve(t, serverNode, Target{Topic: "lossy"}, failing(&runs))

@@ -1,19 +1,10 @@
 package zmqmsg
 
-import "encoding/json"
+import "github.com/zmqmsg/zmqmsg/internal/config"
 
 // Codec encodes arguments and replies. A Transport's codec must be the same
 // on both ends of a call. Values of type []byte bypass the codec.
-type Codec interface {
-	Marshal(v any) ([]byte, error)
-	Unmarshal(data []byte, v any) error
-}
+type Codec = config.Codec
 
 // JSON is the default Codec, encoding/json.
-type JSON struct{}
-
-// Marshal encodes v as JSON.
-func (JSON) Marshal(v any) ([]byte, error) { return json.Marshal(v) }
-
-// Unmarshal decodes JSON data into v.
-func (JSON) Unmarshal(data []byte, v any) error { return json.Unmarshal(data, v) }
+type JSON = config.JSON

@@ -3,6 +3,7 @@ package zmqmsg
 import (
 	"context"
 	"errors"
+	"github.com/zmqmsg/zmqmsg/internal/config"
 	"net"
 	"strconv"
 	"sync"
@@ -163,7 +164,7 @@ func TestNodeDownResendsTopicCasts(t *testing.T) {
 func TestUnackedTopicCastsGoToAnotherNode(t *testing.T) {
 	dir := newDir(t)
 	var deaf, heard atomic.Int64
-	mute := newNode(t, dir, func(c *Config) { c.hooks.DropAck = func(envelope.ID) bool { return true } })
+	mute := newNode(t, dir, func(c *Config) { config.EditTestHooks(c).DropAck = func(envelope.ID) bool { return true } })
 	serve(t, mute, Target{Topic: "jobs", Server: "mute"}, Endpoints{
 		"run": func(context.Context, Args) (any, error) { deaf.Add(1); return nil, nil },
 	})
@@ -200,7 +201,7 @@ func TestIdleSocketsToDepartedNodesAreClosed(t *testing.T) {
 	}
 	defer leaving.Close()
 	serve(t, leaving, Target{Topic: "svc", Server: "leaving"}, whoAmI("leaving", &hits))
-	client := newNode(t, dir, func(c *Config) { c.idleSweep = 20 * time.Millisecond })
+	client := newNode(t, dir, func(c *Config) { config.EditTestHooks(c).IdleSweep = 20 * time.Millisecond })
 	ctx := testCtx(t, 20*time.Second)
 	for _, name := range []string{"stay", "leaving"} {
 		if err := client.Client(Target{Topic: "svc", Server: name}).Call(ctx, "who", 1, nil); err != nil {

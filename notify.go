@@ -4,12 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"strconv"
 	"sync"
 	"time"
 
 	"github.com/zmqmsg/zmqmsg/engine"
-	"github.com/zmqmsg/zmqmsg/envelope"
 )
 
 // Priority is a notification's priority, as in oslo.messaging.
@@ -162,20 +162,16 @@ type Notification struct {
 	Timestamp   time.Time
 	Topic       string
 
-	payload []byte
-	raw     bool
-	codec   Codec
+	args Args // the request that carried it
 }
 
 // Decode decodes the payload into v (a pointer). A payload sent as []byte
 // can only be decoded into a *[]byte.
-func (n Notification) Decode(v any) error {
-	return Args{payload: n.payload, raw: n.raw, codec: n.codec}.Decode(v)
-}
+func (n Notification) Decode(v any) error { return n.args.Decode(v) }
 
-// Payload returns the encoded payload; it is valid while the handler runs
-// (copy it to keep it).
-func (n Notification) Payload() []byte { return n.payload }
+// Payload returns the encoded payload. It belongs to the notification
+// alone and stays valid after the handler returns.
+func (n Notification) Payload() []byte { return n.args.Raw() }
 
 // ListenOption configures a Listener.
 type ListenOption func(*listenOptions)
@@ -241,7 +237,10 @@ func (t *Transport) Listen(topics []string, pool string, h func(ctx context.Cont
 	}
 	l := &Listener{}
 	if o.batch != nil {
-		l.batcher = newBatcher(o.batchSize, o.flush, o.batch, t.cfg.Logger)
+		var err error
+		if l.batcher, err = newBatcher(t.e, o.batchSize, o.flush, o.batch); err != nil {
+			return nil, err
+		}
 	}
 	codec := t.codec
 	dispatch := func(ctx context.Context, req *engine.Request) (engine.Reply, error) {
@@ -251,9 +250,7 @@ func (t *Transport) Listen(topics []string, pool string, h func(ctx context.Cont
 			return engine.Reply{}, nil
 		}
 		if l.batcher != nil {
-			// The payload belongs to the request: copy it for the batch.
-			n.payload = append([]byte(nil), n.payload...)
-			return engine.Reply{}, l.batcher.add(ctx, n)
+			return engine.Reply{}, l.batcher.add(ctx, n) // n owns its payload
 		}
 		return engine.Reply{}, h(ctx, n)
 	}
@@ -273,17 +270,16 @@ func (t *Transport) Listen(topics []string, pool string, h func(ctx context.Cont
 
 // notification decodes a request of the notify pipeline.
 func notification(req *engine.Request, codec Codec) Notification {
+	meta := req.Msg.Meta
 	n := Notification{
-		Priority:    Priority(req.Meta[metaPriority]),
-		PublisherID: req.Meta[metaPublisher],
-		EventType:   req.Meta[metaEventType],
-		MessageID:   req.Meta[engine.MetaNotificationID],
-		Topic:       req.Topic,
-		payload:     req.Payload,
-		raw:         req.Flags&envelope.FlagRaw != 0,
-		codec:       codec,
+		Priority:    Priority(meta[metaPriority]),
+		PublisherID: meta[metaPublisher],
+		EventType:   meta[metaEventType],
+		MessageID:   meta[engine.MetaNotificationID],
+		Topic:       req.Msg.Topic,
+		args:        Args{req: req, codec: codec},
 	}
-	if ns, err := strconv.ParseInt(req.Meta[metaTimestamp], 10, 64); err == nil {
+	if ns, err := strconv.ParseInt(meta[metaTimestamp], 10, 64); err == nil {
 		n.Timestamp = time.Unix(0, ns)
 	}
 	return n
@@ -317,56 +313,60 @@ type batcher struct {
 	done chan struct{}
 }
 
-func newBatcher(size int, flush time.Duration, h func(context.Context, []Notification) error, log interface {
-	Warn(string, ...any)
-}) *batcher {
+func newBatcher(e *engine.Engine, size int, flush time.Duration, h func(context.Context, []Notification) error) (*batcher, error) {
 	b := &batcher{in: make(chan Notification, size), quit: make(chan struct{}), done: make(chan struct{})}
-	go func() {
-		defer close(b.done)
-		var batch []Notification
-		timer := time.NewTimer(flush)
-		timer.Stop()
-		deliver := func() {
-			if len(batch) == 0 {
-				return
-			}
+	log, closing := e.Config().Logger, e.Closing()
+	if !e.Go(func() { b.run(size, flush, h, log, closing) }) {
+		return nil, ErrClosed
+	}
+	return b, nil
+}
+
+// run collects batches until Stop, or the Transport's Close, and hands
+// each to h when it is full or flush has passed since its first.
+func (b *batcher) run(size int, flush time.Duration, h func(context.Context, []Notification) error, log *slog.Logger, closing <-chan struct{}) {
+	defer close(b.done)
+	var batch []Notification
+	timer := time.NewTimer(flush)
+	timer.Stop()
+	deliver := func() {
+		if len(batch) > 0 {
 			if err := h(context.Background(), batch); err != nil {
 				log.Warn("batch listener failed", "size", len(batch), "err", err)
 			}
 			batch = nil
-			timer.Stop()
 		}
-		for {
-			select {
-			case n := <-b.in:
-				if len(batch) == 0 {
-					timer.Reset(flush)
-				}
-				batch = append(batch, n)
-				if len(batch) == size {
-					deliver()
-				}
-			case <-timer.C:
-				deliver()
-			case <-b.quit:
-				for {
-					select {
-					case n := <-b.in:
-						batch = append(batch, n)
-						if len(batch) == size {
-							deliver()
-						}
-						continue
-					default:
-					}
-					break
-				}
-				deliver()
-				return
-			}
+		timer.Stop()
+	}
+	add := func(n Notification) {
+		if len(batch) == 0 {
+			timer.Reset(flush)
 		}
-	}()
-	return b
+		if batch = append(batch, n); len(batch) == size {
+			deliver()
+		}
+	}
+	for {
+		select {
+		case n := <-b.in:
+			add(n)
+		case <-timer.C:
+			deliver()
+		case <-b.quit:
+		case <-closing:
+		}
+		select {
+		case <-b.quit:
+		case <-closing:
+		default:
+			continue
+		}
+		for len(b.in) > 0 {
+			add(<-b.in)
+		}
+		deliver()
+		return
+	}
 }
 
 // add hands n to the batcher, waiting (bounded by ctx) while it is busy.

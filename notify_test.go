@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/zmqmsg/zmqmsg/internal/config"
 	"slices"
 	"sync"
 	"testing"
@@ -30,7 +31,6 @@ func newInbox() *inbox {
 
 func (b *inbox) handler(name string) func(context.Context, Notification) error {
 	return func(ctx context.Context, n Notification) error {
-		n.payload = append([]byte(nil), n.payload...)
 		b.mu.Lock()
 		b.got[name] = append(b.got[name], n)
 		b.mu.Unlock()
@@ -252,7 +252,7 @@ func TestNotifyBatches(t *testing.T) {
 func TestNotifyMemberDoesNotAnswer(t *testing.T) {
 	dir := newDir(t)
 	box := newInbox()
-	mute := newNode(t, dir, func(c *Config) { c.hooks.DropAck = func(envelope.ID) bool { return true } })
+	mute := newNode(t, dir, func(c *Config) { config.EditTestHooks(c).DropAck = func(envelope.ID) bool { return true } })
 	alive := newNode(t, dir)
 	listen(t, mute, []string{"jobs"}, "pool", box.handler("mute"))
 	listen(t, alive, []string{"jobs"}, "pool", box.handler("alive"))

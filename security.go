@@ -3,51 +3,23 @@ package zmqmsg
 import (
 	"errors"
 	"fmt"
-	"log/slog"
 	"os"
 	"strings"
 
 	zmq "github.com/pebbe/zmq4"
 
-	"github.com/zmqmsg/zmqmsg/actors/zap"
 	"github.com/zmqmsg/zmqmsg/engine"
+	"github.com/zmqmsg/zmqmsg/internal/config"
 )
 
-// Security turns on CURVE (ZeroMQ's elliptic-curve encryption and
-// authentication, RFC 26) on every TCP socket of a Transport or of a node
-// proxy daemon.
-//
-// With Security set:
-//   - the node's ports are CURVE servers with this key pair, and the node
-//     publishes PublicKey in the directory (directory.Node.CurveKey), where
-//     clients find it;
-//   - a ZAP handler in the Transport's own zmq context accepts exactly the
-//     clients whose public key is in AllowedClients (or is this node's own
-//     PublicKey); a peer without CURVE, or with another key, is refused
-//     during the handshake, counted (Stats.HandshakeFailures,
-//     Stats.AuthDenied) and logged with its address, never a key;
-//   - every socket to another node is a CURVE client of the key that node
-//     published; a node that publishes no key is refused (ErrInsecureNode):
-//     a secured Transport never sends in plaintext.
-//
-// A Transport without Security refuses to send to a node that publishes a
-// key (ErrSecurityRequired). The IPC sockets between a proxy daemon and its
-// service processes stay plaintext: they are local, in a 0700 directory.
-//
-// Keys are Z85 text, 40 characters (NewKeyPair). Neither String nor any log
-// line or error of zmqmsg shows SecretKey.
-type Security struct {
-	// PublicKey and SecretKey are this node's long-term key pair.
-	PublicKey, SecretKey string
-	// AllowedClients are the public keys of the nodes allowed to connect.
-	// This node's own PublicKey is always allowed, so that nodes sharing
-	// one cluster key pair need no list.
-	AllowedClients []string
-}
+// Security turns on CURVE (encryption and authentication, RFC 26) on
+// every TCP socket of a Transport or of a node proxy daemon; it is
+// documented in internal/config, where it is defined.
+type Security = config.Security
 
 // ErrBadKey: a Security key is not a valid CURVE key, or the public key
 // does not belong to the secret key. The error never repeats a key.
-var ErrBadKey = errors.New("zmqmsg: bad CURVE key")
+var ErrBadKey = config.ErrBadKey
 
 // Errors of a secured (or unsecured) Transport meeting the other kind of
 // node, and of a refused key; see Security.
@@ -77,47 +49,17 @@ func NewKeyPair() (publicKey, secretKey string, err error) {
 	return pub, sec, nil
 }
 
-// String shows the public key and how many clients are allowed, never the
-// secret key.
-func (s Security) String() string {
-	return fmt.Sprintf("Security{PublicKey: %s, SecretKey: [redacted], AllowedClients: %d}", s.PublicKey, len(s.AllowedClients))
-}
-
-// GoString keeps the secret key out of %#v.
-func (s Security) GoString() string { return s.String() }
-
-// LogValue keeps the secret key out of structured logs.
-func (s Security) LogValue() slog.Value {
-	return slog.GroupValue(slog.String("public_key", s.PublicKey), slog.Int("allowed_clients", len(s.AllowedClients)))
-}
-
 // SetAllowedClients replaces the public keys allowed to connect to this
 // node (the node's own key stays allowed): handshakes from now on are
 // decided by the new list, connections already made stay. For a node
 // without Security it returns ErrInvalidConfig; a bad key, ErrBadKey (and
 // nothing changes).
-func (t *Transport) SetAllowedClients(keys []string) error {
-	return setAllowed(t.cfg.Security, keys, t.e.SetAllowed)
-}
+func (t *Transport) SetAllowedClients(keys []string) error { return t.e.SetAllowedClients(keys) }
 
 // SetAllowedClients replaces the public keys allowed to connect to the
 // daemon's ports, like Transport.SetAllowedClients. zmqmsg-proxy calls it on
 // SIGHUP with its --curve-allow file read again.
-func (p *Proxy) SetAllowedClients(keys []string) error {
-	return setAllowed(p.sec, keys, p.d.SetAllowed)
-}
-
-func setAllowed(s *Security, keys []string, set func([]zap.Key) error) error {
-	if s == nil {
-		return fmt.Errorf("%w: no Security configured", ErrInvalidConfig)
-	}
-	next := &Security{PublicKey: s.PublicKey, SecretKey: s.SecretKey, AllowedClients: keys}
-	es, err := next.engine()
-	if err != nil {
-		return err
-	}
-	return set(es.Allowed)
-}
+func (p *Proxy) SetAllowedClients(keys []string) error { return p.d.SetAllowedClients(keys) }
 
 // ReadAllowedClients reads an allow file (one public key per line, blank
 // lines and # comments ignored; not writable by group or others), as
@@ -133,44 +75,8 @@ func ReadAllowedClients(path string) ([]string, error) {
 	return readKeys(path)
 }
 
-// engine checks the keys and turns s into the engine's form. nil stays nil.
-func (s *Security) engine() (*engine.Security, error) {
-	if s == nil {
-		return nil, nil
-	}
-	pub, err := engine.DecodeKey(s.PublicKey)
-	if err != nil {
-		return nil, fmt.Errorf("%w: PublicKey: %s", ErrBadKey, err.Error())
-	}
-	derived, err := PublicKeyOf(s.SecretKey)
-	if err != nil {
-		return nil, err
-	}
-	if derived != s.PublicKey {
-		return nil, fmt.Errorf("%w: PublicKey does not belong to SecretKey", ErrBadKey)
-	}
-	allowed := []zap.Key{pub}
-	for i, k := range s.AllowedClients {
-		key, err := engine.DecodeKey(k)
-		if err != nil {
-			return nil, fmt.Errorf("%w: AllowedClients[%d]: %s", ErrBadKey, i, err.Error())
-		}
-		allowed = append(allowed, key)
-	}
-	return &engine.Security{PublicKey: s.PublicKey, SecretKey: s.SecretKey, Allowed: allowed}, nil
-}
-
 // PublicKeyOf returns the public key of a CURVE secret key (Z85).
-func PublicKeyOf(secretKey string) (string, error) {
-	if _, err := engine.DecodeKey(secretKey); err != nil {
-		return "", fmt.Errorf("%w: secret key: %s", ErrBadKey, err.Error())
-	}
-	pub, err := zmq.AuthCurvePublic(secretKey)
-	if err != nil {
-		return "", fmt.Errorf("%w: secret key: %w", ErrBadKey, err)
-	}
-	return pub, nil
-}
+func PublicKeyOf(secretKey string) (string, error) { return config.PublicKeyOf(secretKey) }
 
 // LoadSecurity reads a node's Security from files, so that no key is ever
 // on a command line:
@@ -207,7 +113,7 @@ func LoadSecurity(keyFile, allowFile string) (*Security, error) {
 			return nil, err
 		}
 	}
-	if _, err := s.engine(); err != nil {
+	if _, err := s.Keys(); err != nil {
 		return nil, fmt.Errorf("%s, %s: %w", keyFile, allowFile, err)
 	}
 	return s, nil
@@ -225,7 +131,7 @@ func readKeys(path string) ([]string, error) {
 		if line == "" || strings.HasPrefix(line, "#") {
 			continue
 		}
-		if _, err := engine.DecodeKey(line); err != nil {
+		if _, err := config.DecodeKey(line); err != nil {
 			return nil, fmt.Errorf("%w: %s line %d: %s", ErrBadKey, path, i+1, err.Error())
 		}
 		keys = append(keys, line)

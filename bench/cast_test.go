@@ -32,7 +32,6 @@ import (
 	zmq "github.com/pebbe/zmq4"
 
 	"github.com/zmqmsg/zmqmsg"
-	"github.com/zmqmsg/zmqmsg/actors/poller"
 	"github.com/zmqmsg/zmqmsg/directory"
 )
 
@@ -62,7 +61,7 @@ func startCast(tb testing.TB, direct bool) *castEnv {
 			env.close(tb)
 		}
 	}()
-	scfg := zmqmsgConfig(env.dir, poller.StrategyNetpoll)
+	scfg := zmqmsgConfig(env.dir, zmqmsg.WaitNetpoll)
 	if direct {
 		scfg.ServerQueue = castDirectQueue
 	}
@@ -72,7 +71,7 @@ func startCast(tb testing.TB, direct bool) *castEnv {
 		tb.Fatalf("serve: %v", err)
 	}
 	env.srv = srv
-	env.client = newZmqmsgTransport(tb, zmqmsgConfig(env.dir, poller.StrategyNetpoll))
+	env.client = newZmqmsgTransport(tb, zmqmsgConfig(env.dir, zmqmsg.WaitNetpoll))
 	var opts []zmqmsg.ClientOption
 	if direct {
 		opts = append(opts, zmqmsg.DirectCast())

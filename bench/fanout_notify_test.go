@@ -32,7 +32,6 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/zmqmsg/zmqmsg"
-	"github.com/zmqmsg/zmqmsg/actors/poller"
 	"github.com/zmqmsg/zmqmsg/directory"
 )
 
@@ -181,7 +180,7 @@ func startFanout(tb testing.TB, subs int) *fanoutEnv {
 	}()
 	nodes, perNode := fanoutLayout(subs)
 	for i := range nodes {
-		cfg := zmqmsgConfig(env.dir, poller.StrategyNetpoll)
+		cfg := zmqmsgConfig(env.dir, zmqmsg.WaitNetpoll)
 		cfg.ServerQueue = fanoutQueue
 		tr := newZmqmsgTransport(tb, cfg)
 		env.nodes = append(env.nodes, tr)
@@ -203,7 +202,7 @@ func startFanout(tb testing.TB, subs int) *fanoutEnv {
 			env.perNode[i] = append(env.perNode[i], srv)
 		}
 	}
-	env.caster = newZmqmsgTransport(tb, zmqmsgConfig(env.dir, poller.StrategyNetpoll))
+	env.caster = newZmqmsgTransport(tb, zmqmsgConfig(env.dir, zmqmsg.WaitNetpoll))
 	env.cli = env.caster.Client(zmqmsg.Target{Topic: fanoutTopic, Fanout: true})
 	ok = true
 	return env
@@ -342,7 +341,7 @@ func startNotify(tb testing.TB) *notifyEnv {
 		}
 	}
 	for range 2 {
-		env.listeners = append(env.listeners, newZmqmsgTransport(tb, zmqmsgConfig(env.dir, poller.StrategyNetpoll)))
+		env.listeners = append(env.listeners, newZmqmsgTransport(tb, zmqmsgConfig(env.dir, zmqmsg.WaitNetpoll)))
 	}
 	listen := func(tr *zmqmsg.Transport, pool string, rc *runCounter) {
 		l, err := tr.Listen([]string{notifyTopic}, pool, handler(rc))
@@ -354,7 +353,7 @@ func startNotify(tb testing.TB) *notifyEnv {
 	listen(env.listeners[0], "a", &env.poolA)
 	listen(env.listeners[1], "a", &env.poolA)
 	listen(env.listeners[0], "b", &env.poolB)
-	env.notifier = newZmqmsgTransport(tb, zmqmsgConfig(env.dir, poller.StrategyNetpoll))
+	env.notifier = newZmqmsgTransport(tb, zmqmsgConfig(env.dir, zmqmsg.WaitNetpoll))
 	env.ntf = env.notifier.Notifier("bench-publisher", notifyTopic)
 	ok = true
 	return env

@@ -25,7 +25,6 @@ import (
 	"time"
 
 	"github.com/zmqmsg/zmqmsg"
-	"github.com/zmqmsg/zmqmsg/actors/poller"
 	"github.com/zmqmsg/zmqmsg/directory"
 )
 
@@ -36,7 +35,7 @@ import (
 // over IPC; and whether both nodes run CURVE (zmqmsg.Security).
 type zmqmsgVariant struct {
 	name     string
-	strategy poller.Strategy
+	strategy zmqmsg.WaitStrategy
 	inline   bool
 	daemon   bool
 	curve    bool
@@ -44,11 +43,11 @@ type zmqmsgVariant struct {
 
 // zmqmsgStrategies are the variants every zmqmsg scenario runs with.
 var zmqmsgStrategies = []zmqmsgVariant{
-	{"netpoll", poller.StrategyNetpoll, false, false, false},
-	{"zmqpoller", poller.StrategyZMQPoller, false, false, false},
-	{"netpoll-inline", poller.StrategyNetpoll, true, false, false},
-	{"netpoll-daemon", poller.StrategyNetpoll, false, true, false},
-	{"netpoll-curve", poller.StrategyNetpoll, false, false, true},
+	{"netpoll", zmqmsg.WaitNetpoll, false, false, false},
+	{"zmqpoller", zmqmsg.WaitZMQPoll, false, false, false},
+	{"netpoll-inline", zmqmsg.WaitNetpoll, true, false, false},
+	{"netpoll-daemon", zmqmsg.WaitNetpoll, false, true, false},
+	{"netpoll-curve", zmqmsg.WaitNetpoll, false, false, true},
 }
 
 const (
@@ -140,7 +139,7 @@ func startZmqmsg(tb testing.TB, v zmqmsgVariant) *zmqmsgEnv {
 // a loaded 2-vCPU machine under -race an ACK can take longer than 250 ms,
 // which would resend (correctly, de-duplicated) and break the scenarios'
 // exact accounting of one run per cast.
-func zmqmsgConfig(dir directory.Directory, strategy poller.Strategy) zmqmsg.Config {
+func zmqmsgConfig(dir directory.Directory, strategy zmqmsg.WaitStrategy) zmqmsg.Config {
 	return zmqmsg.Config{
 		Ports:        zmqmsg.Ports{Call: zmqmsg.AnyPort},
 		Directory:    dir,

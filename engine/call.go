@@ -4,17 +4,20 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync/atomic"
 	"time"
 
-	"github.com/zmqmsg/zmqmsg/actors/reply"
 	"github.com/zmqmsg/zmqmsg/actors/socket"
 	"github.com/zmqmsg/zmqmsg/directory"
 	"github.com/zmqmsg/zmqmsg/envelope"
 )
 
-// Target addresses a topic's servers.
+// Target addresses the servers of a topic.
 type Target struct {
-	Exchange, Topic, Server string
+	Exchange string // optional namespace; "" is the default exchange
+	Topic    string // required
+	Server   string // optional: one named server of the topic; "" = any server
+	Fanout   bool   // Cast reaches every server of the topic (Call refuses a fanout target)
 }
 
 func (t Target) key() directory.Key { return directory.Key{Exchange: t.Exchange, Topic: t.Topic} }
@@ -26,30 +29,42 @@ func (t Target) Validate() error {
 		return fmt.Errorf("%w: empty topic", ErrInvalidTarget)
 	case len(t.Exchange) > envelope.MaxStringLen, len(t.Topic) > envelope.MaxStringLen, len(t.Server) > envelope.MaxStringLen:
 		return fmt.Errorf("%w: a field is over %d bytes", ErrInvalidTarget, envelope.MaxStringLen)
+	case t.Fanout && t.Server != "":
+		return fmt.Errorf("%w: a fanout target names no server", ErrInvalidTarget)
 	}
 	return nil
 }
 
-// Call sends a CALL to target and waits for its reply: until the reply
-// arrives, ctx ends, or the deadline (ctx's, or now+CallTimeout) passes.
-// The returned message is a KindReply; every failure is an error:
-// ErrTimeout, ctx.Err() on cancellation, ErrNoServers, *RemoteError,
-// ErrOverloaded, ErrTooLarge, ErrClosed.
-func (e *Engine) Call(ctx context.Context, t Target, method string, flags envelope.Flags, payload []byte) (envelope.Message, error) {
-	waitUntil, err := e.admit(ctx, t, payload)
+// caller sends CALLs: it picks a server, hands the encoded request to the
+// node's DEALER and waits on the reply table for the answer.
+type caller struct {
+	*peers
+	calls, errors, timeouts atomic.Uint64
+}
+
+// Call sends a CALL to t and waits for its reply: until the reply arrives,
+// ctx ends, or the deadline (ctx's, or now+CallTimeout) passes. The
+// returned message is a KindReply; every failure is an error: ErrTimeout,
+// ctx.Err() on cancellation, ErrNoServers, *RemoteError, ErrOverloaded,
+// ErrTooLarge, ErrUnavailable, *NodeDownError, ErrClosed.
+func (c *caller) Call(ctx context.Context, t Target, method string, flags envelope.Flags, payload []byte) (envelope.Message, error) {
+	if t.Fanout {
+		return envelope.Message{}, fmt.Errorf("%w: Call on a fanout target", ErrInvalidTarget)
+	}
+	waitUntil, err := c.admit(ctx, t, payload)
 	if err != nil {
 		return envelope.Message{}, err
 	}
 	deadline, ok := ctx.Deadline()
 	if !ok {
-		deadline = time.Now().Add(e.cfg.CallTimeout)
+		deadline = time.Now().Add(c.cfg.CallTimeout)
 		waitUntil = minTime(waitUntil, deadline)
 	}
-	m, err := e.call(ctx, t, method, flags, payload, deadline, waitUntil)
+	m, err := c.call(ctx, t, method, flags, payload, deadline, waitUntil)
 	if err != nil {
-		e.callErrors.Add(1)
+		c.errors.Add(1)
 		if errors.Is(err, ErrTimeout) {
-			e.timeouts.Add(1)
+			c.timeouts.Add(1)
 		}
 	}
 	return m, err
@@ -58,7 +73,7 @@ func (e *Engine) Call(ctx context.Context, t Target, method string, flags envelo
 // call sends the call to a server of t. A call that was never sent, because
 // its node could not be connected to (ErrUnavailable), goes to the next
 // server of the topic on another node; one for a named server fails.
-func (e *Engine) call(ctx context.Context, t Target, method string, flags envelope.Flags, payload []byte, deadline, waitUntil time.Time) (envelope.Message, error) {
+func (c *caller) call(ctx context.Context, t Target, method string, flags envelope.Flags, payload []byte, deadline, waitUntil time.Time) (envelope.Message, error) {
 	req := envelope.Message{
 		Kind:     envelope.KindCall,
 		Flags:    flags,
@@ -68,48 +83,52 @@ func (e *Engine) call(ctx context.Context, t Target, method string, flags envelo
 		Topic:    t.Topic,
 		Server:   t.Server,
 		Method:   method,
+		Payload:  payload,
 	}
-	req.Payload = payload
 	body, err := envelope.Encode(&req)
 	if err != nil {
 		return envelope.Message{}, fmt.Errorf("zmqmsg: encode call: %w", err)
 	}
 	var tried []string
 	for {
-		entry, err := e.res.pickAvoiding(ctx, t.key(), t.Server, waitUntil, deadline, tried)
+		entry, err := c.res.pickAvoiding(ctx, t.key(), t.Server, waitUntil, deadline, tried)
 		if err != nil {
-			return envelope.Message{}, e.ctxError(ctx, err)
+			return envelope.Message{}, c.ctxError(err)
 		}
-		m, err := e.callOnce(ctx, &req, body, entry, deadline, len(tried) == 0)
+		counter := &c.calls // the first attempt counts the call once submitted
+		if len(tried) > 0 {
+			counter = nil
+		}
+		m, err := c.once(ctx, &req, body, entry, deadline, counter)
 		if !errors.Is(err, ErrUnavailable) || t.Server != "" || ctx.Err() != nil {
 			return m, err
 		}
 		tried = append(tried, entry.nodeID)
-		if !e.res.hasAlternative(t.key(), tried) {
+		if !c.res.hasAlternative(t.key(), tried) {
 			return m, err
 		}
-		e.rerouted.Add(1)
+		c.rerouted.Add(1)
 	}
 }
 
-// callOnce sends the encoded call req to entry's node and waits for its
-// answer; first counts the call in Stats.Calls once it is submitted.
-func (e *Engine) callOnce(ctx context.Context, req *envelope.Message, body []byte, entry route, deadline time.Time, first bool) (envelope.Message, error) {
-	d, err := e.dealer(ctx, entry)
+// once sends the encoded request req to entry's node and waits for its
+// answer; submitted, if not nil, counts it once the socket has it.
+func (c *caller) once(ctx context.Context, req *envelope.Message, body []byte, entry route, deadline time.Time, submitted *atomic.Uint64) (envelope.Message, error) {
+	d, err := c.dealer(ctx, entry)
 	if err != nil {
-		return envelope.Message{}, e.ctxError(ctx, err)
+		return envelope.Message{}, c.ctxError(err)
 	}
 	// Register before sending: the reply can never beat the registration.
-	ch, err := e.table.Register(req.ID, entry.nodeID)
+	ch, err := c.table.Register(req.ID, entry.nodeID)
 	if err != nil {
-		return envelope.Message{}, e.ctxError(ctx, fmt.Errorf("zmqmsg: register call: %w", err))
+		return envelope.Message{}, c.ctxError(fmt.Errorf("zmqmsg: register call: %w", err))
 	}
 	if err := d.Submit(ctx, &socket.Request{ID: req.ID, Body: body}); err != nil {
-		e.table.Forget(req.ID)
-		return envelope.Message{}, e.ctxError(ctx, err)
+		c.table.Forget(req.ID)
+		return envelope.Message{}, c.ctxError(err)
 	}
-	if first {
-		e.calls.Add(1)
+	if submitted != nil {
+		submitted.Add(1)
 	}
 	// ctx's own deadline is the call's deadline: no timer of our own then.
 	var expired <-chan time.Time
@@ -121,68 +140,20 @@ func (e *Engine) callOnce(ctx context.Context, req *envelope.Message, body []byt
 	select {
 	case res := <-ch:
 		if res.Err != nil {
-			return envelope.Message{}, e.ctxError(ctx, res.Err)
+			return envelope.Message{}, c.ctxError(res.Err)
 		}
-		return e.result(res.Msg, entry)
+		return result(res.Msg, entry)
 	case <-ctx.Done():
-		e.table.Forget(req.ID)
-		return envelope.Message{}, e.ctxError(ctx, ctx.Err())
+		c.table.Forget(req.ID)
+		return envelope.Message{}, c.ctxError(ctx.Err())
 	case <-expired:
-		e.table.Forget(req.ID)
+		c.table.Forget(req.ID)
 		return envelope.Message{}, ErrTimeout
 	}
 }
 
-// admit checks what every send checks before it does anything, and returns
-// until when to wait for a first server of the target (Config.WaitForServers,
-// never past ctx's deadline). A ctx that has already ended sends nothing.
-func (e *Engine) admit(ctx context.Context, t Target, payload []byte) (time.Time, error) {
-	if err := ctx.Err(); err != nil {
-		return time.Time{}, err
-	}
-	if e.closed.Load() {
-		return time.Time{}, ErrClosed
-	}
-	if err := t.Validate(); err != nil {
-		return time.Time{}, err
-	}
-	if max := e.cfg.MaxMessageSize; max > 0 && len(payload) > max {
-		return time.Time{}, fmt.Errorf("%w: %d bytes, limit %d", ErrTooLarge, len(payload), max)
-	}
-	waitUntil := time.Now().Add(e.cfg.WaitForServers)
-	if d, ok := ctx.Deadline(); ok {
-		waitUntil = minTime(waitUntil, d)
-	}
-	return waitUntil, nil
-}
-
-func minTime(a, b time.Time) time.Time {
-	if b.Before(a) {
-		return b
-	}
-	return a
-}
-
-// ctxError maps internal errors to the public ones.
-func (e *Engine) ctxError(ctx context.Context, err error) error {
-	switch {
-	case errors.Is(err, context.DeadlineExceeded):
-		return ErrTimeout
-	case errors.Is(err, context.Canceled):
-		return err
-	case errors.Is(err, reply.ErrClosed), errors.Is(err, socket.ErrSocketStopped):
-		return ErrClosed
-	case errors.Is(err, socket.ErrUnavailable):
-		if e.closed.Load() {
-			return ErrClosed
-		}
-		return ErrUnavailable
-	}
-	return err
-}
-
-// result turns a reply message into the call's outcome.
-func (e *Engine) result(m envelope.Message, entry route) (envelope.Message, error) {
+// result turns an answer into the call's outcome.
+func result(m envelope.Message, entry route) (envelope.Message, error) {
 	if m.Kind == envelope.KindReply {
 		return m, nil
 	}
@@ -203,4 +174,8 @@ func (e *Engine) result(m envelope.Message, entry route) (envelope.Message, erro
 		return envelope.Message{}, &NodeDownError{Node: entry.nodeID, Cause: m.ErrMsg}
 	}
 	return envelope.Message{}, &RemoteError{Type: m.ErrType, Message: m.ErrMsg}
+}
+
+func (c *caller) addStats(st *Stats) {
+	st.Calls, st.CallErrors, st.Timeouts = c.calls.Load(), c.errors.Load(), c.timeouts.Load()
 }

@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/zmqmsg/zmqmsg/actors/socket"
@@ -14,6 +16,23 @@ import (
 // server may or may not have it: an ACK can be lost after the server took
 // the message (a retry of it would not run the handler twice).
 var ErrNotAcked = errors.New("zmqmsg: cast not acknowledged")
+
+// caster sends CASTs: acknowledged ones over the DEALER pipeline, each
+// within its node's window of unacknowledged casts, and direct ones over
+// the PUSH pipeline.
+type caster struct {
+	*peers
+	windowMu sync.Mutex
+	windows  map[string]chan struct{} // node id -> un-acked CAST slots
+
+	casts, retries, notAcked, resent atomic.Uint64
+	directFailed                     atomic.Uint64 // direct casts a PUSH socket refused
+}
+
+func (c *caster) addStats(st *Stats) {
+	st.Casts, st.CastRetries, st.CastsNotAcked, st.CastsResent = c.casts.Load(), c.retries.Load(), c.notAcked.Load(), c.resent.Load()
+	st.DirectCastFailed += c.directFailed.Load()
+}
 
 // Cast sends a one-way message to one server of t: the named one, or the
 // next in round robin. The server is fixed before the first send and every
@@ -27,13 +46,13 @@ var ErrNotAcked = errors.New("zmqmsg: cast not acknowledged")
 // Retries times, then fails with ErrNotAcked. With acks off it returns once
 // the message is handed to the node's socket. It also waits, bounded by ctx,
 // while CastWindow casts to the same node are waiting for their ACKs.
-func (e *Engine) Cast(ctx context.Context, t Target, method string, flags envelope.Flags, payload []byte) error {
-	waitUntil, err := e.admit(ctx, t, payload)
+func (c *caster) Cast(ctx context.Context, t Target, method string, flags envelope.Flags, payload []byte) error {
+	waitUntil, err := c.admit(ctx, t, payload)
 	if err != nil {
 		return err
 	}
 	id := envelope.NewID()
-	e.casts.Add(1)
+	c.casts.Add(1)
 	// A cast to a topic whose node went down before it acknowledged, or
 	// that got no ACK from its server after every retry, is sent again to
 	// another server of the topic (one on a node not tried yet, and not
@@ -46,13 +65,13 @@ func (e *Engine) Cast(ctx context.Context, t Target, method string, flags envelo
 	var tried []string
 	var mayHaveRun error // the failure of an earlier attempt that may have been delivered
 	for resends := 0; ; resends++ {
-		nodeID, err := e.cast(ctx, t, id, method, flags, payload, waitUntil, tried)
+		nodeID, err := c.cast(ctx, t, id, method, flags, payload, waitUntil, tried)
 		notSent := errors.Is(err, ErrUnavailable)
 		if !notSent && (errors.Is(err, ErrNodeDown) || errors.Is(err, ErrNotAcked)) {
 			mayHaveRun = err
 		}
 		retry := notSent || errors.Is(err, ErrNodeDown) || errors.Is(err, ErrNotAcked)
-		if err == nil || t.Server != "" || resends == maxResends || !retry || ctx.Err() != nil || !e.res.hasAlternative(t.key(), append(tried, nodeID)) {
+		if err == nil || t.Server != "" || resends == maxResends || !retry || ctx.Err() != nil || !c.res.hasAlternative(t.key(), append(tried, nodeID)) {
 			if notSent && mayHaveRun != nil {
 				// This attempt never left, but an earlier one may have
 				// run: not "not sent".
@@ -62,11 +81,11 @@ func (e *Engine) Cast(ctx context.Context, t Target, method string, flags envelo
 		}
 		tried = append(tried, nodeID)
 		if notSent {
-			e.rerouted.Add(1)
+			c.rerouted.Add(1)
 			continue
 		}
-		e.castsResent.Add(1)
-		e.log.Warn("cast not acknowledged by its server; sending it to another server", "topic", t.Topic, "method", method, "id", id.String(), "err", err)
+		c.resent.Add(1)
+		c.rt.log.Warn("cast not acknowledged by its server; sending it to another server", "topic", t.Topic, "method", method, "id", id.String(), "err", err)
 	}
 }
 
@@ -75,14 +94,14 @@ const maxResends = 3
 
 // cast sends one cast to a server of t, on a node not in avoid if there is
 // one, and returns the node it used.
-func (e *Engine) cast(ctx context.Context, t Target, id envelope.ID, method string, flags envelope.Flags, payload []byte, waitUntil time.Time, avoid []string) (string, error) {
-	entry, err := e.res.pickAvoiding(ctx, t.key(), t.Server, waitUntil, time.Time{}, avoid)
+func (c *caster) cast(ctx context.Context, t Target, id envelope.ID, method string, flags envelope.Flags, payload []byte, waitUntil time.Time, avoid []string) (string, error) {
+	entry, err := c.res.pickAvoiding(ctx, t.key(), t.Server, waitUntil, time.Time{}, avoid)
 	if err != nil {
-		return "", e.ctxError(ctx, err)
+		return "", c.ctxError(err)
 	}
-	d, err := e.dealer(ctx, entry)
+	d, err := c.dealer(ctx, entry)
 	if err != nil {
-		return entry.nodeID, e.ctxError(ctx, err)
+		return entry.nodeID, c.ctxError(err)
 	}
 	m := envelope.Message{
 		Kind:     envelope.KindCast,
@@ -94,7 +113,7 @@ func (e *Engine) cast(ctx context.Context, t Target, id envelope.ID, method stri
 		Method:   method,
 		Payload:  payload,
 	}
-	policy := e.cfg.Acks
+	policy := c.cfg.Acks
 	if policy.Disabled {
 		m.Flags |= envelope.FlagNoAck
 	}
@@ -104,19 +123,19 @@ func (e *Engine) cast(ctx context.Context, t Target, id envelope.ID, method stri
 	}
 	if policy.Disabled {
 		if err := d.Submit(ctx, &socket.Request{ID: m.ID, Body: body}); err != nil {
-			return entry.nodeID, e.ctxError(ctx, err)
+			return entry.nodeID, c.ctxError(err)
 		}
 		return entry.nodeID, nil
 	}
-	return entry.nodeID, e.castAcked(ctx, d, &m, body, entry.nodeID)
+	return entry.nodeID, c.castAcked(ctx, d, &m, body, entry.nodeID)
 }
 
 // castAcked sends an encoded cast until it is acknowledged, following the
 // AckPolicy, within the node's window of unacknowledged casts.
-func (e *Engine) castAcked(ctx context.Context, d *socket.Handle[socket.DealerCmd], m *envelope.Message, body []byte, nodeID string) error {
-	policy := e.cfg.Acks
+func (c *caster) castAcked(ctx context.Context, d *socket.Handle[socket.DealerCmd], m *envelope.Message, body []byte, nodeID string) error {
+	policy := c.cfg.Acks
 	// Take a slot of the node's window of un-acknowledged casts.
-	window := e.window(nodeID)
+	window := c.window(nodeID)
 	select {
 	case window <- struct{}{}:
 	case <-ctx.Done():
@@ -128,7 +147,7 @@ func (e *Engine) castAcked(ctx context.Context, d *socket.Handle[socket.DealerCm
 		// A server that keeps answering IN_PROGRESS (a handler that never
 		// returns) must not hold the caster forever.
 		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, e.cfg.CallTimeout)
+		ctx, cancel = context.WithTimeout(ctx, c.cfg.CallTimeout)
 		defer cancel()
 		bounded = true
 	}
@@ -136,7 +155,7 @@ func (e *Engine) castAcked(ctx context.Context, d *socket.Handle[socket.DealerCm
 	timeout := policy.Timeout
 	sent := false // an attempt went out: the server may have it
 	for attempt := 0; ; {
-		got, err := e.castOnce(ctx, d, m, body, nodeID, timeout)
+		got, err := c.castOnce(ctx, d, m, body, nodeID, timeout)
 		if err != nil && sent && errors.Is(err, ErrUnavailable) {
 			// A resend never left, but an earlier copy may have run.
 			return &NodeDownError{Node: nodeID, Cause: "unacknowledged, then unreachable (it may have run): " + err.Error()}
@@ -148,7 +167,7 @@ func (e *Engine) castAcked(ctx context.Context, d *socket.Handle[socket.DealerCm
 				// cast (it answered) and may still finish it. Not ErrNotAcked:
 				// nothing must send it elsewhere.
 				return fmt.Errorf("%w: cast %s.%s to server %q on %s still unacknowledged after CallTimeout (%v); it may still run",
-					ErrTimeout, m.Topic, m.Method, m.Server, nodeID, e.cfg.CallTimeout)
+					ErrTimeout, m.Topic, m.Method, m.Server, nodeID, c.cfg.CallTimeout)
 			}
 			return err
 		}
@@ -160,14 +179,14 @@ func (e *Engine) castAcked(ctx context.Context, d *socket.Handle[socket.DealerCm
 			// a retry. Ask again after the same wait; ctx bounds how long.
 			continue
 		}
-		if attempt == policy.Retries {
-			e.castsNotAcked.Add(1)
-			e.log.Warn("cast not acknowledged", "topic", m.Topic, "server", m.Server, "node", nodeID,
+		if attempt == policy.Resends() {
+			c.notAcked.Add(1)
+			c.rt.log.Warn("cast not acknowledged", "topic", m.Topic, "server", m.Server, "node", nodeID,
 				"method", m.Method, "id", m.ID.String(), "attempts", attempt+1)
 			return fmt.Errorf("%w: %s.%s to server %q on %s after %d attempts", ErrNotAcked, m.Topic, m.Method, m.Server, nodeID, attempt+1)
 		}
 		attempt++
-		e.castRetries.Add(1)
+		c.retries.Add(1)
 		timeout = time.Duration(float64(timeout) * policy.Multiplier)
 	}
 }
@@ -183,14 +202,14 @@ const (
 
 // castOnce sends the cast once and waits up to timeout for its ACK. An
 // error ends the cast: ctx, a closed Transport, or a negative ACK.
-func (e *Engine) castOnce(ctx context.Context, d *socket.Handle[socket.DealerCmd], m *envelope.Message, body []byte, nodeID string, timeout time.Duration) (ackOutcome, error) {
-	ch, err := e.table.Register(m.ID, nodeID)
+func (c *caster) castOnce(ctx context.Context, d *socket.Handle[socket.DealerCmd], m *envelope.Message, body []byte, nodeID string, timeout time.Duration) (ackOutcome, error) {
+	ch, err := c.table.Register(m.ID, nodeID)
 	if err != nil {
-		return ackNone, e.ctxError(ctx, err)
+		return ackNone, c.ctxError(err)
 	}
 	if err := d.Submit(ctx, &socket.Request{ID: m.ID, Body: body}); err != nil {
-		e.table.Forget(m.ID)
-		return ackNone, e.ctxError(ctx, err)
+		c.table.Forget(m.ID)
+		return ackNone, c.ctxError(err)
 	}
 	timer := time.NewTimer(timeout)
 	defer timer.Stop()
@@ -199,7 +218,7 @@ func (e *Engine) castOnce(ctx context.Context, d *socket.Handle[socket.DealerCmd
 		select {
 		case res := <-ch:
 			if res.Err != nil {
-				return ackNone, e.ctxError(ctx, res.Err)
+				return ackNone, c.ctxError(res.Err)
 			}
 			if res.Msg.Code == envelope.CodeInProgress {
 				// The server has it and runs it; the final ACK comes on the
@@ -212,10 +231,10 @@ func (e *Engine) castOnce(ctx context.Context, d *socket.Handle[socket.DealerCmd
 			}
 			return ackOK, nil
 		case <-timer.C:
-			e.table.Forget(m.ID) // an ACK after this is counted as late
+			c.table.Forget(m.ID) // an ACK after this is counted as late
 			return heard, nil
 		case <-ctx.Done():
-			e.table.Forget(m.ID)
+			c.table.Forget(m.ID)
 			return ackNone, ctx.Err()
 		}
 	}
@@ -243,13 +262,13 @@ func ackError(m *envelope.Message, nodeID string) error {
 }
 
 // window returns the semaphore of un-acknowledged casts to one node.
-func (e *Engine) window(nodeID string) chan struct{} {
-	e.windowMu.Lock()
-	defer e.windowMu.Unlock()
-	w := e.windows[nodeID]
+func (c *caster) window(nodeID string) chan struct{} {
+	c.windowMu.Lock()
+	defer c.windowMu.Unlock()
+	w := c.windows[nodeID]
 	if w == nil {
-		w = make(chan struct{}, e.cfg.CastWindow)
-		e.windows[nodeID] = w
+		w = make(chan struct{}, c.cfg.CastWindow)
+		c.windows[nodeID] = w
 	}
 	return w
 }

@@ -4,46 +4,16 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"log/slog"
-	"net"
 	"os"
 	"path/filepath"
-	"strconv"
 	"sync"
 	"sync/atomic"
 	"syscall"
-	"time"
 
-	"github.com/asynkron/protoactor-go/actor"
-	zmq "github.com/pebbe/zmq4"
-
-	"github.com/zmqmsg/zmqmsg/actors/poller"
 	"github.com/zmqmsg/zmqmsg/actors/proxy"
-	"github.com/zmqmsg/zmqmsg/actors/socket"
-	"github.com/zmqmsg/zmqmsg/actors/zap"
 	"github.com/zmqmsg/zmqmsg/directory"
+	"github.com/zmqmsg/zmqmsg/internal/config"
 )
-
-// DaemonConfig configures a node proxy daemon (see Daemon).
-type DaemonConfig struct {
-	Host                                       string
-	CallPort, FanoutPort, NotifyPort, CastPort int // AnyPort for a free one
-	// Dir is the directory of the IPC sockets; created with DirMode if
-	// missing, and set to DirMode if it exists.
-	Dir       string
-	DirMode   os.FileMode
-	MemberTTL time.Duration
-	Socket    socket.Options
-	// MaxMessageSize bounds a payload; the sockets allow the envelope above it.
-	MaxMessageSize int
-	Strategy       poller.Strategy
-	Logger         *slog.Logger
-	TermTimeout    time.Duration
-	// Security, if set, makes the public ports CURVE servers with this key
-	// pair and ZAP handler; the node (in hellos) carries the public key.
-	// The IPC sockets stay plaintext: they are local, in a 0700 directory.
-	Security *Security
-}
 
 // Daemon is a node proxy running on its own: it binds the node's public
 // ports and relays to the service processes of the node, which join it over
@@ -56,13 +26,10 @@ type DaemonConfig struct {
 // "notify"). A lock file in Dir keeps a second daemon from taking over the
 // IPC sockets of a running one (libzmq unlinks a stale socket file on bind).
 type Daemon struct {
-	cfg    DaemonConfig
-	log    *slog.Logger
-	zctx   *zmq.Context
-	system *actor.ActorSystem
+	cfg    config.ProxyConfig // with defaults, validated
+	rt     *runtime
 	call   *proxy.Broker
 	notify *proxy.Broker
-	zap    *zap.Handler
 	node   atomic.Pointer[directory.Node] // set once every port is bound
 	lock   *os.File
 
@@ -77,18 +44,17 @@ var ErrDaemonRunning = errors.New("zmqmsg: another node proxy daemon is running 
 // IPC socket is bound; a taken port, a directory it cannot use, or another
 // daemon on the same directory is an error, and then nothing is left
 // running.
-func StartDaemon(cfg DaemonConfig) (_ *Daemon, err error) {
-	if cfg.Dir == "" {
-		return nil, fmt.Errorf("zmqmsg: daemon: no IPC directory")
+func StartDaemon(cfg config.ProxyConfig) (_ *Daemon, err error) {
+	cfg = cfg.WithDefaults()
+	if err := cfg.Validate(); err != nil {
+		return nil, err
 	}
-	if cfg.DirMode == 0 {
-		cfg.DirMode = 0o700
-	}
-	d := &Daemon{cfg: cfg, log: cfg.Logger}
-	if d.log == nil {
-		d.log = slog.New(slog.DiscardHandler)
-	}
+	d := &Daemon{cfg: cfg}
 	if err := d.prepareDir(); err != nil {
+		return nil, err
+	}
+	if d.rt, err = startRuntime(cfg.Node(), true); err != nil {
+		d.lock.Close()
 		return nil, err
 	}
 	defer func() {
@@ -96,58 +62,41 @@ func StartDaemon(cfg DaemonConfig) (_ *Daemon, err error) {
 			d.teardown()
 		}
 	}()
-	if d.zctx, d.system, err = newRuntime(d.log); err != nil {
+	ctx, cancel := context.WithTimeout(d.rt.ctx, startTimeout)
+	defer cancel()
+	if err := d.startBrokers(ctx); err != nil {
 		return nil, err
 	}
-	bindOf := func(port int) string {
-		p := strconv.Itoa(port)
-		if port == AnyPort {
-			p = "*"
-		}
-		return "tcp://" + net.JoinHostPort(cfg.Host, p)
-	}
-	opts := cfg.Socket
-	if cfg.MaxMessageSize > 0 {
-		opts.MaxMessageSize = int64(cfg.MaxMessageSize) + 256*1024
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	if sec := cfg.Security; sec != nil {
-		// The ZAP handler is bound before any CURVE server socket exists.
-		if d.zap, err = startZAP(ctx, d.system.Root, d.zctx, cfg.Strategy, d.log, sec); err != nil {
-			return nil, err
-		}
-		opts.Curve = &socket.Curve{PublicKey: sec.PublicKey, SecretKey: sec.SecretKey}
-	}
-	callIPC, notifyIPC := JoinEndpoints(cfg.Dir)
-	d.call, err = proxy.StartBroker(ctx, d.system.Root, "daemon-call", proxy.BrokerConfig{
-		ZMQ: d.zctx, Bind: bindOf(cfg.CallPort), CastBind: bindOf(cfg.CastPort), FanoutBind: bindOf(cfg.FanoutPort),
-		Backend: callIPC, Node: d.Node, MemberTTL: cfg.MemberTTL, Options: opts, SocketMode: cfg.DirMode & 0o777,
-		Loop: poller.Options{Strategy: cfg.Strategy}, Logger: d.log.With("pipeline", "call"),
-	})
+	node, err := d.rt.node(d.call.Endpoint(), d.call.CastEndpoint(), d.call.FanoutEndpoint(), d.notify.Endpoint())
 	if err != nil {
-		return nil, fmt.Errorf("zmqmsg: daemon call pipeline: %w", err)
-	}
-	d.notify, err = proxy.StartBroker(ctx, d.system.Root, "daemon-notify", proxy.BrokerConfig{
-		ZMQ: d.zctx, Bind: bindOf(cfg.NotifyPort), Backend: notifyIPC, Node: d.Node,
-		MemberTTL: cfg.MemberTTL, Options: opts, SocketMode: cfg.DirMode & 0o777,
-		Loop: poller.Options{Strategy: cfg.Strategy}, Logger: d.log.With("pipeline", "notify"),
-	})
-	if err != nil {
-		return nil, fmt.Errorf("zmqmsg: daemon notify pipeline: %w", err)
-	}
-	node := directory.Node{Host: cfg.Host}
-	if cfg.Security != nil {
-		node.CurveKey = cfg.Security.PublicKey
-	}
-	if err := setPorts(map[string]*int{
-		d.call.Endpoint(): &node.CallPort, d.call.CastEndpoint(): &node.CastPort,
-		d.call.FanoutEndpoint(): &node.FanoutPort, d.notify.Endpoint(): &node.NotifyPort,
-	}); err != nil {
 		return nil, err
 	}
 	d.node.Store(&node) // from now on, hellos are answered
 	return d, nil
+}
+
+// startBrokers binds the public ports and the IPC sockets: the CALL
+// pipeline's broker (call ROUTER, direct-cast PULL, fanout XSUB, IPC
+// ROUTER "call") and NOTIFY's (notify ROUTER, IPC ROUTER "notify").
+func (d *Daemon) startBrokers(ctx context.Context) (err error) {
+	rt, ports := d.rt, d.cfg.Ports
+	callIPC, notifyIPC := JoinEndpoints(d.cfg.Dir)
+	bc := proxy.BrokerConfig{
+		ZMQ: rt.zctx, Node: d.Node, MemberTTL: d.cfg.MemberTTL, Options: rt.routerOptions(),
+		SocketMode: d.cfg.DirMode & 0o777, Loop: rt.loop(),
+	}
+	call := bc
+	call.Bind, call.CastBind, call.FanoutBind = rt.bind(ports.Call), rt.bind(ports.Cast), rt.bind(ports.Fanout)
+	call.Backend, call.Logger = callIPC, rt.log.With("pipeline", "call")
+	if d.call, err = proxy.StartBroker(ctx, rt.root, "daemon-call", call); err != nil {
+		return fmt.Errorf("zmqmsg: daemon call pipeline: %w", err)
+	}
+	notify := bc
+	notify.Bind, notify.Backend, notify.Logger = rt.bind(ports.Notify), notifyIPC, rt.log.With("pipeline", "notify")
+	if d.notify, err = proxy.StartBroker(ctx, rt.root, "daemon-notify", notify); err != nil {
+		return fmt.Errorf("zmqmsg: daemon notify pipeline: %w", err)
+	}
+	return nil
 }
 
 // prepareDir creates (or fixes the mode of) the IPC directory and takes its
@@ -181,7 +130,7 @@ func (d *Daemon) prepareDir() error {
 		if err := os.Chmod(dir, mode); err != nil {
 			return fmt.Errorf("zmqmsg: daemon: IPC directory: %w", err)
 		}
-		d.log.Info("IPC directory mode set", "dir", dir, "mode", fmt.Sprintf("%#o", mode), "was", fmt.Sprintf("%#o", st.Mode().Perm()))
+		d.cfg.Logger.Info("IPC directory mode set", "dir", dir, "mode", fmt.Sprintf("%#o", mode), "was", fmt.Sprintf("%#o", st.Mode().Perm()))
 	}
 	return nil
 }
@@ -219,11 +168,68 @@ func (d *Daemon) Counters() (call, notify *proxy.Counters) {
 // AuthCounters returns how many CURVE clients the daemon's ZAP handler
 // accepted and refused (zero without Security).
 func (d *Daemon) AuthCounters() (allowed, denied uint64) {
-	if d.zap == nil {
+	if d.rt.zap == nil {
 		return 0, 0
 	}
-	c := d.zap.Counters()
+	c := d.rt.zap.Counters()
 	return c.Allowed.Load(), c.Denied.Load()
+}
+
+// SetAllowedClients replaces the client keys (Z85) the daemon's ZAP
+// handler accepts; the daemon's own key stays allowed.
+func (d *Daemon) SetAllowedClients(keys []string) error { return d.rt.setAllowed(keys) }
+
+// ProxyStats are a daemon's counters.
+type ProxyStats struct {
+	Draining      bool   // Drain was called: new requests are refused
+	Members       int    // service processes attached (call pipeline)
+	Listeners     int    // service processes attached (notify pipeline)
+	Relayed       uint64 // requests relayed to a service process
+	Replies       uint64 // answers sent back to callers
+	NoServers     uint64 // requests for a target no service process serves (answered with an error)
+	Overloaded    uint64 // requests refused because the service process's pipe was full (answered)
+	Malformed     uint64 // received messages that did not decode (or had too many frames), dropped
+	WrongKind     uint64 // messages of a kind the port does not take, dropped
+	DirectCasts   uint64 // direct casts relayed
+	DirectDropped uint64 // direct casts no service process could take, dropped
+	Fanouts       uint64 // fanouts relayed (one per service process)
+	FanoutDropped uint64 // fanouts a service process could not take, dropped
+	SendFailed    uint64 // answers libzmq refused (caller gone or not reading), dropped
+	MembersLost   uint64 // service processes dropped (silent, or their pipe vanished)
+	FailedLost    uint64 // requests relayed to a service process that was lost, answered SERVER_LOST
+	Conflicts     uint64 // servers refused because another process serves the name
+	Refused       uint64 // requests refused while draining
+	// HandshakeFailures counts failed security handshakes on the public
+	// ports (CURVE: peers without CURVE, refused keys); AuthAllowed and
+	// AuthDenied are the ZAP handler's answers.
+	HandshakeFailures, AuthAllowed, AuthDenied uint64
+}
+
+// Stats returns the daemon's counters, both pipelines summed.
+func (d *Daemon) Stats() ProxyStats {
+	c, n := d.Counters()
+	mc, mn := d.Members()
+	st := ProxyStats{Members: mc, Listeners: mn, Draining: d.Draining(), Malformed: d.Oversized()}
+	for _, v := range []*proxy.Counters{c, n} {
+		st.Relayed += v.Requests.Load()
+		st.Replies += v.Replies.Load()
+		st.NoServers += v.NoServers.Load()
+		st.Overloaded += v.Overloaded.Load()
+		st.Malformed += v.Malformed.Load()
+		st.WrongKind += v.WrongKind.Load()
+		st.DirectCasts += v.DirectCasts.Load()
+		st.DirectDropped += v.DirectDropped.Load()
+		st.Fanouts += v.Fanouts.Load()
+		st.FanoutDropped += v.FanoutDropped.Load()
+		st.SendFailed += v.SendFailed.Load()
+		st.MembersLost += v.MembersLost.Load()
+		st.FailedLost += v.FailedLost.Load()
+		st.Conflicts += v.Conflicts.Load()
+		st.Refused += v.Refused.Load()
+		st.HandshakeFailures += v.HandshakeFailed.Load()
+	}
+	st.AuthAllowed, st.AuthDenied = d.AuthCounters()
+	return st
 }
 
 // Drain makes both brokers refuse new requests and waits until the
@@ -234,10 +240,10 @@ func (d *Daemon) Drain(ctx context.Context) error {
 	errs := make([]error, 2)
 	for i, b := range []*proxy.Broker{d.call, d.notify} {
 		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			errs[i] = b.Drain(ctx)
-		}()
+		if !d.rt.routines.Go(func() { defer wg.Done(); errs[i] = b.Drain(ctx) }) {
+			wg.Done()
+			errs[i] = ErrClosed
+		}
 	}
 	wg.Wait()
 	return errors.Join(errs...)
@@ -259,21 +265,9 @@ func (d *Daemon) teardown() error {
 			}
 		}
 	}
-	if d.zap != nil {
-		if err := d.zap.Stop(); err != nil {
-			errs = append(errs, fmt.Errorf("stop zap handler: %w", err))
-		}
+	if err := d.rt.close(); err != nil {
+		errs = append(errs, err)
 	}
-	if d.zctx != nil {
-		if err := terminate(d.zctx, d.cfg.TermTimeout, d.log); err != nil {
-			errs = append(errs, err)
-		}
-	}
-	if d.system != nil {
-		d.system.Shutdown()
-	}
-	if d.lock != nil {
-		d.lock.Close() // releases the flock
-	}
+	d.lock.Close() // releases the flock
 	return errors.Join(errs...)
 }

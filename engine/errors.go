@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+
+	"github.com/zmqmsg/zmqmsg/actors/proxy"
 )
 
 // Errors returned by the engine; the zmqmsg package re-exports them.
@@ -50,6 +52,9 @@ var (
 	// not in the node's allowed client keys), or the security handshake
 	// with it failed. Requests waiting on that node fail with it at once.
 	ErrUnauthorized = errors.New("zmqmsg: the node refused this Transport's CURVE key")
+	// ErrNoProxy: Config.ProxyDir names a directory where no node proxy
+	// daemon answers.
+	ErrNoProxy = proxy.ErrNoDaemon
 )
 
 // HandshakeError names the node whose security handshake failed; it

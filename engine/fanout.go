@@ -6,9 +6,9 @@ import (
 	"fmt"
 	"sort"
 	"strings"
+	"sync/atomic"
 	"time"
 
-	"github.com/zmqmsg/zmqmsg/actors/poller"
 	"github.com/zmqmsg/zmqmsg/actors/socket"
 	"github.com/zmqmsg/zmqmsg/directory"
 	"github.com/zmqmsg/zmqmsg/envelope"
@@ -36,6 +36,18 @@ func (e *FanoutError) Error() string {
 // Is matches ErrUnreached.
 func (e *FanoutError) Is(target error) bool { return target == ErrUnreached }
 
+// fanouter sends FANOUTs: one message per node that serves the topic,
+// through the node's XPUB.
+type fanouter struct {
+	*peers
+	fanouts, unreached atomic.Uint64
+}
+
+func (f *fanouter) addStats(st *Stats) {
+	st.Fanouts = f.fanouts.Load()
+	st.FanoutUnreached += f.unreached.Load()
+}
+
 // Fanout sends a one-way message to every server of t's topic: one message
 // per node that serves it, through an XPUB to that node's fanout port; the
 // node hands it to each of its servers of the topic, in order.
@@ -48,14 +60,14 @@ func (e *FanoutError) Is(target error) bool { return target == ErrUnreached }
 // *FanoutError naming the nodes that did not subscribe in time (up to
 // Config.WaitForServers, never past ctx's deadline), ErrNoServers if no
 // server appeared, or ctx.Err().
-func (e *Engine) Fanout(ctx context.Context, t Target, method string, flags envelope.Flags, payload []byte) error {
-	waitUntil, err := e.admit(ctx, t, payload)
+func (f *fanouter) Fanout(ctx context.Context, t Target, method string, flags envelope.Flags, payload []byte) error {
+	waitUntil, err := f.admit(ctx, t, payload)
 	if err != nil {
 		return err
 	}
-	nodes, err := e.fanoutNodes(ctx, t.key(), waitUntil)
+	nodes, err := f.fanoutNodes(ctx, t.key(), waitUntil)
 	if err != nil {
-		return e.ctxError(ctx, err)
+		return f.ctxError(err)
 	}
 	m := envelope.Message{
 		Kind:     envelope.KindFanout,
@@ -71,7 +83,7 @@ func (e *Engine) Fanout(ctx context.Context, t Target, method string, flags enve
 		return fmt.Errorf("zmqmsg: encode fanout: %w", err)
 	}
 	topic := envelope.FanoutTopic(t.Exchange, t.Topic)
-	e.fanouts.Add(1)
+	f.fanouts.Add(1)
 	type sent struct {
 		id   string
 		done chan error
@@ -83,7 +95,7 @@ func (e *Engine) Fanout(ctx context.Context, t Target, method string, flags enve
 			failed[id] = errors.New("no fanout port")
 			continue
 		}
-		pub, err := e.publisher(ctx, node, id)
+		pub, err := f.publisher(ctx, node, id)
 		if err == nil {
 			done := make(chan error, 1)
 			if err = pub.Submit(ctx, &socket.Publish{Topic: topic, Body: body, Deadline: waitUntil, Done: done}); err == nil {
@@ -91,21 +103,21 @@ func (e *Engine) Fanout(ctx context.Context, t Target, method string, flags enve
 				continue
 			}
 		}
-		failed[id] = e.ctxError(ctx, err)
+		failed[id] = f.ctxError(err)
 	}
 	for _, w := range waiting {
 		select {
 		case err := <-w.done:
 			if err != nil {
-				failed[w.id] = e.ctxError(ctx, err)
+				failed[w.id] = f.ctxError(err)
 			}
 		case <-ctx.Done():
 			return ctx.Err()
 		}
 	}
 	if len(failed) > 0 {
-		e.fanoutUnreached.Add(uint64(len(failed)))
-		e.log.Warn("fanout did not reach every node", "topic", t.Topic, "method", method, "unreached", len(failed), "nodes", len(nodes))
+		f.unreached.Add(uint64(len(failed)))
+		f.rt.log.Warn("fanout did not reach every node", "topic", t.Topic, "method", method, "unreached", len(failed), "nodes", len(nodes))
 		return &FanoutError{Unreached: failed}
 	}
 	return nil
@@ -113,23 +125,23 @@ func (e *Engine) Fanout(ctx context.Context, t Target, method string, flags enve
 
 // fanoutNodes returns the nodes that serve key, by node id, from a fresh
 // lookup; it waits for a first server until waitUntil like a call does.
-func (e *Engine) fanoutNodes(ctx context.Context, key directory.Key, waitUntil time.Time) (map[string]directory.Node, error) {
+func (f *fanouter) fanoutNodes(ctx context.Context, key directory.Key, waitUntil time.Time) (map[string]directory.Node, error) {
 	lookup := func() ([]directory.Entry, error) {
-		lctx, cancel := context.WithTimeout(ctx, e.res.timeout)
+		lctx, cancel := context.WithTimeout(ctx, f.res.timeout)
 		defer cancel()
-		return e.dir.Lookup(lctx, key)
+		return f.cfg.Directory.Lookup(lctx, key)
 	}
 	entries, err := lookup()
 	if err != nil || len(entries) == 0 {
 		// Wait (on the directory's watch) for a first server, then read
 		// again; a directory that fails falls back to the resolver's cache.
-		if _, err := e.res.pick(ctx, key, "", waitUntil); err != nil {
+		if _, err := f.res.pick(ctx, key, "", waitUntil); err != nil {
 			return nil, err
 		}
 		if entries, err = lookup(); err != nil {
-			e.res.lookupErrors.Add(1)
+			f.res.lookupErrors.Add(1)
 			entries = nil
-			if p := e.res.cached(key); p != nil {
+			if p := f.res.cached(key); p != nil {
 				for _, r := range p {
 					entries = append(entries, r.Entry)
 				}
@@ -144,16 +156,4 @@ func (e *Engine) fanoutNodes(ctx context.Context, key directory.Key, waitUntil t
 		nodes[en.Node.ID()] = en.Node
 	}
 	return nodes, nil
-}
-
-// publisher returns the XPUB socket actor connected to node's fanout port,
-// starting it on first use under the reply supervisor.
-func (e *Engine) publisher(ctx context.Context, node directory.Node, id string) (*socket.Handle[socket.PubCmd], error) {
-	if err := e.checkPeer(node); err != nil {
-		return nil, err
-	}
-	key := socketKey(id, node)
-	return e.publishers.get(ctx, e, key, socketName("xpub", key), func() poller.Handler[socket.PubCmd] {
-		return &socket.Publisher{Endpoint: node.FanoutEndpoint(), Options: e.clientOptions(node), Counters: &e.pubCounters}
-	})
 }

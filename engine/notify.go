@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"sort"
 	"strings"
+	"sync/atomic"
 
 	"github.com/zmqmsg/zmqmsg/directory"
 	"github.com/zmqmsg/zmqmsg/envelope"
@@ -49,6 +50,17 @@ func (e *NotifyError) Error() string {
 // Is matches ErrNotDelivered.
 func (e *NotifyError) Is(target error) bool { return target == ErrNotDelivered }
 
+// notifier sends NOTIFYs: an acknowledged cast to one member of each pool
+// of listeners.
+type notifier struct {
+	*caster
+	notifications, unheard, failures atomic.Uint64
+}
+
+func (n *notifier) addStats(st *Stats) {
+	st.Notifications, st.NotificationsUnheard, st.NotifyFailures = n.notifications.Load(), n.unheard.Load(), n.failures.Load()
+}
+
 // Notify sends a notification (payload: the encoded notification) to every
 // pool of listeners of topic, one copy per pool: an acknowledged cast to one
 // member of the pool, chosen round robin so that members share the load. A
@@ -59,23 +71,23 @@ func (e *NotifyError) Is(target error) bool { return target == ErrNotDelivered }
 // is at least once. Returns nil when every pool has it (or no pool listens:
 // counted in NotificationsUnheard), a *NotifyError naming the pools no
 // member took it for, or ctx.Err().
-func (e *Engine) Notify(ctx context.Context, topic string, meta map[string]string, flags envelope.Flags, payload []byte) error {
+func (n *notifier) Notify(ctx context.Context, topic string, meta map[string]string, flags envelope.Flags, payload []byte) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	if e.closed.Load() {
+	if n.closed.Load() {
 		return ErrClosed
 	}
 	key := directory.Key{Exchange: NotifyExchange, Topic: topic}
 	if err := (Target{Exchange: key.Exchange, Topic: topic}).Validate(); err != nil {
 		return err
 	}
-	if max := e.cfg.MaxMessageSize; max > 0 && len(payload) > max {
+	if max := n.cfg.MaxMessageSize; max > 0 && len(payload) > max {
 		return fmt.Errorf("%w: %d bytes, limit %d", ErrTooLarge, len(payload), max)
 	}
-	ks, err := e.res.state(ctx, key)
+	ks, err := n.res.state(ctx, key)
 	if err != nil {
-		return e.ctxError(ctx, err)
+		return n.ctxError(err)
 	}
 	if err := ks.unavailable(); err != nil {
 		return err // not "unheard": nobody knows who listens
@@ -88,10 +100,10 @@ func (e *Engine) Notify(ctx context.Context, topic string, meta map[string]strin
 			}
 		}
 	}
-	e.notifications.Add(1)
+	n.notifications.Add(1)
 	if len(pools) == 0 {
-		if n := e.notificationsUnheard.Add(1); n&(n-1) == 0 {
-			e.log.Info("notification to a topic nobody listens to", "topic", topic, "unheard_total", n)
+		if u := n.unheard.Add(1); u&(u-1) == 0 {
+			n.rt.log.Info("notification to a topic nobody listens to", "topic", topic, "unheard_total", u)
 		}
 		return nil
 	}
@@ -113,7 +125,9 @@ func (e *Engine) Notify(ctx context.Context, topic string, meta map[string]strin
 	for pool, members := range pools {
 		m := m
 		m.ID = envelope.NewID()
-		go func() { results <- result{pool, e.notifyPool(ctx, m, members, start)} }()
+		if !n.rt.routines.Go(func() { results <- result{pool, n.notifyPool(ctx, m, members, start)} }) {
+			results <- result{pool, ErrClosed}
+		}
 	}
 	failed := map[string]error{}
 	for range pools {
@@ -125,8 +139,8 @@ func (e *Engine) Notify(ctx context.Context, topic string, meta map[string]strin
 		return err
 	}
 	if len(failed) > 0 {
-		e.notifyFailures.Add(uint64(len(failed)))
-		e.log.Warn("notification not delivered to every pool", "topic", topic, "failed", len(failed), "pools", len(pools))
+		n.failures.Add(uint64(len(failed)))
+		n.rt.log.Warn("notification not delivered to every pool", "topic", topic, "failed", len(failed), "pools", len(pools))
 		return &NotifyError{Pools: failed}
 	}
 	return nil
@@ -134,12 +148,12 @@ func (e *Engine) Notify(ctx context.Context, topic string, meta map[string]strin
 
 // notifyPool delivers m to one member of a pool, trying the next member
 // when one does not acknowledge.
-func (e *Engine) notifyPool(ctx context.Context, m envelope.Message, members []route, start uint64) error {
+func (n *notifier) notifyPool(ctx context.Context, m envelope.Message, members []route, start uint64) error {
 	var last error
 	for i := range members {
 		r := members[(start+uint64(i))%uint64(len(members))]
 		tag := r.nodeID + "/notify"
-		d, err := e.dealerAt(ctx, r.Node, socketKey(tag, r.Node), tag, r.Node.NotifyEndpoint)
+		d, err := n.dealerAt(ctx, r.Node, socketKey(tag, r.Node), tag, r.Node.NotifyEndpoint)
 		if err != nil {
 			last = err
 			continue
@@ -149,7 +163,7 @@ func (e *Engine) notifyPool(ctx context.Context, m envelope.Message, members []r
 		if err != nil {
 			return fmt.Errorf("zmqmsg: encode notification: %w", err)
 		}
-		if last = e.castAcked(ctx, d, &m, body, tag); last == nil {
+		if last = n.castAcked(ctx, d, &m, body, tag); last == nil {
 			return nil
 		}
 		if ctx.Err() != nil || errors.Is(last, ErrClosed) || errors.Is(last, ErrTimeout) {
@@ -160,15 +174,3 @@ func (e *Engine) notifyPool(ctx context.Context, m envelope.Message, members []r
 	}
 	return last
 }
-
-// ServeNotify starts a notification listener: a server behind the notify
-// proxy, registered as server name (pool/id) of Key{NotifyExchange, topic}.
-func (e *Engine) ServeNotify(ctx context.Context, topic, name string, dispatch Dispatch) (*Server, error) {
-	if e.notify == nil {
-		return nil, fmt.Errorf("%w: this node has no notify port", ErrInvalidTarget)
-	}
-	return e.serve(ctx, e.notify, directory.Key{Exchange: NotifyExchange, Topic: topic}, name, nil, dispatch, false)
-}
-
-// NoteFiltered counts a notification a listener's priority filter dropped.
-func (e *Engine) NoteFiltered() { e.notificationsFiltered.Add(1) }

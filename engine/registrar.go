@@ -67,13 +67,24 @@ const registrarOpTimeout = 5 * time.Second
 
 const registrarBackoffMin = 100 * time.Millisecond
 
+// registrarRef is the registrar actor as the rest of the engine sees it:
+// its address and its counter.
+type registrarRef struct {
+	root   *actor.RootContext
+	pid    *actor.PID
+	errors atomic.Uint64 // failed Register attempts (first or refresh)
+}
+
 // spawnRegistrar starts the registrar actor under root.
-func spawnRegistrar(root *actor.RootContext, dir directory.Directory, ttl time.Duration, log *slog.Logger, errs *atomic.Uint64) (*actor.PID, error) {
+func spawnRegistrar(root *actor.RootContext, dir directory.Directory, ttl time.Duration, log *slog.Logger) (*registrarRef, error) {
+	ref := &registrarRef{root: root}
 	st := &registrarState{regs: make(map[regKey]directory.Registration)}
 	props := actor.PropsFromProducer(func() actor.Actor {
-		return &registrar{dir: dir, ttl: ttl, every: ttl / 3, log: log, errors: errs, state: st}
+		return &registrar{dir: dir, ttl: ttl, every: ttl / 3, log: log, errors: &ref.errors, state: st}
 	})
-	return root.SpawnNamed(props, "registrar")
+	var err error
+	ref.pid, err = root.SpawnNamed(props, "registrar")
+	return ref, err
 }
 
 func (r *registrar) Receive(c actor.Context) {
@@ -157,9 +168,21 @@ func (r *registrar) schedule(c actor.Context, d time.Duration) {
 	r.state.timer = time.AfterFunc(d, func() { root.Send(self, regTick{}) })
 }
 
-// registrarCall sends msg to the registrar and waits for its answer.
-func (e *Engine) registrarCall(ctx context.Context, msg any, done chan error) error {
-	e.root.Send(e.registrarPID, msg)
+// register registers reg now and keeps refreshing it.
+func (r *registrarRef) register(ctx context.Context, reg directory.Registration) error {
+	done := make(chan error, 1)
+	return r.call(ctx, &regAdd{reg: reg, done: done}, done)
+}
+
+// deregister stops refreshing reg and deregisters it.
+func (r *registrarRef) deregister(ctx context.Context, reg directory.Registration) error {
+	done := make(chan error, 1)
+	return r.call(ctx, &regRemove{reg: reg, done: done}, done)
+}
+
+// call sends msg to the registrar and waits for its answer on done.
+func (r *registrarRef) call(ctx context.Context, msg any, done chan error) error {
+	r.root.Send(r.pid, msg)
 	select {
 	case err := <-done:
 		return err
@@ -167,3 +190,13 @@ func (e *Engine) registrarCall(ctx context.Context, msg any, done chan error) er
 		return fmt.Errorf("zmqmsg: registrar: %w", ctx.Err())
 	}
 }
+
+// stop stops the actor.
+func (r *registrarRef) stop() error {
+	if err := r.root.StopFuture(r.pid).Wait(); err != nil {
+		return fmt.Errorf("stop registrar: %w", err)
+	}
+	return nil
+}
+
+func (r *registrarRef) addStats(st *Stats) { st.RegistrationErrors = r.errors.Load() }

@@ -45,13 +45,11 @@ func TestRegistrarRetriesUntilTheDirectoryReturns(t *testing.T) {
 	defer mem.Close()
 	dir := &flakyDir{Memory: mem, calls: map[string]int{}}
 	system := testutil.ActorSystem(t)
-	var errs atomic.Uint64
 	const ttl = 300 * time.Millisecond
-	pid, err := spawnRegistrar(system.Root, dir, ttl, slog.New(slog.DiscardHandler), &errs)
+	reg, err := spawnRegistrar(system.Root, dir, ttl, slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)
 	}
-	e := &Engine{root: system.Root, registrarPID: pid}
 	key := directory.Key{Topic: "t"}
 	node := directory.Node{Host: "127.0.0.1", CallPort: 1}
 	keep := directory.Registration{Key: key, Server: "keep", Node: node}
@@ -59,8 +57,7 @@ func TestRegistrarRetriesUntilTheDirectoryReturns(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	for _, r := range []directory.Registration{keep, gone} {
-		done := make(chan error, 1)
-		if err := e.registrarCall(ctx, &regAdd{reg: r, done: done}, done); err != nil {
+		if err := reg.register(ctx, r); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -82,8 +79,7 @@ func TestRegistrarRetriesUntilTheDirectoryReturns(t *testing.T) {
 		t.Fatalf("after refreshes: %v, want both", got)
 	}
 	// Deregistered: removed at once and never refreshed again.
-	done := make(chan error, 1)
-	if err := e.registrarCall(ctx, &regRemove{reg: gone, done: done}, done); err != nil {
+	if err := reg.deregister(ctx, gone); err != nil {
 		t.Fatal(err)
 	}
 	if got := lookup(); len(got) != 1 || got[0] != "keep" {
@@ -93,14 +89,14 @@ func TestRegistrarRetriesUntilTheDirectoryReturns(t *testing.T) {
 	// An outage: the entry expires, attempts are retried and counted.
 	dir.down.Store(true)
 	testutil.WaitFor(t, 5*time.Second, "the entry to expire during the outage", func() bool { return len(lookup()) == 0 })
-	testutil.WaitFor(t, 5*time.Second, "retries", func() bool { return errs.Load() >= 3 })
+	testutil.WaitFor(t, 5*time.Second, "retries", func() bool { return reg.errors.Load() >= 3 })
 	// The directory returns: the registration comes back by itself.
 	dir.down.Store(false)
 	testutil.WaitFor(t, 5*time.Second, "the registration to come back", func() bool { return len(lookup()) == 1 })
 	if n := dir.count("gone"); n != goneCalls {
 		t.Fatalf("a deregistered server was registered again (%d calls, was %d)", n, goneCalls)
 	}
-	if err := system.Root.StopFuture(pid).Wait(); err != nil {
+	if err := reg.stop(); err != nil {
 		t.Fatal(err)
 	}
 }

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/zmqmsg/zmqmsg/directory"
+	"github.com/zmqmsg/zmqmsg/internal/routine"
 )
 
 // resolver caches directory lookups per key and keeps them fresh with the
@@ -25,8 +26,8 @@ type resolver struct {
 	keys     map[directory.Key]*keyState
 	snapshot atomic.Pointer[map[directory.Key]*keyState] // copy of keys for lock-free reads
 
-	stop chan struct{}
-	wg   sync.WaitGroup
+	stop     chan struct{}
+	routines routine.Group // the watch goroutines
 
 	lookupErrors atomic.Uint64
 
@@ -121,9 +122,10 @@ func (r *resolver) state(ctx context.Context, key directory.Key) (*keyState, err
 	}
 	r.snapshot.Store(&snap)
 	watch, stopWatch := r.dir.Watch(key)
-	r.wg.Add(1)
 	r.mu.Unlock()
-	go r.watch(key, ks, watch, stopWatch)
+	if !r.routines.Go(func() { r.watch(key, ks, watch, stopWatch) }) {
+		stopWatch()
+	}
 	r.refresh(ctx, key, ks)
 	close(ks.first)
 	return ks, nil
@@ -146,7 +148,6 @@ func (ks *keyState) waitFirst(ctx context.Context) error {
 
 // watch refreshes a key's cache on every change notification.
 func (r *resolver) watch(key directory.Key, ks *keyState, watch <-chan struct{}, stopWatch func()) {
-	defer r.wg.Done()
 	defer stopWatch()
 	for {
 		select {
@@ -357,6 +358,25 @@ func (r *resolver) forgetDeparted() {
 	})
 }
 
+// markDown marks the node tag (endpoint ep) down, or clears its mark: new
+// requests avoid a node marked down while another serves their target.
+func (r *resolver) markDown(tag, ep string, down bool) {
+	if !down {
+		if _, was := r.down.LoadAndDelete(tag); was {
+			r.log.Info("node answers again", "node", tag)
+		}
+		return
+	}
+	if _, was := r.down.LoadOrStore(tag, struct{}{}); !was {
+		r.log.Warn("node down: its pending calls failed, new calls avoid it until it answers", "node", tag, "endpoint", ep)
+	}
+}
+
+func (r *resolver) addStats(st *Stats) {
+	st.DirectoryErrors = r.lookupErrors.Load()
+	st.NodesDown = r.nodesDown()
+}
+
 // nodesDown counts the nodes marked down.
 func (r *resolver) nodesDown() int {
 	n := 0
@@ -385,7 +405,7 @@ func (r *resolver) close() {
 		close(r.stop)
 	}
 	r.mu.Unlock()
-	r.wg.Wait()
+	r.routines.Close()
 }
 
 // liveSocketKeys returns the socket keys (socketKey) of every node in the

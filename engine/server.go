@@ -12,18 +12,14 @@ import (
 	"github.com/zmqmsg/zmqmsg/actors/proxy"
 	"github.com/zmqmsg/zmqmsg/directory"
 	"github.com/zmqmsg/zmqmsg/envelope"
+	"github.com/zmqmsg/zmqmsg/internal/config"
 )
 
-// Request is one call as a server's dispatch function sees it.
-type Request struct {
-	ID      envelope.ID
-	OneWay  bool // a cast, fanout or notification: its result is not sent anywhere
-	Topic   string
-	Method  string
-	Flags   envelope.Flags
-	Payload []byte // owned by the request; valid until dispatch returns
-	Meta    map[string]string
-}
+// Request is one request from the wire to the handler and back: decoded
+// once by the node proxy, handed to the server's worker (or run inline),
+// and answered through Server.answer. Its payload aliases a frame that
+// belongs to the request alone, so it stays valid after the handler.
+type Request = proxy.Request
 
 // Reply is a dispatch function's successful result.
 type Reply struct {
@@ -49,7 +45,7 @@ const (
 // Server is one server of a topic on this node: a queue fed by the node
 // proxy and worker goroutines that run the dispatch function.
 type Server struct {
-	e        *Engine
+	sv       *serving
 	px       *proxy.Proxy // the proxy that routes to this server
 	name     string
 	key      directory.Key
@@ -58,8 +54,8 @@ type Server struct {
 	inline   bool   // handlers run on the proxy loop, not on workers
 	casts    *dedup // ids of recent CASTs
 
-	queue  chan *proxy.Request
-	direct chan *proxy.Request // direct casts, run in order by one goroutine
+	queue  chan *Request
+	direct chan *Request // direct casts and fanouts, run in order by one goroutine
 	// mu guards stopping against Offer: once stopping is set no request
 	// enters the queue, and the queue can be closed.
 	mu       sync.RWMutex
@@ -67,82 +63,126 @@ type Server struct {
 
 	ctx    context.Context // handler contexts derive from it; cancelled by a Close
 	cancel context.CancelFunc
-	wg     sync.WaitGroup
+	wg     sync.WaitGroup // the server's workers and lane
 	once   sync.Once
 	err    error
 }
 
-// Serve starts a server named name (unique within the topic) for key and
-// returns once it is reachable: routed by the proxy and registered in the
-// directory.
-//
-// With inline, the handlers run on the proxy loop goroutine itself: no
-// hand-off to a worker and back, but a handler that blocks stalls every
-// request to this node. Only for short, non-blocking handlers. methods are
-// the method names dispatch offers, published in the directory entry.
-func (e *Engine) Serve(ctx context.Context, key directory.Key, name string, methods []string, dispatch Dispatch, inline bool) (*Server, error) {
-	return e.serve(ctx, e.proxy, key, name, methods, dispatch, inline)
+// serving is the server side of a node: its servers, and the counters
+// of what their handlers did.
+type serving struct {
+	rt     *runtime
+	cfg    *config.Config
+	reg    *registrarRef
+	node   directory.Node
+	closed *atomic.Bool
+
+	mu      sync.Mutex
+	servers map[*Server]struct{} // under mu
+
+	expired, panics, handlerErrors              atomic.Uint64
+	castsRun, castErrors, directRun, fanoutsRun atomic.Uint64
+	notificationsRun, notificationsFiltered     atomic.Uint64
+	fanoutsRefused, directNoMethod              atomic.Uint64 // one-way messages to a method the server does not have
 }
 
-// serve starts a server behind px: the call proxy, or the notify proxy for
-// notification listeners.
-func (e *Engine) serve(ctx context.Context, px *proxy.Proxy, key directory.Key, name string, methods []string, dispatch Dispatch, inline bool) (*Server, error) {
-	if e.closed.Load() {
+func (sv *serving) addStats(st *Stats) {
+	st.Expired, st.HandlerPanics, st.HandlerErrors = sv.expired.Load(), sv.panics.Load(), sv.handlerErrors.Load()
+	st.CastsRun, st.CastErrors, st.DirectCastsRun, st.FanoutsRun = sv.castsRun.Load(), sv.castErrors.Load(), sv.directRun.Load(), sv.fanoutsRun.Load()
+	st.NotificationsRun, st.NotificationsFiltered = sv.notificationsRun.Load(), sv.notificationsFiltered.Load()
+	st.FanoutsRefused, st.DirectRefused = sv.fanoutsRefused.Load(), sv.directNoMethod.Load()
+}
+
+// serve starts a server named name (unique within the topic) for key
+// behind px (the call proxy, or the notify proxy for listeners) and
+// returns once it is reachable: routed by the proxy and registered in the
+// directory. methods are published in the directory entry.
+func (sv *serving) serve(ctx context.Context, px *proxy.Proxy, key directory.Key, name string, methods []string, dispatch Dispatch, inline bool) (*Server, error) {
+	if sv.closed.Load() {
 		return nil, ErrClosed
 	}
 	if err := (Target{Exchange: key.Exchange, Topic: key.Topic, Server: name}).Validate(); err != nil {
 		return nil, err
 	}
 	s := &Server{
-		e:        e,
+		sv:       sv,
 		px:       px,
 		name:     name,
 		key:      key,
-		reg:      directory.Registration{Key: key, Server: name, Node: e.node, Methods: methods},
+		reg:      directory.Registration{Key: key, Server: name, Node: sv.node, Methods: methods},
 		dispatch: dispatch,
 		inline:   inline,
 		casts:    newDedup(dedupSize, dedupTTL),
-		queue:    make(chan *proxy.Request, e.cfg.ServerQueue),
-		direct:   make(chan *proxy.Request, e.cfg.ServerQueue),
+		queue:    make(chan *Request, sv.cfg.ServerQueue),
+		direct:   make(chan *Request, sv.cfg.ServerQueue),
 	}
-	s.ctx, s.cancel = context.WithCancel(e.ctx)
-	// Route to the server (on a member of a proxy daemon: the daemon routes
-	// the topic to this process) before registering it.
-	if err := px.Attach(ctx, key, s); err != nil {
-		s.cancel()
-		return nil, fmt.Errorf("zmqmsg: serve: %w", err)
+	s.ctx, s.cancel = context.WithCancel(sv.rt.ctx)
+	if err := s.attach(ctx); err != nil {
+		return nil, err
 	}
-	// Subscribe the node's fanout port to the topic before the server is
-	// registered: whoever finds it in the directory can reach it.
-	if err := px.Subscribe(ctx, key); err != nil {
-		_ = px.Detach(ctx, key, s)
-		px.Forget(key, s)
-		s.cancel()
-		return nil, fmt.Errorf("zmqmsg: serve: fanout subscription: %w", err)
-	}
-	workers := e.cfg.ServerConcurrency
+	workers := sv.cfg.ServerConcurrency
 	if inline {
 		workers = 0 // the proxy loop runs the handlers
 	}
 	for i := 0; i < workers; i++ {
-		s.wg.Add(1)
-		go s.work()
+		s.start(s.work)
 	}
-	s.wg.Add(1)
-	go s.directLane()
-	e.mu.Lock()
-	if e.closed.Load() {
-		e.mu.Unlock()
+	s.start(s.directLane)
+	sv.mu.Lock()
+	if sv.closed.Load() {
+		sv.mu.Unlock()
 		s.shutdown(ctx, true)
 		return nil, ErrClosed
 	}
-	e.servers[s] = struct{}{}
-	e.mu.Unlock()
-	if err := s.register(ctx); err != nil {
+	sv.servers[s] = struct{}{}
+	sv.mu.Unlock()
+	if err := sv.reg.register(ctx, s.reg); err != nil {
 		_ = s.Stop(ctx)
 		return nil, fmt.Errorf("zmqmsg: serve: register: %w", err)
 	}
 	return s, nil
+}
+
+// attach makes the proxy route to the server (on a member of a proxy
+// daemon: the daemon routes the topic to this process) and subscribes the
+// node's fanout port to the topic, before the server is registered:
+// whoever finds it in the directory can reach it.
+func (s *Server) attach(ctx context.Context) error {
+	if err := s.px.Attach(ctx, s.key, s); err != nil {
+		s.cancel()
+		return fmt.Errorf("zmqmsg: serve: %w", err)
+	}
+	if err := s.px.Subscribe(ctx, s.key); err != nil {
+		_ = s.px.Detach(ctx, s.key, s)
+		s.px.Forget(s.key, s)
+		s.cancel()
+		return fmt.Errorf("zmqmsg: serve: fanout subscription: %w", err)
+	}
+	return nil
+}
+
+// start runs fn as one of the server's goroutines (the node's group
+// accounts for it; the server's WaitGroup lets Stop wait for its own).
+func (s *Server) start(fn func()) {
+	s.wg.Add(1)
+	if !s.sv.rt.routines.Go(func() { defer s.wg.Done(); fn() }) {
+		s.wg.Done() // the node is closing: Close drains the server
+	}
+}
+
+// stopAll stops every server, cancelling their handlers (Close).
+func (sv *serving) stopAll() {
+	sv.mu.Lock()
+	servers := make([]*Server, 0, len(sv.servers))
+	for s := range sv.servers {
+		servers = append(servers, s)
+	}
+	sv.mu.Unlock()
+	for _, s := range servers {
+		ctx, cancel := context.WithTimeout(context.Background(), termTimeout)
+		s.shutdown(ctx, true)
+		cancel()
+	}
 }
 
 // Name returns the server's name.
@@ -153,7 +193,7 @@ func (s *Server) Name() string { return s.name }
 // A CAST whose id the server has had recently is a retry whose ACK was lost:
 // it is refused as Duplicate (and acknowledged again by the proxy, with the
 // outcome the first ACK carried), so its handler runs once.
-func (s *Server) Offer(r *proxy.Request) proxy.Offer {
+func (s *Server) Offer(r *Request) proxy.Offer {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	cast := proxy.OneWay(r.Msg.Kind)
@@ -183,13 +223,6 @@ func (s *Server) Offer(r *proxy.Request) proxy.Offer {
 	}
 }
 
-// register hands the server to the registrar, which registers it now and
-// keeps refreshing it.
-func (s *Server) register(ctx context.Context) error {
-	done := make(chan error, 1)
-	return s.e.registrarCall(ctx, &regAdd{reg: s.reg, done: done}, done)
-}
-
 // Stop stops intake (deregisters, and the proxy routes no more requests to
 // this server), then waits until every request already accepted has been
 // answered, or ctx ends. Idempotent.
@@ -206,15 +239,14 @@ func (s *Server) shutdown(ctx context.Context, abort bool) {
 	}
 	s.once.Do(func() {
 		dctx, cancel := context.WithTimeout(context.Background(), registrarOpTimeout)
-		dereg := make(chan error, 1)
-		derr := s.e.registrarCall(dctx, &regRemove{reg: s.reg, done: dereg}, dereg)
+		derr := s.sv.reg.deregister(dctx, s.reg)
 		cancel()
 		uctx, ucancel := context.WithTimeout(context.Background(), 5*time.Second)
-		if err := s.px.Detach(uctx, s.key, s); err != nil && !s.e.closed.Load() {
-			s.e.log.Warn("detach from the proxy daemon failed", "server", s.name, "err", err)
+		if err := s.px.Detach(uctx, s.key, s); err != nil && !s.sv.closed.Load() {
+			s.sv.rt.log.Warn("detach from the proxy daemon failed", "server", s.name, "err", err)
 		}
-		if err := s.px.Unsubscribe(uctx, s.key); err != nil && !s.e.closed.Load() {
-			s.e.log.Warn("fanout unsubscribe failed", "server", s.name, "err", err)
+		if err := s.px.Unsubscribe(uctx, s.key); err != nil && !s.sv.closed.Load() {
+			s.sv.rt.log.Warn("fanout unsubscribe failed", "server", s.name, "err", err)
 		}
 		ucancel()
 		s.mu.Lock()
@@ -222,21 +254,17 @@ func (s *Server) shutdown(ctx context.Context, abort bool) {
 		close(s.queue)  // the workers finish what is queued, then exit
 		close(s.direct) // and so does the direct-cast lane
 		s.mu.Unlock()
-		done := make(chan struct{})
-		go func() { s.wg.Wait(); close(done) }()
-		select {
-		case <-done:
-		case <-ctx.Done():
+		if !s.drained(ctx) {
 			s.cancel() // tell running handlers to give up
-			<-done
+			s.wg.Wait()
 			s.err = fmt.Errorf("zmqmsg: server %s stopped before its requests finished: %w", s.name, ctx.Err())
 		}
 		// Drained: requests that name it are no longer routed to it.
 		s.px.Forget(s.key, s)
 		s.cancel()
-		s.e.mu.Lock()
-		delete(s.e.servers, s)
-		s.e.mu.Unlock()
+		s.sv.mu.Lock()
+		delete(s.sv.servers, s)
+		s.sv.mu.Unlock()
 		if derr != nil && s.err == nil {
 			s.err = fmt.Errorf("zmqmsg: server %s: deregister: %w", s.name, derr)
 		}
@@ -245,33 +273,65 @@ func (s *Server) shutdown(ctx context.Context, abort bool) {
 
 // work is a worker goroutine.
 func (s *Server) work() {
-	defer s.wg.Done()
 	for r := range s.queue {
 		s.handle(r)
 	}
 }
 
-// handle runs one request on a worker and sends its reply through the proxy.
-func (s *Server) handle(r *proxy.Request) {
-	if proxy.OneWay(r.Msg.Kind) {
-		if ack := ackBody(r, s.runCast(r)); ack != nil {
-			if err := s.px.Ack(s.e.ctx, r.Routing, r.Msg.ID, ack); err != nil {
-				s.px.Counters().SendFailed.Add(1)
-			}
-		}
-		return
+// drained waits until the workers have finished what was queued, or ctx
+// ends (false).
+func (s *Server) drained(ctx context.Context) bool {
+	done := make(chan struct{})
+	stop := context.AfterFunc(ctx, func() { close(done) })
+	defer stop()
+	idle := make(chan struct{})
+	if !s.sv.rt.routines.Go(func() { s.wg.Wait(); close(idle) }) {
+		s.wg.Wait()
+		return true
 	}
-	body := s.respond(r)
+	select {
+	case <-idle:
+		return true
+	case <-done:
+		return false
+	}
+}
+
+// handle runs one request on a worker and sends its answer back through
+// the proxy.
+func (s *Server) handle(r *Request) {
+	body := s.answer(r)
 	if body == nil {
 		return
 	}
-	var expires time.Time
-	if r.Msg.Deadline != 0 {
-		expires = time.Unix(0, r.Msg.Deadline)
+	var err error
+	if proxy.OneWay(r.Msg.Kind) {
+		err = s.px.Ack(s.sv.rt.ctx, r.Routing, r.Msg.ID, body)
+	} else {
+		err = s.px.Reply(s.sv.rt.ctx, r.Routing, expiry(&r.Msg), body)
 	}
-	if err := s.px.Reply(s.e.ctx, r.Routing, expires, body); err != nil {
+	if err != nil {
 		s.px.Counters().SendFailed.Add(1)
 	}
+}
+
+// answer runs r and returns what goes back to its sender, on a worker or
+// inline: a REPLY or ERROR for a CALL, the ACK carrying the handler's
+// outcome for a CAST or NOTIFY; nil when nothing is due (an expired call,
+// a cast sent without acks).
+func (s *Server) answer(r *Request) []byte {
+	if proxy.OneWay(r.Msg.Kind) {
+		return ackBody(r, s.runCast(r))
+	}
+	return s.respond(r)
+}
+
+// expiry is when the sender of m stops waiting for its answer (zero: never).
+func expiry(m *envelope.Message) time.Time {
+	if m.Deadline != 0 {
+		return time.Unix(0, m.Deadline)
+	}
+	return time.Time{}
 }
 
 // Inline reports whether the server's handlers run on the proxy loop
@@ -280,7 +340,7 @@ func (s *Server) Inline() bool { return s.inline }
 
 // HandleInline runs r on the proxy loop goroutine and returns the reply
 // body (nil: nothing to send) or Stopping (proxy.InlineServer).
-func (s *Server) HandleInline(r *proxy.Request) ([]byte, proxy.Offer) {
+func (s *Server) HandleInline(r *Request) ([]byte, proxy.Offer) {
 	s.mu.RLock()
 	stopping := s.stopping
 	s.mu.RUnlock()
@@ -298,15 +358,12 @@ func (s *Server) HandleInline(r *proxy.Request) ([]byte, proxy.Offer) {
 	if stopping {
 		return nil, proxy.Stopping
 	}
-	if cast {
-		return ackBody(r, s.runCast(r)), proxy.Accepted
-	}
-	return s.respond(r), proxy.Accepted
+	return s.answer(r), proxy.Accepted
 }
 
 // ackBody is the ACK of a CAST or notification whose handler has run,
 // carrying its outcome; nil when its sender asked for none.
-func ackBody(r *proxy.Request, o castOutcome) []byte {
+func ackBody(r *Request, o castOutcome) []byte {
 	if r.Msg.Flags&envelope.FlagNoAck != 0 {
 		return nil
 	}
@@ -319,7 +376,7 @@ func ackBody(r *proxy.Request, o castOutcome) []byte {
 
 // duplicateAck is the ACK for a resend of a cast that has run: nil when it
 // succeeded (the proxy acknowledges OK), else its failure again.
-func duplicateAck(r *proxy.Request, o castOutcome) []byte {
+func duplicateAck(r *Request, o castOutcome) []byte {
 	if o.Code == envelope.CodeOK {
 		return nil
 	}
@@ -335,18 +392,18 @@ func duplicateAck(r *proxy.Request, o castOutcome) []byte {
 // and logged at the 1st, 2nd, 4th... error; a fanout or an unacknowledged
 // cast whose method the server does not have is counted as refused
 // (FanoutsRefused, DirectRefused) and logged likewise, with its method.
-func (s *Server) runCast(r *proxy.Request) castOutcome {
+func (s *Server) runCast(r *Request) castOutcome {
 	m := &r.Msg
 	if m.Kind == envelope.KindNotify {
-		s.e.notificationsRun.Add(1)
+		s.sv.notificationsRun.Add(1)
 	} else {
-		s.e.castsRun.Add(1)
+		s.sv.castsRun.Add(1)
 	}
 	var o castOutcome
-	_, err := s.run(s.ctx, &Request{ID: m.ID, OneWay: m.Kind != envelope.KindCall, Topic: m.Topic, Method: m.Method, Flags: m.Flags, Payload: m.Payload, Meta: m.Meta})
+	_, err := s.run(s.ctx, r)
 	if err != nil {
 		o.Code, o.ErrType, o.ErrMsg, _ = errorFields(err)
-		s.noteCastError(m, o.Code, err, s.e.castErrors.Add(1))
+		s.noteCastError(m, o.Code, err, s.sv.castErrors.Add(1))
 		if m.Kind == envelope.KindNotify {
 			o = castOutcome{}
 		}
@@ -363,19 +420,19 @@ func (s *Server) noteCastError(m *envelope.Message, code envelope.Code, err erro
 		what := "fanout"
 		switch {
 		case m.Kind == envelope.KindFanout:
-			refused = &s.e.fanoutsRefused
+			refused = &s.sv.fanoutsRefused
 		case m.Kind == envelope.KindCast && m.Flags&envelope.FlagNoAck != 0:
-			refused, what = &s.e.directNoMethod, "unacknowledged cast"
+			refused, what = &s.sv.directNoMethod, "unacknowledged cast"
 		}
 		if refused != nil {
 			if n := refused.Add(1); n&(n-1) == 0 {
-				s.e.log.Warn(what+" refused: the server has no such method; dropped", "server", s.name, "topic", m.Topic, "method", m.Method, "refused_total", n)
+				s.sv.rt.log.Warn(what+" refused: the server has no such method; dropped", "server", s.name, "topic", m.Topic, "method", m.Method, "refused_total", n)
 			}
 			return
 		}
 	}
 	if failed&(failed-1) == 0 {
-		s.e.log.Warn("cast handler failed", "server", s.name, "method", m.Method, "err", err, "failed_total", failed)
+		s.sv.rt.log.Warn("cast handler failed", "server", s.name, "method", m.Method, "err", err, "failed_total", failed)
 	}
 }
 
@@ -399,21 +456,21 @@ func errorFields(err error) (code envelope.Code, errType, errMsg string, own boo
 
 // respond runs one request and returns the encoded reply, or nil when no
 // reply is due (the request expired before it ran).
-func (s *Server) respond(r *proxy.Request) []byte {
+func (s *Server) respond(r *Request) []byte {
 	m := &r.Msg
 	ctx := s.ctx
 	if m.Deadline != 0 {
 		deadline := time.Unix(0, m.Deadline)
 		if time.Now().After(deadline) {
 			// The caller has given up already: running would be wasted.
-			s.e.expired.Add(1)
+			s.sv.expired.Add(1)
 			return nil
 		}
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithDeadline(ctx, deadline)
 		defer cancel()
 	}
-	rep, err := s.run(ctx, &Request{ID: m.ID, OneWay: m.Kind != envelope.KindCall, Topic: m.Topic, Method: m.Method, Flags: m.Flags, Payload: m.Payload, Meta: m.Meta})
+	rep, err := s.run(ctx, r)
 	out := envelope.Message{ID: m.ID}
 	if err == nil {
 		out.Kind, out.Flags = envelope.KindReply, rep.Flags
@@ -422,7 +479,7 @@ func (s *Server) respond(r *proxy.Request) []byte {
 		out.Kind = envelope.KindError
 		out.Code, out.ErrType, out.ErrMsg, own = errorFields(err)
 		if own {
-			s.e.handlerErrors.Add(1)
+			s.sv.handlerErrors.Add(1)
 			if errors.Is(err, context.DeadlineExceeded) && m.Deadline != 0 && ctx.Err() == context.DeadlineExceeded {
 				// The handler gave up at the caller's own deadline: to the
 				// caller that is its timeout, whichever arrives first, this
@@ -438,7 +495,7 @@ func (s *Server) respond(r *proxy.Request) []byte {
 		}
 		rep.Payload = nil
 	}
-	if max := s.e.cfg.MaxMessageSize; max > 0 && len(rep.Payload) > max {
+	if max := s.sv.cfg.MaxMessageSize; max > 0 && len(rep.Payload) > max {
 		out = envelope.Message{Kind: envelope.KindError, ID: m.ID, Code: envelope.CodeTooLarge, ErrType: envelope.CodeTooLarge.String(),
 			ErrMsg: fmt.Sprintf("reply of %d bytes over the limit of %d", len(rep.Payload), max)}
 		rep.Payload = nil
@@ -446,7 +503,7 @@ func (s *Server) respond(r *proxy.Request) []byte {
 	out.Payload = rep.Payload
 	body, err := envelope.Encode(&out)
 	if err != nil {
-		s.e.log.Error("encode reply", "server", s.name, "err", err)
+		s.sv.rt.log.Error("encode reply", "server", s.name, "err", err)
 		return nil
 	}
 	return body
@@ -456,10 +513,39 @@ func (s *Server) respond(r *proxy.Request) []byte {
 func (s *Server) run(ctx context.Context, req *Request) (rep Reply, err error) {
 	defer func() {
 		if p := recover(); p != nil {
-			s.e.panics.Add(1)
-			s.e.log.Error("handler panicked", "server", s.name, "method", req.Method, "panic", p, "stack", string(debug.Stack()))
+			s.sv.panics.Add(1)
+			s.sv.rt.log.Error("handler panicked", "server", s.name, "method", req.Msg.Method, "panic", p, "stack", string(debug.Stack()))
 			err = &RemoteError{Type: remoteTypePanic, Message: fmt.Sprint(p)}
 		}
 	}()
 	return s.dispatch(ctx, req)
+}
+
+// OfferDirect hands a direct cast to the server's in-order lane without
+// blocking (proxy.DirectServer).
+func (s *Server) OfferDirect(r *Request) proxy.Offer {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if s.stopping {
+		return proxy.Stopping
+	}
+	select {
+	case s.direct <- r:
+		return proxy.Accepted
+	default:
+		return proxy.Full
+	}
+}
+
+// directLane runs the server's direct casts and fanouts one at a time, in
+// the order they arrived.
+func (s *Server) directLane() {
+	for r := range s.direct {
+		if r.Msg.Kind == envelope.KindFanout {
+			s.sv.fanoutsRun.Add(1)
+		} else {
+			s.sv.directRun.Add(1)
+		}
+		s.runCast(r)
+	}
 }

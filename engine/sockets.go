@@ -33,7 +33,7 @@ func (ss *socketSet[C]) lookup(key string) *socket.Handle[C] {
 
 // get returns the socket for key, starting it on first use with a handler
 // from newHandler; name names the actor and its loop.
-func (ss *socketSet[C]) get(ctx context.Context, e *Engine, key, name string, newHandler func() poller.Handler[C]) (*socket.Handle[C], error) {
+func (ss *socketSet[C]) get(ctx context.Context, p *peers, key, name string, newHandler func() poller.Handler[C]) (*socket.Handle[C], error) {
 	if h := ss.lookup(key); h != nil {
 		return h, nil // the common case: no lock
 	}
@@ -42,18 +42,18 @@ func (ss *socketSet[C]) get(ctx context.Context, e *Engine, key, name string, ne
 	if h := ss.m[key]; h != nil {
 		return h, nil
 	}
-	if e.closed.Load() {
+	if p.closed.Load() {
 		return nil, ErrClosed
 	}
 	var h *socket.Handle[C]
-	err := socket.SpawnUnder(ctx, e.root, e.replyPID, func(parent actor.SpawnerContext) error {
+	err := socket.SpawnUnder(ctx, p.rt.root, p.replyPID, func(parent actor.SpawnerContext) error {
 		var err error
 		h, err = socket.Spawn(parent, socket.Spec[C]{
 			Name:       name,
-			ZMQ:        e.zctx,
+			ZMQ:        p.rt.zctx,
 			NewHandler: newHandler,
-			Loop:       poller.Options{Strategy: e.cfg.Strategy},
-			Logger:     e.log,
+			Loop:       p.rt.loop(),
+			Logger:     p.rt.log,
 		})
 		return err
 	})
@@ -76,7 +76,7 @@ func (ss *socketSet[C]) get(ctx context.Context, e *Engine, key, name string, ne
 	}
 	ss.publish()
 	for _, old := range stale {
-		e.root.Stop(old.PID()) // asynchronous: never under ss.mu for long
+		p.rt.root.Stop(old.PID()) // asynchronous: never under ss.mu for long
 	}
 	return h, nil
 }
