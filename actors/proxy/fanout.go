@@ -163,13 +163,3 @@ func (f *frontend) deliverFanout(m *envelope.Message) {
 		}
 	}
 }
-
-// All returns every local server of key (the slice must not be modified).
-func (r *Routes) All(key directory.Key) []Server {
-	r.mu.RLock()
-	defer r.mu.RUnlock()
-	if t := r.topics[key]; t != nil {
-		return t.servers
-	}
-	return nil
-}

@@ -286,14 +286,3 @@ func nodeFromMeta(m map[string]string) (directory.Node, error) {
 	}
 	return n, nil
 }
-
-// Each calls fn for every (key, server) route.
-func (r *Routes) Each(fn func(key directory.Key, srv Server)) {
-	r.mu.RLock()
-	defer r.mu.RUnlock()
-	for key, t := range r.topics {
-		for _, s := range t.servers {
-			fn(key, s)
-		}
-	}
-}

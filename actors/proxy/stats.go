@@ -2,9 +2,36 @@ package proxy
 
 import (
 	"encoding/json"
+	"sync/atomic"
 
 	"github.com/zmqmsg/zmqmsg/envelope"
 )
+
+// Counters are the proxy's counters.
+type Counters struct {
+	Requests      atomic.Uint64 // requests routed to a local server
+	Malformed     atomic.Uint64 // messages that did not decode, dropped
+	WrongKind     atomic.Uint64 // decoded messages of a kind the call port does not take, dropped
+	NoServers     atomic.Uint64 // requests for a target this node does not serve (answered with an error)
+	Overloaded    atomic.Uint64 // requests refused because the server's queue was full (answered with an error)
+	Replies       atomic.Uint64 // replies sent
+	Duplicates    atomic.Uint64 // CASTs a server had already had (retries), not run again: acknowledged again, or answered IN_PROGRESS
+	Waited        atomic.Uint64 // replies that waited for a full caller pipe (see frontend.send)
+	DirectCasts   atomic.Uint64 // direct casts handed to a server
+	DirectDropped atomic.Uint64 // direct casts no server could take (full, or none), dropped
+	Fanouts       atomic.Uint64 // fanout deliveries handed to local servers (one per server)
+	FanoutDropped atomic.Uint64 // fanout deliveries a local server could not take (lane full), dropped
+	AcksDropped   atomic.Uint64 // ACKs dropped by the test hook (Hooks.DropAck)
+	SendFailed    atomic.Uint64 // replies libzmq refused (the caller is gone, or its pipe is full: it does not read), dropped
+	MembersLost   atomic.Uint64 // daemon: service processes dropped (heartbeats stopped, or their pipe vanished)
+	FailedLost    atomic.Uint64 // daemon: relayed requests answered SERVER_LOST because their service process was lost
+	Conflicts     atomic.Uint64 // daemon: ATTACHes refused because another process serves the name
+	Refused       atomic.Uint64 // daemon: requests refused while draining (answered SHUTTING_DOWN)
+	// HandshakeFailed counts failed handshakes on the public sockets when
+	// CURVE is on: peers without CURVE, keys the ZAP handler refused,
+	// broken handshakes. Dropped; the peer never reaches the loop.
+	HandshakeFailed atomic.Uint64
+}
 
 // StatsAnswer is the JSON payload of the REPLY to a STATS request: the
 // counters of the proxy that answered (docs/design.md §5).

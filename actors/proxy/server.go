@@ -1,0 +1,70 @@
+package proxy
+
+import "github.com/zmqmsg/zmqmsg/envelope"
+
+// Request is one CALL handed to a local server.
+type Request struct {
+	// Routing are the frames before the body: the caller's identity and,
+	// from a REQ peer, the empty delimiter. The reply must carry them.
+	Routing [][]byte
+	// Msg is the decoded request. Msg.Payload aliases the received body
+	// frame, which belongs to the request.
+	Msg envelope.Message
+	// Ack is set by a server that answers Duplicate for a cast whose
+	// handler failed: the ACK to send again, carrying that failure. Nil
+	// means ACK OK.
+	Ack []byte
+}
+
+// Offer is a server's answer to a request the proxy offers it.
+type Offer int
+
+const (
+	// Accepted: the server queued the request; it will answer it (a CAST
+	// too: its ACK follows once the handler has run).
+	Accepted Offer = iota + 1
+	// Full: the server's queue is full.
+	Full
+	// Stopping: the server is stopping and takes no new request; the proxy
+	// routes the request to another server of the topic if there is one.
+	Stopping
+	// Duplicate: the server has already run a CAST with this message id
+	// (a retry whose ACK was lost); it will not run it again, and the proxy
+	// acknowledges it again: OK, or Request.Ack if the server set it.
+	Duplicate
+	// InProgress: the server has a CAST with this message id and its
+	// handler has not finished (a retry that came before the ACK); the
+	// proxy answers IN_PROGRESS, and the server's ACK follows.
+	InProgress
+)
+
+// Server is a local server behind the proxy.
+type Server interface {
+	// Name is the server's name, unique within its topic.
+	Name() string
+	// Offer hands r to the server without blocking.
+	Offer(r *Request) Offer
+}
+
+// InlineServer is a Server whose handlers may run on the proxy loop itself.
+// When Inline reports true, the proxy calls HandleInline instead of Offer
+// and sends the returned body (if any) at once: no hand-off to a worker and
+// back. HandleInline must not block: it runs on the goroutine that owns the
+// node's call socket.
+type InlineServer interface {
+	Server
+	Inline() bool
+	HandleInline(r *Request) (body []byte, o Offer)
+}
+
+// DirectServer is a Server that takes direct casts (from the PULL socket).
+// OfferDirect must not block; the server runs direct casts in the order it
+// accepted them.
+type DirectServer interface {
+	Server
+	OfferDirect(r *Request) Offer
+}
+
+// OneWay reports whether k is acknowledged instead of answered: a CAST, or
+// a NOTIFY (a cast to one listener of a pool).
+func OneWay(k envelope.Kind) bool { return k == envelope.KindCast || k == envelope.KindNotify }
