@@ -19,9 +19,18 @@ type Replies interface {
 	FailTagged(tag string, err error) int
 }
 
-// ErrSocketStopped fails the requests of a dealer that stopped without an
-// error of its own (the Transport is closing).
+// ErrSocketStopped fails the requests of a dealer, and the fanouts of a
+// publisher, that stopped without an error of its own (the Transport is
+// closing).
 var ErrSocketStopped = errors.New("socket: stopped")
+
+// stopErr is what fails the commands of a loop that stopped with cause.
+func stopErr(cause error) error {
+	if cause == nil {
+		return ErrSocketStopped
+	}
+	return cause
+}
 
 // DealerCmd is a command for a Dealer socket actor. The interface is sealed.
 type DealerCmd interface{ isDealerCmd() }
@@ -283,10 +292,7 @@ func (d *Dealer) HandleTimer(l *poller.Loop[DealerCmd], now time.Time) {
 // a socket that failed cannot be answered on its successor (a new socket has
 // a new identity), so they are failed too.
 func (d *Dealer) Shutdown(_ *poller.Loop[DealerCmd], pending []DealerCmd, cause error) {
-	err := cause
-	if err == nil {
-		err = ErrSocketStopped
-	}
+	err := stopErr(cause)
 	for _, c := range pending {
 		if r, ok := c.(*Request); ok {
 			d.Table.Fail(r.ID, err)

@@ -199,6 +199,26 @@ func watchClient[C any](l *poller.Loop[C], z *zmq.Socket, opts Options, endpoint
 	return w, err
 }
 
+// connectClient creates a socket of type t in l, applies opts and then
+// set, watches its CURVE handshakes and connects it to endpoint.
+func connectClient[C any](l *poller.Loop[C], t zmq.Type, name, endpoint string, opts Options, set func(*zmq.Socket) error) (clientWatch, error) {
+	w := clientWatch{mon: -1}
+	_, z, err := l.NewSocket(t, name)
+	if err != nil {
+		return w, err
+	}
+	if err := opts.Apply(z); err != nil {
+		return w, err
+	}
+	if err := set(z); err != nil {
+		return w, err
+	}
+	if w, err = watchClient(l, z, opts, endpoint); err != nil {
+		return w, err
+	}
+	return w, z.Connect(endpoint)
+}
+
 // event handles a message of socket sock if it is the monitor, and says
 // whether it was.
 func (w *clientWatch) event(sock int, frames [][]byte, now time.Time, failed *atomic.Uint64) bool {

@@ -81,69 +81,54 @@ func seconds(d time.Duration) int {
 // Apply sets o on z. It must run on the goroutine that owns z (in a loop's
 // Setup).
 func (o Options) Apply(z *zmq.Socket) error {
-	type setting struct {
-		name string
-		set  func() error
-	}
-	var settings []setting
-	add := func(name string, f func() error) { settings = append(settings, setting{name, f}) }
+	var err error
 	if o.KeepaliveIdle > 0 {
-		add("tcp keepalive", func() error { return z.SetTcpKeepalive(1) })
-		add("tcp keepalive idle", func() error { return z.SetTcpKeepaliveIdle(seconds(o.KeepaliveIdle)) })
-		if o.KeepaliveInterval > 0 {
-			add("tcp keepalive interval", func() error { return z.SetTcpKeepaliveIntvl(seconds(o.KeepaliveInterval)) })
-		}
-		if o.KeepaliveCount > 0 {
-			add("tcp keepalive count", func() error { return z.SetTcpKeepaliveCnt(o.KeepaliveCount) })
-		}
+		set(&err, "tcp keepalive", 1, z.SetTcpKeepalive)
+		set(&err, "tcp keepalive idle", seconds(o.KeepaliveIdle), z.SetTcpKeepaliveIdle)
+		setPositive(&err, "tcp keepalive interval", seconds(o.KeepaliveInterval), z.SetTcpKeepaliveIntvl)
+		setPositive(&err, "tcp keepalive count", o.KeepaliveCount, z.SetTcpKeepaliveCnt)
 	}
 	if o.HeartbeatInterval > 0 {
-		add("heartbeat interval", func() error { return z.SetHeartbeatIvl(o.HeartbeatInterval) })
-		if o.HeartbeatTimeout > 0 {
-			add("heartbeat timeout", func() error { return z.SetHeartbeatTimeout(o.HeartbeatTimeout) })
-		}
-		if o.HeartbeatTTL > 0 {
-			add("heartbeat ttl", func() error { return z.SetHeartbeatTtl(o.HeartbeatTTL) })
-		}
+		set(&err, "heartbeat interval", o.HeartbeatInterval, z.SetHeartbeatIvl)
+		setPositive(&err, "heartbeat timeout", o.HeartbeatTimeout, z.SetHeartbeatTimeout)
+		setPositive(&err, "heartbeat ttl", o.HeartbeatTTL, z.SetHeartbeatTtl)
 	}
-	if o.MaxMessageSize > 0 {
-		add("max message size", func() error { return z.SetMaxmsgsize(o.MaxMessageSize) })
-	}
-	if o.SendHWM > 0 {
-		add("send hwm", func() error { return z.SetSndhwm(o.SendHWM) })
-	}
-	if o.RecvHWM > 0 {
-		add("receive hwm", func() error { return z.SetRcvhwm(o.RecvHWM) })
-	}
-	if o.ReconnectInterval > 0 {
-		add("reconnect interval", func() error { return z.SetReconnectIvl(o.ReconnectInterval) })
-	}
-	if o.ReconnectIntervalMax > 0 {
-		add("reconnect interval max", func() error { return z.SetReconnectIvlMax(o.ReconnectIntervalMax) })
-	}
-	if o.ConnectTimeout > 0 {
-		add("connect timeout", func() error { return z.SetConnectTimeout(o.ConnectTimeout) })
-	}
-	if o.Linger > 0 {
-		add("linger", func() error { return z.SetLinger(o.Linger) })
-	}
+	setPositive(&err, "max message size", o.MaxMessageSize, z.SetMaxmsgsize)
+	setPositive(&err, "send hwm", o.SendHWM, z.SetSndhwm)
+	setPositive(&err, "receive hwm", o.RecvHWM, z.SetRcvhwm)
+	setPositive(&err, "reconnect interval", o.ReconnectInterval, z.SetReconnectIvl)
+	setPositive(&err, "reconnect interval max", o.ReconnectIntervalMax, z.SetReconnectIvlMax)
+	setPositive(&err, "connect timeout", o.ConnectTimeout, z.SetConnectTimeout)
+	setPositive(&err, "linger", o.Linger, z.SetLinger)
 	if c := o.Curve; c != nil {
 		// Errors name the option, never a key (libzmq's errors carry no
 		// value either).
 		if c.Server() {
-			add("zap domain", func() error { return z.SetZapDomain(ZAPDomain) })
-			add("curve server", func() error { return z.SetCurveServer(1) })
-			add("curve secret key", func() error { return z.SetCurveSecretkey(c.SecretKey) })
+			set(&err, "zap domain", ZAPDomain, z.SetZapDomain)
+			set(&err, "curve server", 1, z.SetCurveServer)
 		} else {
-			add("curve server key", func() error { return z.SetCurveServerkey(c.ServerKey) })
-			add("curve public key", func() error { return z.SetCurvePublickey(c.PublicKey) })
-			add("curve secret key", func() error { return z.SetCurveSecretkey(c.SecretKey) })
+			set(&err, "curve server key", c.ServerKey, z.SetCurveServerkey)
+			set(&err, "curve public key", c.PublicKey, z.SetCurvePublickey)
 		}
+		set(&err, "curve secret key", c.SecretKey, z.SetCurveSecretkey)
 	}
-	for _, s := range settings {
-		if err := s.set(); err != nil {
-			return fmt.Errorf("set %s: %w", s.name, err)
-		}
+	return err
+}
+
+// set calls f(v) unless *err already holds an earlier option's error, and
+// stores f's error, naming the option, in *err.
+func set[T any](err *error, name string, v T, f func(T) error) {
+	if *err != nil {
+		return
 	}
-	return nil
+	if e := f(v); e != nil {
+		*err = fmt.Errorf("set %s: %w", name, e)
+	}
+}
+
+// setPositive is set for a v > 0; zero keeps libzmq's default.
+func setPositive[T ~int | ~int64](err *error, name string, v T, f func(T) error) {
+	if v > 0 {
+		set(err, name, v, f)
+	}
 }

@@ -61,22 +61,12 @@ type Publisher struct {
 func (p *Publisher) Setup(l *poller.Loop[PubCmd]) error {
 	p.subs = make(map[string]bool)
 	p.parked = make(map[string][]*Publish)
-	_, z, err := l.NewSocket(zmq.XPUB, "xpub")
-	if err != nil {
-		return err
-	}
-	if err := p.Options.Apply(z); err != nil {
-		return err
-	}
 	// At the high-water mark, wait (in the loop's backlog) instead of
 	// dropping silently.
-	if err := z.SetXpubNodrop(true); err != nil {
-		return err
-	}
-	if p.watch, err = watchClient(l, z, p.Options, p.Endpoint); err != nil {
-		return err
-	}
-	return z.Connect(p.Endpoint)
+	nodrop := func(z *zmq.Socket) error { return z.SetXpubNodrop(true) }
+	var err error
+	p.watch, err = connectClient(l, zmq.XPUB, "xpub", p.Endpoint, p.Options, nodrop)
+	return err
 }
 
 // HandleMessage receives the node's subscriptions: 1 then the topic frame
@@ -165,10 +155,7 @@ func (p *Publisher) HandleTimer(l *poller.Loop[PubCmd], now time.Time) {
 
 // Shutdown fails every fanout not sent.
 func (p *Publisher) Shutdown(_ *poller.Loop[PubCmd], pending []PubCmd, cause error) {
-	err := cause
-	if err == nil {
-		err = ErrSocketStopped
-	}
+	err := stopErr(cause)
 	for _, c := range pending {
 		if pub, ok := c.(*Publish); ok {
 			pub.Done <- err

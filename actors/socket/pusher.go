@@ -48,20 +48,10 @@ type Pusher struct {
 
 // Setup creates the PUSH and connects it.
 func (p *Pusher) Setup(l *poller.Loop[PushCmd]) error {
-	_, z, err := l.NewSocket(zmq.PUSH, "push")
-	if err != nil {
-		return err
-	}
-	if err := p.Options.Apply(z); err != nil {
-		return err
-	}
-	if err := z.SetImmediate(true); err != nil {
-		return err
-	}
-	if p.watch, err = watchClient(l, z, p.Options, p.Endpoint); err != nil {
-		return err
-	}
-	return z.Connect(p.Endpoint)
+	immediate := func(z *zmq.Socket) error { return z.SetImmediate(true) }
+	var err error
+	p.watch, err = connectClient(l, zmq.PUSH, "push", p.Endpoint, p.Options, immediate)
+	return err
 }
 
 // HandleMessage handles the CURVE monitor's events (a PUSH receives
