@@ -349,28 +349,6 @@ func (f *frontend) handleDirect(frames [][]byte) {
 	}
 }
 
-// rebindWait bounds how long a restarted proxy retries its port while the
-// failed socket's listener is still being closed by libzmq's I/O thread.
-const rebindWait = 2 * time.Second
-
-// bindRetry binds z to endpoint. On a restart (rebind) the port is the one
-// the first start got, and libzmq closes the old listener asynchronously, so
-// EADDRINUSE is retried with a short backoff for up to rebindWait; on a first
-// start it is returned at once (the port belongs to somebody else).
-func bindRetry(z *zmq.Socket, endpoint string, rebind bool) error {
-	deadline := time.Now().Add(rebindWait)
-	backoff := time.Millisecond
-	for {
-		err := z.Bind(endpoint)
-		if err == nil || !rebind || zmq.AsErrno(err) != zmq.EADDRINUSE || time.Now().After(deadline) {
-			return err
-		}
-		t := time.NewTimer(backoff)
-		<-t.C // runs in Setup, before the loop serves anything
-		backoff = min(2*backoff, 100*time.Millisecond)
-	}
-}
-
 func (f *frontend) HandleMessage(l *poller.Loop[Cmd], sock int, frames [][]byte) {
 	if f.hs.Handle(sock, frames) {
 		return
@@ -475,27 +453,6 @@ func (f *frontend) answer(l *poller.Loop[Cmd], sock int, routing [][]byte, req *
 	}
 }
 
-// answerFrames builds the answer to req (see frontend.answer) behind its
-// routing frames; nil when none is due (a CAST sent without ACKs).
-func answerFrames(routing [][]byte, req *envelope.Message, code envelope.Code, text string) [][]byte {
-	reply := envelope.Message{Kind: envelope.KindError, ID: req.ID, Code: code}
-	if OneWay(req.Kind) {
-		if req.Flags&envelope.FlagNoAck != 0 {
-			return nil
-		}
-		reply.Kind = envelope.KindAck
-	}
-	if code != envelope.CodeOK {
-		reply.ErrType = code.String()
-		reply.ErrMsg = fmt.Sprintf("%s (%s/%s server %q)", text, req.Exchange, req.Topic, req.Server)
-	}
-	body, err := envelope.AppendMessage(nil, &reply)
-	if err != nil {
-		return nil
-	}
-	return append(append(make([][]byte, 0, len(routing)+1), routing...), body)
-}
-
 func (f *frontend) HandleCommand(l *poller.Loop[Cmd], c Cmd) {
 	switch c := c.(type) {
 	case *replyCmd:
@@ -505,14 +462,6 @@ func (f *frontend) HandleCommand(l *poller.Loop[Cmd], c Cmd) {
 	case *attachCmd:
 		f.attach(l, c)
 	}
-}
-
-// expiry is when the caller of m stops waiting for its answer.
-func expiry(m *envelope.Message) time.Time {
-	if m.Deadline != 0 {
-		return time.Unix(0, m.Deadline)
-	}
-	return time.Time{}
 }
 
 // send sends a reply to one caller (see replyQueue).

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/zmqmsg/zmqmsg/actors/poller"
+	"github.com/zmqmsg/zmqmsg/envelope"
 )
 
 // trySender is the part of a poller.Loop a replyQueue uses, whatever the
@@ -75,6 +76,13 @@ func (q *replyQueue) send(l trySender, frames [][]byte, expires time.Time) {
 	}
 }
 
+// answer sends the answer to req (see answerFrames), if one is due.
+func (q *replyQueue) answer(l trySender, routing [][]byte, req *envelope.Message, code envelope.Code, text string) {
+	if frames := answerFrames(routing, req, code, text); frames != nil {
+		q.send(l, frames, expiry(req))
+	}
+}
+
 // wait queues a reply for a caller whose pipe is full.
 func (q *replyQueue) wait(peer string, w []queuedReply, frames [][]byte, expires time.Time) {
 	if len(w) >= maxWaitingPerPeer {
@@ -106,6 +114,14 @@ func (q *replyQueue) drop(err error) {
 
 // deadline is when the waiting replies are retried next (zero: never).
 func (q *replyQueue) deadline() time.Time { return q.retryAt }
+
+// sooner returns the earlier of a retry deadline d (zero: none) and t.
+func sooner(d, t time.Time) time.Time {
+	if !d.IsZero() && d.Before(t) {
+		return d
+	}
+	return t
+}
 
 // retry sends the waiting replies that can go now, each caller's in order,
 // and drops those whose caller stopped waiting.

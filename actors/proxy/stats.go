@@ -3,6 +3,7 @@ package proxy
 import (
 	"encoding/json"
 	"sync/atomic"
+	"time"
 
 	"github.com/zmqmsg/zmqmsg/envelope"
 )
@@ -16,7 +17,7 @@ type Counters struct {
 	Overloaded    atomic.Uint64 // requests refused because the server's queue was full (answered with an error)
 	Replies       atomic.Uint64 // replies sent
 	Duplicates    atomic.Uint64 // CASTs a server had already had (retries), not run again: acknowledged again, or answered IN_PROGRESS
-	Waited        atomic.Uint64 // replies that waited for a full caller pipe (see frontend.send)
+	Waited        atomic.Uint64 // replies that waited for a full caller pipe (see replyQueue)
 	DirectCasts   atomic.Uint64 // direct casts handed to a server
 	DirectDropped atomic.Uint64 // direct casts no server could take (full, or none), dropped
 	Fanouts       atomic.Uint64 // fanout deliveries handed to local servers (one per server)
@@ -68,6 +69,13 @@ func (c *Counters) Snapshot() map[string]uint64 {
 		"conflicts":        c.Conflicts.Load(),
 		"refused":          c.Refused.Load(),
 		"handshake_failed": c.HandshakeFailed.Load(),
+	}
+}
+
+// sendStats answers the STATS request req with a.
+func (q *replyQueue) sendStats(l trySender, routing [][]byte, req *envelope.Message, a StatsAnswer) {
+	if frames := statsReply(routing, req, a); frames != nil {
+		q.send(l, frames, time.Time{})
 	}
 }
 
