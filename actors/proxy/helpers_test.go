@@ -12,6 +12,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/zmqmsg/zmqmsg/actors/proxy"
+	"github.com/zmqmsg/zmqmsg/directory"
 	"github.com/zmqmsg/zmqmsg/envelope"
 )
 
@@ -34,6 +35,16 @@ func startProxy(t *testing.T) (*proxy.Proxy, *zmq.Context) {
 		}
 	})
 	return p, zctx
+}
+
+// attach routes key to srv through p.
+func attach(t *testing.T, p *proxy.Proxy, key directory.Key, srv proxy.Server) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := p.Attach(ctx, key, srv); err != nil {
+		t.Fatal(err)
+	}
 }
 
 // client is a raw DEALER used only by the test goroutine.

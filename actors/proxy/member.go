@@ -10,6 +10,7 @@ import (
 	zmq "github.com/pebbe/zmq4"
 
 	"github.com/zmqmsg/zmqmsg/actors/poller"
+	"github.com/zmqmsg/zmqmsg/actors/socket"
 	"github.com/zmqmsg/zmqmsg/directory"
 	"github.com/zmqmsg/zmqmsg/envelope"
 )
@@ -49,11 +50,25 @@ var ErrDaemonBusy = errors.New("proxy: node proxy daemon starting or draining")
 // DefaultMemberHeartbeat is how often a member repeats its ATTACHes.
 const DefaultMemberHeartbeat = time.Second
 
-type memberState struct {
-	endpoint string
-	every    time.Duration
+// member is the handler of the loop of a proxy that joined a node proxy
+// daemon (Config.Join). A fresh one is made for every (re)start of the
+// loop; everything in it is owned by the loop goroutine.
+type member struct {
+	core
+	endpoint string         // the daemon's
+	opts     socket.Options // for the DEALER (made local: see Setup)
+	every    time.Duration  // heartbeat period
 	nextBeat time.Time
 	pending  map[envelope.ID]*attachCmd // ATTACH/DETACH waiting for the daemon's ACK
+}
+
+func newMember(p *Proxy, cfg Config) *member {
+	h := &member{endpoint: cfg.Join, opts: cfg.Options, every: cfg.Heartbeat}
+	if h.every <= 0 {
+		h.every = DefaultMemberHeartbeat
+	}
+	h.init(p)
+	return h
 }
 
 // attachCmd sends an ATTACH or DETACH to the daemon and reports its ACK.
@@ -69,55 +84,6 @@ type attachResult struct {
 	node directory.Node // the daemon's node (from a hello)
 	err  error
 }
-
-// Member reports whether the proxy is a member of a node proxy daemon.
-func (p *Proxy) Member() bool { return p.join != "" }
-
-// Attach routes key to srv: it adds srv to the routes and, on a member of a
-// daemon, tells the daemon and waits (bounded by ctx) until the daemon
-// routes the topic to this process. A name another process of the node
-// already serves is refused with an error wrapping ErrDuplicate.
-func (p *Proxy) Attach(ctx context.Context, key directory.Key, srv Server) error {
-	if err := p.routes.Add(key, srv); err != nil {
-		return err
-	}
-	if !p.Member() {
-		return nil
-	}
-	if _, err := p.control(ctx, envelope.KindAttach, key, srv.Name()); err != nil {
-		// The ATTACH may still reach the daemon (it waits in the pipe
-		// while the daemon is away): the DETACH behind it cancels it.
-		// Should both be lost, the daemon drops the server after
-		// MemberTTL anyway, since no heartbeat repeats it.
-		_ = p.Detach(context.WithoutCancel(ctx), key, srv)
-		p.Forget(key, srv)
-		return err
-	}
-	return nil
-}
-
-// Detach stops routing new requests for key to srv (requests that name it
-// still reach it: see Routes.Retire; Forget ends that) and, on a member,
-// sends the daemon a DETACH without waiting for its answer: a request the
-// daemon still relays is refused here by the stopping server (and
-// re-routed by the caller's retry or answered NO_SERVERS), and a daemon
-// that is gone drops the server after a few missed heartbeats anyway.
-// Submitting is bounded by ctx.
-func (p *Proxy) Detach(ctx context.Context, key directory.Key, srv Server) error {
-	p.routes.Retire(key, srv)
-	if !p.Member() {
-		return nil
-	}
-	return p.handle.Submit(ctx, &attachCmd{
-		msg:     envelope.Message{Kind: envelope.KindDetach, Exchange: key.Exchange, Topic: key.Topic, Server: srv.Name()},
-		expires: time.Now(),
-		done:    make(chan attachResult, 1),
-	})
-}
-
-// Forget removes srv from key's routes altogether (after Detach, once it
-// has drained).
-func (p *Proxy) Forget(key directory.Key, srv Server) { p.routes.Remove(key, srv) }
 
 // DaemonNode asks the daemon of a member how other nodes reach it: the
 // node a member's servers register in the directory.
@@ -153,13 +119,13 @@ func (p *Proxy) control(ctx context.Context, kind envelope.Kind, key directory.K
 	}
 }
 
-// setupMember connects the DEALER to the daemon.
-func (f *frontend) setupMember(l *poller.Loop[Cmd]) error {
+// Setup connects the DEALER to the daemon.
+func (h *member) Setup(l *poller.Loop[Cmd]) error {
 	_, z, err := l.NewSocket(zmq.DEALER, "dealer")
 	if err != nil {
 		return err
 	}
-	o := f.opts
+	o := h.opts
 	// IPC to a local daemon: no TCP keepalive, and the daemon's death is
 	// seen by the kernel at once.
 	o.KeepaliveIdle = 0
@@ -170,15 +136,56 @@ func (f *frontend) setupMember(l *poller.Loop[Cmd]) error {
 	if err := o.Apply(z); err != nil {
 		return err
 	}
-	if err := z.Connect(f.member.endpoint); err != nil {
-		return fmt.Errorf("connect %s: %w", f.member.endpoint, err)
+	if err := z.Connect(h.endpoint); err != nil {
+		return fmt.Errorf("connect %s: %w", h.endpoint, err)
 	}
-	f.member.nextBeat = time.Now() // attach what the routes hold at once (after a restart)
+	h.nextBeat = time.Now() // attach what the routes hold at once (after a restart)
 	return nil
 }
 
-// attach runs an attachCmd on the loop.
-func (f *frontend) attach(l *poller.Loop[Cmd], c *attachCmd) {
+// HandleMessage handles a message from the daemon: a request behind its
+// caller's routing frames, or a single-frame control message.
+func (h *member) HandleMessage(l *poller.Loop[Cmd], _ int, frames [][]byte) {
+	if len(frames) == 1 {
+		h.control(frames[0])
+		return
+	}
+	h.request(l, frames, false)
+}
+
+// HandleCommand runs a command.
+func (h *member) HandleCommand(l *poller.Loop[Cmd], c Cmd) {
+	if h.command(l, c) {
+		return
+	}
+	if c, ok := c.(*attachCmd); ok {
+		h.attach(l, c)
+	}
+}
+
+// Deadline is when the loop next has timed work: retrying waiting replies,
+// or the heartbeat.
+func (h *member) Deadline() time.Time { return sooner(h.rq.deadline(), h.nextBeat) }
+
+// HandleTimer retries the waiting replies and sends the heartbeat that
+// keeps the servers attached to the daemon.
+func (h *member) HandleTimer(l *poller.Loop[Cmd], now time.Time) {
+	h.rq.retry(l, now)
+	if !now.Before(h.nextBeat) {
+		h.heartbeat(l, now)
+	}
+}
+
+// Shutdown fails the commands waiting for the daemon; see core.shutdown.
+func (h *member) Shutdown(l *poller.Loop[Cmd], pending []Cmd, cause error) {
+	h.shutdown(l, pending, cause)
+	for _, c := range h.pending {
+		c.done <- attachResult{err: ErrStopped}
+	}
+}
+
+// attach runs an attachCmd.
+func (h *member) attach(l *poller.Loop[Cmd], c *attachCmd) {
 	body, err := envelope.Encode(&c.msg)
 	if err != nil {
 		c.done <- attachResult{err: err}
@@ -191,62 +198,67 @@ func (f *frontend) attach(l *poller.Loop[Cmd], c *attachCmd) {
 	if c.msg.ID.IsZero() {
 		return // nobody waits for the answer
 	}
-	if f.member.pending == nil {
-		f.member.pending = make(map[envelope.ID]*attachCmd)
+	if h.pending == nil {
+		h.pending = make(map[envelope.ID]*attachCmd)
 	}
-	f.member.pending[c.msg.ID] = c
+	h.pending[c.msg.ID] = c
 }
 
-// handleControl handles a single-frame message from the daemon.
-func (f *frontend) handleControl(l *poller.Loop[Cmd], body []byte) {
+// control handles a single-frame message from the daemon.
+func (h *member) control(body []byte) {
 	var m envelope.Message
 	if err := envelope.DecodeInto(&m, body); err != nil {
-		f.p.counters.Malformed.Add(1)
+		h.p.counters.Malformed.Add(1)
 		return
 	}
 	switch m.Kind {
 	case envelope.KindCast:
-		f.handleDirect([][]byte{body})
+		h.direct(&m)
 	case envelope.KindFanout:
-		f.deliverFanout(&m)
+		h.deliverFanout(&m)
 	case envelope.KindPing:
 		// The daemon checking that this member is still there.
 	case envelope.KindAck:
-		c := f.member.pending[m.ID]
-		if c == nil {
-			return // the ACK of a heartbeat, or of a command that gave up
-		}
-		delete(f.member.pending, m.ID)
-		switch m.Code {
-		case envelope.CodeOK:
-			node, err := nodeFromMeta(m.Meta)
-			if c.msg.Topic != "" {
-				err = nil // only a hello carries the node
-			}
-			c.done <- attachResult{node: node, err: err}
-		case envelope.CodeConflict:
-			c.done <- attachResult{err: fmt.Errorf("%w: %s", ErrDuplicate, m.ErrMsg)}
-		case envelope.CodeShuttingDown:
-			c.done <- attachResult{err: fmt.Errorf("%w: %s", ErrDaemonBusy, m.ErrMsg)}
-		default:
-			c.done <- attachResult{err: fmt.Errorf("proxy: daemon refused %s: %s: %s", c.msg.Kind, m.Code, m.ErrMsg)}
-		}
+		h.acked(&m)
 	default:
-		f.p.counters.WrongKind.Add(1)
+		h.p.counters.WrongKind.Add(1)
+	}
+}
+
+// acked reports the daemon's ACK m to the command waiting for it.
+func (h *member) acked(m *envelope.Message) {
+	c := h.pending[m.ID]
+	if c == nil {
+		return // the ACK of a heartbeat, or of a command that gave up
+	}
+	delete(h.pending, m.ID)
+	switch m.Code {
+	case envelope.CodeOK:
+		node, err := nodeFromMeta(m.Meta)
+		if c.msg.Topic != "" {
+			err = nil // only a hello carries the node
+		}
+		c.done <- attachResult{node: node, err: err}
+	case envelope.CodeConflict:
+		c.done <- attachResult{err: fmt.Errorf("%w: %s", ErrDuplicate, m.ErrMsg)}
+	case envelope.CodeShuttingDown:
+		c.done <- attachResult{err: fmt.Errorf("%w: %s", ErrDaemonBusy, m.ErrMsg)}
+	default:
+		c.done <- attachResult{err: fmt.Errorf("proxy: daemon refused %s: %s: %s", c.msg.Kind, m.Code, m.ErrMsg)}
 	}
 }
 
 // heartbeat repeats the ATTACH of every local server, and forgets commands
 // whose callers stopped waiting.
-func (f *frontend) heartbeat(l *poller.Loop[Cmd], now time.Time) {
-	f.member.nextBeat = now.Add(f.member.every)
-	for id, c := range f.member.pending {
+func (h *member) heartbeat(l *poller.Loop[Cmd], now time.Time) {
+	h.nextBeat = now.Add(h.every)
+	for id, c := range h.pending {
 		if now.After(c.expires) {
-			delete(f.member.pending, id)
-			c.done <- attachResult{err: fmt.Errorf("%w at %s: no answer to %s by %v", ErrNoDaemon, f.member.endpoint, c.msg.Kind, c.expires.Format(time.RFC3339))}
+			delete(h.pending, id)
+			c.done <- attachResult{err: fmt.Errorf("%w at %s: no answer to %s by %v", ErrNoDaemon, h.endpoint, c.msg.Kind, c.expires.Format(time.RFC3339))}
 		}
 	}
-	f.p.routes.Each(func(key directory.Key, srv Server) {
+	h.p.routes.Each(func(key directory.Key, srv Server) {
 		// A zero id: the daemon does not acknowledge heartbeats.
 		m := envelope.Message{Kind: envelope.KindAttach, Exchange: key.Exchange, Topic: key.Topic, Server: srv.Name()}
 		if body, err := envelope.Encode(&m); err == nil {

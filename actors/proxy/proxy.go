@@ -19,6 +19,26 @@
 // with CodeNoServers; a full server queue gets CodeOverloaded. Frames that do
 // not decode are dropped and counted, and the proxy keeps serving.
 //
+// # Structure
+//
+// Three loop handlers (poller.Handler), each the logic of one actor:
+//
+//   - public (public.go): the embedded proxy of a node that owns its
+//     ports: the call ROUTER, the fanout XSUB and the direct-cast PULL.
+//   - member (member.go): the proxy of a service process that joined a node
+//     proxy daemon (Config.Join): one DEALER to the daemon.
+//   - broker (broker_loop.go): the daemon's side (StartBroker): the node's
+//     public ports, relayed to the members.
+//
+// Start picks public or member once. Both embed core (core.go): routing to
+// the local servers, replies and answers. The three share one decode and
+// validate step (decode.go) and one way of binding public ports (bind.go).
+//
+// Proxy is the handle other goroutines use. The state that outlives a loop
+// restart lives in it, the route table (routes.go) and the fanout
+// subscriptions (fanout.go), but only the current loop goroutine touches
+// it: other goroutines change it with commands (commands.go).
+//
 // # Stability
 //
 // This package is exported for zmqmsg's own commands and tests only: its
@@ -27,6 +47,7 @@ package proxy
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"sync"
@@ -40,18 +61,6 @@ import (
 	"github.com/zmqmsg/zmqmsg/directory"
 	"github.com/zmqmsg/zmqmsg/envelope"
 )
-
-// Cmd is a command for the proxy loop. The interface is sealed.
-type Cmd interface{ isProxyCmd() }
-
-// replyCmd sends a reply (routing frames, then the body) on the ROUTER; if
-// the caller's pipe stays full it is dropped at expires.
-type replyCmd struct {
-	frames  [][]byte
-	expires time.Time
-}
-
-func (*replyCmd) isProxyCmd() {}
 
 // Config configures a proxy.
 type Config struct {
@@ -92,68 +101,51 @@ type Hooks struct {
 
 // Proxy is a running node proxy.
 type Proxy struct {
-	routes         Routes
-	counters       Counters
-	handle         *socket.Handle[Cmd]
-	parent         *actor.PID
-	root           *actor.RootContext
-	endpoint       string
-	castEndpoint   string
-	fanoutEndpoint string
-	log            *slog.Logger
-	hooks          Hooks
-	join           string // the daemon's endpoint, for a member
+	// Set by Start; read-only after it returns.
+	handle  *socket.Handle[Cmd]
+	parent  *actor.PID
+	root    *actor.RootContext
+	log     *slog.Logger
+	hooks   Hooks
+	join    string // the daemon's endpoint, for a member
+	ports          // bound by the first loop, before Start returns
+	stopped chan struct{}
+	stop    sync.Once
+	// ack sends for Ack: plainAck, or hookedAck when Hooks.DropAck is set.
+	ack func(ctx context.Context, routing [][]byte, id envelope.ID, body []byte) error
 
-	// fanRefs counts the local servers of each key: the XSUB is subscribed
-	// to a key's topic frame while its count is above zero. It outlives the
-	// loop, so a restarted loop subscribes again to what its predecessor had.
-	fanMu   sync.Mutex
-	fanRefs map[directory.Key]int
+	counters Counters
+
+	// Loop state that outlives a loop: only the current loop goroutine
+	// touches it (a restarted loop starts after its predecessor stopped).
+	routes  Routes
+	fanRefs map[directory.Key]int // local servers per key: the XSUB is subscribed while above zero
 }
-
-// FanoutEndpoint returns the bound fanout endpoint ("" if none).
-func (p *Proxy) FanoutEndpoint() string { return p.fanoutEndpoint }
-
-// CastEndpoint returns the bound direct-cast endpoint ("" if none).
-func (p *Proxy) CastEndpoint() string { return p.castEndpoint }
 
 // Start binds the call port and starts the proxy as a supervised actor tree
 // under root: a parent actor ("proxy") supervising the ROUTER's socket actor.
 // It returns once the port is bound; a bind error (a taken port) is returned.
 func Start(ctx context.Context, root *actor.RootContext, name string, cfg Config) (*Proxy, error) {
-	p := &Proxy{root: root, log: cfg.Logger, hooks: cfg.Hooks, join: cfg.Join}
+	p := &Proxy{root: root, log: cfg.Logger, hooks: cfg.Hooks, join: cfg.Join, stopped: make(chan struct{})}
 	if p.log == nil {
 		p.log = slog.New(slog.DiscardHandler)
 	}
-	bind, castBind, fanBind := cfg.Bind, cfg.CastBind, cfg.FanoutBind
+	p.ack = p.plainAck
+	if cfg.Hooks.DropAck != nil {
+		p.ack = p.hookedAck
+	}
+	// One handler type for the proxy's whole life, a fresh one per loop.
+	newHandler := func() poller.Handler[Cmd] { return newPublic(p, cfg) }
+	if cfg.Join != "" {
+		newHandler = func() poller.Handler[Cmd] { return newMember(p, cfg) }
+	}
 	var err error
 	p.parent, p.handle, err = socket.StartSupervised(ctx, root, name, socket.Spec[Cmd]{
-		Name: "router",
-		ZMQ:  cfg.ZMQ,
-		NewHandler: func() poller.Handler[Cmd] {
-			// On a restart, bind again to the port the first start got.
-			if p.endpoint != "" {
-				bind = p.endpoint
-			}
-			if p.castEndpoint != "" {
-				castBind = p.castEndpoint
-			}
-			if p.fanoutEndpoint != "" {
-				fanBind = p.fanoutEndpoint
-			}
-			f := &frontend{p: p, bind: bind, castBind: castBind, fanBind: fanBind, opts: cfg.Options, castSock: -1, fanSock: -1}
-			f.rq = replyQueue{sock: 0, counters: &p.counters, log: p.log}
-			if cfg.Join != "" {
-				every := cfg.Heartbeat
-				if every <= 0 {
-					every = DefaultMemberHeartbeat
-				}
-				f.member = &memberState{endpoint: cfg.Join, every: every}
-			}
-			return f
-		},
-		Loop:   cfg.Loop,
-		Logger: p.log,
+		Name:       "router",
+		ZMQ:        cfg.ZMQ,
+		NewHandler: newHandler,
+		Loop:       cfg.Loop,
+		Logger:     p.log,
 	})
 	if err != nil {
 		// The error names the endpoint that failed (the call, direct-cast
@@ -163,29 +155,8 @@ func Start(ctx context.Context, root *actor.RootContext, name string, cfg Config
 	return p, nil
 }
 
-// dropAck asks the test hook whether to drop the ACK of id (counted).
-func (p *Proxy) dropAck(id envelope.ID) bool {
-	if h := p.hooks.DropAck; h != nil && h(id) {
-		p.counters.AcksDropped.Add(1)
-		return true
-	}
-	return false
-}
-
-// Ack sends the ACK (body) of the CAST id, whose handler has run, to its
-// caster, like Reply. The test hook DropAck may drop it.
-func (p *Proxy) Ack(ctx context.Context, routing [][]byte, id envelope.ID, body []byte) error {
-	if p.dropAck(id) {
-		return nil
-	}
-	return p.Reply(ctx, routing, time.Time{}, body)
-}
-
-// Endpoint returns the bound call endpoint, with the actual port.
-func (p *Proxy) Endpoint() string { return p.endpoint }
-
-// Routes returns the routing table, where local servers add themselves.
-func (p *Proxy) Routes() *Routes { return &p.routes }
+// Member reports whether the proxy is a member of a node proxy daemon.
+func (p *Proxy) Member() bool { return p.join != "" }
 
 // Counters returns the proxy's counters.
 func (p *Proxy) Counters() *Counters { return &p.counters }
@@ -210,308 +181,89 @@ func (p *Proxy) Reply(ctx context.Context, routing [][]byte, expires time.Time, 
 	return p.handle.Submit(ctx, &replyCmd{frames: frames, expires: expires})
 }
 
-// Stop stops the proxy's actors and closes its socket. Idempotent.
-func (p *Proxy) Stop() error {
-	return p.root.StopFuture(p.parent).Wait()
+// Ack sends the ACK (body) of the CAST id, whose handler has run, to its
+// caster, like Reply. The test hook DropAck may drop it.
+func (p *Proxy) Ack(ctx context.Context, routing [][]byte, id envelope.ID, body []byte) error {
+	return p.ack(ctx, routing, id, body)
 }
 
-// frontend is the handler of the ROUTER loop.
-type frontend struct {
-	p        *Proxy
-	bind     string
-	castBind string // "" when the node has no direct-cast port
-	fanBind  string // "" when the node has no fanout port
-	opts     socket.Options
-	castSock int // index of the PULL in the loop, -1 if none
-	fanSock  int // index of the XSUB in the loop, -1 if none
-
-	rq replyQueue // replies waiting for a caller whose pipe was full
-
-	hs     socket.Handshakes // monitors of the public sockets (CURVE only)
-	public []*zmq.Socket     // the public sockets, during Setup
-
-	// member is set when the proxy is a member of a node proxy daemon
-	// (Config.Join): socket 0 is then a DEALER connected to the daemon.
-	member *memberState
+func (p *Proxy) plainAck(ctx context.Context, routing [][]byte, _ envelope.ID, body []byte) error {
+	return p.Reply(ctx, routing, time.Time{}, body)
 }
 
-func (f *frontend) Setup(l *poller.Loop[Cmd]) error {
-	f.hs = socket.Handshakes{Failed: &f.p.counters.HandshakeFailed, Log: f.p.log}
-	if f.member != nil {
-		return f.setupMember(l)
-	}
-	if err := f.setupPublic(l); err != nil {
-		return err
-	}
-	// The handshake monitors come last: the sockets above keep their
-	// indexes whatever the security settings.
-	for _, z := range f.public {
-		if err := socket.Watch(&f.hs, l, z, f.opts); err != nil {
-			return err
-		}
-	}
-	f.public = nil
-	return nil
-}
-
-// setupPublic creates and binds the ROUTER, the fanout XSUB and the
-// direct-cast PULL.
-func (f *frontend) setupPublic(l *poller.Loop[Cmd]) error {
-	_, z, err := l.NewSocket(zmq.ROUTER, "router")
-	if err != nil {
-		return err
-	}
-	f.public = append(f.public, z)
-	if err := f.opts.Apply(z); err != nil {
-		return err
-	}
-	// Report unroutable replies (a caller that went away) as errors instead
-	// of dropping them silently, so that they are counted.
-	if err := z.SetRouterMandatory(1); err != nil {
-		return err
-	}
-	if err := bindRetry(z, f.bind, f.p.endpoint != ""); err != nil {
-		return fmt.Errorf("bind %s: %w", f.bind, err)
-	}
-	ep, err := z.GetLastEndpoint()
-	if err != nil {
-		return err
-	}
-	if f.p.endpoint == "" {
-		// Written once, during the first start, before Start returns.
-		f.p.endpoint = ep
-	}
-	if err := f.setupFanout(l); err != nil {
-		return err
-	}
-	if f.castBind == "" {
+func (p *Proxy) hookedAck(ctx context.Context, routing [][]byte, id envelope.ID, body []byte) error {
+	if p.dropAck(id) {
 		return nil
 	}
-	// The direct-cast port: a PULL that PUSH sockets of other nodes connect
-	// to.
-	var pull *zmq.Socket
-	f.castSock, pull, err = l.NewSocket(zmq.PULL, "pull")
-	if err != nil {
+	return p.Reply(ctx, routing, time.Time{}, body)
+}
+
+// dropAck asks the test hook whether to drop the ACK of id (counted).
+func (p *Proxy) dropAck(id envelope.ID) bool {
+	if p.hooks.DropAck(id) {
+		p.counters.AcksDropped.Add(1)
+		return true
+	}
+	return false
+}
+
+// Attach routes key to srv: it adds srv to the routes and, on a member of a
+// daemon, tells the daemon and waits (bounded by ctx) until the daemon
+// routes the topic to this process. A name another process of the node
+// already serves is refused with an error wrapping ErrDuplicate.
+func (p *Proxy) Attach(ctx context.Context, key directory.Key, srv Server) error {
+	if err := p.route(ctx, routeAdd, key, srv); err != nil {
 		return err
 	}
-	f.public = append(f.public, pull)
-	po := f.opts
-	po.RecvHWM = socket.DirectCastHWM
-	if err := po.Apply(pull); err != nil {
+	if !p.Member() {
+		return nil
+	}
+	if _, err := p.control(ctx, envelope.KindAttach, key, srv.Name()); err != nil {
+		// The ATTACH may still reach the daemon (it waits in the pipe
+		// while the daemon is away): the DETACH behind it cancels it.
+		// Should both be lost, the daemon drops the server after
+		// MemberTTL anyway, since no heartbeat repeats it.
+		_ = p.Detach(context.WithoutCancel(ctx), key, srv)
+		p.Forget(key, srv)
 		return err
-	}
-	if err := bindRetry(pull, f.castBind, f.p.castEndpoint != ""); err != nil {
-		return fmt.Errorf("bind %s: %w", f.castBind, err)
-	}
-	if ep, err = pull.GetLastEndpoint(); err != nil {
-		return err
-	}
-	if f.p.castEndpoint == "" {
-		f.p.castEndpoint = ep
 	}
 	return nil
 }
 
-// handleDirect routes a direct cast from the PULL socket. Nobody waits for
-// an answer: a cast that no server can take is dropped and counted.
-func (f *frontend) handleDirect(frames [][]byte) {
-	if len(frames) != 1 {
-		f.p.counters.Malformed.Add(1)
-		return
+// Detach stops routing new requests for key to srv (requests that name it
+// still reach it: see Routes.Retire; Forget ends that) and, on a member,
+// sends the daemon a DETACH without waiting for its answer: a request the
+// daemon still relays is refused here by the stopping server (and
+// re-routed by the caller's retry or answered NO_SERVERS), and a daemon
+// that is gone drops the server after a few missed heartbeats anyway.
+// It waits until the loop has retired srv; submitting is bounded by ctx.
+func (p *Proxy) Detach(ctx context.Context, key directory.Key, srv Server) error {
+	if err := p.route(ctx, routeRetire, key, srv); err != nil || !p.Member() {
+		return err
 	}
-	var m envelope.Message
-	if err := envelope.DecodeInto(&m, frames[0]); err != nil {
-		f.p.counters.Malformed.Add(1)
-		return
-	}
-	if m.Kind != envelope.KindCast {
-		f.p.counters.WrongKind.Add(1)
-		return
-	}
-	key := directory.Key{Exchange: m.Exchange, Topic: m.Topic}
-	req := &Request{Msg: m}
-	for attempt := 0; attempt < maxPicks; attempt++ {
-		srv, ok := f.p.routes.Pick(key, m.Server).(DirectServer)
-		if !ok {
-			break
-		}
-		switch srv.OfferDirect(req) {
-		case Stopping:
-			continue
-		case Accepted:
-			f.p.counters.DirectCasts.Add(1)
-			return
-		}
-		break
-	}
-	if n := f.p.counters.DirectDropped.Add(1); n&(n-1) == 0 {
-		f.p.log.Warn("direct cast dropped: no server could take it", "topic", m.Topic, "server", m.Server, "dropped_total", n)
+	return p.handle.Submit(ctx, &attachCmd{
+		msg:     envelope.Message{Kind: envelope.KindDetach, Exchange: key.Exchange, Topic: key.Topic, Server: srv.Name()},
+		expires: time.Now(),
+		done:    make(chan attachResult, 1),
+	})
+}
+
+// forgetWait bounds how long Forget waits for a restarting loop.
+const forgetWait = 2 * rebindWait
+
+// Forget removes srv from key's routes altogether (after Detach, once it
+// has drained). It waits until the loop has, or for up to forgetWait while
+// the loop restarts.
+func (p *Proxy) Forget(key directory.Key, srv Server) {
+	ctx, cancel := context.WithTimeout(context.Background(), forgetWait)
+	defer cancel()
+	if err := p.route(ctx, routeRemove, key, srv); err != nil && !errors.Is(err, ErrStopped) {
+		p.log.Warn("forget failed: the server stays routed by name", "key", key.String(), "server", srv.Name(), "err", err)
 	}
 }
 
-func (f *frontend) HandleMessage(l *poller.Loop[Cmd], sock int, frames [][]byte) {
-	if f.hs.Handle(sock, frames) {
-		return
-	}
-	switch sock {
-	case f.castSock:
-		f.handleDirect(frames)
-		return
-	case f.fanSock:
-		f.handleFanout(frames)
-		return
-	}
-	if f.member != nil && len(frames) == 1 {
-		f.handleControl(l, frames[0])
-		return
-	}
-	routing, body, err := envelope.SplitRouting(frames)
-	if err != nil || len(routing) == 0 || len(routing[0]) == 0 {
-		f.p.counters.Malformed.Add(1)
-		return
-	}
-	var m envelope.Message
-	if err := envelope.DecodeInto(&m, body); err != nil {
-		f.p.counters.Malformed.Add(1)
-		return
-	}
-	if m.Kind == envelope.KindStats && f.member == nil {
-		if frames := statsReply(routing, &m, StatsAnswer{Role: "node", Counters: f.p.counters.Snapshot()}); frames != nil {
-			f.send(l, frames, time.Time{})
-		}
-		return
-	}
-	if m.Kind != envelope.KindCall && !OneWay(m.Kind) {
-		f.p.counters.WrongKind.Add(1)
-		return
-	}
-	key := directory.Key{Exchange: m.Exchange, Topic: m.Topic}
-	req := &Request{Routing: routing, Msg: m}
-	// A server picked just before it stopped refuses with Stopping; by then
-	// it is out of the routes, so picking again finds another one.
-	for attempt := 0; attempt < maxPicks; attempt++ {
-		srv := f.p.routes.Pick(key, m.Server)
-		if srv == nil {
-			f.p.counters.NoServers.Add(1)
-			f.answer(l, sock, routing, &m, envelope.CodeNoServers, "no server for the target on this node")
-			return
-		}
-		var o Offer
-		var body []byte
-		if is, ok := srv.(InlineServer); ok && is.Inline() {
-			body, o = is.HandleInline(req)
-		} else {
-			o = srv.Offer(req)
-		}
-		switch o {
-		case Stopping:
-			continue
-		case Full:
-			f.p.counters.Overloaded.Add(1)
-			f.answer(l, sock, routing, &m, envelope.CodeOverloaded, "server queue full")
-			return
-		case Duplicate:
-			// Run already: acknowledge again, with the outcome it had.
-			f.p.counters.Duplicates.Add(1)
-			if req.Ack == nil {
-				f.answer(l, sock, routing, &m, envelope.CodeOK, "")
-			} else if m.Flags&envelope.FlagNoAck == 0 && !f.p.dropAck(m.ID) {
-				f.send(l, append(routing[:len(routing):len(routing)], req.Ack), expiry(&m))
-			}
-			return
-		case InProgress:
-			f.p.counters.Duplicates.Add(1)
-			f.answer(l, sock, routing, &m, envelope.CodeInProgress, "")
-			return
-		default:
-			f.p.counters.Requests.Add(1)
-		}
-		// A CAST is acknowledged by its server once the handler has run
-		// (an inline server returns the ACK as body): an ACK means the
-		// message cannot be lost with the server's process any more.
-		if body != nil && !(OneWay(m.Kind) && f.p.dropAck(m.ID)) {
-			f.send(l, append(routing[:len(routing):len(routing)], body), expiry(&m))
-		}
-		return
-	}
-	f.p.counters.NoServers.Add(1)
-	f.answer(l, sock, routing, &m, envelope.CodeShuttingDown, "server stopping")
-}
-
-// maxPicks bounds how often a request is re-routed away from stopping servers.
-const maxPicks = 4
-
-// answer answers a request from the loop: a CAST gets an ACK carrying code
-// (CodeOK: the server has it), unless its sender asked for none; a CALL gets
-// an ERROR frame with code.
-func (f *frontend) answer(l *poller.Loop[Cmd], sock int, routing [][]byte, req *envelope.Message, code envelope.Code, text string) {
-	if OneWay(req.Kind) && req.Flags&envelope.FlagNoAck == 0 && f.p.dropAck(req.ID) {
-		return
-	}
-	if frames := answerFrames(routing, req, code, text); frames != nil {
-		f.send(l, frames, expiry(req))
-	}
-}
-
-func (f *frontend) HandleCommand(l *poller.Loop[Cmd], c Cmd) {
-	switch c := c.(type) {
-	case *replyCmd:
-		f.send(l, c.frames, c.expires)
-	case *subCmd:
-		c.done <- f.subscribe(l, c.key, c.on)
-	case *attachCmd:
-		f.attach(l, c)
-	}
-}
-
-// send sends a reply to one caller (see replyQueue).
-func (f *frontend) send(l *poller.Loop[Cmd], frames [][]byte, expires time.Time) {
-	f.rq.send(l, frames, expires)
-}
-
-// Deadline is when the loop next has timed work: retrying waiting replies,
-// or a member's heartbeat to its daemon.
-func (f *frontend) Deadline() time.Time {
-	d := f.rq.deadline()
-	if f.member != nil && (d.IsZero() || f.member.nextBeat.Before(d)) {
-		d = f.member.nextBeat
-	}
-	return d
-}
-
-// HandleTimer retries the waiting replies and, on a member, sends the
-// heartbeat that keeps its servers attached to the daemon.
-func (f *frontend) HandleTimer(l *poller.Loop[Cmd], now time.Time) {
-	f.rq.retry(l, now)
-	if f.member != nil && !now.Before(f.member.nextBeat) {
-		f.heartbeat(l, now)
-	}
-}
-
-// Shutdown hands libzmq the replies submitted before the stop (the socket's
-// linger then flushes them) and drops, counted, those still waiting for a
-// full caller pipe: their callers are failed by their own Transport
-// (timeout, or ErrClosed when it is the same one).
-func (f *frontend) Shutdown(l *poller.Loop[Cmd], pending []Cmd, cause error) {
-	n := f.rq.n
-	for _, c := range pending {
-		switch c := c.(type) {
-		case *replyCmd:
-			if cause == nil && f.rq.n == 0 && l.TrySend(0, c.frames...) == nil {
-				f.p.counters.Replies.Add(1)
-				continue
-			}
-			n++
-		case *subCmd:
-			c.done <- ErrStopped
-		case *attachCmd:
-			c.done <- attachResult{err: ErrStopped}
-		}
-	}
-	f.p.counters.SendFailed.Add(uint64(n))
-	if f.member != nil {
-		for _, ch := range f.member.pending {
-			ch.done <- attachResult{err: ErrStopped}
-		}
-	}
+// Stop stops the proxy's actors and closes its socket. Idempotent.
+func (p *Proxy) Stop() error {
+	p.stop.Do(func() { close(p.stopped) })
+	return p.root.StopFuture(p.parent).Wait()
 }

@@ -91,9 +91,7 @@ func expectCounters(t *testing.T, p *proxy.Proxy, want counters) {
 func TestProxyCall(t *testing.T) {
 	p, zctx := startProxy(t)
 	srv := newFakeServer("s1")
-	if err := p.Routes().Add(calcKey, srv); err != nil {
-		t.Fatal(err)
-	}
+	attach(t, p, calcKey, srv)
 	c := newClient(t, zctx, p.Endpoint())
 	roundTrip(t, p, c, srv)
 	roundTrip(t, p, c, srv)
@@ -107,9 +105,7 @@ func TestProxyCall(t *testing.T) {
 func TestProxyRoutingFrames(t *testing.T) {
 	p, zctx := startProxy(t)
 	srv := newFakeServer("s1")
-	if err := p.Routes().Add(calcKey, srv); err != nil {
-		t.Fatal(err)
-	}
+	attach(t, p, calcKey, srv)
 	c := newClient(t, zctx, p.Endpoint())
 	hops := make([][]byte, envelope.MaxRoutingFrames-1) // + the ROUTER's identity frame
 	for i := range hops {
@@ -152,9 +148,7 @@ func randomBytes(n int) []byte {
 func TestProxyHostileInput(t *testing.T) {
 	p, zctx := startProxy(t)
 	srv := newFakeServer("s1")
-	if err := p.Routes().Add(calcKey, srv); err != nil {
-		t.Fatal(err)
-	}
+	attach(t, p, calcKey, srv)
 	c := newClient(t, zctx, p.Endpoint())
 	roundTrip(t, p, c, srv) // connected and serving
 	before := counters{Requests: 1, Replies: 1}
@@ -232,9 +226,7 @@ func TestProxyHostileInput(t *testing.T) {
 func TestProxyErrors(t *testing.T) {
 	p, zctx := startProxy(t)
 	srv := newFakeServer("s1")
-	if err := p.Routes().Add(calcKey, srv); err != nil {
-		t.Fatal(err)
-	}
+	attach(t, p, calcKey, srv)
 	c := newClient(t, zctx, p.Endpoint())
 	noServers := func(c counters) uint64 { return c.NoServers }
 	overloaded := func(c counters) uint64 { return c.Overloaded }
@@ -286,9 +278,7 @@ func TestProxyReroutesAwayFromStoppingServer(t *testing.T) {
 	stopping, live := newFakeServer("a"), newFakeServer("b")
 	stopping.answer.Store(int64(proxy.Stopping))
 	for _, s := range []*fakeServer{stopping, live} {
-		if err := p.Routes().Add(calcKey, s); err != nil {
-			t.Fatal(err)
-		}
+		attach(t, p, calcKey, s)
 	}
 	c := newClient(t, zctx, p.Endpoint())
 	for i := 0; i < 4; i++ {
@@ -324,9 +314,7 @@ func TestProxyReplyToGoneCaller(t *testing.T) {
 func TestProxyRestartsAfterPanic(t *testing.T) {
 	p, zctx := startProxy(t)
 	srv := newFakeServer("s1")
-	if err := p.Routes().Add(calcKey, srv); err != nil {
-		t.Fatal(err)
-	}
+	attach(t, p, calcKey, srv)
 	endpoint := p.Endpoint()
 	c := newClient(t, zctx, endpoint)
 	roundTrip(t, p, c, srv)

@@ -3,8 +3,6 @@ package proxy
 import (
 	"errors"
 	"fmt"
-	"sync"
-	"sync/atomic"
 
 	"github.com/zmqmsg/zmqmsg/directory"
 )
@@ -13,23 +11,22 @@ import (
 // its topic.
 var ErrDuplicate = errors.New("proxy: duplicate server name")
 
-// Routes is the proxy's routing table. It is read by the proxy loop on every
-// request and changed when servers start or stop.
+// Routes is a routing table: the local servers of each (exchange, topic).
+// It is not safe for concurrent use: a Proxy's table belongs to its loop,
+// and other goroutines change it with commands (Attach, Detach, Forget).
+// The zero value is an empty table.
 type Routes struct {
-	mu     sync.RWMutex
 	topics map[directory.Key]*topicRoute
 }
 
 type topicRoute struct {
-	servers []Server
-	byName  map[string]Server
-	rr      atomic.Uint64
+	servers []Server          // in the round robin
+	byName  map[string]Server // routed by name: servers, and the retired ones
+	rr      uint64            // picks so far
 }
 
 // Add routes key to srv.
 func (r *Routes) Add(key directory.Key, srv Server) error {
-	r.mu.Lock()
-	defer r.mu.Unlock()
 	if r.topics == nil {
 		r.topics = make(map[directory.Key]*topicRoute)
 	}
@@ -42,8 +39,7 @@ func (r *Routes) Add(key directory.Key, srv Server) error {
 		return fmt.Errorf("%w: %q in %s", ErrDuplicate, srv.Name(), key)
 	}
 	t.byName[srv.Name()] = srv
-	// Copy on write: a reader holding the old slice is not disturbed.
-	t.servers = append(t.servers[:len(t.servers):len(t.servers)], srv)
+	t.servers = append(t.servers, srv)
 	return nil
 }
 
@@ -57,8 +53,6 @@ func (r *Routes) Remove(key directory.Key, srv Server) { r.drop(key, srv, true) 
 func (r *Routes) Retire(key directory.Key, srv Server) { r.drop(key, srv, false) }
 
 func (r *Routes) drop(key directory.Key, srv Server, byName bool) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
 	t := r.topics[key]
 	if t == nil || t.byName[srv.Name()] != srv {
 		return
@@ -81,8 +75,6 @@ func (r *Routes) drop(key directory.Key, srv Server, byName bool) {
 // Pick returns the server for a request to key (and name, if not empty), or
 // nil if this node has none.
 func (r *Routes) Pick(key directory.Key, name string) Server {
-	r.mu.RLock()
-	defer r.mu.RUnlock()
 	t := r.topics[key]
 	if t == nil {
 		return nil
@@ -94,26 +86,56 @@ func (r *Routes) Pick(key directory.Key, name string) Server {
 	if n == 0 {
 		return nil
 	}
-	return t.servers[(t.rr.Add(1)-1)%n]
+	t.rr++
+	return t.servers[(t.rr-1)%n]
 }
 
-// All returns every local server of key (the slice must not be modified).
+// All returns every server of key in the round robin (the slice must not
+// be modified).
 func (r *Routes) All(key directory.Key) []Server {
-	r.mu.RLock()
-	defer r.mu.RUnlock()
 	if t := r.topics[key]; t != nil {
 		return t.servers
 	}
 	return nil
 }
 
-// Each calls fn for every (key, server) route.
+// Each calls fn for every (key, server) in the round robin.
 func (r *Routes) Each(fn func(key directory.Key, srv Server)) {
-	r.mu.RLock()
-	defer r.mu.RUnlock()
 	for key, t := range r.topics {
 		for _, s := range t.servers {
 			fn(key, s)
 		}
 	}
+}
+
+// routeOp is a change to the routes.
+type routeOp int
+
+const (
+	routeAdd    routeOp = iota + 1 // Routes.Add
+	routeRetire                    // Routes.Retire
+	routeRemove                    // Routes.Remove
+)
+
+// routeCmd changes the proxy's routes on its loop.
+type routeCmd struct {
+	op   routeOp
+	key  directory.Key
+	srv  Server
+	done chan error // buffered 1
+}
+
+func (*routeCmd) isProxyCmd() {}
+
+// apply makes the change to r.
+func (c *routeCmd) apply(r *Routes) error {
+	switch c.op {
+	case routeAdd:
+		return r.Add(c.key, c.srv)
+	case routeRetire:
+		r.Retire(c.key, c.srv)
+	case routeRemove:
+		r.Remove(c.key, c.srv)
+	}
+	return nil
 }

@@ -1,13 +1,16 @@
 package proxy_test
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/zmqmsg/zmqmsg/actors/proxy"
 	"github.com/zmqmsg/zmqmsg/directory"
+	"github.com/zmqmsg/zmqmsg/envelope"
 )
 
 func TestRoutesRoundRobin(t *testing.T) {
@@ -125,45 +128,54 @@ func TestRoutesDuplicate(t *testing.T) {
 	}
 }
 
-// TestRoutesConcurrent: picks never see a half-updated table while servers
-// come and go (run with -race).
-func TestRoutesConcurrent(t *testing.T) {
-	var r proxy.Routes
+// TestRoutesChangeWhileRouting: servers come and go (Attach, Detach,
+// Forget from other goroutines) while the loop routes calls to a stable
+// one; every call reaches it, and so does round robin once the others are
+// forgotten (run with -race).
+func TestRoutesChangeWhileRouting(t *testing.T) {
+	p, zctx := startProxy(t)
 	stable := newFakeServer("stable")
-	if err := r.Add(calcKey, stable); err != nil {
-		t.Fatal(err)
-	}
+	attach(t, p, calcKey, stable)
+	c := newClient(t, zctx, p.Endpoint())
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
 	var wg sync.WaitGroup
-	stop := make(chan struct{})
-	errs := make(chan error, 8)
-	for g := 0; g < 4; g++ {
+	errs := make(chan error, 2)
+	for g := 0; g < 2; g++ {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			for {
-				select {
-				case <-stop:
-					return
-				default:
-				}
-				if r.Pick(calcKey, "") == nil || r.Pick(calcKey, "stable") != proxy.Server(stable) {
-					errs <- fmt.Errorf("pick lost the stable server")
+			for i := 0; i < 200; i++ {
+				s := newFakeServer(fmt.Sprintf("g%d-%d", g, i%7))
+				if err := p.Attach(ctx, calcKey, s); err != nil {
+					errs <- err
 					return
 				}
+				if err := p.Detach(ctx, calcKey, s); err != nil {
+					errs <- err
+					return
+				}
+				p.Forget(calcKey, s)
 			}
 		}()
 	}
-	for i := 0; i < 2000; i++ {
-		s := newFakeServer(fmt.Sprintf("s%d", i%7))
-		if err := r.Add(calcKey, s); err != nil {
-			t.Fatal(err)
+	for i := 0; i < 50; i++ {
+		id := envelope.NewID()
+		c.send(call(t, envelope.Message{ID: id, Exchange: calcKey.Exchange, Topic: calcKey.Topic, Server: "stable"}))
+		req := stable.next(t, 5*time.Second)
+		if req == nil || req.Msg.ID != id {
+			t.Fatalf("call %d did not reach the stable server: %v", i, req)
 		}
-		r.Remove(calcKey, s)
+		answer(t, p, req, nil)
+		if rep := c.reply(); rep.ID != id {
+			t.Fatalf("call %d: reply %+v", i, rep)
+		}
 	}
-	close(stop)
 	wg.Wait()
 	close(errs)
 	for err := range errs {
-		t.Error(err)
+		t.Fatal(err)
 	}
+	roundTrip(t, p, c, stable)
+	roundTrip(t, p, c, stable)
 }

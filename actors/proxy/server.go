@@ -68,3 +68,12 @@ type DirectServer interface {
 // OneWay reports whether k is acknowledged instead of answered: a CAST, or
 // a NOTIFY (a cast to one listener of a pool).
 func OneWay(k envelope.Kind) bool { return k == envelope.KindCast || k == envelope.KindNotify }
+
+// offer hands req to srv: inline, when srv runs its handlers on the loop
+// (body is then its answer, if any), else to its queue.
+func offer(srv Server, req *Request) (body []byte, o Offer) {
+	if is, ok := srv.(InlineServer); ok && is.Inline() {
+		return is.HandleInline(req)
+	}
+	return nil, srv.Offer(req)
+}

@@ -45,9 +45,7 @@ func startEchoProxy(t *testing.T, key directory.Key) (*proxy.Proxy, *zmq.Context
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = p.Stop() })
-	if err := p.Routes().Add(key, &inlineEcho{reply: make([]byte, 16<<10)}); err != nil {
-		t.Fatal(err)
-	}
+	attach(t, p, key, &inlineEcho{reply: make([]byte, 16<<10)})
 	return p, zctx
 }
 

@@ -1,0 +1,195 @@
+package proxy
+
+import (
+	"time"
+
+	"github.com/zmqmsg/zmqmsg/actors/poller"
+	"github.com/zmqmsg/zmqmsg/directory"
+	"github.com/zmqmsg/zmqmsg/envelope"
+)
+
+// core is what the public and the member handler share: routing requests
+// to the local servers, and sending replies and answers on socket 0 (the
+// ROUTER, or the member's DEALER). Loop goroutine only.
+type core struct {
+	p  *Proxy
+	rq replyQueue // replies waiting for a caller whose pipe was full
+
+	// sendAck sends an ACK: sendAckPlain, or sendAckHooked when
+	// Hooks.DropAck is set (chosen by init, once per loop).
+	sendAck func(l *poller.Loop[Cmd], frames [][]byte, expires time.Time, id envelope.ID)
+}
+
+// init sets c up for p's loop; c must not move afterwards.
+func (c *core) init(p *Proxy) {
+	c.p = p
+	c.rq = replyQueue{sock: 0, counters: &p.counters, log: p.log}
+	c.sendAck = c.sendAckPlain
+	if p.hooks.DropAck != nil {
+		c.sendAck = c.sendAckHooked
+	}
+}
+
+func (c *core) sendAckPlain(l *poller.Loop[Cmd], frames [][]byte, expires time.Time, _ envelope.ID) {
+	c.rq.send(l, frames, expires)
+}
+
+func (c *core) sendAckHooked(l *poller.Loop[Cmd], frames [][]byte, expires time.Time, id envelope.ID) {
+	if !c.p.dropAck(id) {
+		c.rq.send(l, frames, expires)
+	}
+}
+
+// maxPicks bounds how often a request is re-routed away from stopping servers.
+const maxPicks = 4
+
+// request decodes a CALL, CAST or NOTIFY from socket 0 and routes it to a
+// local server (see decodeRequest; stats: answer STATS too).
+func (c *core) request(l *poller.Loop[Cmd], frames [][]byte, stats bool) {
+	var m envelope.Message
+	routing, _, ok := decodeRequest(&c.p.counters, frames, &m, stats)
+	switch {
+	case !ok:
+	case m.Kind == envelope.KindStats:
+		c.rq.sendStats(l, routing, &m, StatsAnswer{Role: "node", Counters: c.p.counters.Snapshot()})
+	default:
+		c.route(l, routing, &m)
+	}
+}
+
+// route offers a request to a local server of its target, and answers its
+// caller when the server does not take it.
+func (c *core) route(l *poller.Loop[Cmd], routing [][]byte, m *envelope.Message) {
+	key := directory.Key{Exchange: m.Exchange, Topic: m.Topic}
+	req := &Request{Routing: routing, Msg: *m}
+	// A server picked just before it stopped refuses with Stopping; by then
+	// it is out of the routes, so picking again finds another one.
+	for attempt := 0; attempt < maxPicks; attempt++ {
+		srv := c.p.routes.Pick(key, m.Server)
+		if srv == nil {
+			c.p.counters.NoServers.Add(1)
+			c.answer(l, routing, m, envelope.CodeNoServers, "no server for the target on this node")
+			return
+		}
+		body, o := offer(srv, req)
+		if o != Stopping {
+			c.settle(l, req, m, body, o)
+			return
+		}
+	}
+	c.p.counters.NoServers.Add(1)
+	c.answer(l, routing, m, envelope.CodeShuttingDown, "server stopping")
+}
+
+// settle does what a server's answer o to req (decoded: m) asks of the
+// loop. body is an inline server's answer.
+func (c *core) settle(l *poller.Loop[Cmd], req *Request, m *envelope.Message, body []byte, o Offer) {
+	routing := req.Routing
+	switch o {
+	case Full:
+		c.p.counters.Overloaded.Add(1)
+		c.answer(l, routing, m, envelope.CodeOverloaded, "server queue full")
+	case Duplicate:
+		// Run already: acknowledge again, with the outcome it had.
+		c.p.counters.Duplicates.Add(1)
+		if req.Ack == nil {
+			c.answer(l, routing, m, envelope.CodeOK, "")
+		} else if m.Flags&envelope.FlagNoAck == 0 {
+			c.sendAck(l, append(routing[:len(routing):len(routing)], req.Ack), expiry(m), m.ID)
+		}
+	case InProgress:
+		c.p.counters.Duplicates.Add(1)
+		c.answer(l, routing, m, envelope.CodeInProgress, "")
+	default:
+		c.p.counters.Requests.Add(1)
+		// A CAST is acknowledged by its server once the handler has run
+		// (an inline server returns the ACK as body): an ACK means the
+		// message cannot be lost with the server's process any more.
+		if body == nil {
+			return
+		}
+		frames := append(routing[:len(routing):len(routing)], body)
+		if OneWay(m.Kind) {
+			c.sendAck(l, frames, expiry(m), m.ID)
+		} else {
+			c.rq.send(l, frames, expiry(m))
+		}
+	}
+}
+
+// answer answers a request from the loop (see answerFrames): an ACK to a
+// cast, an ERROR to a call.
+func (c *core) answer(l *poller.Loop[Cmd], routing [][]byte, m *envelope.Message, code envelope.Code, text string) {
+	frames := answerFrames(routing, m, code, text)
+	switch {
+	case frames == nil:
+	case OneWay(m.Kind):
+		c.sendAck(l, frames, expiry(m), m.ID)
+	default:
+		c.rq.send(l, frames, expiry(m))
+	}
+}
+
+// direct hands a direct cast (from the PULL, or relayed by the daemon) to
+// a server of its target. Nobody waits for an answer: a cast that no
+// server can take is dropped and counted.
+func (c *core) direct(m *envelope.Message) {
+	key := directory.Key{Exchange: m.Exchange, Topic: m.Topic}
+	req := &Request{Msg: *m}
+	for attempt := 0; attempt < maxPicks; attempt++ {
+		srv, ok := c.p.routes.Pick(key, m.Server).(DirectServer)
+		if !ok {
+			break
+		}
+		o := srv.OfferDirect(req)
+		if o == Accepted {
+			c.p.counters.DirectCasts.Add(1)
+			return
+		}
+		if o != Stopping {
+			break
+		}
+	}
+	if n := c.p.counters.DirectDropped.Add(1); n&(n-1) == 0 {
+		c.p.log.Warn("direct cast dropped: no server could take it", "topic", m.Topic, "server", m.Server, "dropped_total", n)
+	}
+}
+
+// command runs the commands both handlers take; false: not one of them.
+func (c *core) command(l *poller.Loop[Cmd], cmd Cmd) bool {
+	switch cmd := cmd.(type) {
+	case *replyCmd:
+		c.rq.send(l, cmd.frames, cmd.expires)
+	case *routeCmd:
+		cmd.done <- cmd.apply(&c.p.routes)
+	default:
+		return false
+	}
+	return true
+}
+
+// shutdown hands libzmq the replies submitted before the stop (the socket's
+// linger then flushes them) and drops, counted, those still waiting for a
+// full caller pipe: their callers are failed by their own Transport
+// (timeout, or ErrClosed when it is the same one). Route changes are made
+// (the routes outlive the loop); other commands fail with ErrStopped.
+func (c *core) shutdown(l *poller.Loop[Cmd], pending []Cmd, cause error) {
+	n := c.rq.n
+	for _, cmd := range pending {
+		switch cmd := cmd.(type) {
+		case *replyCmd:
+			if cause == nil && c.rq.n == 0 && l.TrySend(0, cmd.frames...) == nil {
+				c.p.counters.Replies.Add(1)
+				continue
+			}
+			n++
+		case *routeCmd:
+			cmd.done <- cmd.apply(&c.p.routes)
+		case *subCmd:
+			cmd.done <- ErrStopped
+		case *attachCmd:
+			cmd.done <- attachResult{err: ErrStopped}
+		}
+	}
+	c.p.counters.SendFailed.Add(uint64(n))
+}
