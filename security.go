@@ -24,8 +24,13 @@ var ErrBadKey = config.ErrBadKey
 // Errors of a secured (or unsecured) Transport meeting the other kind of
 // node, and of a refused key; see Security.
 var (
+	// ErrSecurityRequired: the node serving the target publishes a CURVE
+	// key and this Transport has no Security. Nothing was sent.
 	ErrSecurityRequired = engine.ErrSecurityRequired
-	ErrInsecureNode     = engine.ErrInsecureNode
+	// ErrInsecureNode: this Transport has Security, and the node serving
+	// the target publishes no CURVE key: a secured Transport never sends
+	// in plaintext. Nothing was sent.
+	ErrInsecureNode = engine.ErrInsecureNode
 	// ErrUnauthorized: the node refused this Transport's CURVE key. The
 	// error is a *HandshakeError; requests waiting on the node fail with it
 	// at once, and new ones at the next handshake (libzmq retries with

@@ -35,6 +35,12 @@ func (t Target) Validate() error {
 	return nil
 }
 
+// message is a request of kind to t's topic: to server ("" for any),
+// with id.
+func (t Target) message(kind envelope.Kind, id envelope.ID, server, method string, flags envelope.Flags, payload []byte) envelope.Message {
+	return envelope.Message{Kind: kind, Flags: flags, ID: id, Exchange: t.Exchange, Topic: t.Topic, Server: server, Method: method, Payload: payload}
+}
+
 // caller sends CALLs: it picks a server, hands the encoded request to the
 // node's DEALER and waits on the reply table for the answer.
 type caller struct {
@@ -74,17 +80,8 @@ func (c *caller) Call(ctx context.Context, t Target, method string, flags envelo
 // its node could not be connected to (ErrUnavailable), goes to the next
 // server of the topic on another node; one for a named server fails.
 func (c *caller) call(ctx context.Context, t Target, method string, flags envelope.Flags, payload []byte, deadline, waitUntil time.Time) (envelope.Message, error) {
-	req := envelope.Message{
-		Kind:     envelope.KindCall,
-		Flags:    flags,
-		ID:       envelope.NewID(),
-		Deadline: deadline.UnixNano(),
-		Exchange: t.Exchange,
-		Topic:    t.Topic,
-		Server:   t.Server,
-		Method:   method,
-		Payload:  payload,
-	}
+	req := t.message(envelope.KindCall, envelope.NewID(), t.Server, method, flags, payload)
+	req.Deadline = deadline.UnixNano()
 	body, err := envelope.Encode(&req)
 	if err != nil {
 		return envelope.Message{}, fmt.Errorf("zmqmsg: encode call: %w", err)

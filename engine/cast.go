@@ -12,11 +12,6 @@ import (
 	"github.com/zmqmsg/zmqmsg/envelope"
 )
 
-// ErrNotAcked: a CAST got no acknowledgement after all its retries. The
-// server may or may not have it: an ACK can be lost after the server took
-// the message (a retry of it would not run the handler twice).
-var ErrNotAcked = errors.New("zmqmsg: cast not acknowledged")
-
 // caster sends CASTs: acknowledged ones over the DEALER pipeline, each
 // within its node's window of unacknowledged casts, and direct ones over
 // the PUSH pipeline.
@@ -103,16 +98,7 @@ func (c *caster) cast(ctx context.Context, t Target, id envelope.ID, method stri
 	if err != nil {
 		return entry.nodeID, c.ctxError(err)
 	}
-	m := envelope.Message{
-		Kind:     envelope.KindCast,
-		Flags:    flags,
-		ID:       id,
-		Exchange: t.Exchange,
-		Topic:    t.Topic,
-		Server:   entry.Server, // retries must reach the same server
-		Method:   method,
-		Payload:  payload,
-	}
+	m := t.message(envelope.KindCast, id, entry.Server, method, flags, payload) // retries reach the same server
 	policy := c.cfg.Acks
 	if policy.Disabled {
 		m.Flags |= envelope.FlagNoAck

@@ -37,9 +37,6 @@ type Daemon struct {
 	closeErr  error
 }
 
-// ErrDaemonRunning is returned when another daemon holds the lock of Dir.
-var ErrDaemonRunning = errors.New("zmqmsg: another node proxy daemon is running in this directory")
-
 // StartDaemon starts a node proxy daemon. It returns once every port and
 // IPC socket is bound; a taken port, a directory it cannot use, or another
 // daemon on the same directory is an error, and then nothing is left

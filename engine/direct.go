@@ -32,16 +32,7 @@ func (c *caster) DirectCast(ctx context.Context, t Target, method string, flags 
 	if err != nil {
 		return c.ctxError(err)
 	}
-	m := envelope.Message{
-		Kind:     envelope.KindCast,
-		Flags:    flags | envelope.FlagNoAck,
-		ID:       envelope.NewID(),
-		Exchange: t.Exchange,
-		Topic:    t.Topic,
-		Server:   entry.Server,
-		Method:   method,
-		Payload:  payload,
-	}
+	m := t.message(envelope.KindCast, envelope.NewID(), entry.Server, method, flags|envelope.FlagNoAck, payload)
 	body, err := envelope.Encode(&m)
 	if err != nil {
 		return fmt.Errorf("zmqmsg: encode cast: %w", err)

@@ -79,14 +79,11 @@ type Engine struct {
 // cfg.ProxyDir), the senders and the registrar. A taken port is returned
 // as an error, and then nothing is left running.
 func New(cfg config.Config) (_ *Engine, err error) {
-	cfg = cfg.WithDefaults()
-	if err := cfg.Validate(); err != nil {
-		return nil, err
-	}
 	rt, err := startRuntime(cfg, cfg.ProxyDir == "")
 	if err != nil {
 		return nil, err
 	}
+	cfg = rt.cfg
 	e := &Engine{rt: rt}
 	defer func() {
 		if err != nil {

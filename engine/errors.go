@@ -4,72 +4,34 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sort"
+	"strings"
 
 	"github.com/zmqmsg/zmqmsg/actors/proxy"
 )
 
-// Errors returned by the engine; the zmqmsg package re-exports them.
+// The engine's errors. The zmqmsg package re-exports each one under the
+// same name and documents it there, once.
 var (
-	// ErrClosed: the Transport (or the Server) is closed.
-	ErrClosed = errors.New("zmqmsg: closed")
-	// ErrNoServers: no server serves the target (none registered, or the
-	// named server is unknown), after waiting Config.WaitForServers.
-	ErrNoServers = errors.New("zmqmsg: no servers for target")
-	// ErrTimeout: the call's deadline passed before its reply came.
-	// errors.Is(ErrTimeout, context.DeadlineExceeded) is true.
-	ErrTimeout error = timeoutError{}
-	// ErrTooLarge: a message is over Config.MaxMessageSize; nothing was sent.
-	ErrTooLarge = errors.New("zmqmsg: message too large")
-	// ErrOverloaded: the server's queue was full; the request did not run.
-	ErrOverloaded = errors.New("zmqmsg: server overloaded")
-	// ErrNoSuchMethod: the server has no endpoint for the method. The caller
-	// sees it as a *RemoteError that matches ErrNoSuchMethod with errors.Is.
-	ErrNoSuchMethod = errors.New("zmqmsg: no such method")
-	// ErrInvalidTarget: a target without a topic, or with fields over the
-	// wire limits.
-	ErrInvalidTarget = errors.New("zmqmsg: invalid target")
-	// ErrUnavailable: the connection to the node that serves the target is
-	// being re-established; the request was not sent.
-	ErrUnavailable = errors.New("zmqmsg: node connection unavailable")
-	// ErrDirectoryUnavailable: the directory could not be read and nothing
-	// about the target is cached; nothing was sent. It is not
-	// ErrNoServers: nobody knows whether the target has servers.
-	ErrDirectoryUnavailable = errors.New("zmqmsg: directory unavailable")
-	// ErrNodeDown: the connection to the request's node was lost while the
-	// request waited for its answer (the node died, its link was cut, a
-	// heartbeat timed out). The error is a *NodeDownError. A CALL may or
-	// may not have run.
-	ErrNodeDown = errors.New("zmqmsg: node down")
-	// ErrSecurityRequired: the node serving the target publishes a CURVE
-	// key (it accepts only CURVE clients) and this Transport has no
-	// Security configured. Nothing was sent.
-	ErrSecurityRequired = errors.New("zmqmsg: the node requires CURVE; this Transport has no Security")
-	// ErrInsecureNode: this Transport has Security on, and the node serving
-	// the target publishes no CURVE key; a secured Transport never sends
-	// in plaintext. Nothing was sent.
-	ErrInsecureNode = errors.New("zmqmsg: the node publishes no CURVE key; refusing to send in plaintext")
-	// ErrUnauthorized: the node refused this Transport's CURVE key (it is
-	// not in the node's allowed client keys), or the security handshake
-	// with it failed. Requests waiting on that node fail with it at once.
-	ErrUnauthorized = errors.New("zmqmsg: the node refused this Transport's CURVE key")
-	// ErrNoProxy: Config.ProxyDir names a directory where no node proxy
-	// daemon answers.
-	ErrNoProxy = proxy.ErrNoDaemon
+	ErrClosed                     = errors.New("zmqmsg: closed")
+	ErrNoServers                  = errors.New("zmqmsg: no servers for target")
+	ErrTimeout              error = timeoutError{}
+	ErrTooLarge                   = errors.New("zmqmsg: message too large")
+	ErrOverloaded                 = errors.New("zmqmsg: server overloaded")
+	ErrNoSuchMethod               = errors.New("zmqmsg: no such method")
+	ErrInvalidTarget              = errors.New("zmqmsg: invalid target")
+	ErrUnavailable                = errors.New("zmqmsg: node connection unavailable")
+	ErrDirectoryUnavailable       = errors.New("zmqmsg: directory unavailable")
+	ErrNodeDown                   = errors.New("zmqmsg: node down")
+	ErrNotAcked                   = errors.New("zmqmsg: cast not acknowledged")
+	ErrUnreached                  = errors.New("zmqmsg: fanout did not reach every node")
+	ErrNotDelivered               = errors.New("zmqmsg: notification not delivered to every pool")
+	ErrSecurityRequired           = errors.New("zmqmsg: the node requires CURVE; this Transport has no Security")
+	ErrInsecureNode               = errors.New("zmqmsg: the node publishes no CURVE key; refusing to send in plaintext")
+	ErrUnauthorized               = errors.New("zmqmsg: the node refused this Transport's CURVE key")
+	ErrNoProxy                    = proxy.ErrNoDaemon
+	ErrDaemonRunning              = errors.New("zmqmsg: another node proxy daemon is running in this directory")
 )
-
-// HandshakeError names the node whose security handshake failed; it
-// matches ErrUnauthorized.
-type HandshakeError struct {
-	Node  string // the node's id, host:port
-	Cause string // what failed; never a key
-}
-
-func (e *HandshakeError) Error() string {
-	return fmt.Sprintf("zmqmsg: node %s: %s", e.Node, e.Cause)
-}
-
-// Is lets errors.Is(err, ErrUnauthorized) recognise it.
-func (e *HandshakeError) Is(target error) bool { return target == ErrUnauthorized }
 
 type timeoutError struct{}
 
@@ -116,31 +78,73 @@ func remoteType(err error) string {
 	return fmt.Sprintf("%T", err)
 }
 
+// nodeError is what the errors that name a node share: the node's id
+// (host:port) and what was seen (never a key).
+type nodeError struct {
+	Node  string
+	Cause string
+}
+
+func (e *nodeError) text(what string) string {
+	return fmt.Sprintf("zmqmsg: node %s%s: %s", e.Node, what, e.Cause)
+}
+
 // UnavailableError fails a request that was never handed to a node's
 // connection: the node could not be connected to (refused, unreachable,
 // connect timeout). It matches ErrUnavailable; the request did not run.
-type UnavailableError struct {
-	Node  string // the node's id, host:port
-	Cause string // what was seen
-}
+type UnavailableError nodeError
 
-func (e *UnavailableError) Error() string {
-	return fmt.Sprintf("zmqmsg: node %s unavailable (not sent): %s", e.Node, e.Cause)
-}
+func (e *UnavailableError) Error() string { return (*nodeError)(e).text(" unavailable (not sent)") }
 
 // Is makes an *UnavailableError match ErrUnavailable.
 func (e *UnavailableError) Is(target error) bool { return target == ErrUnavailable }
 
 // NodeDownError fails the requests that were waiting on a node's
-// connection when it was lost. It matches ErrNodeDown with errors.Is.
-type NodeDownError struct {
-	Node  string // the node's id, host:port
-	Cause string // what was seen
-}
+// connection when it was lost. It matches ErrNodeDown.
+type NodeDownError nodeError
 
-func (e *NodeDownError) Error() string {
-	return fmt.Sprintf("zmqmsg: node %s down: %s", e.Node, e.Cause)
-}
+func (e *NodeDownError) Error() string { return (*nodeError)(e).text(" down") }
 
 // Is makes a *NodeDownError match ErrNodeDown.
 func (e *NodeDownError) Is(target error) bool { return target == ErrNodeDown }
+
+// HandshakeError names the node whose security handshake failed; it
+// matches ErrUnauthorized.
+type HandshakeError nodeError
+
+func (e *HandshakeError) Error() string { return (*nodeError)(e).text("") }
+
+// Is lets errors.Is(err, ErrUnauthorized) recognise it.
+func (e *HandshakeError) Is(target error) bool { return target == ErrUnauthorized }
+
+// FanoutError lists the nodes a fanout did not reach. The nodes not listed
+// got it. errors.Is(err, ErrUnreached) is true.
+type FanoutError struct {
+	Unreached map[string]error // node id -> why
+}
+
+func (e *FanoutError) Error() string { return failures(ErrUnreached, e.Unreached, "%s (%v)") }
+
+// Is matches ErrUnreached.
+func (e *FanoutError) Is(target error) bool { return target == ErrUnreached }
+
+// NotifyError lists the pools a notification did not reach.
+type NotifyError struct {
+	Pools map[string]error // pool -> why (the last member's error)
+}
+
+func (e *NotifyError) Error() string { return failures(ErrNotDelivered, e.Pools, "pool %q (%v)") }
+
+// Is matches ErrNotDelivered.
+func (e *NotifyError) Is(target error) bool { return target == ErrNotDelivered }
+
+// failures is the text of a partial failure: sentinel, then each name and
+// its error, sorted, as format puts them.
+func failures(sentinel error, m map[string]error, format string) string {
+	items := make([]string, 0, len(m))
+	for name, err := range m {
+		items = append(items, fmt.Sprintf(format, name, err))
+	}
+	sort.Strings(items)
+	return fmt.Sprintf("%v: %s", sentinel, strings.Join(items, ", "))
+}

@@ -4,8 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"sort"
-	"strings"
 	"sync/atomic"
 	"time"
 
@@ -13,28 +11,6 @@ import (
 	"github.com/zmqmsg/zmqmsg/directory"
 	"github.com/zmqmsg/zmqmsg/envelope"
 )
-
-// ErrUnreached: a fanout did not reach every node that serves its topic.
-// The *FanoutError that matches it says which nodes, and why.
-var ErrUnreached = errors.New("zmqmsg: fanout did not reach every node")
-
-// FanoutError lists the nodes a fanout did not reach. The nodes not listed
-// got it. errors.Is(err, ErrUnreached) is true.
-type FanoutError struct {
-	Unreached map[string]error // node id -> why
-}
-
-func (e *FanoutError) Error() string {
-	ids := make([]string, 0, len(e.Unreached))
-	for id, err := range e.Unreached {
-		ids = append(ids, fmt.Sprintf("%s (%v)", id, err))
-	}
-	sort.Strings(ids)
-	return fmt.Sprintf("%v: %s", ErrUnreached, strings.Join(ids, ", "))
-}
-
-// Is matches ErrUnreached.
-func (e *FanoutError) Is(target error) bool { return target == ErrUnreached }
 
 // fanouter sends FANOUTs: one message per node that serves the topic,
 // through the node's XPUB.
@@ -69,15 +45,7 @@ func (f *fanouter) Fanout(ctx context.Context, t Target, method string, flags en
 	if err != nil {
 		return f.ctxError(err)
 	}
-	m := envelope.Message{
-		Kind:     envelope.KindFanout,
-		Flags:    flags,
-		ID:       envelope.NewID(),
-		Exchange: t.Exchange,
-		Topic:    t.Topic,
-		Method:   method,
-		Payload:  payload,
-	}
+	m := t.message(envelope.KindFanout, envelope.NewID(), "", method, flags, payload)
 	body, err := envelope.Encode(&m)
 	if err != nil {
 		return fmt.Errorf("zmqmsg: encode fanout: %w", err)

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"sort"
 	"strings"
 	"sync/atomic"
 
@@ -28,27 +27,6 @@ func PoolOf(server string) string {
 	}
 	return server
 }
-
-// ErrNotDelivered: a notification did not reach every pool of its topic.
-// The *NotifyError that matches it says which pools, and why.
-var ErrNotDelivered = errors.New("zmqmsg: notification not delivered to every pool")
-
-// NotifyError lists the pools a notification did not reach.
-type NotifyError struct {
-	Pools map[string]error // pool -> why (the last member's error)
-}
-
-func (e *NotifyError) Error() string {
-	pools := make([]string, 0, len(e.Pools))
-	for p, err := range e.Pools {
-		pools = append(pools, fmt.Sprintf("pool %q (%v)", p, err))
-	}
-	sort.Strings(pools)
-	return fmt.Sprintf("%v: %s", ErrNotDelivered, strings.Join(pools, ", "))
-}
-
-// Is matches ErrNotDelivered.
-func (e *NotifyError) Is(target error) bool { return target == ErrNotDelivered }
 
 // notifier sends NOTIFYs: an acknowledged cast to one member of each pool
 // of listeners.

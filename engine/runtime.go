@@ -47,11 +47,15 @@ const termTimeout = 5 * time.Second
 // startTimeout bounds binding the ports and joining a daemon.
 const startTimeout = 10 * time.Second
 
-// startRuntime makes a runtime for cfg (defaults applied and validated by
-// the caller). bindsTCP: the node binds TCP ports of its own, so a secured
-// node needs a ZAP handler; a member of a daemon binds none. On error
-// nothing is left running.
+// startRuntime applies cfg's defaults, validates it and makes a runtime
+// for it. bindsTCP: the node binds TCP ports of its own, so a secured node
+// needs a ZAP handler; a member of a daemon binds none. On error nothing
+// is left running.
 func startRuntime(cfg config.Config, bindsTCP bool) (*runtime, error) {
+	cfg = cfg.WithDefaults()
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
 	if err := checkLibzmq(); err != nil {
 		return nil, err
 	}

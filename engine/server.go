@@ -201,24 +201,41 @@ func (s *Server) Offer(r *Request) proxy.Offer {
 		// Before the stopping check: a stopping server still answers the
 		// resends of the casts it has (running: IN_PROGRESS, run: ACK),
 		// and records no new one.
-		switch st, o := s.casts.see(r.Msg.ID, time.Now(), !s.stopping); st {
-		case castRunning:
-			return proxy.InProgress
-		case castDone:
-			r.Ack = duplicateAck(r, o)
-			return proxy.Duplicate
+		if o, known := s.known(r, !s.stopping); known {
+			return o
 		}
 	}
+	o := s.enqueue(s.queue, r)
+	if o == proxy.Full && cast {
+		s.casts.forget(r.Msg.ID) // not taken: its retry must run
+	}
+	return o
+}
+
+// known answers a resend of a cast the server has had: InProgress while
+// its handler runs, Duplicate (with the first outcome in r.Ack) once it
+// has run. A new id is recorded as running if record is set.
+func (s *Server) known(r *Request, record bool) (proxy.Offer, bool) {
+	switch st, o := s.casts.see(r.Msg.ID, time.Now(), record); st {
+	case castRunning:
+		return proxy.InProgress, true
+	case castDone:
+		r.Ack = duplicateAck(r, o)
+		return proxy.Duplicate, true
+	}
+	return 0, false
+}
+
+// enqueue hands r to one of the server's queues without blocking (under
+// s.mu, read).
+func (s *Server) enqueue(q chan<- *Request, r *Request) proxy.Offer {
 	if s.stopping {
 		return proxy.Stopping
 	}
 	select {
-	case s.queue <- r:
+	case q <- r:
 		return proxy.Accepted
 	default:
-		if cast {
-			s.casts.forget(r.Msg.ID) // not taken: its retry must run
-		}
 		return proxy.Full
 	}
 }
@@ -344,15 +361,10 @@ func (s *Server) HandleInline(r *Request) ([]byte, proxy.Offer) {
 	s.mu.RLock()
 	stopping := s.stopping
 	s.mu.RUnlock()
-	cast := proxy.OneWay(r.Msg.Kind)
-	if cast {
+	if proxy.OneWay(r.Msg.Kind) {
 		// Known ids first, as in Offer (inline, a known id has run).
-		switch st, o := s.casts.see(r.Msg.ID, time.Now(), !stopping); st {
-		case castRunning:
-			return nil, proxy.InProgress
-		case castDone:
-			r.Ack = duplicateAck(r, o)
-			return nil, proxy.Duplicate
+		if o, known := s.known(r, !stopping); known {
+			return nil, o
 		}
 	}
 	if stopping {
@@ -526,15 +538,7 @@ func (s *Server) run(ctx context.Context, req *Request) (rep Reply, err error) {
 func (s *Server) OfferDirect(r *Request) proxy.Offer {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
-	if s.stopping {
-		return proxy.Stopping
-	}
-	select {
-	case s.direct <- r:
-		return proxy.Accepted
-	default:
-		return proxy.Full
-	}
+	return s.enqueue(s.direct, r)
 }
 
 // directLane runs the server's direct casts and fanouts one at a time, in
