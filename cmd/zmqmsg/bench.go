@@ -182,41 +182,11 @@ func runBenchServer(ctx context.Context, c *cli, _ []string) (err error) {
 		return err
 	}
 	defer n.close(&err)
-	host, _ := os.Hostname() // "" is an acceptable fallback
-	name := c.o.name
-	if name == "" {
-		name = fmt.Sprintf("bench-%d@%s", os.Getpid(), n.t.Node().ID())
+	s := &benchCounters{n: n, name: c.o.name, pool: c.o.pool}
+	if s.name == "" {
+		s.name = fmt.Sprintf("bench-%d@%s", os.Getpid(), n.t.Node().ID())
 	}
-	var calls, sinks, notifications atomic.Uint64
-	stats := func() benchStats {
-		s := n.t.Stats()
-		// The engine's CastsRun counts every one-way handler run but
-		// notifications: acknowledged, direct and fanout casts.
-		acked := int64(s.CastsRun) - int64(s.DirectCastsRun) - int64(s.FanoutsRun)
-		return benchStats{
-			Server: name, Pool: c.o.pool, Calls: calls.Load(), Casts: uint64(max(acked, 0)),
-			Direct: s.DirectCastsRun, Fanouts: s.FanoutsRun, Notifications: notifications.Load(), Sinks: sinks.Load(),
-			DirectDropped: s.DirectDropped, FanoutDropped: s.FanoutDropped,
-			DirectRefused: s.DirectRefused, FanoutsRefused: s.FanoutsRefused, Expired: s.Expired,
-			Overloaded: s.Overloaded, NoServers: s.NoServers, SendFailures: s.SendFailures,
-			Goroutines: runtime.NumGoroutine(), RSSKiB: rssKiB(),
-		}
-	}
-	endpoints := zmqmsg.Endpoints{
-		"echo": func(_ context.Context, a zmqmsg.Args) (any, error) {
-			calls.Add(1)
-			return bytes.Clone(a.Raw()), nil // Raw is valid while the handler runs
-		},
-		"whoami": func(context.Context, zmqmsg.Args) (any, error) {
-			calls.Add(1)
-			return map[string]any{"server": name, "host": host, "pid": os.Getpid(), "node": n.t.Node().CallEndpoint()}, nil
-		},
-		"sink": func(context.Context, zmqmsg.Args) (any, error) {
-			sinks.Add(1)
-			return nil, nil
-		},
-		"stats": func(context.Context, zmqmsg.Args) (any, error) { return stats(), nil },
-	}
+	endpoints := s.endpoints()
 	if c.o.journal != "" {
 		// Unbuffered: each line is in the kernel's page cache before the
 		// handler returns (and so before its ACK), and survives a SIGKILL.
@@ -225,36 +195,21 @@ func runBenchServer(ctx context.Context, c *cli, _ []string) (err error) {
 			return fmt.Errorf("--journal: %w", err)
 		}
 		defer f.Close()
-		var mu sync.Mutex
-		endpoints["record"] = func(ctx context.Context, a zmqmsg.Args) (any, error) {
-			if c.o.work > 0 {
-				t := time.NewTimer(c.o.work)
-				select {
-				case <-t.C:
-				case <-ctx.Done():
-					t.Stop()
-					return nil, ctx.Err()
-				}
-			}
-			mu.Lock()
-			defer mu.Unlock()
-			_, err := f.Write(append(bytes.Clone(a.Raw()), '\n'))
-			return nil, err
-		}
+		endpoints["record"] = recorder(f, c.o.work)
 	}
-	srv, err := n.t.Serve(zmqmsg.Target{Exchange: c.g.exchange, Topic: c.o.topic, Server: name}, endpoints)
+	srv, err := n.t.Serve(zmqmsg.Target{Exchange: c.g.exchange, Topic: c.o.topic, Server: s.name}, endpoints)
 	if err != nil {
 		return fmt.Errorf("serve %s: %w", c.o.topic, err)
 	}
 	l, err := n.t.Listen([]string{c.o.topic}, c.o.pool, func(context.Context, zmqmsg.Notification) error {
-		notifications.Add(1)
+		s.notifications.Add(1)
 		return nil
 	})
 	if err != nil {
 		return errors.Join(fmt.Errorf("listen %s: %w", c.o.topic, err), srv.Stop(context.Background()))
 	}
 	if err := c.printLine(map[string]any{
-		"ready": true, "server": name, "exchange": c.g.exchange, "topic": c.o.topic, "pool": c.o.pool,
+		"ready": true, "server": s.name, "exchange": c.g.exchange, "topic": c.o.topic, "pool": c.o.pool,
 		"node": n.t.Node().CallEndpoint(), "pid": os.Getpid(),
 	}); err != nil {
 		return errors.Join(err, srv.Stop(context.Background()), l.Stop(context.Background()))
@@ -266,7 +221,71 @@ func runBenchServer(ctx context.Context, c *cli, _ []string) (err error) {
 		return fmt.Errorf("stop: %w", err)
 	}
 	settle(sctx) // the last replies and ACKs leave before the node closes
-	return c.printLine(map[string]any{"stopped": true, "stats": stats()})
+	return c.printLine(map[string]any{"stopped": true, "stats": s.stats()})
+}
+
+// benchCounters is what a bench server counts, and its name.
+type benchCounters struct {
+	n                           *node
+	name, pool                  string
+	calls, sinks, notifications atomic.Uint64
+}
+
+// stats returns the server's counters.
+func (s *benchCounters) stats() benchStats {
+	st := s.n.t.Stats()
+	// The engine's CastsRun counts every one-way handler run but
+	// notifications: acknowledged, direct and fanout casts.
+	acked := int64(st.CastsRun) - int64(st.DirectCastsRun) - int64(st.FanoutsRun)
+	return benchStats{
+		Server: s.name, Pool: s.pool, Calls: s.calls.Load(), Casts: uint64(max(acked, 0)),
+		Direct: st.DirectCastsRun, Fanouts: st.FanoutsRun, Notifications: s.notifications.Load(), Sinks: s.sinks.Load(),
+		DirectDropped: st.DirectDropped, FanoutDropped: st.FanoutDropped,
+		DirectRefused: st.DirectRefused, FanoutsRefused: st.FanoutsRefused, Expired: st.Expired,
+		Overloaded: st.Overloaded, NoServers: st.NoServers, SendFailures: st.SendFailures,
+		Goroutines: runtime.NumGoroutine(), RSSKiB: rssKiB(),
+	}
+}
+
+// endpoints returns the handlers of echo, whoami, sink and stats.
+func (s *benchCounters) endpoints() zmqmsg.Endpoints {
+	host, _ := os.Hostname() // "" is an acceptable fallback
+	return zmqmsg.Endpoints{
+		"echo": func(_ context.Context, a zmqmsg.Args) (any, error) {
+			s.calls.Add(1)
+			return bytes.Clone(a.Raw()), nil // Raw is valid while the handler runs
+		},
+		"whoami": func(context.Context, zmqmsg.Args) (any, error) {
+			s.calls.Add(1)
+			return map[string]any{"server": s.name, "host": host, "pid": os.Getpid(), "node": s.n.t.Node().CallEndpoint()}, nil
+		},
+		"sink": func(context.Context, zmqmsg.Args) (any, error) {
+			s.sinks.Add(1)
+			return nil, nil
+		},
+		"stats": func(context.Context, zmqmsg.Args) (any, error) { return s.stats(), nil },
+	}
+}
+
+// recorder returns the handler of record: after work, it appends its
+// payload to f as one line.
+func recorder(f *os.File, work time.Duration) zmqmsg.Handler {
+	var mu sync.Mutex
+	return func(ctx context.Context, a zmqmsg.Args) (any, error) {
+		if work > 0 {
+			t := time.NewTimer(work)
+			select {
+			case <-t.C:
+			case <-ctx.Done():
+				t.Stop()
+				return nil, ctx.Err()
+			}
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		_, err := f.Write(append(bytes.Clone(a.Raw()), '\n'))
+		return nil, err
+	}
 }
 
 // printLine prints v as one JSON line, whatever --json says: the bench
@@ -381,10 +400,7 @@ func runBenchClient(ctx context.Context, c *cli, _ []string) (err error) {
 	}
 	hops := c.readHops(ctx, n, before, nodes)
 
-	r, stopErr, err := c.benchRun(ctx, n, servers, before, hops, pools)
-	if err != nil {
-		return err
-	}
+	r, stopErr := c.benchRun(ctx, n, servers, before, hops, pools)
 	if c.g.json {
 		err = c.printValue(r)
 	} else {
@@ -434,172 +450,43 @@ func fatal(err error) bool {
 // or a stall stops it, then reads the servers' counters, and returns the
 // result and what stopped the run early (errInterrupted, or an error; nil
 // when it ran its course).
-func (c *cli) benchRun(ctx context.Context, n *node, servers []string, before map[string]benchStats, hops benchHops, pools map[string]bool) (benchResult, error, error) {
+func (c *cli) benchRun(ctx context.Context, n *node, servers []string, before map[string]benchStats, hops benchHops, pools map[string]bool) (benchResult, error) {
 	o := c.o
-	send := c.sender(n)
-	var (
-		sent, ok, failed, canceled atomic.Int64
-		claimed                    atomic.Int64
-		firstErr, lastErr          atomic.Pointer[error]
-		lastOK, lastFail           atomic.Int64 // UnixNano of the last success (or the start), of the last failure
-		wg                         sync.WaitGroup
+	b := c.newBenchLoad(ctx, c.sender(n))
+	defer b.abort()
+	elapsed, latency := c.runLoad(ctx, b)
 
-		stopOnce sync.Once
-		stopped  = make(chan struct{})
-		stopErr  error // written before stopped is closed
-	)
-	halt := func(why error) {
-		stopOnce.Do(func() {
-			stopErr = why
-			close(stopped)
-		})
-	}
-	// The sends do not end with ctx: on a signal, those in flight finish
-	// (or are canceled after inFlightGrace) instead of failing.
-	sendCtx, abort := context.WithCancel(context.WithoutCancel(ctx))
-	defer abort()
-	hists := make([]*histogram, o.concurrency)
-	start := time.Now()
-	lastOK.Store(start.UnixNano())
-	deadline := time.AfterFunc(o.duration, func() { halt(nil) })
-	for g := range o.concurrency {
-		h := &histogram{}
-		hists[g] = h
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			// --rate: each goroutine sends its share on a fixed schedule,
-			// catching up after a slow message but never bursting ahead.
-			var every time.Duration
-			var next time.Time
-			if o.rate > 0 {
-				every = time.Duration(float64(time.Second) * float64(o.concurrency) / o.rate)
-				next = time.Now()
-			}
-			for {
-				if every > 0 {
-					if wait := time.Until(next); wait > 0 {
-						t := time.NewTimer(wait)
-						select {
-						case <-t.C:
-						case <-stopped:
-							t.Stop()
-							return
-						}
-					}
-					next = next.Add(every)
-				}
-				select {
-				case <-stopped:
-					return
-				default:
-				}
-				if o.count > 0 && claimed.Add(1) > o.count {
-					return
-				}
-				sent.Add(1)
-				octx, cancel := context.WithTimeout(sendCtx, c.g.timeout)
-				t0 := time.Now()
-				err := send(octx)
-				d := time.Since(t0)
-				cancel()
-				switch {
-				case err == nil:
-					ok.Add(1)
-					lastOK.Store(time.Now().UnixNano())
-					h.record(d)
-				case sendCtx.Err() != nil:
-					canceled.Add(1)
-				default:
-					failed.Add(1)
-					firstErr.CompareAndSwap(nil, &err)
-					lastErr.Store(&err)
-					lastFail.Store(time.Now().UnixNano())
-					if fatal(err) {
-						halt(err)
-					}
-				}
-			}
-		}()
-	}
-	workersDone := make(chan struct{})
-	go func() {
-		wg.Wait()
-		close(workersDone)
-	}()
-	var watchers sync.WaitGroup
-	watchers.Add(1)
-	go func() {
-		// Stop on a signal, or when every send failed for benchStall; once
-		// stopped early, cancel what is still in flight after inFlightGrace.
-		defer watchers.Done()
-		tick := time.NewTicker(benchStall / 10)
-		defer tick.Stop()
-		for {
-			select {
-			case <-ctx.Done():
-				halt(errInterrupted)
-			case <-tick.C:
-				// Failures since the last success, which is benchStall old.
-				if okAt := lastOK.Load(); lastFail.Load() > okAt && time.Since(time.Unix(0, okAt)) > benchStall {
-					if p := lastErr.Load(); p != nil {
-						halt(fmt.Errorf("no send succeeded for %v: %w", time.Since(time.Unix(0, okAt)).Round(time.Second), *p))
-					}
-				}
-				continue
-			case <-stopped:
-			case <-workersDone:
-				return
-			}
-			break
-		}
-		if stopErr == nil {
-			return // the run's end: the sends in flight finish, bounded by --timeout
-		}
-		grace := time.NewTimer(inFlightGrace)
-		defer grace.Stop()
-		select {
-		case <-grace.C:
-			abort()
-		case <-workersDone:
-		}
-	}()
-	progressDone := make(chan struct{})
-	if isTerminal(c.stdout) && !c.g.json {
-		watchers.Add(1)
-		go func() {
-			defer watchers.Done()
-			c.progress(progressDone, start, &sent, &ok, &failed)
-		}()
-	}
-	<-workersDone
-	halt(nil) // a --count run ends here
-	elapsed := time.Since(start)
-	deadline.Stop()
-	close(progressDone)
-	watchers.Wait()
-
-	mult := int64(1)
+	copies := int64(1) // how many times a message arrives
 	switch o.pattern {
 	case "fanout":
-		mult = int64(len(servers))
+		copies = int64(len(servers))
 	case "notify":
-		mult = int64(len(pools))
+		copies = int64(len(pools))
 	}
 	r := benchResult{
 		Pattern: o.pattern, Exchange: c.g.exchange, Topic: o.topic, Servers: len(servers), Concurrency: o.concurrency,
-		Size: o.size, ElapsedS: elapsed.Seconds(), Sent: sent.Load(), OK: ok.Load(), Errors: failed.Load(),
-		Canceled: canceled.Load(), Expected: ok.Load() * mult,
+		Size: o.size, ElapsedS: elapsed.Seconds(), Sent: b.sent.Load(), OK: b.ok.Load(), Errors: b.failed.Load(),
+		Canceled: b.canceled.Load(), Expected: b.ok.Load() * copies,
+		Rate: float64(b.ok.Load()) / elapsed.Seconds(),
 	}
 	if o.pattern == "notify" {
 		r.Pools = len(pools)
 	}
-	if p := firstErr.Load(); p != nil {
+	if p := b.firstErr.Load(); p != nil {
 		r.FirstError = (*p).Error()
 	}
-	if stopErr != nil {
-		r.Stopped = stopErr.Error()
+	if b.stopErr != nil {
+		r.Stopped = b.stopErr.Error()
 	}
+	r.Latency.P50, r.Latency.P90, r.Latency.P99 = ms(latency.percentile(50)), ms(latency.percentile(90)), ms(latency.percentile(99))
+	r.Latency.Max = ms(latency.max)
+	c.accountRun(ctx, n, &r, servers, before, hops, copies)
+	return r, b.stopErr
+}
+
+// accountRun waits for the servers' counters to catch up with r and sets
+// what r says was received, lost and dropped where.
+func (c *cli) accountRun(ctx context.Context, n *node, r *benchResult, servers []string, before map[string]benchStats, hops benchHops, copies int64) {
 	var unread []string
 	var after map[string]hopCounters
 	r.Received, after, unread = c.drain(ctx, n, servers, before, hops, r.Expected)
@@ -607,11 +494,11 @@ func (c *cli) benchRun(ctx context.Context, n *node, servers []string, before ma
 		// Canceled sends may or may not have arrived.
 		lost := max(r.Expected-r.Received, 0)
 		r.Lost = &lost
-		r.Extra = max(r.Received-(r.OK+r.Canceled)*mult, 0)
+		r.Extra = max(r.Received-(r.OK+r.Canceled)*copies, 0)
 	} else {
 		r.Unread = unread
 	}
-	acc := account(o.pattern, hops.before, after)
+	acc := account(r.Pattern, hops.before, after)
 	r.DroppedAt = acc.dropped
 	if len(acc.refused) > 0 {
 		r.RefusedAt = acc.refused
@@ -625,14 +512,6 @@ func (c *cli) benchRun(ctx context.Context, n *node, servers []string, before ma
 		u := *r.Lost - dropped
 		r.Unexplained = &u
 	}
-	r.Rate = float64(r.OK) / elapsed.Seconds()
-	all := &histogram{}
-	for _, h := range hists {
-		all.merge(h)
-	}
-	r.Latency.P50, r.Latency.P90, r.Latency.P99 = ms(all.percentile(50)), ms(all.percentile(90)), ms(all.percentile(99))
-	r.Latency.Max = ms(all.max)
-	return r, stopErr, nil
 }
 
 // ms converts d to milliseconds.
