@@ -367,27 +367,14 @@ func (c *Client) Call(ctx context.Context, method string, args, reply any) error
 // named one, or the next in round robin) without waiting for a result.
 //
 // With acknowledgements on (the default; see AckPolicy) it returns once the
-// server has run the handler, with its outcome: nil, or the *RemoteError a
-// Call would get (matching ErrNoSuchMethod for an unknown method). It
-// resends with the same id, which the server runs once, and fails with
-// ErrNotAcked when no answer comes; a cast its node never had goes to
-// another server of the topic. With them off it returns once the socket has
-// the message. It also fails with ErrNoServers, ErrUnavailable,
-// ErrNodeDown, ErrOverloaded, ErrTooLarge, ErrClosed or ctx.Err(), and waits,
-// bounded by ctx, while Config.CastWindow casts to the same node are
-// unacknowledged. A topic cast whose node went down before it was
-// acknowledged, or that was never acknowledged, goes to a server on another
-// node (at most 3 times): delivery is at least once. A Client made with
-// DirectCast uses the direct-cast pipeline instead. docs/design.md §7 has
-// the details.
-//
-// With Target.Fanout, Cast reaches every server of the topic over the
-// FANOUT pipeline and returns nil once every node that serves it has taken
-// the message; a *FanoutError (matching ErrUnreached) names the nodes that
-// did not. A message waits (up to Config.WaitForServers) for each node's
-// subscription, so a server whose Serve has returned gets every fanout sent
-// after that. No server confirms a fanout: one for a method a server lacks
-// is counted on its node (Stats.FanoutsRefused). See §8.
+// server has run the handler: nil, or the *RemoteError a Call would get. It
+// fails with ErrNotAcked when no answer comes after the retries; delivery
+// is at least once (docs/design.md §7). With them off, or with DirectCast,
+// it returns once the socket has the message. With Target.Fanout it
+// reaches every server of the topic and returns once every node has taken
+// the message, or a *FanoutError naming those that did not (§8). It also
+// fails like Call, and waits, bounded by ctx, while Config.CastWindow casts
+// to one node are unacknowledged.
 func (c *Client) Cast(ctx context.Context, method string, args any) error {
 	if err := ctx.Err(); err != nil {
 		return err
