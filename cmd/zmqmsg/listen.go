@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"log/slog"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/zmqmsg/zmqmsg"
@@ -88,36 +87,18 @@ func runListen(ctx context.Context, c *cli, topics []string) (err error) {
 
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	var (
-		mu       sync.Mutex // serialises output and guards printed, werr
-		printed  int64
-		werr     error
-		handlerC = func(_ context.Context, m zmqmsg.Notification) error {
-			line, err := json.Marshal(notificationLine{
-				Topic: m.Topic, Priority: string(m.Priority), Publisher: m.PublisherID, EventType: m.EventType,
-				MessageID: m.MessageID, Timestamp: m.Timestamp, Payload: jsonValue(m.Payload()),
-			})
-			if err != nil {
-				return fmt.Errorf("encode notification: %w", err)
-			}
-			mu.Lock()
-			defer mu.Unlock()
-			if (c.o.count > 0 && printed >= c.o.count) || werr != nil {
-				return nil
-			}
-			if _, err := fmt.Fprintf(c.stdout, "%s\n", line); err != nil {
-				werr = fmt.Errorf("write stdout: %w", err)
-				cancel()
-				return werr
-			}
-			printed++
-			if c.o.count > 0 && printed == c.o.count {
-				cancel()
-			}
-			return nil
+	out := &linePrinter{w: c.stdout, limit: c.o.count, stop: cancel}
+	handler := func(_ context.Context, m zmqmsg.Notification) error {
+		line, err := json.Marshal(notificationLine{
+			Topic: m.Topic, Priority: string(m.Priority), Publisher: m.PublisherID, EventType: m.EventType,
+			MessageID: m.MessageID, Timestamp: m.Timestamp, Payload: jsonValue(m.Payload()),
+		})
+		if err != nil {
+			return fmt.Errorf("encode notification: %w", err)
 		}
-	)
-	l, err := n.t.Listen(topics, c.o.pool, handlerC, opts...)
+		return out.printWhileRunning(line)
+	}
+	l, err := n.t.Listen(topics, c.o.pool, handler, opts...)
 	if err != nil {
 		return fmt.Errorf("listen: %w", err)
 	}
@@ -129,7 +110,5 @@ func runListen(ctx context.Context, c *cli, topics []string) (err error) {
 	if err := stopWhenDone(ctx, l.Stop, "leave pool"); err != nil {
 		return err
 	}
-	mu.Lock()
-	defer mu.Unlock()
-	return werr
+	return out.writeErr()
 }

@@ -191,42 +191,11 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	case "--version", "-version":
 		args = append([]string{"version"}, args[1:]...)
 	case "help", "-h", "-help", "--help":
-		if len(args) > 1 {
-			name := args[1]
-			if name == "bench" && len(args) > 2 {
-				name += " " + args[2]
-			}
-			cmd := findCommand(name)
-			if cmd == nil {
-				fmt.Fprintf(stderr, "zmqmsg: unknown command %q (see zmqmsg help)\n", name)
-				return exitUsage
-			}
-			printCommandHelp(stdout, cmd)
-			return exitOK
-		}
-		printOverview(stdout)
-		return exitOK
+		return help(args[1:], stdout, stderr)
 	}
-	name, rest := args[0], args[1:]
-	if name == "bench" {
-		if len(rest) == 0 || (rest[0] != "server" && rest[0] != "client") {
-			if len(rest) > 0 && (rest[0] == "-h" || rest[0] == "--help" || rest[0] == "-help") {
-				printOverview(stdout)
-				return exitOK
-			}
-			if len(rest) > 0 {
-				fmt.Fprintf(stderr, "zmqmsg: %q is not a subcommand of bench: want bench server or bench client (see zmqmsg help bench server)\n", rest[0])
-			} else {
-				fmt.Fprintln(stderr, "zmqmsg: bench needs a subcommand: bench server | bench client (see zmqmsg help bench server)")
-			}
-			return exitUsage
-		}
-		name, rest = "bench "+rest[0], rest[1:]
-	}
-	cmd := findCommand(name)
+	cmd, rest, code := pickCommand(args, stdout, stderr)
 	if cmd == nil {
-		fmt.Fprintf(stderr, "zmqmsg: unknown command %q (see zmqmsg help)\n", name)
-		return exitUsage
+		return code
 	}
 	if cmd.ownJSON {
 		// ZMQMSG_JSON=true means machine output, not reply's --json VALUE.
@@ -239,27 +208,82 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		}
 	}
 	c := &cli{cmd: cmd, stdin: stdin, stdout: stdout, stderr: stderr}
-	fs := c.flagSet()
-	c.fs = fs
-	pos, err := parseArgs(fs, rest, getenv)
+	c.fs = c.flagSet()
+	pos, err := parseArgs(c.fs, rest, getenv)
 	if errors.Is(err, errHelp) {
 		printCommandHelp(stdout, cmd)
 		return exitOK
 	}
 	if err == nil {
-		err = c.check(pos)
-	}
-	if err == nil {
-		var level slog.Level
-		if lerr := level.UnmarshalText([]byte(c.g.logLevel)); lerr != nil {
-			err = usagef("--log-level %q: want debug, info, warn or error", c.g.logLevel)
-		}
-		c.log = newLogger(stderr, level, c.g.json)
+		err = c.prepare(pos)
 	}
 	if err == nil {
 		err = cmd.run(ctx, c, pos)
 	}
 	return c.report(err)
+}
+
+// help prints the help of the command args names ("bench server" is two
+// words), or the overview without one, and returns the exit code.
+func help(args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		printOverview(stdout)
+		return exitOK
+	}
+	name := args[0]
+	if name == "bench" && len(args) > 1 {
+		name += " " + args[1]
+	}
+	cmd := findCommand(name)
+	if cmd == nil {
+		fmt.Fprintf(stderr, "zmqmsg: unknown command %q (see zmqmsg help)\n", name)
+		return exitUsage
+	}
+	printCommandHelp(stdout, cmd)
+	return exitOK
+}
+
+// pickCommand returns the command that args start with and the arguments
+// after its name. Without one it prints why (or, for bench --help, the
+// overview) and returns a nil command and the exit code.
+func pickCommand(args []string, stdout, stderr io.Writer) (*command, []string, int) {
+	name, rest := args[0], args[1:]
+	if name == "bench" {
+		switch {
+		case len(rest) > 0 && (rest[0] == "server" || rest[0] == "client"):
+			name, rest = "bench "+rest[0], rest[1:]
+		case len(rest) > 0 && (rest[0] == "-h" || rest[0] == "--help" || rest[0] == "-help"):
+			printOverview(stdout)
+			return nil, nil, exitOK
+		case len(rest) > 0:
+			fmt.Fprintf(stderr, "zmqmsg: %q is not a subcommand of bench: want bench server or bench client (see zmqmsg help bench server)\n", rest[0])
+			return nil, nil, exitUsage
+		default:
+			fmt.Fprintln(stderr, "zmqmsg: bench needs a subcommand: bench server | bench client (see zmqmsg help bench server)")
+			return nil, nil, exitUsage
+		}
+	}
+	cmd := findCommand(name)
+	if cmd == nil {
+		fmt.Fprintf(stderr, "zmqmsg: unknown command %q (see zmqmsg help)\n", name)
+		return nil, nil, exitUsage
+	}
+	return cmd, rest, exitOK
+}
+
+// prepare checks the positional arguments and the global flags, and sets
+// up the logger.
+func (c *cli) prepare(pos []string) error {
+	if err := c.check(pos); err != nil {
+		return err
+	}
+	var level slog.Level
+	var err error
+	if lerr := level.UnmarshalText([]byte(c.g.logLevel)); lerr != nil {
+		err = usagef("--log-level %q: want debug, info, warn or error", c.g.logLevel)
+	}
+	c.log = newLogger(c.stderr, level, c.g.json)
+	return err
 }
 
 // newLogger returns the CLI's logger on stderr: JSON lines with --json

@@ -11,7 +11,6 @@ import (
 	"os"
 	"os/exec"
 	"strings"
-	"sync"
 	"syscall"
 	"time"
 
@@ -73,22 +72,9 @@ type requestLine struct {
 
 func runReply(ctx context.Context, c *cli, pos []string) (err error) {
 	topic, method := pos[0], pos[1]
-	modes := 0
-	for _, set := range []bool{c.o.echo, isSet(c.fs, "json"), c.o.command != ""} {
-		if set {
-			modes++
-		}
-	}
-	if modes != 1 {
-		return usagef("want exactly one of --echo, --json VALUE and --command CMD")
-	}
-	var value json.RawMessage
-	if isSet(c.fs, "json") {
-		var buf bytes.Buffer
-		if err := json.Compact(&buf, []byte(c.o.value)); err != nil {
-			return usagef("--json %q: invalid JSON: %v", abbrev([]byte(c.o.value)), err)
-		}
-		value = buf.Bytes()
+	value, err := c.replyValue()
+	if err != nil {
+		return err
 	}
 	if c.o.count < 0 {
 		return usagef("--count %d is negative", c.o.count)
@@ -106,12 +92,46 @@ func runReply(ctx context.Context, c *cli, pos []string) (err error) {
 
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	var (
-		mu     sync.Mutex // serialises output and guards served, werr
-		served int64
-		werr   error
-	)
-	handler := func(hctx context.Context, a zmqmsg.Args) (any, error) {
+	out := &linePrinter{w: c.stdout, limit: c.o.count, stop: cancel}
+	handler := c.replyHandler(method, value, out)
+	srv, err := n.t.Serve(zmqmsg.Target{Exchange: c.g.exchange, Topic: topic, Server: name}, zmqmsg.Endpoints{method: handler})
+	if err != nil {
+		return fmt.Errorf("serve %s: %w", topic, err)
+	}
+	c.notice(fmt.Sprintf("serving %s %s as %s", key, method, name))
+	if err := stopWhenDone(ctx, srv.Stop, "stop"); err != nil {
+		return err
+	}
+	return out.writeErr()
+}
+
+// replyValue checks that exactly one of --echo, --json and --command is
+// given, and returns the --json value (nil without --json).
+func (c *cli) replyValue() (json.RawMessage, error) {
+	modes := 0
+	for _, set := range []bool{c.o.echo, isSet(c.fs, "json"), c.o.command != ""} {
+		if set {
+			modes++
+		}
+	}
+	if modes != 1 {
+		return nil, usagef("want exactly one of --echo, --json VALUE and --command CMD")
+	}
+	if !isSet(c.fs, "json") {
+		return nil, nil
+	}
+	var buf bytes.Buffer
+	if err := json.Compact(&buf, []byte(c.o.value)); err != nil {
+		return nil, usagef("--json %q: invalid JSON: %v", abbrev([]byte(c.o.value)), err)
+	}
+	return buf.Bytes(), nil
+}
+
+// replyHandler returns the handler of method: it answers with the request
+// (--echo), value (--json) or the output of --command, and prints the
+// request to out.
+func (c *cli) replyHandler(method string, value json.RawMessage, out *linePrinter) zmqmsg.Handler {
+	return func(ctx context.Context, a zmqmsg.Args) (any, error) {
 		req := bytes.Clone(a.Raw()) // Raw is valid while the handler runs
 		var reply any
 		var herr error
@@ -121,7 +141,7 @@ func runReply(ctx context.Context, c *cli, pos []string) (err error) {
 		case value != nil:
 			reply = value
 		default:
-			reply, herr = runCommand(hctx, c.o.command, req)
+			reply, herr = runCommand(ctx, c.o.command, req)
 		}
 		line := requestLine{Method: method, Args: jsonValue(req)}
 		if herr != nil {
@@ -131,29 +151,9 @@ func runReply(ctx context.Context, c *cli, pos []string) (err error) {
 		if err != nil {
 			return nil, fmt.Errorf("encode request: %w", err)
 		}
-		mu.Lock()
-		defer mu.Unlock()
-		if _, err := fmt.Fprintf(c.stdout, "%s\n", b); err != nil && werr == nil {
-			werr = fmt.Errorf("write stdout: %w", err)
-			cancel()
-		}
-		served++
-		if c.o.count > 0 && served == c.o.count {
-			cancel()
-		}
+		_ = out.print(b) // a write error stops reply, which returns it
 		return reply, herr
 	}
-	srv, err := n.t.Serve(zmqmsg.Target{Exchange: c.g.exchange, Topic: topic, Server: name}, zmqmsg.Endpoints{method: handler})
-	if err != nil {
-		return fmt.Errorf("serve %s: %w", topic, err)
-	}
-	c.notice(fmt.Sprintf("serving %s %s as %s", key, method, name))
-	if err := stopWhenDone(ctx, srv.Stop, "stop"); err != nil {
-		return err
-	}
-	mu.Lock()
-	defer mu.Unlock()
-	return werr
 }
 
 // runCommand runs sh -c command with req on its stdin, bounded by ctx, and

@@ -84,67 +84,78 @@ has "unheard": true). Prints nothing on success, or a JSON status with --json.`,
 	run: runNotify,
 }
 
-func runCall(ctx context.Context, c *cli, pos []string) error {
-	topic, method := pos[0], pos[1]
+// request is the TOPIC METHOD [JSON|-] of call, cast and fanout.
+type request struct {
+	key    directory.Key
+	method string
+	args   any
+}
+
+func (c *cli) request(pos []string) (request, error) {
 	args, err := c.jsonArg(pos, 2)
+	return request{key: directory.Key{Exchange: c.g.exchange, Topic: pos[0]}, method: pos[1], args: args}, err
+}
+
+// failed returns the error of verb r that failed with err, explained.
+func (c *cli) failed(ctx context.Context, n *node, verb string, r request, err error) error {
+	err = c.explain(ctx, n, r.key, err)
+	return fmt.Errorf("%s %s %s: %w", verb, r.key.Topic, r.method, curveHint(err))
+}
+
+func runCall(ctx context.Context, c *cli, pos []string) error {
+	r, err := c.request(pos)
 	if err != nil {
 		return err
 	}
-	return c.withNode(ctx, directory.Key{Exchange: c.g.exchange, Topic: topic}, func(n *node, octx context.Context) error {
+	return c.withNode(ctx, r.key, func(n *node, octx context.Context) error {
 		var reply []byte
-		target := zmqmsg.Target{Exchange: c.g.exchange, Topic: topic, Server: c.o.server}
-		if err := n.t.Client(target).Call(octx, method, args, &reply); err != nil {
-			err = c.explain(ctx, n, directory.Key{Exchange: c.g.exchange, Topic: topic}, err)
-			return fmt.Errorf("call %s %s: %w", topic, method, curveHint(err))
+		target := zmqmsg.Target{Exchange: c.g.exchange, Topic: r.key.Topic, Server: c.o.server}
+		if err := n.t.Client(target).Call(octx, r.method, r.args, &reply); err != nil {
+			return c.failed(ctx, n, "call", r, err)
 		}
 		return c.printJSON(reply)
 	})
 }
 
 func runCast(ctx context.Context, c *cli, pos []string) error {
-	topic, method := pos[0], pos[1]
-	args, err := c.jsonArg(pos, 2)
+	r, err := c.request(pos)
 	if err != nil {
 		return err
 	}
-	return c.withNode(ctx, directory.Key{Exchange: c.g.exchange, Topic: topic}, func(n *node, octx context.Context) error {
+	return c.withNode(ctx, r.key, func(n *node, octx context.Context) error {
 		var opts []zmqmsg.ClientOption
 		pattern := "cast"
 		if c.o.direct {
 			opts, pattern = append(opts, zmqmsg.DirectCast()), "direct"
 		}
 		t0 := time.Now()
-		target := zmqmsg.Target{Exchange: c.g.exchange, Topic: topic, Server: c.o.server}
-		if err := n.t.Client(target, opts...).Cast(octx, method, args); err != nil {
-			err = c.explain(ctx, n, directory.Key{Exchange: c.g.exchange, Topic: topic}, err)
-			return fmt.Errorf("cast %s %s: %w", topic, method, curveHint(err))
+		target := zmqmsg.Target{Exchange: c.g.exchange, Topic: r.key.Topic, Server: c.o.server}
+		if err := n.t.Client(target, opts...).Cast(octx, r.method, r.args); err != nil {
+			return c.failed(ctx, n, "cast", r, err)
 		}
 		elapsed := time.Since(t0)
 		if c.o.direct {
 			settle(ctx) // nothing acknowledges a direct cast: let it leave
 		}
-		return c.status(pattern, topic, "method", method, elapsed)
+		return c.status(pattern, r.key.Topic, "method", r.method, elapsed)
 	})
 }
 
 func runFanout(ctx context.Context, c *cli, pos []string) error {
-	topic, method := pos[0], pos[1]
-	args, err := c.jsonArg(pos, 2)
+	r, err := c.request(pos)
 	if err != nil {
 		return err
 	}
-	key := directory.Key{Exchange: c.g.exchange, Topic: topic}
-	return c.withNode(ctx, key, func(n *node, octx context.Context) error {
+	return c.withNode(ctx, r.key, func(n *node, octx context.Context) error {
 		t0 := time.Now()
-		if err := c.checkMethod(octx, n, key, method); err != nil {
-			return fmt.Errorf("fanout %s %s: %w", topic, method, err)
+		if err := c.checkMethod(octx, n, r.key, r.method); err != nil {
+			return fmt.Errorf("fanout %s %s: %w", r.key.Topic, r.method, err)
 		}
-		target := zmqmsg.Target{Exchange: c.g.exchange, Topic: topic, Fanout: true}
-		if err := n.t.Client(target).Cast(octx, method, args); err != nil {
-			err = c.explain(ctx, n, key, err)
-			return fmt.Errorf("fanout %s %s: %w", topic, method, curveHint(err))
+		target := zmqmsg.Target{Exchange: c.g.exchange, Topic: r.key.Topic, Fanout: true}
+		if err := n.t.Client(target).Cast(octx, r.method, r.args); err != nil {
+			return c.failed(ctx, n, "fanout", r, err)
 		}
-		return c.status("fanout", topic, "method", method, time.Since(t0))
+		return c.status("fanout", r.key.Topic, "method", r.method, time.Since(t0))
 	})
 }
 
