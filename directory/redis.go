@@ -15,7 +15,9 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
 	"github.com/redis/go-redis/v9/maintnotifications"
+	"github.com/zmqmsg/zmqmsg/internal/routine"
 )
 
 // More errors of the Redis directory; see also ErrClosed and ErrInvalid.
@@ -103,11 +105,11 @@ type Redis struct {
 	opTO    time.Duration
 	poll    time.Duration
 
-	runCtx context.Context    // canceled by Close; parent of background calls
-	cancel context.CancelFunc // cancels runCtx
-	done   chan struct{}      // closed by Close
-	wake   chan struct{}      // capacity 1: the loop has pending work
-	wg     sync.WaitGroup     // the background goroutines
+	runCtx   context.Context    // canceled by Close; parent of background calls
+	cancel   context.CancelFunc // cancels runCtx
+	done     chan struct{}      // closed by Close
+	wake     chan struct{}      // capacity 1: the loop has pending work
+	routines routine.Group      // the background goroutines
 
 	lookups, cacheHits, staleServed, errs, outages,
 	resubscribes, polls, notifications atomic.Uint64
@@ -473,7 +475,7 @@ func (r *Redis) Close() error {
 			errs = append(errs, err)
 		}
 	}
-	r.wg.Wait()
+	r.routines.Close()
 	if err := r.client.Close(); err != nil && !errors.Is(err, redis.ErrClosed) {
 		errs = append(errs, err)
 	}

@@ -34,14 +34,12 @@ func (r *Redis) startLocked() {
 	}
 	r.started = true
 	r.ps = r.client.Subscribe(r.runCtx) // no channels: no I/O yet
-	r.wg.Add(2)
-	go r.receive()
-	go r.loop()
+	r.routines.Go(r.receive)
+	r.routines.Go(r.loop)
 }
 
 // receive runs the change subscription until Close.
 func (r *Redis) receive() {
-	defer r.wg.Done()
 	backoff := minSubBackoff
 	pinged := false        // a ping is outstanding on an idle subscription
 	var with *redis.PubSub // the PubSub that SUBSCRIBE was sent on
@@ -179,7 +177,6 @@ func (r *Redis) notified(id string) {
 
 // loop does the cache work until Close.
 func (r *Redis) loop() {
-	defer r.wg.Done()
 	poll := time.NewTicker(r.poll)
 	defer poll.Stop()
 	expiry := time.NewTimer(time.Hour)

@@ -5,12 +5,13 @@ package poller
 import (
 	"fmt"
 	"os"
-	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/zmqmsg/zmqmsg/internal/routine"
 )
 
 const netpollSupported = true
@@ -50,12 +51,12 @@ type netpollWaiter struct {
 	armed  atomic.Bool   // set by the loop when it arms, cleared by the watcher when it fires
 	timer  *time.Timer   // loop goroutine only
 
-	file   *os.File // the epoll descriptor, registered with the netpoller
-	rc     syscall.RawConn
-	epfd   int // until file owns it
-	dups   []int
-	events [16]unix.EpollEvent // watcher goroutine only
-	wg     sync.WaitGroup
+	file     *os.File // the epoll descriptor, registered with the netpoller
+	rc       syscall.RawConn
+	epfd     int // until file owns it
+	dups     []int
+	events   [16]unix.EpollEvent // watcher goroutine only
+	routines routine.Group
 }
 
 func newNetpollWaiter() waiter {
@@ -98,14 +99,12 @@ func (w *netpollWaiter) arm(socks []*sock) error {
 	if w.rc, err = w.file.SyscallConn(); err != nil {
 		return fmt.Errorf("epoll raw conn: %w", err)
 	}
-	w.wg.Add(1)
-	go w.watch()
+	w.routines.Go(w.watch)
 	return nil
 }
 
 // watch is the loop's watcher goroutine. It never calls zmq.
 func (w *netpollWaiter) watch() {
-	defer w.wg.Done()
 	check := func(fd uintptr) bool {
 		for {
 			n, err := unix.EpollWait(int(fd), w.events[:], 0)
@@ -169,7 +168,7 @@ func (w *netpollWaiter) close() {
 	if w.file != nil {
 		_ = w.file.Close() // releases a watcher parked in Read
 	}
-	w.wg.Wait()
+	w.routines.Close()
 	if w.epfd >= 0 {
 		_ = unix.Close(w.epfd)
 	}

@@ -63,6 +63,8 @@ import (
 	"time"
 
 	zmq "github.com/pebbe/zmq4"
+
+	"github.com/zmqmsg/zmqmsg/internal/routine"
 )
 
 // Strategy selects how a Loop sleeps.
@@ -213,6 +215,7 @@ type Loop[C any] struct {
 	stopCh   chan struct{} // closed by Stop
 	stopOnce sync.Once
 	done     chan struct{} // closed when the loop goroutine has exited
+	routines routine.Group // the loop goroutine
 	exitErr  error         // set before done is closed
 
 	// mu guards closed: Submit holds it shared while it queues, Stop takes it
@@ -269,7 +272,7 @@ func Start[C any](zctx *zmq.Context, h Handler[C], opts Options) (*Loop[C], erro
 		return nil, fmt.Errorf("%s: %w: %v", opts.Name, ErrUnsupported, opts.Strategy)
 	}
 	started := make(chan error, 1)
-	go l.run(started)
+	l.routines.Go(func() { l.run(started) })
 	if err := <-started; err != nil {
 		<-l.done
 		return nil, err
@@ -336,6 +339,7 @@ func (l *Loop[C]) Stop() error {
 		l.w.notify() // a loop asleep in zmq_poll sees stop only when woken
 	})
 	<-l.done
+	l.routines.Close()
 	return l.exitErr
 }
 

@@ -2,11 +2,12 @@ package poller
 
 import (
 	"fmt"
-	"sync"
 	"sync/atomic"
 	"time"
 
 	zmq "github.com/pebbe/zmq4"
+
+	"github.com/zmqmsg/zmqmsg/internal/routine"
 )
 
 // pairSeq makes every wake-up PAIR address unique within the process.
@@ -27,11 +28,11 @@ type zmqPollerWaiter struct {
 	recv   *zmq.Socket // owned by the loop goroutine
 	recvID int
 
-	pending atomic.Bool   // a wake-up byte is on its way or unread
-	kick    chan struct{} // producers -> waker, capacity 1
-	quit    chan struct{} // closed by close: the waker exits
-	wakerUp chan error    // the waker reports its setup result
-	wg      sync.WaitGroup
+	pending  atomic.Bool   // a wake-up byte is on its way or unread
+	kick     chan struct{} // producers -> waker, capacity 1
+	quit     chan struct{} // closed by close: the waker exits
+	wakerUp  chan error    // the waker reports its setup result
+	routines routine.Group
 }
 
 func newZMQPollerWaiter(zctx *zmq.Context) waiter {
@@ -61,14 +62,12 @@ func (w *zmqPollerWaiter) arm(socks []*sock) error {
 		w.poller.Add(s.z, zmq.POLLIN)
 	}
 	w.recvID = w.poller.Add(recv, zmq.POLLIN)
-	w.wg.Add(1)
-	go w.waker()
+	w.routines.Go(w.waker)
 	return <-w.wakerUp
 }
 
 // waker owns the sending PAIR and turns kicks into wake-up bytes.
 func (w *zmqPollerWaiter) waker() {
-	defer w.wg.Done()
 	send, err := w.zctx.NewSocket(zmq.PAIR)
 	if err == nil {
 		err = send.SetLinger(0)
@@ -150,7 +149,7 @@ func (w *zmqPollerWaiter) notify() {
 
 func (w *zmqPollerWaiter) close() {
 	close(w.quit)
-	w.wg.Wait()
+	w.routines.Close()
 	if w.recv != nil {
 		_ = w.recv.Close()
 	}
