@@ -46,6 +46,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/zmqmsg/zmqmsg/actors/poller"
 	"github.com/zmqmsg/zmqmsg/actors/proxy"
 	"github.com/zmqmsg/zmqmsg/directory"
 	"github.com/zmqmsg/zmqmsg/envelope"
@@ -114,7 +115,7 @@ func New(cfg config.Config) (_ *Engine, err error) {
 	e.serving = &serving{rt: rt, cfg: &rt.cfg, reg: e.reg, node: e.node, closed: &e.closed, servers: make(map[*Server]struct{})}
 	every := orDefault(cfg.Hooks().IdleSweep, DefaultIdleSweep)
 	rt.routines.Go(func() { e.peers.sweepIdle(every) })
-	rt.log.Info("zmqmsg node started", "node", e.node.ID(), "daemon", cfg.ProxyDir, "instance", e.instance, "strategy", rt.loop().Strategy.Resolve().String())
+	rt.log.Info("zmqmsg node started", "node", e.node.ID(), "daemon", cfg.ProxyDir, "instance", e.instance, "strategy", poller.Resolve(cfg.WaitStrategy).String())
 	return e, nil
 }
 

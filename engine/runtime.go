@@ -136,16 +136,7 @@ func (rt *runtime) setAllowed(clients []string) error {
 }
 
 // loop is how every socket loop of the node sleeps.
-func (rt *runtime) loop() poller.Options {
-	s := poller.StrategyDefault
-	switch rt.cfg.WaitStrategy {
-	case config.WaitNetpoll:
-		s = poller.StrategyNetpoll
-	case config.WaitZMQPoll:
-		s = poller.StrategyZMQPoller
-	}
-	return poller.Options{Strategy: s}
-}
+func (rt *runtime) loop() poller.Options { return poller.Options{Strategy: rt.cfg.WaitStrategy} }
 
 // routerOptions are the options of a bound socket: the network settings,
 // with room for the envelope above the payload limit.

@@ -64,36 +64,23 @@ import (
 
 	zmq "github.com/pebbe/zmq4"
 
+	"github.com/zmqmsg/zmqmsg/internal/config"
 	"github.com/zmqmsg/zmqmsg/internal/routine"
 )
 
-// Strategy selects how a Loop sleeps.
-type Strategy int
+// Strategy selects how a Loop sleeps; it is the type of the zmqmsg
+// Config's WaitStrategy.
+type Strategy = config.WaitStrategy
 
+// The strategies.
 const (
-	// StrategyDefault is Netpoll where it is supported (Linux), else ZMQPoller.
-	StrategyDefault Strategy = iota
-	// StrategyNetpoll waits on each socket's ZMQ_FD through Go's netpoller.
-	StrategyNetpoll
-	// StrategyZMQPoller waits in zmq_poll with an inproc PAIR wake-up socket.
-	StrategyZMQPoller
+	StrategyDefault   = config.WaitDefault // Netpoll where it is supported (Linux), else ZMQPoller
+	StrategyNetpoll   = config.WaitNetpoll // each socket's ZMQ_FD in Go's netpoller
+	StrategyZMQPoller = config.WaitZMQPoll // zmq_poll, woken by an inproc PAIR
 )
 
-// String returns the strategy's name.
-func (s Strategy) String() string {
-	switch s {
-	case StrategyDefault:
-		return "default"
-	case StrategyNetpoll:
-		return "netpoll"
-	case StrategyZMQPoller:
-		return "zmqpoller"
-	}
-	return fmt.Sprintf("Strategy(%d)", int(s))
-}
-
 // Resolve returns the concrete strategy that s stands for on this platform.
-func (s Strategy) Resolve() Strategy {
+func Resolve(s Strategy) Strategy {
 	if s == StrategyDefault {
 		if netpollSupported {
 			return StrategyNetpoll
@@ -260,7 +247,7 @@ func Start[C any](zctx *zmq.Context, h Handler[C], opts Options) (*Loop[C], erro
 		stopCh: make(chan struct{}),
 		done:   make(chan struct{}),
 	}
-	switch opts.Strategy.Resolve() {
+	switch Resolve(opts.Strategy) {
 	case StrategyNetpoll:
 		if !netpollSupported {
 			return nil, fmt.Errorf("%s: %w: netpoll", opts.Name, ErrUnsupported)

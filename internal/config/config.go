@@ -112,7 +112,7 @@ func (s WaitStrategy) String() string {
 	case WaitNetpoll:
 		return "netpoll"
 	case WaitZMQPoll:
-		return "zmqpoll"
+		return "zmqpoller"
 	}
 	return fmt.Sprintf("WaitStrategy(%d)", int(s))
 }
