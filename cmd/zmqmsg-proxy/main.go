@@ -100,9 +100,34 @@ type options struct {
 // run is the whole command; ready, if not nil, receives the daemon's node
 // once it serves (for tests).
 func run(ctx context.Context, args []string, lookup func(string) (string, bool), stdout, stderr io.Writer, ready chan<- directory.Node) int {
+	var o options
+	fs := o.flags(stderr)
+	if code, done := parseArgs(fs, args, lookup, stdout, stderr); done {
+		return code
+	}
+	cfg, log, err := o.config(stderr)
+	if err != nil {
+		fmt.Fprintf(stderr, "zmqmsg-proxy: %v\n", err)
+		return 2
+	}
+	p, err := zmqmsg.StartProxy(cfg)
+	if err != nil {
+		fmt.Fprintf(stderr, "zmqmsg-proxy: cannot start: %s%v\n", o.portFlag(err), err)
+		return 1
+	}
+	n := p.Node()
+	log.Info("node proxy serving", "host", n.Host, "call", n.CallPort, "fanout", n.FanoutPort, "notify", n.NotifyPort, "cast", n.CastPort, "ipc_dir", cfg.Dir, "curve_key", n.CurveKey)
+	if ready != nil {
+		ready <- n
+	}
+	o.serve(ctx, log, p)
+	return o.stop(log, p)
+}
+
+// flags declares the command's flags into o.
+func (o *options) flags(stderr io.Writer) *flag.FlagSet {
 	fs := flag.NewFlagSet("zmqmsg-proxy", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	var o options
 	fs.StringVar(&o.host, "host", "127.0.0.1", "`address` other nodes reach this node at; the ports bind to it")
 	fs.IntVar(&o.call, "call-port", zmqmsg.DefaultCallPort, "CALL and CAST `port` (0: a free port)")
 	fs.IntVar(&o.fanout, "fanout-port", zmqmsg.DefaultFanoutPort, "FANOUT `port` (0: a free port)")
@@ -125,60 +150,61 @@ func run(ctx context.Context, args []string, lookup func(string) (string, bool),
 	fs.StringVar(&o.curveKey, "curve-key", "", "turn CURVE on: the `file` with the node's secret key (mode 0600; make one with 'zmqmsg keygen FILE'); the public key is published to clients through the service processes")
 	fs.StringVar(&o.curveAllow, "curve-allow", "", "with --curve-key: the `file` of allowed client public keys, one per line (# comments)")
 	fs.Usage = usage(fs)
+	return fs
+}
+
+// parseArgs parses the arguments and the ZMQMSG_* environment; done means
+// the command ends now with code (--version, --help, a usage error).
+func parseArgs(fs *flag.FlagSet, args []string, lookup func(string) (string, bool), stdout, stderr io.Writer) (code int, done bool) {
 	for _, a := range args {
 		if a == "--" {
 			break
 		}
 		if a == "--version" || a == "-version" {
 			printVersion(stdout)
-			return 0
+			return 0, true
 		}
 	}
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
-			return 0
+			return 0, true
 		}
-		return 2
+		return 2, true
 	}
 	if fs.NArg() > 0 {
 		fmt.Fprintf(stderr, "zmqmsg-proxy: unexpected argument %q (see --help)\n", fs.Arg(0))
-		return 2
+		return 2, true
 	}
 	if err := envflag.Apply(fs, "ZMQMSG", lookup); err != nil {
 		fmt.Fprintf(stderr, "zmqmsg-proxy: %v\n", err)
-		return 2
+		return 2, true
 	}
-	cfg, log, err := o.config(stderr)
-	if err != nil {
-		fmt.Fprintf(stderr, "zmqmsg-proxy: %v\n", err)
-		return 2
-	}
-	p, err := zmqmsg.StartProxy(cfg)
-	if err != nil {
-		fmt.Fprintf(stderr, "zmqmsg-proxy: cannot start: %s%v\n", o.portFlag(err), err)
-		return 1
-	}
-	n := p.Node()
-	log.Info("node proxy serving", "host", n.Host, "call", n.CallPort, "fanout", n.FanoutPort, "notify", n.NotifyPort, "cast", n.CastPort, "ipc_dir", cfg.Dir, "curve_key", n.CurveKey)
-	if ready != nil {
-		ready <- n
-	}
+	return 0, false
+}
+
+// serve logs the counters every --stats-interval and reloads the allow
+// file on SIGHUP, until ctx ends (SIGTERM, SIGINT).
+func (o options) serve(ctx context.Context, log *slog.Logger, p *zmqmsg.Proxy) {
 	var tick <-chan time.Time
 	if o.statsEvery > 0 {
 		t := time.NewTicker(o.statsEvery)
 		defer t.Stop()
 		tick = t.C
 	}
-	for done := false; !done; {
+	for {
 		select {
 		case <-tick:
 			logStats(log, "counters", p.Stats())
 		case <-reload:
 			reloadAllowed(log, p, o.curveAllow)
 		case <-ctx.Done():
-			done = true
+			return
 		}
 	}
+}
+
+// stop drains the daemon for at most --drain-timeout and closes it.
+func (o options) stop(log *slog.Logger, p *zmqmsg.Proxy) int {
 	log.Info("draining", "timeout", o.drainTimeout)
 	dctx, cancel := context.WithTimeout(context.Background(), o.drainTimeout)
 	derr := p.Drain(dctx)
