@@ -278,7 +278,9 @@ type serveOptions struct {
 // call to every server of this node: use it only for short, non-blocking
 // handlers (no I/O, no waiting on locks or channels). A panic is still
 // recovered and returned as a RemoteError. Config.ServerConcurrency does not
-// apply: inline handlers run one at a time.
+// apply: inline handlers run one at a time. An inline handler must not
+// start or stop servers: Serve and Stop wait for the loop it runs on, and
+// give up only at their time limits (seconds).
 func Inline() ServeOption { return func(o *serveOptions) { o.inline = true } }
 
 // Client sends messages to one target. It is cheap, and safe for

@@ -786,3 +786,48 @@ func TestOtherPortsRejectMalformedFrames(t *testing.T) {
 		t.Fatalf("after hostile input: %v", err)
 	}
 }
+
+// An inline handler runs on the proxy loop. One that stops another server
+// of its node sends the loop route commands it cannot run until the
+// handler returns: Stop must end at its ctx's deadline, not wait for the
+// loop forever, and the node must keep serving and close afterwards.
+func TestInlineHandlerStoppingAServerDoesNotHangTheNode(t *testing.T) {
+	dir := newDir(t)
+	node := newNode(t, dir)
+	other := serve(t, node, Target{Topic: "victim", Server: "v"}, Endpoints{"m": func(context.Context, Args) (any, error) { return nil, nil }})
+	stopped := make(chan error, 1)
+	_, err := node.Serve(Target{Topic: "stopper"}, Endpoints{"stop": func(context.Context, Args) (any, error) {
+		ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+		defer cancel()
+		stopped <- other.Stop(ctx)
+		return "done", nil
+	}, "ping": func(context.Context, Args) (any, error) { return "pong", nil }}, Inline())
+	if err != nil {
+		t.Fatal(err)
+	}
+	client := newNode(t, dir)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	var got string
+	if err := client.Client(Target{Topic: "stopper"}).Call(ctx, "stop", nil, &got); err != nil || got != "done" {
+		t.Fatalf("call: %q, %v", got, err)
+	}
+	select {
+	case <-stopped:
+	case <-ctx.Done():
+		t.Fatal("Stop from an inline handler never returned")
+	}
+	if err := client.Client(Target{Topic: "stopper"}).Call(ctx, "ping", nil, &got); err != nil || got != "pong" {
+		t.Fatalf("the node stopped serving after the inline Stop: %q, %v", got, err)
+	}
+	closed := make(chan error, 1)
+	go func() { closed <- node.Close() }()
+	select {
+	case err := <-closed:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-ctx.Done():
+		t.Fatal("Close hung after an inline handler stopped a server")
+	}
+}

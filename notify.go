@@ -323,15 +323,18 @@ func newBatcher(e *engine.Engine, size int, flush time.Duration, h func(context.
 }
 
 // run collects batches until Stop, or the Transport's Close, and hands
-// each to h when it is full or flush has passed since its first.
+// each to h when it is full or flush has passed since its first. The last
+// batch of a Close gets a cancelled ctx: Close waits for this goroutine.
 func (b *batcher) run(size int, flush time.Duration, h func(context.Context, []Notification) error, log *slog.Logger, closing <-chan struct{}) {
 	defer close(b.done)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
 	var batch []Notification
 	timer := time.NewTimer(flush)
 	timer.Stop()
 	deliver := func() {
 		if len(batch) > 0 {
-			if err := h(context.Background(), batch); err != nil {
+			if err := h(ctx, batch); err != nil {
 				log.Warn("batch listener failed", "size", len(batch), "err", err)
 			}
 			batch = nil
@@ -358,6 +361,7 @@ func (b *batcher) run(size int, flush time.Duration, h func(context.Context, []N
 		select {
 		case <-b.quit:
 		case <-closing:
+			cancel()
 		default:
 			continue
 		}

@@ -83,8 +83,10 @@ func spawnRegistrar(root *actor.RootContext, dir directory.Directory, ttl time.D
 		return &registrar{dir: dir, ttl: ttl, every: ttl / 3, log: log, errors: &ref.errors, state: st}
 	})
 	var err error
-	ref.pid, err = root.SpawnNamed(props, "registrar")
-	return ref, err
+	if ref.pid, err = root.SpawnNamed(props, "registrar"); err != nil {
+		return nil, err
+	}
+	return ref, nil
 }
 
 func (r *registrar) Receive(c actor.Context) {

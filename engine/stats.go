@@ -107,6 +107,7 @@ func (p proxyStats) addStats(st *Stats) {
 	st.DuplicateCasts += c.Duplicates.Load()
 	st.SocketRestarts += p.px.Restarts()
 	st.HandshakeFailures += c.HandshakeFailed.Load()
+	// The notify proxy has no direct-cast or fanout port: zero there.
 	st.DirectDropped += c.DirectDropped.Load()
 	st.FanoutDropped += c.FanoutDropped.Load()
 	st.FanoutDeliveries += c.Fanouts.Load()

@@ -23,15 +23,23 @@ type replyCmd struct {
 
 func (*replyCmd) isProxyCmd() {}
 
-// route changes the routes on the loop and waits until it has. A loop that
-// stops first still makes the change (the routes outlive it).
+// route changes the routes on the loop and waits until it has, or ctx
+// ends. A loop that stops first still makes the change (the routes outlive
+// it), and so does one that is busy past ctx: a caller on the loop's own
+// goroutine (an inline handler stopping a server) gets ctx.Err() instead
+// of waiting for itself.
 func (p *Proxy) route(ctx context.Context, op routeOp, key directory.Key, srv Server) error {
 	c := &routeCmd{op: op, key: key, srv: srv, done: make(chan error, 1)}
 	if err := p.submit(ctx, c); err != nil {
 		return err
 	}
 	// Submitted: the loop answers, from HandleCommand or Shutdown.
-	return <-c.done
+	select {
+	case err := <-c.done:
+		return err
+	case <-ctx.Done():
+		return ctx.Err()
+	}
 }
 
 // submit queues c for the loop. While the loop restarts it tries again,

@@ -4,8 +4,9 @@
 // Ports, Keepalive, AckPolicy, Security, ...) and documents the package's
 // API; engine takes the same values, so nothing is copied field by field.
 //
-// It is a leaf: it imports no package of zmqmsg but envelope (for the test
-// hooks' id type), so both the root package and engine can use it.
+// It is a leaf: of zmqmsg's packages it imports only directory (the
+// Directory field) and envelope (the test hooks' id type), so both the
+// root package and engine can use it.
 package config
 
 import (
