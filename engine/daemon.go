@@ -85,12 +85,12 @@ func (d *Daemon) startBrokers(ctx context.Context) (err error) {
 	call := bc
 	call.Bind, call.CastBind, call.FanoutBind = rt.bind(ports.Call), rt.bind(ports.Cast), rt.bind(ports.Fanout)
 	call.Backend, call.Logger = callIPC, rt.log.With("pipeline", "call")
-	if d.call, err = proxy.StartBroker(ctx, rt.root, "daemon-call", call); err != nil {
+	if d.call, err = proxy.StartBroker(ctx, rt.root, rt.name("daemon-call"), call); err != nil {
 		return fmt.Errorf("zmqmsg: daemon call pipeline: %w", err)
 	}
 	notify := bc
 	notify.Bind, notify.Backend, notify.Logger = rt.bind(ports.Notify), notifyIPC, rt.log.With("pipeline", "notify")
-	if d.notify, err = proxy.StartBroker(ctx, rt.root, "daemon-notify", notify); err != nil {
+	if d.notify, err = proxy.StartBroker(ctx, rt.root, rt.name("daemon-notify"), notify); err != nil {
 		return fmt.Errorf("zmqmsg: daemon notify pipeline: %w", err)
 	}
 	return nil

@@ -109,7 +109,7 @@ func New(cfg config.Config) (_ *Engine, err error) {
 	if err != nil {
 		return nil, err
 	}
-	if e.reg, err = spawnRegistrar(rt.root, cfg.Directory, cfg.RegistrationTTL, rt.log); err != nil {
+	if e.reg, err = spawnRegistrar(rt.root, rt.name("registrar"), cfg.Directory, cfg.RegistrationTTL, rt.log); err != nil {
 		return nil, fmt.Errorf("zmqmsg: registrar: %w", err)
 	}
 	e.serving = &serving{rt: rt, cfg: &rt.cfg, reg: e.reg, node: e.node, closed: &e.closed, servers: make(map[*Server]struct{})}
@@ -141,14 +141,14 @@ func (e *Engine) bind(ctx context.Context) (err error) {
 	rt, ports := e.rt, e.rt.cfg.Ports
 	pc := e.proxyConfig()
 	pc.Bind, pc.CastBind, pc.FanoutBind = rt.bind(ports.Call), rt.bind(ports.Cast), rt.bind(ports.Fanout)
-	if e.proxy, err = proxy.Start(ctx, rt.root, "proxy-call", pc); err != nil {
+	if e.proxy, err = proxy.Start(ctx, rt.root, rt.name("proxy-call"), pc); err != nil {
 		return fmt.Errorf("zmqmsg: node proxy: %w", err)
 	}
 	notifyEP := ""
 	if nb := rt.bind(ports.Notify); nb != "" {
 		nc := e.proxyConfig()
 		nc.Bind = nb
-		if e.notify, err = proxy.Start(ctx, rt.root, "proxy-notify", nc); err != nil {
+		if e.notify, err = proxy.Start(ctx, rt.root, rt.name("proxy-notify"), nc); err != nil {
 			return fmt.Errorf("zmqmsg: notify port: %w", err)
 		}
 		notifyEP = e.notify.Endpoint()
@@ -181,7 +181,7 @@ func (e *Engine) join(ctx context.Context) (err error) {
 	}{{"proxy-call", call, &e.proxy}, {"proxy-notify", notify, &e.notify}} {
 		pc := e.proxyConfig()
 		pc.Join = p.endpoint
-		if *p.px, err = proxy.Start(ctx, e.rt.root, p.name, pc); err != nil {
+		if *p.px, err = proxy.Start(ctx, e.rt.root, e.rt.name(p.name), pc); err != nil {
 			return fmt.Errorf("zmqmsg: join %s: %w", p.endpoint, err)
 		}
 	}

@@ -50,7 +50,7 @@ const DefaultIdleSweep = 30 * time.Second
 func newPeers(rt *runtime, res *resolver, closed *atomic.Bool) (*peers, error) {
 	p := &peers{rt: rt, cfg: &rt.cfg, res: res, table: reply.NewTable(), closed: closed}
 	var err error
-	p.replyPID, err = reply.SpawnSupervisor(rt.root, "reply", p.table, socket.NewStrategy(10, time.Minute))
+	p.replyPID, err = reply.SpawnSupervisor(rt.root, rt.name("reply"), p.table, socket.NewStrategy(10, time.Minute))
 	return p, err
 }
 

@@ -76,14 +76,14 @@ type registrarRef struct {
 }
 
 // spawnRegistrar starts the registrar actor under root.
-func spawnRegistrar(root *actor.RootContext, dir directory.Directory, ttl time.Duration, log *slog.Logger) (*registrarRef, error) {
+func spawnRegistrar(root *actor.RootContext, name string, dir directory.Directory, ttl time.Duration, log *slog.Logger) (*registrarRef, error) {
 	ref := &registrarRef{root: root}
 	st := &registrarState{regs: make(map[regKey]directory.Registration)}
 	props := actor.PropsFromProducer(func() actor.Actor {
 		return &registrar{dir: dir, ttl: ttl, every: ttl / 3, log: log, errors: &ref.errors, state: st}
 	})
 	var err error
-	if ref.pid, err = root.SpawnNamed(props, "registrar"); err != nil {
+	if ref.pid, err = root.SpawnNamed(props, name); err != nil {
 		return nil, err
 	}
 	return ref, nil

@@ -46,7 +46,7 @@ func TestRegistrarRetriesUntilTheDirectoryReturns(t *testing.T) {
 	dir := &flakyDir{Memory: mem, calls: map[string]int{}}
 	system := testutil.ActorSystem(t)
 	const ttl = 300 * time.Millisecond
-	reg, err := spawnRegistrar(system.Root, dir, ttl, slog.New(slog.DiscardHandler))
+	reg, err := spawnRegistrar(system.Root, "registrar", dir, ttl, slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
@@ -31,6 +32,7 @@ type runtime struct {
 	zctx     *zmq.Context
 	system   *actor.ActorSystem
 	root     *actor.RootContext
+	id       string        // prefix of the node's actor names in the shared system
 	zap      *zap.Handler  // nil without Security, or on a member of a daemon
 	routines routine.Group // every goroutine of the node (Go, never go)
 
@@ -63,15 +65,8 @@ func startRuntime(cfg config.Config, bindsTCP bool) (*runtime, error) {
 	if err != nil {
 		return nil, fmt.Errorf("zmqmsg: new zmq context: %w", err)
 	}
-	quiet := cfg.Logger.With("component", "protoactor")
 	rt := &runtime{cfg: cfg, log: cfg.Logger, zctx: zctx, sock: socketOptions(cfg)}
-	// Dead letters are throttled for 10 ms only: the throttle runs a timer
-	// goroutine for its interval, which must not outlive a Close.
-	rt.system = actor.NewActorSystem(
-		actor.WithLoggerFactory(func(*actor.ActorSystem) *slog.Logger { return quiet }),
-		actor.WithDeadLetterThrottleInterval(10*time.Millisecond),
-		actor.WithDeadLetterRequestLogging(false),
-	)
+	rt.system, rt.id = acquireSystem()
 	rt.root = rt.system.Root
 	rt.ctx, rt.cancel = context.WithCancel(context.Background())
 	if err := rt.startSecurity(bindsTCP); err != nil {
@@ -102,7 +97,7 @@ func (rt *runtime) startSecurity(bindsTCP bool) error {
 	}
 	sctx, cancel := context.WithTimeout(rt.ctx, 5*time.Second)
 	defer cancel()
-	rt.zap, err = zap.Start(sctx, rt.root, "zap", zap.Config{
+	rt.zap, err = zap.Start(sctx, rt.root, rt.name("zap"), zap.Config{
 		ZMQ: rt.zctx, Allowed: zapKeys(keys), Logger: rt.log, Loop: rt.loop(),
 	})
 	if err != nil {
@@ -209,9 +204,56 @@ func (rt *runtime) close() error {
 	if err := terminate(rt.zctx, termTimeout, rt.log); err != nil {
 		errs = append(errs, err)
 	}
-	rt.system.Shutdown()
+	releaseSystem()
 	return errors.Join(errs...)
 }
+
+// The actor system is shared by the nodes of a process: protoactor sizes
+// each system's process registry for 1,024 shards of concurrent maps (about
+// 3 MiB), more than everything else an idle node holds. It is made when a
+// first node starts and shut down when the last one closes; each node's
+// actors carry the node's prefix (runtime.name). Its own log lines are
+// discarded: every failure of ours reaches the node's logger through its
+// own code.
+var shared struct {
+	mu     sync.Mutex
+	system *actor.ActorSystem
+	users  int
+	nodes  uint64 // prefixes handed out
+}
+
+// acquireSystem returns the process's actor system and a prefix for one
+// node's actor names, unique in it.
+func acquireSystem() (*actor.ActorSystem, string) {
+	shared.mu.Lock()
+	defer shared.mu.Unlock()
+	if shared.system == nil {
+		quiet := slog.New(slog.DiscardHandler)
+		// Dead letters are throttled for 10 ms only: the throttle runs a
+		// timer goroutine for its interval, which must not outlive a Close.
+		shared.system = actor.NewActorSystem(
+			actor.WithLoggerFactory(func(*actor.ActorSystem) *slog.Logger { return quiet }),
+			actor.WithDeadLetterThrottleInterval(10*time.Millisecond),
+			actor.WithDeadLetterRequestLogging(false),
+		)
+	}
+	shared.users++
+	shared.nodes++
+	return shared.system, fmt.Sprintf("node%d", shared.nodes)
+}
+
+// releaseSystem shuts the actor system down when its last node is gone.
+func releaseSystem() {
+	shared.mu.Lock()
+	defer shared.mu.Unlock()
+	if shared.users--; shared.users == 0 {
+		shared.system.Shutdown()
+		shared.system = nil
+	}
+}
+
+// name is the name of one of the node's top-level actors.
+func (rt *runtime) name(actor string) string { return rt.id + "/" + actor }
 
 // terminate terminates a zmq context with a watchdog: Term blocks while any
 // socket is open, which would be a bug in zmqmsg; turn it into an error.
