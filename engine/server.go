@@ -54,8 +54,8 @@ type Server struct {
 	inline   bool   // handlers run on the proxy loop, not on workers
 	casts    *dedup // ids of recent CASTs
 
-	queue  chan *Request
-	direct chan *Request // direct casts and fanouts, run in order by one goroutine
+	calls  *workers // CALLs and CASTs, on up to ServerConcurrency workers
+	direct *workers // direct casts and fanouts, run in order by one worker
 	// mu guards stopping against Offer: once stopping is set no request
 	// enters the queue, and the queue can be closed.
 	mu       sync.RWMutex
@@ -113,21 +113,14 @@ func (sv *serving) serve(ctx context.Context, px *proxy.Proxy, key directory.Key
 		dispatch: dispatch,
 		inline:   inline,
 		casts:    newDedup(dedupSize, dedupTTL),
-		queue:    make(chan *Request, sv.cfg.ServerQueue),
-		direct:   make(chan *Request, sv.cfg.ServerQueue),
 	}
+	start := sv.rt.routines.Go
+	s.calls = newWorkers(sv.cfg.ServerQueue, max(sv.cfg.ServerConcurrency, 1), s.handle, start, &s.wg)
+	s.direct = newWorkers(sv.cfg.ServerQueue, 1, s.runDirect, start, &s.wg)
 	s.ctx, s.cancel = context.WithCancel(sv.rt.ctx)
 	if err := s.attach(ctx); err != nil {
 		return nil, err
 	}
-	workers := sv.cfg.ServerConcurrency
-	if inline {
-		workers = 0 // the proxy loop runs the handlers
-	}
-	for i := 0; i < workers; i++ {
-		s.start(s.work)
-	}
-	s.start(s.directLane)
 	sv.mu.Lock()
 	if sv.closed.Load() {
 		sv.mu.Unlock()
@@ -159,15 +152,6 @@ func (s *Server) attach(ctx context.Context) error {
 		return fmt.Errorf("zmqmsg: serve: fanout subscription: %w", err)
 	}
 	return nil
-}
-
-// start runs fn as one of the server's goroutines (the node's group
-// accounts for it; the server's WaitGroup lets Stop wait for its own).
-func (s *Server) start(fn func()) {
-	s.wg.Add(1)
-	if !s.sv.rt.routines.Go(func() { defer s.wg.Done(); fn() }) {
-		s.wg.Done() // the node is closing: Close drains the server
-	}
 }
 
 // stopAll stops every server, cancelling their handlers (Close).
@@ -205,7 +189,7 @@ func (s *Server) Offer(r *Request) proxy.Offer {
 			return o
 		}
 	}
-	o := s.enqueue(s.queue, r)
+	o := s.enqueue(s.calls, r)
 	if o == proxy.Full && cast {
 		s.casts.forget(r.Msg.ID) // not taken: its retry must run
 	}
@@ -228,16 +212,14 @@ func (s *Server) known(r *Request, record bool) (proxy.Offer, bool) {
 
 // enqueue hands r to one of the server's queues without blocking (under
 // s.mu, read).
-func (s *Server) enqueue(q chan<- *Request, r *Request) proxy.Offer {
-	if s.stopping {
+func (s *Server) enqueue(w *workers, r *Request) proxy.Offer {
+	switch {
+	case s.stopping:
 		return proxy.Stopping
-	}
-	select {
-	case q <- r:
+	case w.offer(r):
 		return proxy.Accepted
-	default:
-		return proxy.Full
 	}
+	return proxy.Full
 }
 
 // Stop stops intake (deregisters, and the proxy routes no more requests to
@@ -268,8 +250,8 @@ func (s *Server) shutdown(ctx context.Context, abort bool) {
 		ucancel()
 		s.mu.Lock()
 		s.stopping = true
-		close(s.queue)  // the workers finish what is queued, then exit
-		close(s.direct) // and so does the direct-cast lane
+		s.calls.close() // the workers finish what is queued, then exit
+		s.direct.close()
 		s.mu.Unlock()
 		if !s.drained(ctx) {
 			s.cancel() // tell running handlers to give up
@@ -286,13 +268,6 @@ func (s *Server) shutdown(ctx context.Context, abort bool) {
 			s.err = fmt.Errorf("zmqmsg: server %s: deregister: %w", s.name, derr)
 		}
 	})
-}
-
-// work is a worker goroutine.
-func (s *Server) work() {
-	for r := range s.queue {
-		s.handle(r)
-	}
 }
 
 // drained waits until the workers have finished what was queued, or ctx
@@ -541,15 +516,12 @@ func (s *Server) OfferDirect(r *Request) proxy.Offer {
 	return s.enqueue(s.direct, r)
 }
 
-// directLane runs the server's direct casts and fanouts one at a time, in
-// the order they arrived.
-func (s *Server) directLane() {
-	for r := range s.direct {
-		if r.Msg.Kind == envelope.KindFanout {
-			s.sv.fanoutsRun.Add(1)
-		} else {
-			s.sv.directRun.Add(1)
-		}
-		s.runCast(r)
+// runDirect runs one direct cast or fanout (the direct lane's worker).
+func (s *Server) runDirect(r *Request) {
+	if r.Msg.Kind == envelope.KindFanout {
+		s.sv.fanoutsRun.Add(1)
+	} else {
+		s.sv.directRun.Add(1)
 	}
+	s.runCast(r)
 }

@@ -1,0 +1,130 @@
+package engine
+
+import (
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// workerIdle is how long a worker waits for a request before it exits.
+const workerIdle = 2 * time.Second
+
+// workers run a server's requests from one queue on goroutines started on
+// demand, at most max at once; a worker that waits workerIdle for a request
+// exits, so an idle server holds no goroutine. With max 1 they run the
+// queue in order (the direct-cast lane).
+//
+// A request is never stranded: offer starts a worker when none is idle, and
+// a worker that times out checks the queue again after it has stopped
+// counting itself (the two sides see each other's counters).
+type workers struct {
+	queue     chan *Request
+	max       int32
+	idleAfter time.Duration // workerIdle; shorter in tests
+	run   func(*Request)
+	start func(func()) bool // the node's routine group
+	wg    *sync.WaitGroup   // the server's: Stop waits for its workers
+
+	running atomic.Int32
+	idle    atomic.Int32
+}
+
+func newWorkers(size, max int, run func(*Request), start func(func()) bool, wg *sync.WaitGroup) *workers {
+	return &workers{queue: make(chan *Request, size), max: int32(max), idleAfter: workerIdle, run: run, start: start, wg: wg}
+}
+
+// offer queues r without blocking (false: the queue is full) and starts a
+// worker if none is idle. The caller keeps the queue open (Server.mu).
+func (w *workers) offer(r *Request) bool {
+	select {
+	case w.queue <- r:
+	default:
+		return false
+	}
+	if w.idle.Load() == 0 {
+		w.spawn()
+	}
+	return true
+}
+
+// spawn starts a worker unless max are running.
+func (w *workers) spawn() {
+	for {
+		n := w.running.Load()
+		if n >= w.max {
+			return
+		}
+		if w.running.CompareAndSwap(n, n+1) {
+			break
+		}
+	}
+	w.wg.Add(1)
+	if !w.start(func() { defer w.wg.Done(); w.work() }) {
+		w.running.Add(-1)
+		w.wg.Done()
+	}
+}
+
+// work runs requests until the queue is closed and empty, or it waited
+// workerIdle for one.
+func (w *workers) work() {
+	var timer *time.Timer
+	for {
+		select {
+		case r, ok := <-w.queue:
+			if !ok {
+				w.running.Add(-1)
+				return
+			}
+			w.run(r)
+			continue
+		default:
+		}
+		if timer == nil {
+			timer = time.NewTimer(w.idleAfter)
+			defer timer.Stop()
+		} else {
+			timer.Reset(w.idleAfter)
+		}
+		w.idle.Add(1)
+		select {
+		case r, ok := <-w.queue:
+			w.idle.Add(-1)
+			if !ok {
+				w.running.Add(-1)
+				return
+			}
+			w.run(r)
+		case <-timer.C:
+			w.idle.Add(-1)
+			if !w.retire() {
+				return
+			}
+		}
+	}
+}
+
+// retire stops counting the worker; it goes on (true) if a request came in
+// meanwhile and no other worker took its place.
+func (w *workers) retire() bool {
+	w.running.Add(-1)
+	if len(w.queue) == 0 {
+		return false
+	}
+	for {
+		n := w.running.Load()
+		if n >= w.max {
+			return false
+		}
+		if w.running.CompareAndSwap(n, n+1) {
+			return true
+		}
+	}
+}
+
+// close closes the queue (under Server.mu, written) and starts a worker to
+// drain what is left if none runs.
+func (w *workers) close() {
+	close(w.queue)
+	w.spawn()
+}
