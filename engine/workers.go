@@ -21,9 +21,9 @@ type workers struct {
 	queue     chan *Request
 	max       int32
 	idleAfter time.Duration // workerIdle; shorter in tests
-	run   func(*Request)
-	start func(func()) bool // the node's routine group
-	wg    *sync.WaitGroup   // the server's: Stop waits for its workers
+	run       func(*Request)
+	start     func(func()) bool // the node's routine group
+	wg        *sync.WaitGroup   // the server's: Stop waits for its workers
 
 	running atomic.Int32
 	idle    atomic.Int32
