@@ -148,6 +148,9 @@ type Options struct {
 	// MaxFrames bounds the frames of one received message; longer messages
 	// are dropped and counted (Stats.Oversized). Default 64.
 	MaxFrames int
+	// slowRecv makes the loop receive through pebbe's RecvBytes (tests
+	// compare the two paths).
+	slowRecv bool
 	// OnExit, when set, is called on the loop goroutine as the very last thing
 	// with the reason the loop ended (nil after Stop).
 	OnExit func(error)
@@ -190,6 +193,7 @@ type sock struct {
 	paused   bool       // true: do not receive (the consumer is behind)
 	sendOnly bool       // a PUSH or PUB: nothing to receive, ever
 	rareIn   bool       // an XPUB (mostly sends, rarely receives subscriptions) or a monitor PAIR (rare events)
+	rx       *receiver  // the fast receive path (recv.go); nil: pebbe's
 }
 
 // Loop is one socket-owning goroutine. Create it with Start.
@@ -368,7 +372,11 @@ func (l *Loop[C]) NewSocket(t zmq.Type, name string) (int, *zmq.Socket, error) {
 		_ = z.Close()
 		return -1, nil, fmt.Errorf("%s: %s: set linger: %w", l.opts.Name, name, err)
 	}
-	l.socks = append(l.socks, &sock{z: z, name: name, sendOnly: t == zmq.PUSH || t == zmq.PUB, rareIn: t == zmq.XPUB || t == zmq.PAIR})
+	s := &sock{z: z, name: name, sendOnly: t == zmq.PUSH || t == zmq.PUB, rareIn: t == zmq.XPUB || t == zmq.PAIR}
+	if socketLayoutOK && !l.opts.slowRecv {
+		s.rx = newReceiver(z)
+	}
+	l.socks = append(l.socks, s)
 	return len(l.socks) - 1, z, nil
 }
 
@@ -542,7 +550,7 @@ func (l *Loop[C]) serviceSockets() (bool, error) {
 	for i, s := range l.socks {
 		idle := s.paused || s.sendOnly
 		if len(s.backlog) > 0 || idle || s.rareIn {
-			ev, err := s.z.GetEvents()
+			ev, err := s.events()
 			if err != nil {
 				return worked, fmt.Errorf("%s: events of %s: %w", l.opts.Name, s.name, err)
 			}
@@ -593,11 +601,27 @@ func (l *Loop[C]) receive(i int, s *sock, max int) (int, error) {
 	return n, nil
 }
 
+// events returns the socket's ZMQ_EVENTS.
+func (s *sock) events() (zmq.State, error) {
+	if s.rx != nil {
+		return s.rx.events()
+	}
+	return s.z.GetEvents()
+}
+
 // recvMessage receives one multipart message. A message of more than
 // MaxFrames frames is drained and dropped (nil frames, counted in
 // Stats.Oversized): a hostile peer cannot make the loop build an unbounded
 // list.
 func (l *Loop[C]) recvMessage(s *sock) ([][]byte, error) {
+	if s.rx != nil {
+		frames, err := s.rx.recv(l.opts.MaxFrames)
+		if err == errOversized {
+			l.oversized.Add(1)
+			return nil, nil
+		}
+		return frames, err
+	}
 	b, err := s.z.RecvBytes(zmq.DONTWAIT)
 	if err != nil {
 		return nil, err
@@ -727,6 +751,9 @@ func (l *Loop[C]) shutdown(cause error, setupDone bool) {
 	l.w.close()
 	for _, s := range l.socks {
 		_ = s.z.Close()
+		if s.rx != nil {
+			s.rx.free()
+		}
 	}
 	l.socks = nil
 }
