@@ -116,7 +116,7 @@ func (c *caller) once(ctx context.Context, req *envelope.Message, body []byte, e
 		return envelope.Message{}, c.ctxError(err)
 	}
 	// Register before sending: the reply can never beat the registration.
-	ch, err := c.table.Register(req.ID, entry.nodeID)
+	call, err := c.table.RegisterCall(req.ID, entry.nodeID)
 	if err != nil {
 		return envelope.Message{}, c.ctxError(fmt.Errorf("zmqmsg: register call: %w", err))
 	}
@@ -135,7 +135,8 @@ func (c *caller) once(ctx context.Context, req *envelope.Message, body []byte, e
 		expired = timer.C
 	}
 	select {
-	case res := <-ch:
+	case res := <-call.C():
+		c.table.Release(call) // the final result: nothing sends on it any more
 		if res.Err != nil {
 			return envelope.Message{}, c.ctxError(res.Err)
 		}

@@ -189,7 +189,7 @@ const (
 // castOnce sends the cast once and waits up to timeout for its ACK. An
 // error ends the cast: ctx, a closed Transport, or a negative ACK.
 func (c *caster) castOnce(ctx context.Context, d *socket.Handle[socket.DealerCmd], m *envelope.Message, body []byte, nodeID string, timeout time.Duration) (ackOutcome, error) {
-	ch, err := c.table.Register(m.ID, nodeID)
+	call, err := c.table.RegisterCall(m.ID, nodeID)
 	if err != nil {
 		return ackNone, c.ctxError(err)
 	}
@@ -202,15 +202,16 @@ func (c *caster) castOnce(ctx context.Context, d *socket.Handle[socket.DealerCmd
 	heard := ackNone
 	for {
 		select {
-		case res := <-ch:
-			if res.Err != nil {
-				return ackNone, c.ctxError(res.Err)
-			}
-			if res.Msg.Code == envelope.CodeInProgress {
+		case res := <-call.C():
+			if res.Err == nil && res.Msg.Code == envelope.CodeInProgress {
 				// The server has it and runs it; the final ACK comes on the
 				// same registration. Wait out this attempt's time for it.
 				heard = ackInProgress
 				continue
+			}
+			c.table.Release(call) // the final answer: nothing sends on it any more
+			if res.Err != nil {
+				return ackNone, c.ctxError(res.Err)
 			}
 			if err := ackError(&res.Msg, nodeID); err != nil {
 				return ackNone, err

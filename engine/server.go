@@ -453,9 +453,9 @@ func (s *Server) respond(r *Request) []byte {
 			s.sv.expired.Add(1)
 			return nil
 		}
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithDeadline(ctx, deadline)
-		defer cancel()
+		lazy := &lazyDeadline{parent: ctx, deadline: deadline}
+		defer lazy.release()
+		ctx = lazy
 	}
 	rep, err := s.run(ctx, r)
 	out := envelope.Message{ID: m.ID}

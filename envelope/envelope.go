@@ -1,7 +1,9 @@
 package envelope
 
 import (
+	"crypto/rand"
 	"strconv"
+	"sync"
 
 	"github.com/google/uuid"
 )
@@ -82,8 +84,34 @@ func (k Kind) Valid() bool { return k >= KindCall && k <= kindMax }
 // ID is a message id, a random (version 4) UUID (header offset 6).
 type ID [16]byte
 
-// NewID returns a new random (version 4) UUID.
-func NewID() ID { return ID(uuid.New()) }
+// NewID returns a new random (version 4) UUID. The random bytes come from
+// crypto/rand 4 KiB at a time, so an id costs no allocation.
+func NewID() ID {
+	idPool.mu.Lock()
+	if idPool.next == len(idPool.buf) {
+		if _, err := rand.Read(idPool.buf[:]); err != nil {
+			idPool.mu.Unlock()
+			return ID(uuid.New()) // crypto/rand does not fail on Linux; uuid panics if it does
+		}
+		idPool.next = 0
+	}
+	var id ID
+	copy(id[:], idPool.buf[idPool.next:])
+	idPool.next += len(id)
+	idPool.mu.Unlock()
+	id[6] = id[6]&0x0f | 0x40 // version 4
+	id[8] = id[8]&0x3f | 0x80 // variant RFC 4122
+	return id
+}
+
+// idPool holds random bytes for NewID.
+var idPool struct {
+	mu   sync.Mutex
+	buf  [4096]byte
+	next int
+}
+
+func init() { idPool.next = len(idPool.buf) }
 
 // String returns the canonical textual form of id,
 // xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx.

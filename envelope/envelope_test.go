@@ -777,3 +777,22 @@ func TestPeekAck(t *testing.T) {
 		t.Fatal("PeekAck took a short frame")
 	}
 }
+
+// NewID gives version 4 UUIDs, distinct across a refill of its pool, and
+// costs no allocation.
+func TestNewIDIsV4AndUnique(t *testing.T) {
+	seen := make(map[ID]bool, 1000)
+	for i := 0; i < 1000; i++ {
+		id := NewID()
+		if id[6]>>4 != 4 || id[8]>>6 != 2 {
+			t.Fatalf("%s is not a version 4 UUID", id)
+		}
+		if seen[id] {
+			t.Fatalf("%s twice", id)
+		}
+		seen[id] = true
+	}
+	if n := testing.AllocsPerRun(100, func() { _ = NewID() }); n != 0 {
+		t.Fatalf("NewID allocates %v times", n)
+	}
+}

@@ -19,6 +19,7 @@ type Cmd interface{ isProxyCmd() }
 type replyCmd struct {
 	frames  [][]byte
 	expires time.Time
+	inline  [3][]byte // frames' storage for the common case: one command, one allocation
 }
 
 func (*replyCmd) isProxyCmd() {}

@@ -175,10 +175,9 @@ func (p *Proxy) LoopStats() poller.Stats { return p.handle.Stats() }
 // that cannot be delivered by then is dropped and counted. Zero means
 // DefaultReplyTTL from now.
 func (p *Proxy) Reply(ctx context.Context, routing [][]byte, expires time.Time, body ...[]byte) error {
-	frames := make([][]byte, 0, len(routing)+len(body))
-	frames = append(frames, routing...)
-	frames = append(frames, body...)
-	return p.handle.Submit(ctx, &replyCmd{frames: frames, expires: expires})
+	c := &replyCmd{expires: expires}
+	c.frames = append(append(c.inline[:0], routing...), body...)
+	return p.handle.Submit(ctx, c)
 }
 
 // Ack sends the ACK (body) of the CAST id, whose handler has run, to its

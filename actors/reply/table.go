@@ -101,22 +101,59 @@ func (t *Table) shard(id envelope.ID) *shard { return &t.shards[id[15]%shards] }
 func (t *Table) Register(id envelope.ID, tag string) (<-chan Result, error) {
 	// Room for one interim answer (see Deliver) and the final one.
 	ch := make(chan Result, 2)
+	return ch, t.register(id, tag, ch)
+}
+
+// Call is a pending call registered with RegisterCall: its result arrives
+// on C, on a channel the table reuses once the call Releases it.
+type Call struct {
+	ch chan Result
+}
+
+// C returns the channel the call's result arrives on.
+func (c Call) C() <-chan Result { return c.ch }
+
+// RegisterCall is Register with a pooled channel: after the final result
+// has been read from it, the caller gives it back with Release.
+func (t *Table) RegisterCall(id envelope.ID, tag string) (Call, error) {
+	ch := chanPool.Get().(chan Result)
+	if err := t.register(id, tag, ch); err != nil {
+		chanPool.Put(ch)
+		return Call{}, err
+	}
+	return Call{ch: ch}, nil
+}
+
+// Release gives back the channel of a call that has received its final
+// result from it: the result removed the entry, so nothing sends on it any
+// more. A call that gave up (Forget) must not release it: a reply may be on
+// its way into it.
+func (t *Table) Release(c Call) {
+	if c.ch != nil && len(c.ch) == 0 {
+		chanPool.Put(c.ch)
+	}
+}
+
+// chanPool holds the result channels of ended calls (RegisterCall).
+var chanPool = sync.Pool{New: func() any { return make(chan Result, 2) }}
+
+func (t *Table) register(id envelope.ID, tag string, ch chan Result) error {
 	s := t.shard(id)
 	s.mu.Lock()
 	// Checked under the shard lock: Close sweeps each shard under the same
 	// lock after setting closed, so no entry can slip in behind the sweep.
 	if t.closed.Load() {
 		s.mu.Unlock()
-		return nil, ErrClosed
+		return ErrClosed
 	}
 	if _, dup := s.pending[id]; dup {
 		s.mu.Unlock()
-		return nil, ErrDuplicateID
+		return ErrDuplicateID
 	}
 	s.pending[id] = entry{ch: ch, tag: tag}
 	s.mu.Unlock()
 	t.registered.Add(1)
-	return ch, nil
+	return nil
 }
 
 // Deliver hands a reply to the call waiting for m.ID. An ACK with code
