@@ -24,6 +24,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"runtime"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -92,6 +93,13 @@ func reportLatency(b *testing.B, lat []time.Duration) {
 	slices.Sort(lat)
 	b.ReportMetric(float64(percentile(lat, 50))/float64(time.Microsecond), "p50-µs")
 	b.ReportMetric(float64(percentile(lat, 99))/float64(time.Microsecond), "p99-µs")
+}
+
+// reportCgo reports the cgo calls per operation since since (client and
+// server together: both run in this process; setup is included, which
+// b.N makes negligible).
+func reportCgo(b *testing.B, since int64) {
+	b.ReportMetric(float64(runtime.NumCgoCall()-since)/float64(b.N), "cgo/op")
 }
 
 func reportRate(b *testing.B, count int, elapsed time.Duration, unit string) {
@@ -916,8 +924,10 @@ func BenchmarkRawZMQ_DealerRouterEcho_Sequential(b *testing.B) {
 	for _, c := range contextsCases {
 		b.Run(c.name, func(b *testing.B) {
 			b.ReportAllocs()
+			cgo := runtime.NumCgoCall()
 			lat := zmqEchoSequential(b, b, b.N, c.two)
 			reportLatency(b, lat)
+			reportCgo(b, cgo)
 		})
 	}
 }

@@ -19,6 +19,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"runtime"
 	"slices"
 	"sync"
 	"testing"
@@ -307,8 +308,10 @@ func BenchmarkZmqmsg_Call_Sequential(b *testing.B) {
 	for _, s := range zmqmsgStrategies {
 		b.Run("strategy="+s.name, func(b *testing.B) {
 			b.ReportAllocs()
+			cgo := runtime.NumCgoCall()
 			lat := zmqmsgSequential(b, b, b.N, s, false)
 			reportLatency(b, lat)
+			reportCgo(b, cgo)
 		})
 	}
 }
