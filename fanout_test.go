@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -143,6 +144,56 @@ func TestFanoutNoSlowJoiner(t *testing.T) {
 		if got := rec.of(name); len(got) != 1 || got[0] != i {
 			t.Fatalf("%s got %v, want [%d]", name, got, i)
 		}
+	}
+}
+
+// lookupCounter is a Memory directory that counts the Lookups of a key;
+// it keeps Memory's Version.
+type lookupCounter struct {
+	*directory.Memory
+	key directory.Key
+	n   atomic.Int64
+}
+
+func (d *lookupCounter) Lookup(ctx context.Context, k directory.Key) ([]directory.Entry, error) {
+	if k == d.key {
+		d.n.Add(1)
+	}
+	return d.Memory.Lookup(ctx, k)
+}
+
+// A fanout reads the directory again only when the key's version changed:
+// an unchanged topology costs no lookup, and a server that joins is sent
+// the next fanout.
+func TestFanoutReadsDirectoryOnChange(t *testing.T) {
+	dir := &lookupCounter{Memory: newDir(t), key: directory.Key{Topic: "ver"}}
+	rec := newRecorder()
+	serve(t, newNode(t, dir), Target{Topic: "ver", Server: "a"}, rec.endpoints("a"))
+	c := newNode(t, dir).Client(Target{Topic: "ver", Fanout: true})
+	ctx := testCtx(t, 20*time.Second)
+	if err := c.Cast(ctx, "seq", 0); err != nil {
+		t.Fatal(err)
+	}
+	before := dir.n.Load()
+	for i := 1; i < 20; i++ {
+		if err := c.Cast(ctx, "seq", i); err != nil {
+			t.Fatal(err)
+		}
+	}
+	rec.wait(t, 20)
+	if n := dir.n.Load() - before; n != 0 {
+		t.Fatalf("19 fanouts to an unchanged topology made %d lookups", n)
+	}
+	serve(t, newNode(t, dir), Target{Topic: "ver", Server: "b"}, rec.endpoints("b"))
+	if err := c.Cast(ctx, "seq", 20); err != nil {
+		t.Fatal(err)
+	}
+	rec.wait(t, 2)
+	if got := rec.of("b"); len(got) != 1 || got[0] != 20 {
+		t.Fatalf("the joining server got %v, want [20]", got)
+	}
+	if dir.n.Load() == before {
+		t.Fatal("a changed topology was not read again")
 	}
 }
 

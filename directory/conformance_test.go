@@ -343,6 +343,8 @@ func runConformance(t *testing.T, newDir dirFactory) {
 		}
 	})
 
+	t.Run("Version", func(t *testing.T) { versionConformance(t, newDir(t)) })
+
 	t.Run("Concurrent", func(t *testing.T) {
 		d := newDir(t)
 		var wg sync.WaitGroup
@@ -372,6 +374,69 @@ func runConformance(t *testing.T, newDir dirFactory) {
 		}
 		wg.Wait()
 	})
+}
+
+// versionConformance checks Versioner: every change gives k a version
+// never seen before, a plain refresh keeps it.
+func versionConformance(t *testing.T, d Directory) {
+	v, ok := d.(Versioner)
+	if !ok {
+		t.Skip("not a Versioner")
+	}
+	ctx := t.Context()
+	seen := map[uint64]string{}
+	check := func(what string, same bool) uint64 {
+		t.Helper()
+		got, err := v.Version(ctx, key)
+		if err != nil {
+			t.Fatalf("Version %s: %v", what, err)
+		}
+		if prev, dup := seen[got]; dup && !same {
+			t.Fatalf("Version %s = %d, as %s", what, got, prev)
+		}
+		seen[got] = what
+		return got
+	}
+	check("of an unused key", false)
+	r := reg("s1", "10.0.0.1", 9501)
+	if err := d.Register(ctx, r, time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	v1 := check("after Register", false)
+	if err := d.Register(ctx, r, time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	if v2 := check("after a plain refresh", true); v2 != v1 {
+		t.Fatalf("Version after a plain refresh = %d, want %d", v2, v1)
+	}
+	if err := d.Register(ctx, reg("s2", "10.0.0.2", 9501), 200*time.Millisecond); err != nil {
+		t.Fatal(err)
+	}
+	v3 := check("after a second Register", false)
+	waitFor(t, 5*time.Second, "a new version after s2 expired", func() bool {
+		got, err := v.Version(ctx, key)
+		return err == nil && got != v3
+	})
+	check("after an expiry", false)
+	if err := d.Deregister(ctx, r); err != nil {
+		t.Fatal(err)
+	}
+	check("after the last Deregister", false)
+	if err := d.Register(ctx, r, time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	check("after a new Register", false)
+	done, cancel := context.WithCancel(ctx)
+	cancel()
+	if _, err := v.Version(done, key); !errors.Is(err, context.Canceled) {
+		t.Fatalf("Version with a done ctx = %v", err)
+	}
+	if err := d.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := v.Version(ctx, key); !errors.Is(err, ErrClosed) {
+		t.Fatalf("Version after Close = %v", err)
+	}
 }
 
 func TestConformanceMemory(t *testing.T) {

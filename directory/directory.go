@@ -236,6 +236,22 @@ type Lister interface {
 	List(ctx context.Context) ([]Entry, error)
 }
 
+// Versioner is implemented by directories that can tell cheaply whether a
+// key's entries changed, so that a client may keep Lookup's result and
+// read it again only when needed. [Memory] and [Redis] implement it.
+type Versioner interface {
+	// Version returns k's version. After a change of k's live entries
+	// (a new, moved or removed server, an expiry), Version never again
+	// returns a number it returned before the change; it may also return
+	// a new number without a change. So a Lookup made after Version
+	// returned v is current as long as Version still returns v. Version
+	// answers like Lookup: from the same cache when Lookup would, with
+	// ctx.Err() if ctx is done and ErrClosed after Close. Callers ask it
+	// for every message, so it must answer from memory when it can and
+	// bound any remote read itself.
+	Version(ctx context.Context, k Key) (uint64, error)
+}
+
 // sortEntries sorts es by (Exchange, Topic, Node.ID(), Server), computing
 // each Node.ID() once.
 func sortEntries(es []Entry) {

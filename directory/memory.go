@@ -51,12 +51,14 @@ type Memory struct {
 	mu     sync.Mutex
 	closed bool
 	topics map[Key]*topic // topics with entries or watchers
+	seq    uint64         // +1 on every change of any topic's entries
 }
 
 // topic is the state of one Key.
 type topic struct {
 	entries  map[string]*record         // by Registration.Server
 	watchers map[chan struct{}]struct{} // channels returned by Watch
+	version  uint64                     // Memory.seq at the last change
 }
 
 // record is one stored entry with the timer that expires it. A refresh
@@ -66,10 +68,11 @@ type record struct {
 	timer Stopper
 }
 
-// Memory implements Directory and Lister.
+// Memory implements Directory, Lister and Versioner.
 var (
 	_ Directory = (*Memory)(nil)
 	_ Lister    = (*Memory)(nil)
+	_ Versioner = (*Memory)(nil)
 )
 
 // NewMemory returns an empty in-memory directory.
@@ -123,7 +126,7 @@ func (m *Memory) Register(ctx context.Context, r Registration, ttl time.Duration
 		stop(old.timer)
 	}
 	if old == nil || old.Node != r.Node || !slices.Equal(old.Methods, r.Methods) {
-		t.notify()
+		m.changed(t)
 	}
 	return nil
 }
@@ -176,6 +179,30 @@ func (m *Memory) Lookup(ctx context.Context, k Key) ([]Entry, error) {
 		out[i] = k.e
 	}
 	return out, nil
+}
+
+// Version returns k's version; see Versioner. It drops the entries past
+// their expiry first, as Lookup does. A key without state has the latest
+// version of any key: it was either never used or removed since.
+func (m *Memory) Version(ctx context.Context, k Key) (uint64, error) {
+	if err := m.lockOpen(ctx); err != nil {
+		return 0, err
+	}
+	defer m.mu.Unlock()
+	t := m.topics[k]
+	if t == nil {
+		return m.seq, nil
+	}
+	now := m.now()
+	for _, rec := range t.entries {
+		if !now.Before(rec.Expires) {
+			m.remove(t, rec) // lazy expiry, as in Lookup
+		}
+	}
+	if m.topics[k] == nil {
+		return m.seq, nil // removed with its last entry
+	}
+	return t.version, nil
 }
 
 // List returns the live entries of every key; see Lister.List.
@@ -288,7 +315,7 @@ func (m *Memory) topic(k Key) *topic {
 func (m *Memory) remove(t *topic, rec *record) {
 	stop(rec.timer)
 	delete(t.entries, rec.Server)
-	t.notify()
+	m.changed(t)
 	m.dropIfEmpty(rec.Key, t)
 }
 
@@ -298,6 +325,14 @@ func (m *Memory) dropIfEmpty(k Key, t *topic) {
 	if len(t.entries) == 0 && len(t.watchers) == 0 {
 		delete(m.topics, k)
 	}
+}
+
+// changed gives t a new version and notifies its watchers. m.mu must be
+// held.
+func (m *Memory) changed(t *topic) {
+	m.seq++
+	t.version = m.seq
+	t.notify()
 }
 
 // notify signals every watcher of t without blocking: a watcher that has a

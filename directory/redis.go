@@ -143,10 +143,11 @@ type cacheEntry struct {
 	watchers map[chan struct{}]struct{} // channels returned by Watch
 }
 
-// Redis implements Directory and Lister.
+// Redis implements Directory, Lister and Versioner.
 var (
 	_ Directory = (*Redis)(nil)
 	_ Lister    = (*Redis)(nil)
+	_ Versioner = (*Redis)(nil)
 )
 
 // NewRedis validates opts and returns a Redis directory. It does not
@@ -336,24 +337,45 @@ func (r *Redis) Deregister(ctx context.Context, reg Registration) error {
 // refresh them during an outage), and fails with an error wrapping
 // ErrUnavailable only when k was never read successfully.
 func (r *Redis) Lookup(ctx context.Context, k Key) ([]Entry, error) {
-	if err := ctxErr(ctx); err != nil {
+	es, _, err := r.lookup(ctx, k)
+	if err != nil {
 		return nil, err
+	}
+	return slices.Clone(es), nil
+}
+
+// Version returns k's version counter (see Versioner), which the scripts
+// raise on every change of k's entries. It answers like Lookup: from the
+// cache when Lookup would, else from Redis (storing the entries read).
+func (r *Redis) Version(ctx context.Context, k Key) (uint64, error) {
+	_, v, err := r.lookup(ctx, k)
+	if err != nil {
+		return 0, err
+	}
+	return uint64(max(v, 0)), nil
+}
+
+// lookup is Lookup without the copy: the entries and version of k, from
+// the cache when it is trustworthy, else from Redis.
+func (r *Redis) lookup(ctx context.Context, k Key) ([]Entry, int64, error) {
+	if err := ctxErr(ctx); err != nil {
+		return nil, 0, err
 	}
 	r.lookups.Add(1)
 	r.mu.Lock()
 	if r.closed {
 		r.mu.Unlock()
-		return nil, ErrClosed
+		return nil, 0, ErrClosed
 	}
 	r.startLocked()
 	// The entry exists before Redis is read, so that a notification
 	// arriving meanwhile makes the loop re-read it.
 	c := r.entryLocked(k)
 	if c.filled && r.trustedLocked(c) && !anyExpired(c.entries, time.Now()) {
-		out := slices.Clone(c.entries)
+		es, v := c.entries, c.version
 		r.mu.Unlock()
 		r.cacheHits.Add(1)
-		return out, nil
+		return es, v, nil
 	}
 	gen, live, writes := r.gen, r.subLive, c.writes
 	r.mu.Unlock()
@@ -362,19 +384,19 @@ func (r *Redis) Lookup(ctx context.Context, k Key) ([]Entry, error) {
 	if err != nil {
 		err = r.failed(orBackground(ctx), "lookup "+k.String(), err)
 		if !errors.Is(err, ErrUnavailable) {
-			return nil, err
+			return nil, 0, err
 		}
 		r.mu.Lock()
 		defer r.mu.Unlock()
 		if c.filled {
 			r.staleServed.Add(1)
-			return slices.Clone(c.entries), nil
+			return c.entries, c.version, nil
 		}
-		return nil, err
+		return nil, 0, err
 	}
 	r.reachable()
 	r.store(k, res, gen, live, false, writes)
-	return slices.Clone(res.entries), nil
+	return res.entries, res.version, nil
 }
 
 // List returns every live entry in Redis under Prefix; see Lister.List.

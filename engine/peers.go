@@ -156,15 +156,18 @@ func (p *peers) pusher(ctx context.Context, r route) (*socket.Handle[socket.Push
 	})
 }
 
-// publisher returns the XPUB socket actor connected to node's fanout port,
-// starting it on first use.
-func (p *peers) publisher(ctx context.Context, node directory.Node, id string) (*socket.Handle[socket.PubCmd], error) {
+// publisher returns the XPUB socket actor connected to node's fanout port
+// (socket key key), starting it on first use; its loops publish the
+// node's subscriptions in subs.
+func (p *peers) publisher(ctx context.Context, node directory.Node, key string, subs *socket.Subscriptions) (*socket.Handle[socket.PubCmd], error) {
+	if h := p.publishers.lookup(key); h != nil {
+		return h, nil // the hot path: no closure, no allocation
+	}
 	if err := p.checkPeer(node); err != nil {
 		return nil, err
 	}
-	key := socketKey(id, node)
 	return p.publishers.get(ctx, p, key, socketName("xpub", key), func() poller.Handler[socket.PubCmd] {
-		return &socket.Publisher{Endpoint: node.FanoutEndpoint(), Options: p.clientOptions(node), Counters: &p.pubCounters}
+		return &socket.Publisher{Endpoint: node.FanoutEndpoint(), Options: p.clientOptions(node), Counters: &p.pubCounters, Subs: subs}
 	})
 }
 
@@ -259,7 +262,7 @@ func (p *peers) addStats(st *Stats) {
 	st.DirectCasts = p.pusherCounters.Sent.Load()
 	st.FanoutsSent = p.pubCounters.Sent.Load()
 	st.FanoutsParked = p.pubCounters.Parked.Load()
-	st.FanoutUnreached += p.pubCounters.NotSubscribed.Load()
+	st.FanoutUnreached += p.pubCounters.NotSubscribed.Load() + p.pubCounters.Lost.Load()
 	st.HandshakeFailures += dc.HandshakeFailed.Load() + p.pusherCounters.HandshakeFailed.Load() + p.pubCounters.HandshakeFailed.Load()
 	st.Rerouted = p.rerouted.Load()
 	st.IdleSocketsClosed = p.idleClosed.Load()
