@@ -43,3 +43,8 @@ func (c *caster) DirectCast(ctx context.Context, t Target, method string, flags 
 	}
 	return nil
 }
+
+// WhenDirectRoom calls wake once when the in-order lane, found full by
+// OfferDirect, has room again (proxy.DirectWaiter): the proxy stops reading
+// direct casts meanwhile instead of dropping them.
+func (s *Server) WhenDirectRoom(wake func()) { s.direct.whenRoom(wake) }

@@ -27,6 +27,7 @@ type workers struct {
 
 	running atomic.Int32
 	idle    atomic.Int32
+	room    atomic.Pointer[func()] // whenRoom's wake, until called
 }
 
 func newWorkers(size, max int, run func(*Request), start func(func()) bool, wg *sync.WaitGroup) *workers {
@@ -45,6 +46,26 @@ func (w *workers) offer(r *Request) bool {
 		w.spawn()
 	}
 	return true
+}
+
+// whenRoom calls wake once when the queue (found full by offer) is at most
+// half full: from the worker that took a request, or at once if it is now.
+// Half, so that the waiting producer refills a batch per wake.
+func (w *workers) whenRoom(wake func()) {
+	w.room.Store(&wake)
+	if len(w.queue) <= cap(w.queue)/2 {
+		w.wakeRoom()
+	}
+}
+
+// wakeRoom calls the waiting wake, if any and the queue has room.
+func (w *workers) wakeRoom() {
+	if w.room.Load() == nil || len(w.queue) > cap(w.queue)/2 {
+		return
+	}
+	if f := w.room.Swap(nil); f != nil {
+		(*f)()
+	}
 }
 
 // spawn starts a worker unless max are running.
@@ -76,6 +97,7 @@ func (w *workers) work() {
 				w.running.Add(-1)
 				return
 			}
+			w.wakeRoom()
 			w.run(r)
 			continue
 		default:
@@ -94,6 +116,7 @@ func (w *workers) work() {
 				w.running.Add(-1)
 				return
 			}
+			w.wakeRoom()
 			w.run(r)
 		case <-timer.C:
 			w.idle.Add(-1)

@@ -42,6 +42,12 @@ type broker struct {
 	routes     map[directory.Key]*bRoute
 	nextSweep  time.Time
 	probeUntil time.Time // after a member connection dropped: probe the members at each sweep until then
+
+	// A direct cast whose member's pipe was full: the PULL is paused until
+	// it is relayed, retried at heldAt (see direct).
+	held     *heldCast
+	heldAt   time.Time
+	heldWait time.Duration
 }
 
 // Setup binds the public sockets (again, on a restart: to the ports the
@@ -256,22 +262,53 @@ func unreachable(err error) bool {
 	return errors.As(err, &sys) && zmq.Errno(sys) == zmq.EHOSTUNREACH
 }
 
-// direct relays a direct cast from the PULL to one member.
+// direct relays a direct cast from the PULL to one member. A member whose
+// pipe is full pushes back: the cast is held and the PULL paused until the
+// pipe takes it (see retryHeld), so libzmq's high-water marks stop the
+// sender. Only a cast no member is there for is dropped (counted).
 func (r *broker) direct(l *poller.Loop[BrokerCmd], frames [][]byte) {
-	var m envelope.Message
-	if !decodeBody(&r.b.counters, frames, 1, envelope.KindCast, &m) {
+	h := heldCast{body: frames[0]}
+	if !decodeBody(&r.b.counters, frames, 1, envelope.KindCast, &h.m) {
 		return
 	}
+	if !r.relayDirect(l, &h) {
+		r.held, r.heldWait = &h, heldFirst
+		r.heldAt = time.Now().Add(r.heldWait)
+		l.SetPaused(r.castSock, true)
+	}
+}
+
+// heldCast is a direct cast waiting for room in its member's pipe.
+type heldCast struct {
+	m    envelope.Message
+	body []byte
+}
+
+// The held direct cast is offered again after heldFirst, then after twice
+// as long each time up to heldMax: a member's pipe gets room as the member
+// reads, and libzmq says so to nobody who is not sending.
+const (
+	heldFirst = time.Millisecond
+	heldMax   = 16 * time.Millisecond
+)
+
+// relayDirect sends h to a member serving its target; false: that
+// member's pipe is full. A cast no member can take is dropped and counted.
+func (r *broker) relayDirect(l *poller.Loop[BrokerCmd], h *heldCast) bool {
+	m := &h.m
 	key := directory.Key{Exchange: m.Exchange, Topic: m.Topic}
 	for attempt := 0; attempt < maxPicks; attempt++ {
 		e, ok := r.pick(key, m.Server)
 		if !ok {
 			break
 		}
-		err := l.TrySend(r.back, []byte(e.m.id), frames[0])
+		err := l.TrySend(r.back, []byte(e.m.id), h.body)
 		if err == nil {
 			r.b.counters.DirectCasts.Add(1)
-			return
+			return true
+		}
+		if errors.Is(err, poller.ErrWouldBlock) {
+			return false
 		}
 		if !unreachable(err) {
 			break
@@ -279,8 +316,24 @@ func (r *broker) direct(l *poller.Loop[BrokerCmd], frames [][]byte) {
 		r.lose(l, e.m.id, "its pipe vanished")
 	}
 	if n := r.b.counters.DirectDropped.Add(1); n&(n-1) == 0 {
-		r.b.log.Warn("direct cast dropped: no service process could take it", "topic", m.Topic, "server", m.Server, "dropped_total", n)
+		r.b.log.Warn("direct cast dropped: no service process for it", "topic", m.Topic, "server", m.Server, "dropped_total", n)
 	}
+	return true
+}
+
+// retryHeld offers the held direct cast again and resumes the PULL once a
+// member took it (or it was dropped: no member is left for it).
+func (r *broker) retryHeld(l *poller.Loop[BrokerCmd], now time.Time) {
+	if r.held == nil {
+		return
+	}
+	if !r.relayDirect(l, r.held) {
+		r.heldWait = min(2*r.heldWait, heldMax)
+		r.heldAt = now.Add(r.heldWait)
+		return
+	}
+	r.held = nil
+	l.SetPaused(r.castSock, false)
 }
 
 // fanout relays a fanout from the XSUB to every member serving its topic,
@@ -354,13 +407,23 @@ func (r *broker) checkDrained() {
 	}
 }
 
-// Deadline is the next sweep, or an earlier reply retry.
-func (r *broker) Deadline() time.Time { return sooner(r.rq.deadline(), r.nextSweep) }
+// Deadline is the next sweep, or an earlier reply or held direct cast
+// retry.
+func (r *broker) Deadline() time.Time {
+	d := sooner(r.rq.deadline(), r.nextSweep)
+	if r.held != nil {
+		d = sooner(r.heldAt, d)
+	}
+	return d
+}
 
 // HandleTimer retries waiting replies and sweeps silent members and
 // forgotten requests.
 func (r *broker) HandleTimer(l *poller.Loop[BrokerCmd], now time.Time) {
 	r.rq.retry(l, now)
+	if r.held != nil && !now.Before(r.heldAt) {
+		r.retryHeld(l, now)
+	}
 	if !now.Before(r.nextSweep) {
 		r.nextSweep = now.Add(sweepEvery)
 		if now.Before(r.probeUntil) {
@@ -394,11 +457,14 @@ func (r *broker) sweepInflight(l *poller.Loop[BrokerCmd], now time.Time) {
 	r.b.nInflight.Store(int64(len(r.b.inflight)))
 }
 
-// Shutdown counts what could not be delivered. On a stop (cause nil) the
+// Shutdown counts what could not be delivered (the held direct cast too). On a stop (cause nil) the
 // Drain callers are released; on a restart they keep waiting for the next
 // loop, which keeps draining.
 func (r *broker) Shutdown(_ *poller.Loop[BrokerCmd], pending []BrokerCmd, cause error) {
 	r.b.counters.SendFailed.Add(uint64(r.rq.n))
+	if r.held != nil {
+		r.b.counters.DirectDropped.Add(1)
+	}
 	for _, c := range pending {
 		if d, ok := c.(*drainCmd); ok {
 			if cause != nil {

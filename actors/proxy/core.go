@@ -1,6 +1,8 @@
 package proxy
 
 import (
+	"context"
+	"sync/atomic"
 	"time"
 
 	"github.com/zmqmsg/zmqmsg/actors/poller"
@@ -18,12 +20,21 @@ type core struct {
 	// sendAck sends an ACK: sendAckPlain, or sendAckHooked when
 	// Hooks.DropAck is set (chosen by init, once per loop).
 	sendAck func(l *poller.Loop[Cmd], frames [][]byte, expires time.Time, id envelope.ID)
+
+	// A direct cast no lane could take yet (see hold): its socket is
+	// paused until a lane takes it.
+	held      *Request
+	heldSock  int
+	heldRetry time.Time
+	wake      func()      // wakeHeld, made once
+	room      atomic.Bool // set by wake: retry the held cast
 }
 
 // init sets c up for p's loop; c must not move afterwards.
 func (c *core) init(p *Proxy) {
 	c.p = p
 	c.rq = replyQueue{sock: 0, counters: &p.counters, log: p.log}
+	c.wake = c.wakeHeld
 	c.sendAck = c.sendAckPlain
 	if p.hooks.DropAck != nil {
 		c.sendAck = c.sendAckHooked
@@ -130,12 +141,23 @@ func (c *core) answer(l *poller.Loop[Cmd], routing [][]byte, m *envelope.Message
 	}
 }
 
-// direct hands a direct cast (from the PULL, or relayed by the daemon) to
-// a server of its target. Nobody waits for an answer: a cast that no
-// server can take is dropped and counted.
-func (c *core) direct(m *envelope.Message) {
-	key := directory.Key{Exchange: m.Exchange, Topic: m.Topic}
+// direct hands a direct cast (from socket sock: the PULL, or the member's
+// DEALER) to a server of its target. A full lane pushes back: the cast is
+// held and sock paused until the lane has room, so libzmq's high-water
+// marks stop the sender. Only a cast no server is there for is dropped
+// (counted).
+func (c *core) direct(l *poller.Loop[Cmd], sock int, m *envelope.Message) {
 	req := &Request{Msg: *m}
+	if srv := c.offerDirect(req); srv != nil {
+		c.hold(l, sock, req, srv)
+	}
+}
+
+// offerDirect offers req to a server of its target. It returns the server
+// whose lane is full, or nil: taken, or dropped and counted.
+func (c *core) offerDirect(req *Request) DirectServer {
+	m := &req.Msg
+	key := directory.Key{Exchange: m.Exchange, Topic: m.Topic}
 	for attempt := 0; attempt < maxPicks; attempt++ {
 		srv, ok := c.p.routes.Pick(key, m.Server).(DirectServer)
 		if !ok {
@@ -144,36 +166,123 @@ func (c *core) direct(m *envelope.Message) {
 		o := srv.OfferDirect(req)
 		if o == Accepted {
 			c.p.counters.DirectCasts.Add(1)
-			return
+			return nil
+		}
+		if o == Full {
+			return srv
 		}
 		if o != Stopping {
 			break
 		}
 	}
 	if n := c.p.counters.DirectDropped.Add(1); n&(n-1) == 0 {
-		c.p.log.Warn("direct cast dropped: no server could take it", "topic", m.Topic, "server", m.Server, "dropped_total", n)
+		c.p.log.Warn("direct cast dropped: no server for it", "topic", m.Topic, "server", m.Server, "dropped_total", n)
 	}
+	return nil
+}
+
+// DirectWaiter is a DirectServer that says when its lane, found full, has
+// room again: it calls wake once, from any goroutine.
+type DirectWaiter interface {
+	WhenDirectRoom(wake func())
+}
+
+// heldRetry is how often a held direct cast is offered again without a
+// wake (a server that is not a DirectWaiter, or a wake that was lost).
+const heldRetry = 50 * time.Millisecond
+
+// hold keeps req, which srv's full lane refused, pauses sock until a lane
+// takes it, and asks srv for a wake.
+func (c *core) hold(l *poller.Loop[Cmd], sock int, req *Request, srv DirectServer) {
+	c.held, c.heldSock, c.heldRetry = req, sock, time.Now().Add(heldRetry)
+	l.SetPaused(sock, true)
+	if w, ok := srv.(DirectWaiter); ok {
+		w.WhenDirectRoom(c.wake)
+	}
+}
+
+// retryHeld offers the held direct cast again, and resumes its socket once
+// it is taken (or dropped: its server is gone).
+func (c *core) retryHeld(l *poller.Loop[Cmd]) {
+	c.room.Store(false)
+	req := c.held
+	if req == nil {
+		return
+	}
+	c.held = nil
+	if srv := c.offerDirect(req); srv != nil {
+		c.hold(l, c.heldSock, req, srv)
+		return
+	}
+	l.SetPaused(c.heldSock, false)
+}
+
+// heldDeadline is when the held direct cast is retried without a wake.
+func (c *core) heldDeadline() time.Time {
+	if c.held == nil {
+		return time.Time{}
+	}
+	return c.heldRetry
+}
+
+// heldTimer retries the held direct cast once its deadline has passed.
+func (c *core) heldTimer(l *poller.Loop[Cmd], now time.Time) {
+	if c.held != nil && !now.Before(c.heldRetry) {
+		c.retryHeld(l)
+	}
+}
+
+// roomCmd wakes the loop when a lane has room for the held direct cast.
+type roomCmd struct{}
+
+func (*roomCmd) isProxyCmd() {}
+
+var theRoomCmd = &roomCmd{}
+
+// noWait is a done context: Submit with it queues only if there is room.
+var noWait = func() context.Context {
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	return ctx
+}()
+
+// wakeHeld is the wake a full lane calls. Its command may not fit a full
+// queue: the flag makes the next command retry then.
+func (c *core) wakeHeld() {
+	c.room.Store(true)
+	_ = c.p.handle.Submit(noWait, theRoomCmd)
 }
 
 // command runs the commands both handlers take; false: not one of them.
 func (c *core) command(l *poller.Loop[Cmd], cmd Cmd) bool {
+	if c.room.Load() {
+		c.retryHeld(l)
+	}
 	switch cmd := cmd.(type) {
+	case *roomCmd:
 	case *replyCmd:
 		c.rq.send(l, cmd.frames, cmd.expires)
 	case *routeCmd:
 		cmd.done <- cmd.apply(&c.p.routes)
+		if c.held != nil {
+			c.retryHeld(l) // its server may be gone, or another there
+		}
 	default:
 		return false
 	}
 	return true
 }
 
-// shutdown hands libzmq the replies submitted before the stop (the socket's
-// linger then flushes them) and drops, counted, those still waiting for a
-// full caller pipe: their callers are failed by their own Transport
+// shutdown drops the held direct cast (counted), hands libzmq the replies
+// submitted before the stop (the socket's linger then flushes them) and
+// drops, counted, those still waiting for a full caller pipe: their callers are failed by their own Transport
 // (timeout, or ErrClosed when it is the same one). Route changes are made
 // (the routes outlive the loop); other commands fail with ErrStopped.
 func (c *core) shutdown(l *poller.Loop[Cmd], pending []Cmd, cause error) {
+	if c.held != nil {
+		c.held = nil
+		c.p.counters.DirectDropped.Add(1)
+	}
 	n := c.rq.n
 	for _, cmd := range pending {
 		switch cmd := cmd.(type) {

@@ -147,7 +147,7 @@ func (h *member) Setup(l *poller.Loop[Cmd]) error {
 // caller's routing frames, or a single-frame control message.
 func (h *member) HandleMessage(l *poller.Loop[Cmd], _ int, frames [][]byte) {
 	if len(frames) == 1 {
-		h.control(frames[0])
+		h.control(l, frames[0])
 		return
 	}
 	h.request(l, frames, false)
@@ -163,14 +163,17 @@ func (h *member) HandleCommand(l *poller.Loop[Cmd], c Cmd) {
 	}
 }
 
-// Deadline is when the loop next has timed work: retrying waiting replies,
-// or the heartbeat.
-func (h *member) Deadline() time.Time { return sooner(h.rq.deadline(), h.nextBeat) }
+// Deadline is when the loop next has timed work: retrying waiting replies
+// or the held direct cast, or the heartbeat.
+func (h *member) Deadline() time.Time {
+	return sooner(h.heldDeadline(), sooner(h.rq.deadline(), h.nextBeat))
+}
 
 // HandleTimer retries the waiting replies and sends the heartbeat that
 // keeps the servers attached to the daemon.
 func (h *member) HandleTimer(l *poller.Loop[Cmd], now time.Time) {
 	h.rq.retry(l, now)
+	h.heldTimer(l, now)
 	if !now.Before(h.nextBeat) {
 		h.heartbeat(l, now)
 	}
@@ -205,7 +208,7 @@ func (h *member) attach(l *poller.Loop[Cmd], c *attachCmd) {
 }
 
 // control handles a single-frame message from the daemon.
-func (h *member) control(body []byte) {
+func (h *member) control(l *poller.Loop[Cmd], body []byte) {
 	var m envelope.Message
 	if err := envelope.DecodeInto(&m, body); err != nil {
 		h.p.counters.Malformed.Add(1)
@@ -213,7 +216,7 @@ func (h *member) control(body []byte) {
 	}
 	switch m.Kind {
 	case envelope.KindCast:
-		h.direct(&m)
+		h.direct(l, 0, &m)
 	case envelope.KindFanout:
 		h.deliverFanout(&m)
 	case envelope.KindPing:

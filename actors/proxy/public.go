@@ -50,7 +50,7 @@ func (h *public) HandleMessage(l *poller.Loop[Cmd], sock int, frames [][]byte) {
 	case h.castSock:
 		var m envelope.Message
 		if decodeBody(&h.p.counters, frames, 1, envelope.KindCast, &m) {
-			h.direct(&m)
+			h.direct(l, sock, &m)
 		}
 	case h.fanSock:
 		var m envelope.Message
@@ -72,11 +72,15 @@ func (h *public) HandleCommand(l *poller.Loop[Cmd], c Cmd) {
 	}
 }
 
-// Deadline is when the waiting replies are retried next.
-func (h *public) Deadline() time.Time { return h.rq.deadline() }
+// Deadline is when the waiting replies, or the held direct cast, are
+// retried next.
+func (h *public) Deadline() time.Time { return sooner(h.heldDeadline(), h.rq.deadline()) }
 
-// HandleTimer retries the waiting replies.
-func (h *public) HandleTimer(l *poller.Loop[Cmd], now time.Time) { h.rq.retry(l, now) }
+// HandleTimer retries the waiting replies and the held direct cast.
+func (h *public) HandleTimer(l *poller.Loop[Cmd], now time.Time) {
+	h.rq.retry(l, now)
+	h.heldTimer(l, now)
+}
 
 // Shutdown: see core.shutdown.
 func (h *public) Shutdown(l *poller.Loop[Cmd], pending []Cmd, cause error) {

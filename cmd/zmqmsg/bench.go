@@ -46,7 +46,7 @@ JSON line and exits 0.`,
 		fs.StringVar(&o.name, "name", "", "server `NAME` (default bench-PID@HOST:PORT of its node)")
 		fs.StringVar(&o.pool, "pool", "bench", "listener pool `NAME` for the notifications")
 		envflag.DurationVar(fs, &o.work, "work", 0, "how long each 'record' handler works (sleeps) before it writes its journal line")
-		fs.IntVar(&o.queue, "queue", 0, "size `N` of the server's request queue, and of its lane of direct casts and fanouts (0: the library's default, 1024); beyond it calls are refused as overloaded and one-way messages dropped")
+		fs.IntVar(&o.queue, "queue", 0, "size `N` of the server's request queue, and of its lane of direct casts and fanouts (0: the library's default, 1024); beyond it calls are refused as overloaded, fanouts dropped, and direct casts wait")
 		fs.StringVar(&o.journal, "journal", "", "append the payload of every 'record' call or cast to `FILE`, one line each, written before the ACK (for loss accounting across a kill)")
 		proxyDirFlag(fs, o)
 	},
@@ -71,10 +71,12 @@ counts what the servers got, "expected" is what they should have got (per
 server for fanout, per pool for notify), "lost" the difference after
 waiting up to --drain for stragglers.
 
-Lost messages are accounted for by where they were dropped: direct casts
-and fanouts have no flow control, so a sender faster than a server
-overflows the node proxy daemon's pipe to the server's process, or the
-server's lane. Before and after the run the client also reads the counters
+Lost messages are accounted for by where they were dropped: fanouts have
+no flow control, so a sender faster than a server overflows the node proxy
+daemon's pipe to the server's process, or the server's lane. Direct casts
+push back instead (a full lane or pipe stops the hop before it reading,
+and the sender's Cast waits, bounded by --timeout): they are dropped only
+where no server is left for them. Before and after the run the client also reads the counters
 of each node proxy daemon of the servers (over its call port) and reports
 what each hop dropped of the pattern's messages: "dropped at" (JSON
 "dropped_at": {hop: {counter: n}}), the daemons ("daemon NODE":
@@ -606,20 +608,30 @@ func (c *cli) drain(ctx context.Context, n *node, servers []string, before map[s
 	tick := time.NewTicker(drainPoll)
 	defer tick.Stop()
 	after = map[string]hopCounters{}
+	recv := map[string]int64{} // by server, its last count read
 	for {
 		got = 0
+		busy := false
 		for _, name := range servers {
 			sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), min(c.g.timeout, maxDrainCall))
 			var s benchStats
 			err := n.t.Client(zmqmsg.Target{Exchange: c.g.exchange, Topic: c.o.topic, Server: name}).Call(sctx, "stats", nil, &s)
 			cancel()
+			if errors.Is(err, zmqmsg.ErrOverloaded) && time.Now().Before(limit) {
+				// Its pipe is full of what was sent (direct casts push
+				// back): still working through them.
+				busy = true
+				got += recv[name]
+				continue
+			}
 			if err != nil {
 				c.log.Warn("bench: a server does not answer for its counters; left out", "server", name, "err", err)
 				unread = append(unread, name)
 				after[serverHop(name)] = nil
 				continue
 			}
-			got += int64(s.received(c.o.pattern)) - int64(before[name].received(c.o.pattern))
+			recv[name] = int64(s.received(c.o.pattern)) - int64(before[name].received(c.o.pattern))
+			got += recv[name]
 			after[serverHop(name)] = s.counters()
 		}
 		for hop, node := range hops.daemons {
@@ -636,8 +648,12 @@ func (c *cli) drain(ctx context.Context, n *node, servers []string, before map[s
 		}
 		dropped, _ := account(c.o.pattern, hops.before, after).total()
 		now := time.Now()
-		if got+dropped != last {
+		if got+dropped != last || busy {
 			last, lastChange = got+dropped, now
+		}
+		if busy && !now.After(limit) && ctx.Err() == nil {
+			<-tick.C
+			continue
 		}
 		if len(unread) > 0 || got+dropped >= expected || now.After(limit) || now.Sub(lastChange) >= drainStable || ctx.Err() != nil {
 			return got, after, unread
@@ -725,7 +741,9 @@ func (c *cli) printDrops(r benchResult, lost string) {
 		if r.Unexplained != nil {
 			unexplained = strconv.FormatInt(*r.Unexplained, 10)
 		}
-		if _, oneWay := droppedCounters[r.Pattern]; oneWay {
+		if r.Pattern == "direct" {
+			fmt.Fprintf(c.stdout, "lost %s, dropped at (a direct cast only where no server is left for it):\n", lost)
+		} else if _, oneWay := droppedCounters[r.Pattern]; oneWay {
 			fmt.Fprintf(c.stdout, "lost %s, dropped at (%s has no flow control):\n", lost, r.Pattern)
 		} else {
 			fmt.Fprintf(c.stdout, "lost %s, dropped at (no hop drops a %s unanswered):\n", lost, r.Pattern)
