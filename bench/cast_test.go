@@ -35,13 +35,7 @@ import (
 	"github.com/zmqmsg/zmqmsg/directory"
 )
 
-const (
-	castMethod = "count"
-	// castDirectQueue is the server node's ServerQueue in the direct-cast
-	// scenarios: the server's in-order lane holds that many direct casts;
-	// beyond it the node drops them (Stats.DirectDropped).
-	castDirectQueue = 1 << 16
-)
+const castMethod = "count"
 
 // castEnv is a zmqmsgEnv whose server counts the casts it runs.
 type castEnv struct {
@@ -61,11 +55,8 @@ func startCast(tb testing.TB, direct bool) *castEnv {
 			env.close(tb)
 		}
 	}()
-	scfg := zmqmsgConfig(env.dir, zmqmsg.WaitNetpoll)
-	if direct {
-		scfg.ServerQueue = castDirectQueue
-	}
-	env.server = newZmqmsgTransport(tb, scfg)
+	// The default Config: a full lane pushes back on the senders.
+	env.server = newZmqmsgTransport(tb, zmqmsgConfig(env.dir, zmqmsg.WaitNetpoll))
 	srv, err := env.server.Serve(zmqmsgTarget, zmqmsg.Endpoints{castMethod: env.handle})
 	if err != nil {
 		tb.Fatalf("serve: %v", err)

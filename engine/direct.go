@@ -33,11 +33,11 @@ func (c *caster) DirectCast(ctx context.Context, t Target, method string, flags 
 		return c.ctxError(err)
 	}
 	m := t.message(envelope.KindCast, envelope.NewID(), entry.Server, method, flags|envelope.FlagNoAck, payload)
-	body, err := envelope.Encode(&m)
-	if err != nil {
+	push := socket.NewPush() // pooled: no allocation once warm
+	if push.Body, err = envelope.AppendMessage(push.Body[:0], &m); err != nil {
 		return fmt.Errorf("zmqmsg: encode cast: %w", err)
 	}
-	if err := p.Submit(ctx, &socket.Push{Body: body}); err != nil {
+	if err := p.Submit(ctx, push); err != nil {
 		c.directFailed.Add(1)
 		return c.ctxError(err)
 	}

@@ -1,6 +1,7 @@
 package socket
 
 import (
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -24,6 +25,26 @@ type Push struct {
 }
 
 func (*Push) isPushCmd() {}
+
+// pushPool recycles Push commands and their bodies: the pusher puts one
+// back once libzmq has copied its body.
+var pushPool = sync.Pool{New: func() any { return new(Push) }}
+
+// maxPooledBody bounds the bodies kept in the pool.
+const maxPooledBody = 4 << 10
+
+// NewPush returns an empty Push, from the pool; its Body's capacity may be
+// reused (append to Body[:0]).
+func NewPush() *Push { return pushPool.Get().(*Push) }
+
+// recycle puts c back into the pool.
+func recycle(c *Push) {
+	if cap(c.Body) > maxPooledBody {
+		c.Body = nil
+	}
+	c.Body = c.Body[:0]
+	pushPool.Put(c)
+}
 
 // PusherCounters are shared by every incarnation of one pusher.
 type PusherCounters struct {
@@ -69,6 +90,13 @@ func (p *Pusher) HandleCommand(l *poller.Loop[PushCmd], c PushCmd) {
 			p.Counters.Failed.Add(1)
 			return
 		}
+		if l.Backlogged(0) == 0 && l.TrySend(0, c.Body) == nil {
+			// libzmq has copied the body: the command can be reused.
+			p.Counters.Sent.Add(1)
+			recycle(c)
+			return
+		}
+		// Full (or behind a backlog): the backlog keeps the body, in order.
 		if err := l.Send(0, c.Body); err != nil {
 			p.Counters.Failed.Add(1)
 			return
