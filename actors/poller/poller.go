@@ -5,7 +5,10 @@
 // A *zmq.Socket is not safe for concurrent use. In zmqmsg only a Loop
 // goroutine ever calls a method on one: the loop creates its sockets (in
 // Handler.Setup, on the loop goroutine), reads and writes them, and closes
-// them when it exits. Everybody else talks to the loop through typed commands
+// them when it exits. The loop is one goroutine at a time, not always the
+// same one: a handler function run with Loop.Detachable that overruns its
+// budget keeps its goroutine, and the loop goes on on a new one (see
+// detach.go). Everybody else talks to the loop through typed commands
 // queued with Submit; the loop executes them one at a time in
 // Handler.HandleCommand. The handlers (in actors/socket, actors/proxy and
 // actors/zap) may call socket methods too, such as Connect or Disconnect,
@@ -151,6 +154,10 @@ type Options struct {
 	// slowRecv makes the loop receive through pebbe's RecvBytes (tests
 	// compare the two paths).
 	slowRecv bool
+	// OnHandoff, when set, is called when a Detachable function overran
+	// its budget and the loop moved to a new goroutine (on the watchdog's
+	// goroutine: do not block).
+	OnHandoff func()
 	// OnExit, when set, is called on the loop goroutine as the very last thing
 	// with the reason the loop ended (nil after Stop).
 	OnExit func(error)
@@ -183,6 +190,10 @@ type Stats struct {
 	Commands  uint64 // commands run
 	SendError uint64 // sends that failed for a reason other than the high-water mark
 	Oversized uint64 // received messages over MaxFrames frames, dropped
+	Handoffs  uint64 // times a Detachable function overran its budget and the loop moved to a new goroutine
+	// DetachedPanics counts panics of Detachable functions that had
+	// overrun (the loop had moved on): recovered, and the loop unharmed.
+	DetachedPanics uint64
 }
 
 // sock is the loop's view of one socket. Owned by the loop goroutine.
@@ -215,12 +226,20 @@ type Loop[C any] struct {
 	mu     sync.RWMutex
 	closed bool
 
+	// The current owner (detach.go); the watchdog and the budget of a
+	// Detachable function.
+	cur      atomic.Pointer[turn]
+	epoch    time.Time
+	budget   atomic.Int64
+	watchdog *time.Timer // owner only
+
 	// Owned by the loop goroutine.
 	socks    []*sock
 	w        waiter
 	draining bool // a backlog is full: do not take commands
 
 	received, sent, backlogged, wakeups, commands, sendErrors, oversized atomic.Uint64
+	handoffs, detachedPanics                                             atomic.Uint64
 }
 
 // waiter is a wait strategy.
@@ -250,6 +269,7 @@ func Start[C any](zctx *zmq.Context, h Handler[C], opts Options) (*Loop[C], erro
 		cmds:   make(chan C, opts.QueueSize),
 		stopCh: make(chan struct{}),
 		done:   make(chan struct{}),
+		epoch:  time.Now(),
 	}
 	switch Resolve(opts.Strategy) {
 	case StrategyNetpoll:
@@ -357,6 +377,9 @@ func (l *Loop[C]) Stats() Stats {
 		Commands:  l.commands.Load(),
 		SendError: l.sendErrors.Load(),
 		Oversized: l.oversized.Load(),
+		Handoffs:  l.handoffs.Load(),
+
+		DetachedPanics: l.detachedPanics.Load(),
 	}
 }
 
@@ -463,24 +486,13 @@ func sendFrames(z *zmq.Socket, frames [][]byte) error {
 
 func isEAGAIN(err error) bool { return zmq.AsErrno(err) == zmq.Errno(syscall.EAGAIN) }
 
-// run is the loop goroutine.
+// run is the loop goroutine (the first turn; see detach.go).
 func (l *Loop[C]) run(started chan<- error) {
+	t := &turn{}
+	l.cur.Store(t)
 	var cause error
 	setupDone := false
-	defer func() {
-		if p := recover(); p != nil {
-			cause = &PanicError{Value: p, Stack: debug.Stack()}
-		}
-		l.shutdown(cause, setupDone)
-		if !setupDone {
-			started <- cause
-		}
-		l.exitErr = cause
-		if l.opts.OnExit != nil && setupDone {
-			l.opts.OnExit(cause)
-		}
-		close(l.done)
-	}()
+	defer func() { l.exit(t, recover(), cause, setupDone, started) }()
 	if err := l.h.Setup(l); err != nil {
 		cause = err
 		return
@@ -491,24 +503,54 @@ func (l *Loop[C]) run(started chan<- error) {
 	}
 	setupDone = true
 	started <- nil
-	cause = l.loop()
+	cause = l.loop(t)
 }
 
-// loop runs passes until Stop or a fatal socket error.
-func (l *Loop[C]) loop() error {
+// exit ends turn t's goroutine: it shuts the loop down, unless the loop
+// moved on to another goroutine (p is what the goroutine recovered).
+func (l *Loop[C]) exit(t *turn, p any, cause error, setupDone bool, started chan<- error) {
+	if t.lost() {
+		if p != nil {
+			l.detachedPanics.Add(1)
+		}
+		return
+	}
+	if p != nil {
+		cause = &PanicError{Value: p, Stack: debug.Stack()}
+	}
+	l.shutdown(cause, setupDone)
+	if !setupDone {
+		started <- cause
+	}
+	l.exitErr = cause
+	if l.opts.OnExit != nil && setupDone {
+		l.opts.OnExit(cause)
+	}
+	close(l.done)
+}
+
+// loop runs passes until Stop, a fatal socket error, or the loop moving
+// on from turn t to another goroutine (errHandedOff).
+func (l *Loop[C]) loop(t *turn) error {
 	wantIn := make([]bool, len(l.socks))
 	wantOut := make([]bool, len(l.socks))
 	for {
-		worked, err := l.serviceSockets()
+		worked, err := l.serviceSockets(t)
 		if err != nil {
 			return err
 		}
-		if l.runCommands() {
+		if l.runCommands(t) {
 			worked = true
+		}
+		if t.lost() {
+			return errHandedOff
 		}
 		if d := l.h.Deadline(); !d.IsZero() {
 			if now := time.Now(); !now.Before(d) {
 				l.h.HandleTimer(l, now)
+				if t.lost() {
+					return errHandedOff
+				}
 				worked = true
 			}
 		}
@@ -545,7 +587,7 @@ func (l *Loop[C]) loop() error {
 // send-only (the call processes libzmq's mailbox, which resets its
 // descriptor; without it the level-triggered wait would wake at once,
 // forever).
-func (l *Loop[C]) serviceSockets() (bool, error) {
+func (l *Loop[C]) serviceSockets(t *turn) (bool, error) {
 	worked := false
 	for i, s := range l.socks {
 		idle := s.paused || s.sendOnly
@@ -569,7 +611,7 @@ func (l *Loop[C]) serviceSockets() (bool, error) {
 		if idle {
 			continue
 		}
-		got, err := l.receive(i, s, l.opts.Budget)
+		got, err := l.receive(t, i, s, l.opts.Budget)
 		if err != nil {
 			return worked, err
 		}
@@ -581,7 +623,7 @@ func (l *Loop[C]) serviceSockets() (bool, error) {
 }
 
 // receive drains socket s with DONTWAIT until EAGAIN or max messages.
-func (l *Loop[C]) receive(i int, s *sock, max int) (int, error) {
+func (l *Loop[C]) receive(t *turn, i int, s *sock, max int) (int, error) {
 	n := 0
 	for n < max && !s.paused {
 		frames, err := l.recvMessage(s)
@@ -597,6 +639,9 @@ func (l *Loop[C]) receive(i int, s *sock, max int) (int, error) {
 		}
 		l.received.Add(1)
 		l.h.HandleMessage(l, i, frames)
+		if t.lost() {
+			return n, errHandedOff
+		}
 	}
 	return n, nil
 }
@@ -704,8 +749,9 @@ func (l *Loop[C]) TakeBacklog(i int) [][][]byte {
 	return taken
 }
 
-// runCommands runs queued commands, up to the budget, unless a backlog is full.
-func (l *Loop[C]) runCommands() bool {
+// runCommands runs queued commands, up to the budget, unless a backlog is
+// full or the loop moved on from turn t.
+func (l *Loop[C]) runCommands(t *turn) bool {
 	worked := false
 	for n := 0; n < l.opts.Budget && !l.draining; n++ {
 		select {
@@ -713,6 +759,9 @@ func (l *Loop[C]) runCommands() bool {
 			l.commands.Add(1)
 			l.h.HandleCommand(l, c)
 			worked = true
+			if t.lost() {
+				return worked
+			}
 		default:
 			return worked
 		}
@@ -747,6 +796,9 @@ func (l *Loop[C]) shutdown(cause error, setupDone bool) {
 			}()
 			l.h.Shutdown(l, pending, cause)
 		}()
+	}
+	if l.watchdog != nil {
+		l.watchdog.Stop()
 	}
 	l.w.close()
 	for _, s := range l.socks {

@@ -1,0 +1,90 @@
+package poller
+
+import (
+	"errors"
+	"sync/atomic"
+	"time"
+)
+
+// A turn is one goroutine's tenure as a loop's owner. The loop starts with
+// one; Detachable can end it and start the next on a new goroutine.
+type turn struct {
+	state atomic.Int32 // turnOwner, turnDetachable or turnLost
+	start atomic.Int64 // when the detachable function began, ns since Loop.epoch
+}
+
+const (
+	turnOwner      int32 = iota // the goroutine runs the loop
+	turnDetachable              // it runs a function of Detachable
+	turnLost                    // the loop went on without it
+)
+
+// lost reports whether the loop has moved on to another goroutine.
+func (t *turn) lost() bool { return t.state.Load() == turnLost }
+
+// errHandedOff unwinds a goroutine whose turn was lost; it never leaves
+// the package.
+var errHandedOff = errors.New("poller: loop handed off")
+
+// Detachable runs fn on the loop goroutine and reports whether this
+// goroutine still owns the loop when fn returns. If fn runs longer than
+// budget, the loop goes on on a new goroutine: fn's goroutine then no
+// longer owns the sockets, Detachable returns false, and the caller (a
+// HandleMessage, HandleCommand or HandleTimer) must return at once,
+// touching neither the loop nor the handler's loop-owned state (hand the
+// result to the loop with Submit). The loop then ends that goroutine.
+//
+// The budget is kept by a timer, so it holds as long as the Go scheduler
+// runs timers: on a machine whose every P is busy it can stretch to the
+// scheduler's preemption (about 10 ms). Loop goroutine only; not nested.
+func (l *Loop[C]) Detachable(budget time.Duration, fn func()) bool {
+	t := l.cur.Load()
+	t.start.Store(int64(time.Since(l.epoch)))
+	l.budget.Store(int64(budget))
+	t.state.Store(turnDetachable)
+	if l.watchdog == nil {
+		l.watchdog = time.AfterFunc(budget, l.handOff)
+	} else {
+		l.watchdog.Reset(budget)
+	}
+	defer func() {
+		if t.state.CompareAndSwap(turnDetachable, turnOwner) {
+			l.watchdog.Stop()
+		}
+	}()
+	fn()
+	return !t.lost()
+}
+
+// handOff runs on the watchdog's goroutine: if the current turn's function
+// has run past its budget, the turn is lost and the loop goes on on a new
+// goroutine. The state's compare-and-swap orders the old owner's last use
+// of the sockets before the new owner's first.
+func (l *Loop[C]) handOff() {
+	t := l.cur.Load()
+	if t == nil || t.state.Load() != turnDetachable {
+		return
+	}
+	if ran := time.Since(l.epoch) - time.Duration(t.start.Load()); ran < time.Duration(l.budget.Load()) {
+		return // a late fire for an earlier function; Reset armed the timer again
+	}
+	if !t.state.CompareAndSwap(turnDetachable, turnLost) {
+		return
+	}
+	next := &turn{}
+	l.cur.Store(next)
+	l.handoffs.Add(1)
+	if l.opts.OnHandoff != nil {
+		l.opts.OnHandoff()
+	}
+	// The group refuses only after Stop has seen the loop end, and the loop
+	// cannot have ended: its owner was in fn.
+	l.routines.Go(func() { l.resume(next) })
+}
+
+// resume runs the loop on a new goroutine after a hand-off.
+func (l *Loop[C]) resume(t *turn) {
+	var cause error
+	defer func() { l.exit(t, recover(), cause, true, nil) }()
+	cause = l.loop(t)
+}
