@@ -61,6 +61,13 @@ type Server struct {
 	mu       sync.RWMutex
 	stopping bool
 
+	// The handlers' running average time (ns, 1/8 weight to the newest),
+	// the quick runs not finished, and the average under which handlers
+	// are quick (quickLimit, or the test hook's): see Quick.
+	runAvg     atomic.Int64
+	onLoop     atomic.Int32
+	quickLimit int64
+
 	ctx    context.Context // handler contexts derive from it; cancelled by a Close
 	cancel context.CancelFunc
 	wg     sync.WaitGroup // the server's workers and lane
@@ -113,6 +120,8 @@ func (sv *serving) serve(ctx context.Context, px *proxy.Proxy, key directory.Key
 		dispatch: dispatch,
 		inline:   inline,
 		casts:    newDedup(dedupSize, dedupTTL),
+
+		quickLimit: int64(orDefault(sv.cfg.Hooks().QuickLimit, quickLimit)),
 	}
 	start := sv.rt.routines.Go
 	s.calls = newWorkers(sv.cfg.ServerQueue, max(sv.cfg.ServerConcurrency, 1), s.handle, start, &s.wg)
@@ -292,7 +301,7 @@ func (s *Server) drained(ctx context.Context) bool {
 // handle runs one request on a worker and sends its answer back through
 // the proxy.
 func (s *Server) handle(r *Request) {
-	body := s.answer(r)
+	body := s.timed(r)
 	if body == nil {
 		return
 	}
@@ -346,6 +355,59 @@ func (s *Server) HandleInline(r *Request) ([]byte, proxy.Offer) {
 		return nil, proxy.Stopping
 	}
 	return s.answer(r), proxy.Accepted
+}
+
+// A server's handlers are quick while their running average stays under
+// quickLimit: one proxy loop runs them one at a time, so a handler that
+// waits on I/O belongs on a worker. A run that overran proxy.QuickBudget
+// (by 1 ms, say) lifts the average for the next dozens of runs, which go to
+// workers; a handler that is always slow never runs on the loop again, and
+// one that was slowed down once (a GC pause, a preempted vCPU) soon does.
+const quickLimit = 50 * time.Microsecond
+
+// Quick reserves a run of r on the proxy loop (proxy.QuickServer): the
+// handlers have been quick, none of them overran and still runs (the loop
+// asks again while a quick run has not finished: that run overran), nothing
+// waits in the queue (a quick run must not overtake it), and one of
+// ServerConcurrency's slots is free.
+func (s *Server) Quick(r *Request) bool {
+	if s.runAvg.Load() > s.quickLimit || s.onLoop.Load() > 0 || len(s.calls.queue) > 0 {
+		return false
+	}
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if s.stopping || !s.calls.reserve() {
+		return false
+	}
+	s.wg.Add(1) // Stop waits for the run, as for a worker
+	s.onLoop.Add(1)
+	return true
+}
+
+// HandleQuick runs r, reserved by Quick, and returns its answer
+// (proxy.QuickServer). It may run past the loop's budget: the proxy then
+// moves the loop to another goroutine.
+func (s *Server) HandleQuick(r *Request) ([]byte, proxy.Offer) {
+	defer s.wg.Done()
+	defer s.calls.release()
+	defer s.onLoop.Add(-1)
+	if proxy.OneWay(r.Msg.Kind) {
+		if o, known := s.known(r, true); known {
+			return nil, o
+		}
+	}
+	return s.timed(r), proxy.Accepted
+}
+
+// timed answers r, on the proxy loop or a worker, and adds its run time
+// to the server's average.
+func (s *Server) timed(r *Request) []byte {
+	start := time.Now()
+	body := s.answer(r)
+	d := int64(time.Since(start))
+	avg := s.runAvg.Load() // a lost update between workers costs nothing
+	s.runAvg.Store(avg + (d-avg)/8)
+	return body
 }
 
 // ackBody is the ACK of a CAST or notification whose handler has run,

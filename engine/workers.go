@@ -27,11 +27,12 @@ type workers struct {
 
 	running atomic.Int32
 	idle    atomic.Int32
+	shrink  chan struct{}          // reserve asks an idle worker to exit, freeing its slot
 	room    atomic.Pointer[func()] // whenRoom's wake, until called
 }
 
 func newWorkers(size, max int, run func(*Request), start func(func()) bool, wg *sync.WaitGroup) *workers {
-	return &workers{queue: make(chan *Request, size), max: int32(max), idleAfter: workerIdle, run: run, start: start, wg: wg}
+	return &workers{queue: make(chan *Request, size), shrink: make(chan struct{}, 1), max: int32(max), idleAfter: workerIdle, run: run, start: start, wg: wg}
 }
 
 // offer queues r without blocking (false: the queue is full) and starts a
@@ -65,6 +66,38 @@ func (w *workers) wakeRoom() {
 	}
 	if f := w.room.Swap(nil); f != nil {
 		(*f)()
+	}
+}
+
+// reserve takes one of the max slots for a run outside the workers (a
+// quick run on the proxy loop); false when all are taken. When idle
+// workers hold them, one is asked to exit, so that the next reserve finds
+// its slot (else a busy server's idle workers, never idle for long, would
+// keep every request off the loop).
+func (w *workers) reserve() bool {
+	for {
+		n := w.running.Load()
+		if n >= w.max {
+			if w.idle.Load() > 0 {
+				select {
+				case w.shrink <- struct{}{}:
+				default:
+				}
+			}
+			return false
+		}
+		if w.running.CompareAndSwap(n, n+1) {
+			return true
+		}
+	}
+}
+
+// release gives back a reserved slot, and starts a worker for what was
+// queued while the slot was taken (offer could not start one then).
+func (w *workers) release() {
+	w.running.Add(-1)
+	if len(w.queue) > 0 && w.idle.Load() == 0 {
+		w.spawn()
 	}
 }
 
@@ -120,6 +153,12 @@ func (w *workers) work() {
 			w.run(r)
 		case <-timer.C:
 			w.idle.Add(-1)
+			if !w.retire() {
+				return
+			}
+		case <-w.shrink:
+			w.idle.Add(-1)
+			timer.Stop()
 			if !w.retire() {
 				return
 			}

@@ -68,3 +68,35 @@ func TestWorkersOnDemandBoundedAndIdleExit(t *testing.T) {
 		g.Close()
 	}
 }
+
+// A quick run on the proxy loop takes one of the max slots: reserve fails
+// while workers hold them all, and makes an idle one exit so the next
+// reserve succeeds; release starts a worker for what was queued meanwhile.
+func TestWorkersReserveShrinksIdleAndReleaseStartsQueued(t *testing.T) {
+	var g routine.Group
+	var wg sync.WaitGroup
+	var ran atomic.Int32
+	w := newWorkers(10, 1, func(*Request) { ran.Add(1) }, g.Go, &wg)
+	w.idleAfter = time.Hour // only a shrink makes the worker exit
+	w.offer(&Request{})
+	testutil.WaitFor(t, 5*time.Second, "the worker to run and idle", func() bool { return ran.Load() == 1 && w.idle.Load() == 1 })
+	if w.reserve() {
+		t.Fatal("reserve took a slot an idle worker holds")
+	}
+	testutil.WaitFor(t, 5*time.Second, "the idle worker to exit", func() bool { return w.running.Load() == 0 && g.Running() == 0 })
+	if !w.reserve() {
+		t.Fatal("reserve failed with a free slot")
+	}
+	if w.reserve() {
+		t.Fatal("reserve took a second slot of max 1")
+	}
+	w.offer(&Request{}) // queued: the only slot is reserved
+	if g.Running() != 0 {
+		t.Fatal("a worker started beyond max")
+	}
+	w.release()
+	testutil.WaitFor(t, 5*time.Second, "release to start a worker for the queued request", func() bool { return ran.Load() == 2 })
+	w.close()
+	wg.Wait()
+	g.Close()
+}

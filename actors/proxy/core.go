@@ -82,7 +82,10 @@ func (c *core) route(l *poller.Loop[Cmd], routing [][]byte, m *envelope.Message)
 			c.answer(l, routing, m, envelope.CodeNoServers, "no server for the target on this node")
 			return
 		}
-		body, o := offer(srv, req)
+		body, o, lost := c.offer(l, srv, req)
+		if lost {
+			return // not the loop any more: the answer follows as a settleCmd
+		}
 		if o != Stopping {
 			c.settle(l, req, m, body, o)
 			return
@@ -262,6 +265,12 @@ func (c *core) command(l *poller.Loop[Cmd], cmd Cmd) bool {
 	case *roomCmd:
 	case *replyCmd:
 		c.rq.send(l, cmd.frames, cmd.expires)
+	case *settleCmd:
+		if cmd.o == Stopping {
+			c.route(l, cmd.req.Routing, &cmd.req.Msg) // another server, if there is one
+		} else {
+			c.settle(l, cmd.req, &cmd.req.Msg, cmd.body, cmd.o)
+		}
 	case *routeCmd:
 		cmd.done <- cmd.apply(&c.p.routes)
 		if c.held != nil {

@@ -139,12 +139,14 @@ func Start(ctx context.Context, root *actor.RootContext, name string, cfg Config
 	if cfg.Join != "" {
 		newHandler = func() poller.Handler[Cmd] { return newMember(p, cfg) }
 	}
+	loop := cfg.Loop
+	loop.OnHandoff = func() { p.counters.QuickOverran.Add(1) } // only quick runs detach
 	var err error
 	p.parent, p.handle, err = socket.StartSupervised(ctx, root, name, socket.Spec[Cmd]{
 		Name:       "router",
 		ZMQ:        cfg.ZMQ,
 		NewHandler: newHandler,
-		Loop:       cfg.Loop,
+		Loop:       loop,
 		Logger:     p.log,
 	})
 	if err != nil {

@@ -1,6 +1,12 @@
 package proxy
 
-import "github.com/zmqmsg/zmqmsg/envelope"
+import (
+	"context"
+	"time"
+
+	"github.com/zmqmsg/zmqmsg/actors/poller"
+	"github.com/zmqmsg/zmqmsg/envelope"
+)
 
 // Request is one CALL handed to a local server.
 type Request struct {
@@ -57,6 +63,26 @@ type InlineServer interface {
 	HandleInline(r *Request) (body []byte, o Offer)
 }
 
+// QuickServer is a Server whose handlers may run on the proxy loop while
+// they are quick: the proxy runs a request that Quick reserved with
+// poller.Loop.Detachable, so a handler misjudged as quick holds the loop for
+// at most QuickBudget; then the loop goes on on another goroutine and the
+// answer reaches it as a command. One hand-off to a worker and one back
+// are saved per request.
+type QuickServer interface {
+	Server
+	// Quick reserves a run of r on the loop (one of the server's
+	// concurrency slots): true when its recent handlers were quick, it has
+	// a free slot and nothing queued. HandleQuick(r) must follow a true.
+	Quick(r *Request) bool
+	// HandleQuick runs r and returns its answer, as HandleInline does; it
+	// may block past QuickBudget (then it runs off the loop).
+	HandleQuick(r *Request) (body []byte, o Offer)
+}
+
+// QuickBudget is how long a QuickServer's handler may hold the proxy loop.
+const QuickBudget = 200 * time.Microsecond
+
 // DirectServer is a Server that takes direct casts (from the PULL socket).
 // OfferDirect must not block; the server runs direct casts in the order it
 // accepted them.
@@ -69,11 +95,34 @@ type DirectServer interface {
 // a NOTIFY (a cast to one listener of a pool).
 func OneWay(k envelope.Kind) bool { return k == envelope.KindCast || k == envelope.KindNotify }
 
-// offer hands req to srv: inline, when srv runs its handlers on the loop
-// (body is then its answer, if any), else to its queue.
-func offer(srv Server, req *Request) (body []byte, o Offer) {
+// offer hands req to srv: inline, when srv runs its handlers on the loop,
+// or quick ones on it (body is then its answer, if any), else to its
+// queue. lost: a quick handler overran its budget, and this goroutine is
+// no longer the loop; the answer went to the loop as a settleCmd.
+func (c *core) offer(l *poller.Loop[Cmd], srv Server, req *Request) (body []byte, o Offer, lost bool) {
 	if is, ok := srv.(InlineServer); ok && is.Inline() {
-		return is.HandleInline(req)
+		body, o = is.HandleInline(req)
+		return body, o, false
 	}
-	return nil, srv.Offer(req)
+	if qs, ok := srv.(QuickServer); ok && qs.Quick(req) {
+		c.p.counters.QuickRuns.Add(1)
+		if l.Detachable(QuickBudget, func() { body, o = qs.HandleQuick(req) }) {
+			return body, o, false
+		}
+		if err := c.p.handle.Submit(context.Background(), &settleCmd{req: req, body: body, o: o}); err != nil {
+			c.p.counters.SendFailed.Add(1) // the loop stopped: its callers are failed by their Transports
+		}
+		return nil, 0, true
+	}
+	return nil, srv.Offer(req), false
 }
+
+// settleCmd carries the answer of a quick handler that overran its budget
+// back to the loop (see core.offer).
+type settleCmd struct {
+	req  *Request
+	body []byte
+	o    Offer
+}
+
+func (*settleCmd) isProxyCmd() {}

@@ -24,6 +24,8 @@ type Counters struct {
 	FanoutDropped atomic.Uint64 // fanout deliveries a local server could not take (lane full), dropped
 	AcksDropped   atomic.Uint64 // ACKs dropped by the test hook (Hooks.DropAck)
 	SendFailed    atomic.Uint64 // replies libzmq refused (the caller is gone, or its pipe is full: it does not read), dropped
+	QuickRuns     atomic.Uint64 // requests whose quick handler ran on the loop (QuickServer)
+	QuickOverran  atomic.Uint64 // of those, the runs that overran QuickBudget: the loop went on on another goroutine
 	MembersLost   atomic.Uint64 // daemon: service processes dropped (heartbeats stopped, or their pipe vanished)
 	FailedLost    atomic.Uint64 // daemon: relayed requests answered SERVER_LOST because their service process was lost
 	Conflicts     atomic.Uint64 // daemon: ATTACHes refused because another process serves the name
@@ -64,6 +66,8 @@ func (c *Counters) Snapshot() map[string]uint64 {
 		"fanouts":          c.Fanouts.Load(),
 		"fanout_dropped":   c.FanoutDropped.Load(),
 		"send_failed":      c.SendFailed.Load(),
+		"quick_runs":       c.QuickRuns.Load(),
+		"quick_overran":    c.QuickOverran.Load(),
 		"members_lost":     c.MembersLost.Load(),
 		"failed_lost":      c.FailedLost.Load(),
 		"conflicts":        c.Conflicts.Load(),

@@ -208,6 +208,9 @@ type TestHooks struct {
 	// IdleSweep is how often sockets to nodes that left the directory are
 	// looked for; zero keeps the default.
 	IdleSweep time.Duration
+	// QuickLimit is the running average handler time under which a
+	// server's handlers run on the proxy loop; zero keeps the default.
+	QuickLimit time.Duration
 }
 
 // EditTestHooks returns c's test hooks for a test to set (copies of c
