@@ -204,6 +204,7 @@ type sock struct {
 	paused   bool       // true: do not receive (the consumer is behind)
 	sendOnly bool       // a PUSH or PUB: nothing to receive, ever
 	rareIn   bool       // an XPUB (mostly sends, rarely receives subscriptions) or a monitor PAIR (rare events)
+	sent     bool       // a send since the last GetEvents (it may have consumed the descriptor's signal)
 	rx       *receiver  // the fast receive path (recv.go); nil: pebbe's
 }
 
@@ -236,7 +237,9 @@ type Loop[C any] struct {
 	// Owned by the loop goroutine.
 	socks    []*sock
 	w        waiter
-	draining bool // a backlog is full: do not take commands
+	draining bool   // a backlog is full: do not take commands
+	woke     bool   // the pass follows a wait
+	passes   uint32 // passes since the loop started, wrapping
 
 	received, sent, backlogged, wakeups, commands, sendErrors, oversized atomic.Uint64
 	handoffs, detachedPanics                                             atomic.Uint64
@@ -447,6 +450,7 @@ func (l *Loop[C]) TrySend(i int, frames ...[]byte) error {
 		return nil
 	}
 	err := sendFrames(s.z, frames)
+	s.sent = true
 	switch {
 	case err == nil:
 		l.sent.Add(1)
@@ -534,6 +538,7 @@ func (l *Loop[C]) exit(t *turn, p any, cause error, setupDone bool, started chan
 func (l *Loop[C]) loop(t *turn) error {
 	wantIn := make([]bool, len(l.socks))
 	wantOut := make([]bool, len(l.socks))
+	l.woke = true // nothing is known about the sockets yet
 	for {
 		worked, err := l.serviceSockets(t)
 		if err != nil {
@@ -576,6 +581,7 @@ func (l *Loop[C]) loop(t *turn) error {
 		if err := l.w.wait(timeout, wantIn, wantOut); err != nil {
 			return fmt.Errorf("%s: wait: %w", l.opts.Name, err)
 		}
+		l.woke = true
 	}
 }
 
@@ -586,10 +592,20 @@ func (l *Loop[C]) loop(t *turn) error {
 // backlog to flush (is the socket writable?), or the socket is paused or
 // send-only (the call processes libzmq's mailbox, which resets its
 // descriptor; without it the level-triggered wait would wake at once,
-// forever).
+// forever). A socket that rarely receives (a monitor PAIR, an XPUB) is
+// asked only on the first pass after a wait, every rareEvery passes, and
+// after a send on it: between those, its descriptor signals anything new.
 func (l *Loop[C]) serviceSockets(t *turn) (bool, error) {
 	worked := false
+	l.passes++
+	probeRare := l.woke || l.passes%rareEvery == 0
+	l.woke = false
 	for i, s := range l.socks {
+		if s.rareIn && !probeRare && !s.sent && !s.paused && len(s.backlog) == 0 {
+			// Its last call was a GetEvents that found nothing, and none
+			// since: its descriptor is armed and a wait would see it.
+			continue
+		}
 		idle := s.paused || s.sendOnly
 		if len(s.backlog) > 0 || idle || s.rareIn {
 			ev, err := s.events()
@@ -646,8 +662,13 @@ func (l *Loop[C]) receive(t *turn, i int, s *sock, max int) (int, error) {
 	return n, nil
 }
 
+// rareEvery: a loop that never waits still asks its rarely receiving
+// sockets for events every rareEvery passes.
+const rareEvery = 32
+
 // events returns the socket's ZMQ_EVENTS.
 func (s *sock) events() (zmq.State, error) {
+	s.sent = false
 	if s.rx != nil {
 		return s.rx.events()
 	}
@@ -702,6 +723,7 @@ func (l *Loop[C]) recvMessage(s *sock) ([][]byte, error) {
 
 // flush sends backlogged messages until EAGAIN or the backlog is empty.
 func (l *Loop[C]) flush(s *sock) error {
+	s.sent = true
 	k := 0
 	for ; k < len(s.backlog); k++ {
 		err := sendFrames(s.z, s.backlog[k])
