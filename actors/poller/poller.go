@@ -59,6 +59,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"runtime"
 	"runtime/debug"
 	"sync"
 	"sync/atomic"
@@ -565,6 +566,14 @@ func (l *Loop[C]) loop(t *turn) error {
 		default:
 		}
 		if worked {
+			continue
+		}
+		// Before sleeping, let the goroutines this pass readied (callers
+		// handed their replies) run on this P: their next commands are then
+		// queued before the loop decides, and it takes them in one pass
+		// instead of one wake-up each. Once per sleep: not a spin.
+		runtime.Gosched()
+		if len(l.cmds) > 0 {
 			continue
 		}
 		// Nothing to do, and the last zmq call on every socket was a
