@@ -8,19 +8,24 @@ import (
 
 // A turn is one goroutine's tenure as a loop's owner. The loop starts with
 // one; Detachable can end it and start the next on a new goroutine.
+//
+// Its word holds a state in the low two bits and, above them, the number
+// of the Detachable call it belongs to, so that a late watchdog fire for
+// one call can never take the loop from a later one.
 type turn struct {
-	state atomic.Int32 // turnOwner, turnDetachable or turnLost
-	start atomic.Int64 // when the detachable function began, ns since Loop.epoch
+	word  atomic.Int64
+	start atomic.Int64 // when the current Detachable function began, ns since Loop.epoch
 }
 
 const (
-	turnOwner      int32 = iota // the goroutine runs the loop
+	turnOwner      int64 = iota // the goroutine runs the loop
 	turnDetachable              // it runs a function of Detachable
 	turnLost                    // the loop went on without it
+	turnState      = 3          // the state's bits in word
 )
 
 // lost reports whether the loop has moved on to another goroutine.
-func (t *turn) lost() bool { return t.state.Load() == turnLost }
+func (t *turn) lost() bool { return t.word.Load()&turnState == turnLost }
 
 // errHandedOff unwinds a goroutine whose turn was lost; it never leaves
 // the package.
@@ -36,19 +41,17 @@ var errHandedOff = errors.New("poller: loop handed off")
 //
 // The budget is kept by a timer, so it holds as long as the Go scheduler
 // runs timers: on a machine whose every P is busy it can stretch to the
-// scheduler's preemption (about 10 ms). Loop goroutine only; not nested.
+// scheduler's preemption (about 10 ms). Stop waits for a detached fn to
+// return. Loop goroutine only; not nested.
 func (l *Loop[C]) Detachable(budget time.Duration, fn func()) bool {
 	t := l.cur.Load()
+	w := (t.word.Load()&^turnState + turnState + 1) | turnDetachable // the next call's number
 	t.start.Store(int64(time.Since(l.epoch)))
 	l.budget.Store(int64(budget))
-	t.state.Store(turnDetachable)
-	if l.watchdog == nil {
-		l.watchdog = time.AfterFunc(budget, l.handOff)
-	} else {
-		l.watchdog.Reset(budget)
-	}
+	t.word.Store(w)
+	l.watchdog.Reset(budget)
 	defer func() {
-		if t.state.CompareAndSwap(turnDetachable, turnOwner) {
+		if t.word.CompareAndSwap(w, w&^turnState|turnOwner) {
 			l.watchdog.Stop()
 		}
 	}()
@@ -58,18 +61,22 @@ func (l *Loop[C]) Detachable(budget time.Duration, fn func()) bool {
 
 // handOff runs on the watchdog's goroutine: if the current turn's function
 // has run past its budget, the turn is lost and the loop goes on on a new
-// goroutine. The state's compare-and-swap orders the old owner's last use
-// of the sockets before the new owner's first.
+// goroutine. The compare-and-swap on the turn's word orders the old
+// owner's last use of the sockets before the new owner's first.
 func (l *Loop[C]) handOff() {
 	t := l.cur.Load()
-	if t == nil || t.state.Load() != turnDetachable {
+	if t == nil {
+		return
+	}
+	w := t.word.Load()
+	if w&turnState != turnDetachable {
 		return
 	}
 	if ran := time.Since(l.epoch) - time.Duration(t.start.Load()); ran < time.Duration(l.budget.Load()) {
-		return // a late fire for an earlier function; Reset armed the timer again
+		return // a late fire for an earlier call; Reset armed the timer again
 	}
-	if !t.state.CompareAndSwap(turnDetachable, turnLost) {
-		return
+	if !t.word.CompareAndSwap(w, w&^turnState|turnLost) {
+		return // that call returned meanwhile
 	}
 	next := &turn{}
 	l.cur.Store(next)

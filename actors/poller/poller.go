@@ -206,6 +206,7 @@ type sock struct {
 	sendOnly bool       // a PUSH or PUB: nothing to receive, ever
 	rareIn   bool       // an XPUB (mostly sends, rarely receives subscriptions) or a monitor PAIR (rare events)
 	sent     bool       // a send since the last GetEvents (it may have consumed the descriptor's signal)
+	quiet    bool       // the last zmq call on it found nothing, and none since: only its descriptor can tell news
 	rx       *receiver  // the fast receive path (recv.go); nil: pebbe's
 }
 
@@ -233,13 +234,14 @@ type Loop[C any] struct {
 	cur      atomic.Pointer[turn]
 	epoch    time.Time
 	budget   atomic.Int64
-	watchdog *time.Timer // owner only
+	watchdog *time.Timer // made stopped by Start; Reset and Stopped by the owner
 
 	// Owned by the loop goroutine.
 	socks    []*sock
 	w        waiter
 	draining bool   // a backlog is full: do not take commands
 	woke     bool   // the pass follows a wait
+	readyNow []bool // sockets whose descriptor was readable at the pass's start
 	passes   uint32 // passes since the loop started, wrapping
 
 	received, sent, backlogged, wakeups, commands, sendErrors, oversized atomic.Uint64
@@ -256,6 +258,10 @@ type waiter interface {
 	wait(d time.Duration, wantIn, wantOut []bool) error
 	// notify is called by producers after queuing a command.
 	notify()
+	// readable sets ready[i] when socket i's descriptor is readable now,
+	// without blocking; false: the strategy cannot tell (every socket is
+	// then serviced). Loop goroutine.
+	readable(ready []bool) bool
 	// close releases the strategy's resources; called on the loop goroutine
 	// before the sockets are closed.
 	close()
@@ -275,6 +281,8 @@ func Start[C any](zctx *zmq.Context, h Handler[C], opts Options) (*Loop[C], erro
 		done:   make(chan struct{}),
 		epoch:  time.Now(),
 	}
+	l.watchdog = time.AfterFunc(time.Hour, l.handOff)
+	l.watchdog.Stop()
 	switch Resolve(opts.Strategy) {
 	case StrategyNetpoll:
 		if !netpollSupported {
@@ -343,7 +351,8 @@ func (l *Loop[C]) TrySubmit(cmd C) bool {
 }
 
 // Stop asks the loop to exit and waits until it has: Handler.Shutdown has
-// run and every socket is closed. It is idempotent and safe to call from any
+// run, every socket is closed, and any function Detachable handed off has
+// returned. It is idempotent and safe to call from any
 // goroutine except the loop's own.
 func (l *Loop[C]) Stop() error {
 	l.stopOnce.Do(func() {
@@ -407,8 +416,14 @@ func (l *Loop[C]) NewSocket(t zmq.Type, name string) (int, *zmq.Socket, error) {
 	return len(l.socks) - 1, z, nil
 }
 
-// Socket returns socket i. Only the loop goroutine may use it.
-func (l *Loop[C]) Socket(i int) *zmq.Socket { return l.socks[i].z }
+// Socket returns socket i. Only the loop goroutine may use it. Whatever
+// the caller does with it may consume its descriptor's signal, so the
+// loop asks the socket for news on its next pass.
+func (l *Loop[C]) Socket(i int) *zmq.Socket {
+	s := l.socks[i]
+	s.sent, s.quiet = true, false
+	return s.z
+}
 
 // Backlogged returns how many messages wait in socket i's send backlog.
 // Loop goroutine only (Shutdown uses it to count what is dropped).
@@ -417,7 +432,13 @@ func (l *Loop[C]) Backlogged(i int) int { return len(l.socks[i].backlog) }
 // SetPaused stops (true) or resumes (false) receiving from socket i. While a
 // socket is paused its messages stay in libzmq's queues and, once they are
 // full, the high-water mark pushes back on the peers. Loop goroutine only.
-func (l *Loop[C]) SetPaused(i int, paused bool) { l.socks[i].paused = paused }
+func (l *Loop[C]) SetPaused(i int, paused bool) {
+	s := l.socks[i]
+	s.paused = paused
+	if !paused {
+		s.quiet = false // what waited while paused never signals again
+	}
+}
 
 // Send sends one message on socket i without blocking. If the socket's send
 // high-water mark is reached the message waits in the socket's backlog, in
@@ -451,7 +472,7 @@ func (l *Loop[C]) TrySend(i int, frames ...[]byte) error {
 		return nil
 	}
 	err := sendFrames(s.z, frames)
-	s.sent = true
+	s.sent, s.quiet = true, false
 	switch {
 	case err == nil:
 		l.sent.Add(1)
@@ -609,11 +630,18 @@ func (l *Loop[C]) serviceSockets(t *turn) (bool, error) {
 	l.passes++
 	probeRare := l.woke || l.passes%rareEvery == 0
 	l.woke = false
+	known := l.readiness()
 	for i, s := range l.socks {
-		if s.rareIn && !probeRare && !s.sent && !s.paused && len(s.backlog) == 0 {
-			// Its last call was a GetEvents that found nothing, and none
-			// since: its descriptor is armed and a wait would see it.
-			continue
+		if len(s.backlog) == 0 && !s.sent {
+			// Its last call found nothing and none since: its descriptor is
+			// armed, so it has news only if that is readable now (and a
+			// wait would see it).
+			if known && s.quiet && !l.readyNow[i] {
+				continue
+			}
+			if !known && s.quiet && s.rareIn && !probeRare {
+				continue
+			}
 		}
 		idle := s.paused || s.sendOnly
 		if len(s.backlog) > 0 || idle || s.rareIn {
@@ -621,6 +649,7 @@ func (l *Loop[C]) serviceSockets(t *turn) (bool, error) {
 			if err != nil {
 				return worked, fmt.Errorf("%s: events of %s: %w", l.opts.Name, s.name, err)
 			}
+			s.quiet = idle || ev&zmq.POLLIN == 0
 			if ev&zmq.POLLOUT != 0 && len(s.backlog) > 0 {
 				if err := l.flush(s); err != nil {
 					return worked, err
@@ -650,10 +679,14 @@ func (l *Loop[C]) serviceSockets(t *turn) (bool, error) {
 // receive drains socket s with DONTWAIT until EAGAIN or max messages.
 func (l *Loop[C]) receive(t *turn, i int, s *sock, max int) (int, error) {
 	n := 0
+	s.quiet = false
 	for n < max && !s.paused {
 		frames, err := l.recvMessage(s)
 		if err != nil {
 			if isEAGAIN(err) {
+				// libzmq processed every pending command first: its
+				// descriptor is reset and armed.
+				s.quiet, s.sent = true, false
 				return n, nil
 			}
 			return n, fmt.Errorf("%s: receive on %s: %w", l.opts.Name, s.name, err)
@@ -671,9 +704,26 @@ func (l *Loop[C]) receive(t *turn, i int, s *sock, max int) (int, error) {
 	return n, nil
 }
 
-// rareEvery: a loop that never waits still asks its rarely receiving
-// sockets for events every rareEvery passes.
+// rareEvery: a loop that cannot tell which descriptors are readable
+// (zmqpoller) and never waits still asks its rarely receiving sockets for
+// events every rareEvery passes.
 const rareEvery = 32
+
+// readiness asks the strategy which sockets' descriptors are readable, if
+// any socket is quiet (else every socket is serviced anyway); false: not
+// known.
+func (l *Loop[C]) readiness() bool {
+	for _, s := range l.socks {
+		if s.quiet {
+			if l.readyNow == nil {
+				l.readyNow = make([]bool, len(l.socks))
+			}
+			clear(l.readyNow)
+			return l.w.readable(l.readyNow)
+		}
+	}
+	return false
+}
 
 // events returns the socket's ZMQ_EVENTS.
 func (s *sock) events() (zmq.State, error) {
@@ -732,7 +782,7 @@ func (l *Loop[C]) recvMessage(s *sock) ([][]byte, error) {
 
 // flush sends backlogged messages until EAGAIN or the backlog is empty.
 func (l *Loop[C]) flush(s *sock) error {
-	s.sent = true
+	s.sent, s.quiet = true, false
 	k := 0
 	for ; k < len(s.backlog); k++ {
 		err := sendFrames(s.z, s.backlog[k])
@@ -828,9 +878,7 @@ func (l *Loop[C]) shutdown(cause error, setupDone bool) {
 			l.h.Shutdown(l, pending, cause)
 		}()
 	}
-	if l.watchdog != nil {
-		l.watchdog.Stop()
-	}
+	l.watchdog.Stop()
 	l.w.close()
 	for _, s := range l.socks {
 		_ = s.z.Close()
