@@ -388,8 +388,6 @@ func (s *Server) Quick(r *Request) bool {
 // (proxy.QuickServer). It may run past the loop's budget: the proxy then
 // moves the loop to another goroutine.
 func (s *Server) HandleQuick(r *Request) ([]byte, proxy.Offer) {
-	defer s.wg.Done()
-	defer s.calls.release()
 	defer s.onLoop.Add(-1)
 	if proxy.OneWay(r.Msg.Kind) {
 		if o, known := s.known(r, true); known {
@@ -397,6 +395,13 @@ func (s *Server) HandleQuick(r *Request) ([]byte, proxy.Offer) {
 		}
 	}
 	return s.timed(r), proxy.Accepted
+}
+
+// QuickDone releases a quick run's slot once the proxy has its answer
+// (proxy.QuickServer).
+func (s *Server) QuickDone() {
+	s.calls.release()
+	s.wg.Done()
 }
 
 // timed answers r, on the proxy loop or a worker, and adds its run time

@@ -266,11 +266,7 @@ func (c *core) command(l *poller.Loop[Cmd], cmd Cmd) bool {
 	case *replyCmd:
 		c.rq.send(l, cmd.frames, cmd.expires)
 	case *settleCmd:
-		if cmd.o == Stopping {
-			c.route(l, cmd.req.Routing, &cmd.req.Msg) // another server, if there is one
-		} else {
-			c.settle(l, cmd.req, &cmd.req.Msg, cmd.body, cmd.o)
-		}
+		c.settle(l, cmd.req, &cmd.req.Msg, cmd.body, cmd.o)
 	case *routeCmd:
 		cmd.done <- cmd.apply(&c.p.routes)
 		if c.held != nil {
@@ -297,6 +293,17 @@ func (c *core) shutdown(l *poller.Loop[Cmd], pending []Cmd, cause error) {
 		switch cmd := cmd.(type) {
 		case *replyCmd:
 			if cause == nil && c.rq.n == 0 && l.TrySend(0, cmd.frames...) == nil {
+				c.p.counters.Replies.Add(1)
+				continue
+			}
+			n++
+		case *settleCmd:
+			// An overrun quick run's answer: sent like a reply, if due.
+			if cmd.body == nil {
+				continue
+			}
+			frames := append(cmd.req.Routing[:len(cmd.req.Routing):len(cmd.req.Routing)], cmd.body)
+			if cause == nil && c.rq.n == 0 && l.TrySend(0, frames...) == nil {
 				c.p.counters.Replies.Add(1)
 				continue
 			}

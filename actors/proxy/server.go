@@ -73,11 +73,16 @@ type QuickServer interface {
 	Server
 	// Quick reserves a run of r on the loop (one of the server's
 	// concurrency slots): true when its recent handlers were quick, it has
-	// a free slot and nothing queued. HandleQuick(r) must follow a true.
+	// a free slot and nothing queued. HandleQuick(r), then QuickDone(),
+	// must follow a true.
 	Quick(r *Request) bool
 	// HandleQuick runs r and returns its answer, as HandleInline does; it
 	// may block past QuickBudget (then it runs off the loop).
 	HandleQuick(r *Request) (body []byte, o Offer)
+	// QuickDone releases the reservation once the answer is in the loop's
+	// hands: the server's Stop waits for it, so that the answer is sent
+	// before the proxy stops.
+	QuickDone()
 }
 
 // QuickBudget is how long a QuickServer's handler may hold the proxy loop.
@@ -106,8 +111,9 @@ func (c *core) offer(l *poller.Loop[Cmd], srv Server, req *Request) (body []byte
 	}
 	if qs, ok := srv.(QuickServer); ok && qs.Quick(req) {
 		c.p.counters.QuickRuns.Add(1)
+		defer qs.QuickDone()
 		if l.Detachable(QuickBudget, func() { body, o = qs.HandleQuick(req) }) {
-			return body, o, false
+			return body, o, false // the loop sends it before it can stop
 		}
 		if err := c.p.handle.Submit(context.Background(), &settleCmd{req: req, body: body, o: o}); err != nil {
 			c.p.counters.SendFailed.Add(1) // the loop stopped: its callers are failed by their Transports
