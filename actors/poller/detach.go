@@ -51,7 +51,7 @@ func (l *Loop[C]) Detachable(budget time.Duration, fn func()) bool {
 	t.word.Store(w)
 	l.watchdog.Reset(budget)
 	defer func() {
-		if t.word.CompareAndSwap(w, w&^turnState|turnOwner) {
+		if t.word.CompareAndSwap(w, w&^turnState) { // back to turnOwner (0)
 			l.watchdog.Stop()
 		}
 	}()
