@@ -50,13 +50,21 @@ func (l *Loop[C]) Detachable(budget time.Duration, fn func()) bool {
 	l.budget.Store(int64(budget))
 	t.word.Store(w)
 	l.watchdog.Reset(budget)
+	// The compare-and-swap back to turnOwner (0) decides the answer: a
+	// hand-off between a check and the swap would leave two owners.
+	returned := false
 	defer func() {
-		if t.word.CompareAndSwap(w, w&^turnState) { // back to turnOwner (0)
-			l.watchdog.Stop()
+		if !returned && t.word.CompareAndSwap(w, w&^turnState) {
+			l.watchdog.Stop() // fn panicked while the loop was still ours
 		}
 	}()
 	fn()
-	return !t.lost()
+	returned = true
+	if t.word.CompareAndSwap(w, w&^turnState) {
+		l.watchdog.Stop()
+		return true
+	}
+	return false
 }
 
 // handOff runs on the watchdog's goroutine: if the current turn's function
