@@ -42,7 +42,8 @@ var errHandedOff = errors.New("poller: loop handed off")
 // The budget is kept by a timer, so it holds as long as the Go scheduler
 // runs timers: on a machine whose every P is busy it can stretch to the
 // scheduler's preemption (about 10 ms). Stop waits for a detached fn to
-// return. Loop goroutine only; not nested.
+// return. Loop goroutine only, from HandleMessage, HandleCommand or
+// HandleTimer (never Setup or Shutdown); not nested.
 func (l *Loop[C]) Detachable(budget time.Duration, fn func()) bool {
 	t := l.cur.Load()
 	w := (t.word.Load()&^turnState + turnState + 1) | turnDetachable // the next call's number

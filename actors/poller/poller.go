@@ -259,8 +259,8 @@ type waiter interface {
 	// notify is called by producers after queuing a command.
 	notify()
 	// readable sets ready[i] when socket i's descriptor is readable now,
-	// without blocking; false: the strategy cannot tell (every socket is
-	// then serviced). Loop goroutine.
+	// without blocking; false: the strategy cannot tell (the pass then asks
+	// every socket but the quiet rarely receiving ones). Loop goroutine.
 	readable(ready []bool) bool
 	// close releases the strategy's resources; called on the loop goroutine
 	// before the sockets are closed.

@@ -298,16 +298,16 @@ func (c *core) shutdown(l *poller.Loop[Cmd], pending []Cmd, cause error) {
 			}
 			n++
 		case *settleCmd:
-			// An overrun quick run's answer: sent like a reply, if due.
-			if cmd.body == nil {
+			// An overrun quick run's answer: settled as the loop would
+			// (a reply, an ACK, IN_PROGRESS); what must wait is dropped,
+			// counted.
+			if cause != nil {
+				n++
 				continue
 			}
-			frames := append(cmd.req.Routing[:len(cmd.req.Routing):len(cmd.req.Routing)], cmd.body)
-			if cause == nil && c.rq.n == 0 && l.TrySend(0, frames...) == nil {
-				c.p.counters.Replies.Add(1)
-				continue
-			}
-			n++
+			waiting := c.rq.n
+			c.settle(l, cmd.req, &cmd.req.Msg, cmd.body, cmd.o)
+			n += c.rq.n - waiting
 		case *routeCmd:
 			cmd.done <- cmd.apply(&c.p.routes)
 		case *subCmd:

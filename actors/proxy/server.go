@@ -115,9 +115,17 @@ func (c *core) offer(l *poller.Loop[Cmd], srv Server, req *Request) (body []byte
 		if l.Detachable(QuickBudget, func() { body, o = qs.HandleQuick(req) }) {
 			return body, o, false // the loop sends it before it can stop
 		}
-		if err := c.p.handle.Submit(context.Background(), &settleCmd{req: req, body: body, o: o}); err != nil {
-			c.p.counters.SendFailed.Add(1) // the loop stopped: its callers are failed by their Transports
+		// Bounded by when the caller stops waiting: a loop that takes no
+		// commands (a full send backlog) must not hold the server's Stop.
+		until := expiry(&req.Msg)
+		if until.IsZero() {
+			until = time.Now().Add(DefaultReplyTTL)
 		}
+		ctx, cancel := context.WithDeadline(context.Background(), until)
+		if err := c.p.handle.Submit(ctx, &settleCmd{req: req, body: body, o: o}); err != nil {
+			c.p.counters.SendFailed.Add(1) // the loop stopped, or is stuck: its callers time out
+		}
+		cancel()
 		return nil, 0, true
 	}
 	return nil, srv.Offer(req), false
