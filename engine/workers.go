@@ -75,15 +75,23 @@ func (w *workers) wakeRoom() {
 // its slot (else a busy server's idle workers, never idle for long, would
 // keep every request off the loop).
 func (w *workers) reserve() bool {
+	if w.takeSlot() {
+		return true
+	}
+	if w.idle.Load() > 0 {
+		select {
+		case w.shrink <- struct{}{}:
+		default:
+		}
+	}
+	return false
+}
+
+// takeSlot counts one more of the max running, unless max already are.
+func (w *workers) takeSlot() bool {
 	for {
 		n := w.running.Load()
 		if n >= w.max {
-			if w.idle.Load() > 0 {
-				select {
-				case w.shrink <- struct{}{}:
-				default:
-				}
-			}
 			return false
 		}
 		if w.running.CompareAndSwap(n, n+1) {
@@ -103,14 +111,8 @@ func (w *workers) release() {
 
 // spawn starts a worker unless max are running.
 func (w *workers) spawn() {
-	for {
-		n := w.running.Load()
-		if n >= w.max {
-			return
-		}
-		if w.running.CompareAndSwap(n, n+1) {
-			break
-		}
+	if !w.takeSlot() {
+		return
 	}
 	w.wg.Add(1)
 	if !w.start(func() { defer w.wg.Done(); w.work() }) {
@@ -170,18 +172,7 @@ func (w *workers) work() {
 // meanwhile and no other worker took its place.
 func (w *workers) retire() bool {
 	w.running.Add(-1)
-	if len(w.queue) == 0 {
-		return false
-	}
-	for {
-		n := w.running.Load()
-		if n >= w.max {
-			return false
-		}
-		if w.running.CompareAndSwap(n, n+1) {
-			return true
-		}
-	}
+	return len(w.queue) > 0 && w.takeSlot()
 }
 
 // close closes the queue (under Server.mu, written) and starts a worker to
