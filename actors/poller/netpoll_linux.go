@@ -168,7 +168,7 @@ func (w *netpollWaiter) readable(ready []bool) bool {
 			continue
 		}
 		if err != nil || n == len(w.polled) {
-			return false // cannot tell (or more than fit): service all
+			return false // cannot tell (or more than fit)
 		}
 		for _, ev := range w.polled[:n] {
 			if i := int(ev.Fd); i < len(ready) {

@@ -205,8 +205,7 @@ type sock struct {
 	paused   bool       // true: do not receive (the consumer is behind)
 	sendOnly bool       // a PUSH or PUB: nothing to receive, ever
 	rareIn   bool       // an XPUB (mostly sends, rarely receives subscriptions) or a monitor PAIR (rare events)
-	sent     bool       // a send since the last GetEvents (it may have consumed the descriptor's signal)
-	quiet    bool       // the last zmq call on it found nothing, and none since: only its descriptor can tell news
+	quiet    bool       // the last zmq call on it found nothing, and none since (a send may consume its descriptor's signal): only the descriptor can tell news
 	rx       *receiver  // the fast receive path (recv.go); nil: pebbe's
 }
 
@@ -421,7 +420,7 @@ func (l *Loop[C]) NewSocket(t zmq.Type, name string) (int, *zmq.Socket, error) {
 // loop asks the socket for news on its next pass.
 func (l *Loop[C]) Socket(i int) *zmq.Socket {
 	s := l.socks[i]
-	s.sent, s.quiet = true, false
+	s.quiet = false
 	return s.z
 }
 
@@ -472,7 +471,7 @@ func (l *Loop[C]) TrySend(i int, frames ...[]byte) error {
 		return nil
 	}
 	err := sendFrames(s.z, frames)
-	s.sent, s.quiet = true, false
+	s.quiet = false
 	switch {
 	case err == nil:
 		l.sent.Add(1)
@@ -622,9 +621,10 @@ func (l *Loop[C]) loop(t *turn) error {
 // backlog to flush (is the socket writable?), or the socket is paused or
 // send-only (the call processes libzmq's mailbox, which resets its
 // descriptor; without it the level-triggered wait would wake at once,
-// forever). A socket that rarely receives (a monitor PAIR, an XPUB) is
-// asked only on the first pass after a wait, every rareEvery passes, and
-// after a send on it: between those, its descriptor signals anything new.
+// forever). A quiet socket (see sock.quiet) is skipped unless its
+// descriptor is readable; where the strategy cannot tell, a quiet socket
+// that rarely receives (a monitor PAIR, an XPUB) is still asked on the
+// first pass after a wait and every rareEvery passes.
 func (l *Loop[C]) serviceSockets(t *turn) (bool, error) {
 	worked := false
 	l.passes++
@@ -632,7 +632,7 @@ func (l *Loop[C]) serviceSockets(t *turn) (bool, error) {
 	l.woke = false
 	known := l.readiness()
 	for i, s := range l.socks {
-		if len(s.backlog) == 0 && !s.sent {
+		if len(s.backlog) == 0 {
 			// Its last call found nothing and none since: its descriptor is
 			// armed, so it has news only if that is readable now (and a
 			// wait would see it).
@@ -686,7 +686,7 @@ func (l *Loop[C]) receive(t *turn, i int, s *sock, max int) (int, error) {
 			if isEAGAIN(err) {
 				// libzmq processed every pending command first: its
 				// descriptor is reset and armed.
-				s.quiet, s.sent = true, false
+				s.quiet = true
 				return n, nil
 			}
 			return n, fmt.Errorf("%s: receive on %s: %w", l.opts.Name, s.name, err)
@@ -727,7 +727,6 @@ func (l *Loop[C]) readiness() bool {
 
 // events returns the socket's ZMQ_EVENTS.
 func (s *sock) events() (zmq.State, error) {
-	s.sent = false
 	if s.rx != nil {
 		return s.rx.events()
 	}
@@ -782,7 +781,7 @@ func (l *Loop[C]) recvMessage(s *sock) ([][]byte, error) {
 
 // flush sends backlogged messages until EAGAIN or the backlog is empty.
 func (l *Loop[C]) flush(s *sock) error {
-	s.sent, s.quiet = true, false
+	s.quiet = false
 	k := 0
 	for ; k < len(s.backlog); k++ {
 		err := sendFrames(s.z, s.backlog[k])

@@ -138,7 +138,7 @@ func (w *zmqPollerWaiter) wait(d time.Duration, wantIn, wantOut []bool) error {
 	return nil
 }
 
-// readable cannot tell without zmq_poll: every socket is serviced.
+// readable cannot tell without zmq_poll.
 func (*zmqPollerWaiter) readable([]bool) bool { return false }
 
 func (w *zmqPollerWaiter) notify() {
