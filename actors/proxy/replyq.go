@@ -83,15 +83,22 @@ func (q *replyQueue) answer(l trySender, routing [][]byte, req *envelope.Message
 	}
 }
 
+// orReplyTTL is expires, or DefaultReplyTTL from now for a caller without
+// a deadline (zero).
+func orReplyTTL(expires time.Time) time.Time {
+	if expires.IsZero() {
+		return time.Now().Add(DefaultReplyTTL)
+	}
+	return expires
+}
+
 // wait queues a reply for a caller whose pipe is full.
 func (q *replyQueue) wait(peer string, w []queuedReply, frames [][]byte, expires time.Time) {
 	if len(w) >= maxWaitingPerPeer {
 		q.drop(fmt.Errorf("%d replies already waiting for this caller", len(w)))
 		return
 	}
-	if expires.IsZero() {
-		expires = time.Now().Add(DefaultReplyTTL)
-	}
+	expires = orReplyTTL(expires)
 	if q.waiting == nil {
 		q.waiting = make(map[string][]queuedReply)
 	}

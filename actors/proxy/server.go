@@ -117,11 +117,7 @@ func (c *core) offer(l *poller.Loop[Cmd], srv Server, req *Request) (body []byte
 		}
 		// Bounded by when the caller stops waiting: a loop that takes no
 		// commands (a full send backlog) must not hold the server's Stop.
-		until := expiry(&req.Msg)
-		if until.IsZero() {
-			until = time.Now().Add(DefaultReplyTTL)
-		}
-		ctx, cancel := context.WithDeadline(context.Background(), until)
+		ctx, cancel := context.WithDeadline(context.Background(), orReplyTTL(expiry(&req.Msg)))
 		if err := c.p.handle.Submit(ctx, &settleCmd{req: req, body: body, o: o}); err != nil {
 			c.p.counters.SendFailed.Add(1) // the loop stopped, or is stuck: its callers time out
 		}
