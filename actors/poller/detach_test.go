@@ -2,7 +2,6 @@ package poller
 
 import (
 	"context"
-	"encoding/binary"
 	"fmt"
 	"runtime"
 	"sync/atomic"
@@ -68,8 +67,8 @@ func (d *detachServer) HandleTimer(*Loop[[][]byte], time.Time)      {}
 func (d *detachServer) Shutdown(*Loop[[][]byte], [][][]byte, error) {}
 
 // echoPayload is a round trip of payload through the client loop.
-func echoPayload(ctx context.Context, l *Loop[*payloadRequest], id uint64, payload string) error {
-	r := &payloadRequest{request: request{id: id, reply: make(chan []byte, 1)}, payload: payload}
+func echoPayload(ctx context.Context, l *Loop[*request], id uint64, payload string) error {
+	r := &request{id: id, payload: payload, reply: make(chan []byte, 1)}
 	if err := l.Submit(ctx, r); err != nil {
 		return err
 	}
@@ -99,8 +98,8 @@ func TestDetachableHandsTheLoopOff(t *testing.T) {
 			}
 			srv.handle.Store(sl)
 			defer func() { _ = sl.Stop() }()
-			cli := &payloadClient{endpoint: srv.bound}
-			cl, err := Start[*payloadRequest](zctx, cli, Options{Name: "client", Strategy: s})
+			cli := &echoClient{endpoint: srv.bound}
+			cl, err := Start[*request](zctx, cli, Options{Name: "client", Strategy: s})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -154,47 +153,5 @@ func waitFor(t *testing.T, ctx context.Context, what string, cond func() bool) {
 			t.Fatalf("waiting for %s: %v", what, ctx.Err())
 		}
 		runtime.Gosched()
-	}
-}
-
-// payloadRequest is a request of payloadClient: send payload with id.
-type payloadRequest struct {
-	request
-	payload string
-}
-
-// payloadClient is echoClient with a payload of the caller's choice.
-type payloadClient struct {
-	echoClient
-	endpoint string
-}
-
-func (c *payloadClient) Setup(l *Loop[*payloadRequest]) error {
-	c.pending = make(map[uint64]chan []byte)
-	_, z, err := l.NewSocket(zmq.DEALER, "client")
-	if err != nil {
-		return err
-	}
-	return z.Connect(c.endpoint)
-}
-func (c *payloadClient) HandleMessage(l *Loop[*payloadRequest], _ int, frames [][]byte) {
-	c.echoClient.HandleMessage(nil, 0, frames)
-}
-func (c *payloadClient) HandleCommand(l *Loop[*payloadRequest], r *payloadRequest) {
-	c.pending[r.id] = r.reply
-	var idb [8]byte
-	binary.BigEndian.PutUint64(idb[:], r.id)
-	if err := l.Send(0, idb[:], []byte(r.payload)); err != nil {
-		panic(err)
-	}
-}
-func (c *payloadClient) Deadline() time.Time                           { return time.Time{} }
-func (c *payloadClient) HandleTimer(*Loop[*payloadRequest], time.Time) {}
-func (c *payloadClient) Shutdown(_ *Loop[*payloadRequest], pending []*payloadRequest, _ error) {
-	for _, r := range pending {
-		close(r.reply)
-	}
-	for _, ch := range c.pending {
-		close(ch)
 	}
 }

@@ -83,10 +83,12 @@ func (e *echoServer) mustStart(t testing.TB, zctx *zmq.Context, s Strategy) *Loo
 	return l
 }
 
-// request is the client loop's command: send payload, answer on reply.
+// request is the client loop's command: send payload (the id in decimal
+// if empty), answer on reply.
 type request struct {
-	id    uint64
-	reply chan []byte
+	id      uint64
+	payload string
+	reply   chan []byte
 }
 
 // echoClient is a DEALER that correlates replies by an 8-byte id.
@@ -122,7 +124,11 @@ func (c *echoClient) HandleCommand(l *Loop[*request], r *request) {
 	c.pending[r.id] = r.reply
 	var idb [8]byte
 	binary.BigEndian.PutUint64(idb[:], r.id)
-	if err := l.Send(0, idb[:], []byte(fmt.Sprint(r.id))); err != nil {
+	payload := r.payload
+	if payload == "" {
+		payload = fmt.Sprint(r.id)
+	}
+	if err := l.Send(0, idb[:], []byte(payload)); err != nil {
 		panic(err)
 	}
 }
