@@ -190,7 +190,8 @@ type ProxyStats struct {
 	DirectCasts   uint64 // direct casts relayed
 	DirectDropped uint64 // direct casts no service process could take, dropped
 	Fanouts       uint64 // fanouts relayed (one per service process)
-	FanoutDropped uint64 // fanouts a service process could not take, dropped
+	FanoutDropped uint64 // fanouts for a service process that was gone, dropped
+	PushedBack    uint64 // direct casts and fanouts a service process's full pipe could not take at once: the port paused until it did
 	SendFailed    uint64 // answers libzmq refused (caller gone or not reading), dropped
 	MembersLost   uint64 // service processes dropped (silent, or their pipe vanished)
 	FailedLost    uint64 // requests relayed to a service process that was lost, answered SERVER_LOST
@@ -218,6 +219,7 @@ func (d *Daemon) Stats() ProxyStats {
 		st.DirectDropped += v.DirectDropped.Load()
 		st.Fanouts += v.Fanouts.Load()
 		st.FanoutDropped += v.FanoutDropped.Load()
+		st.PushedBack += v.Held.Load()
 		st.SendFailed += v.SendFailed.Load()
 		st.MembersLost += v.MembersLost.Load()
 		st.FailedLost += v.FailedLost.Load()

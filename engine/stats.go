@@ -44,7 +44,8 @@ type Stats struct {
 	FanoutsParked         uint64 // fanout messages that waited for a node's subscription
 	FanoutUnreached       uint64 // fanout messages a node never took (not subscribed in time, socket failed); reported to the caster
 	FanoutsRun            uint64 // fanout handlers run by this node's servers
-	FanoutDropped         uint64 // fanouts this node received that a server could not take (lane full), dropped
+	FanoutDropped         uint64 // fanouts this node received for a server that was stopping (or takes none), dropped
+	PushedBack            uint64 // direct casts and fanouts this node received that a full server lane could not take at once: the node stopped reading their socket until it did, so the senders waited
 	FanoutDeliveries      uint64 // fanouts this node handed to its servers' lanes (one per server)
 	FanoutsRefused        uint64 // fanouts a local server had no method for, dropped (logged with the method; one per server)
 	Notifications         uint64 // notifications sent (each once, whatever the number of pools)
@@ -110,6 +111,7 @@ func (p proxyStats) addStats(st *Stats) {
 	// The notify proxy has no direct-cast or fanout port: zero there.
 	st.DirectDropped += c.DirectDropped.Load()
 	st.FanoutDropped += c.FanoutDropped.Load()
+	st.PushedBack += c.Held.Load()
 	st.FanoutDeliveries += c.Fanouts.Load()
 }
 

@@ -48,6 +48,7 @@ type broker struct {
 	held     *heldCast
 	heldAt   time.Time
 	heldWait time.Duration
+	heldFan  *heldFanout // a fanout some members' full pipes refused (see fanout)
 }
 
 // Setup binds the public sockets (again, on a restart: to the ports the
@@ -272,6 +273,7 @@ func (r *broker) direct(l *poller.Loop[BrokerCmd], frames [][]byte) {
 		return
 	}
 	if !r.relayDirect(l, &h) {
+		r.b.counters.Held.Add(1)
 		r.held, r.heldWait = &h, heldFirst
 		r.heldAt = time.Now().Add(r.heldWait)
 		l.SetPaused(r.castSock, true)
@@ -337,7 +339,11 @@ func (r *broker) retryHeld(l *poller.Loop[BrokerCmd], now time.Time) {
 }
 
 // fanout relays a fanout from the XSUB to every member serving its topic,
-// once per member (the member hands it to each of its servers).
+// once per member (the member hands it to each of its servers). A member
+// whose pipe is full pushes back like a direct cast's: the fanout is held
+// for the members that could not take it and the XSUB paused until they
+// do (see retryFanout), so the publishers' high-water marks stop the
+// casters. Only a member that is gone loses it (counted).
 func (r *broker) fanout(l *poller.Loop[BrokerCmd], frames [][]byte) {
 	var m envelope.Message
 	if !decodeBody(&r.b.counters, frames, 2, envelope.KindFanout, &m) {
@@ -350,29 +356,77 @@ func (r *broker) fanout(l *poller.Loop[BrokerCmd], frames [][]byte) {
 		r.fanoutDropped(m.Topic, "no service process serves its topic", nil)
 		return
 	}
-	var sent, lost []*bMember
+	var to []*bMember
 next:
 	for _, e := range rt.entries {
-		for _, s := range sent {
+		for _, s := range to {
 			if s == e.m {
 				continue next
 			}
 		}
-		sent = append(sent, e.m)
-		err := l.TrySend(r.back, []byte(e.m.id), frames[1])
+		to = append(to, e.m)
+	}
+	if full := r.relayFanout(l, m.Topic, frames[1], to); len(full) > 0 {
+		r.b.counters.Held.Add(1)
+		r.heldFan = &heldFanout{topic: m.Topic, body: frames[1], to: full, wait: heldFirst}
+		r.heldFan.at = time.Now().Add(heldFirst)
+		l.SetPaused(r.fanSock, true)
+	}
+}
+
+// heldFanout is a fanout waiting for room in some members' pipes.
+type heldFanout struct {
+	topic string
+	body  []byte
+	to    []*bMember // the members still to take it
+	at    time.Time  // its next try
+	wait  time.Duration
+}
+
+// relayFanout sends body to each member of to and returns those whose
+// pipe was full (to's array is reused). A member whose pipe is gone is
+// lost; it and one that is no longer attached lose the fanout (counted).
+func (r *broker) relayFanout(l *poller.Loop[BrokerCmd], topic string, body []byte, to []*bMember) []*bMember {
+	full := to[:0]
+	var lost []*bMember
+	for _, m := range to {
+		if r.members[m.id] != m {
+			r.fanoutDropped(topic, "its service process is gone", nil)
+			continue
+		}
+		err := l.TrySend(r.back, []byte(m.id), body)
 		switch {
 		case err == nil:
 			r.b.counters.Fanouts.Add(1)
+		case errors.Is(err, poller.ErrWouldBlock):
+			full = append(full, m)
 		case unreachable(err):
-			lost = append(lost, e.m)
+			lost = append(lost, m)
 		default:
-			r.fanoutDropped(m.Topic, "a service process could not take it", err)
+			r.fanoutDropped(topic, "a service process could not take it", err)
 		}
 	}
 	for _, m := range lost {
 		r.b.counters.FanoutDropped.Add(1)
 		r.lose(l, m.id, "its pipe vanished")
 	}
+	return full
+}
+
+// retryFanout offers the held fanout again to the members that could not
+// take it, and resumes the XSUB once all have (or are gone).
+func (r *broker) retryFanout(l *poller.Loop[BrokerCmd], now time.Time) {
+	h := r.heldFan
+	if h == nil {
+		return
+	}
+	if h.to = r.relayFanout(l, h.topic, h.body, h.to); len(h.to) > 0 {
+		h.wait = min(2*h.wait, heldMax)
+		h.at = now.Add(h.wait)
+		return
+	}
+	r.heldFan = nil
+	l.SetPaused(r.fanSock, false)
 }
 
 // fanoutDropped counts and logs (at powers of two) a fanout not relayed.
@@ -414,6 +468,9 @@ func (r *broker) Deadline() time.Time {
 	if r.held != nil {
 		d = sooner(r.heldAt, d)
 	}
+	if r.heldFan != nil {
+		d = sooner(r.heldFan.at, d)
+	}
 	return d
 }
 
@@ -423,6 +480,9 @@ func (r *broker) HandleTimer(l *poller.Loop[BrokerCmd], now time.Time) {
 	r.rq.retry(l, now)
 	if r.held != nil && !now.Before(r.heldAt) {
 		r.retryHeld(l, now)
+	}
+	if r.heldFan != nil && !now.Before(r.heldFan.at) {
+		r.retryFanout(l, now)
 	}
 	if !now.Before(r.nextSweep) {
 		r.nextSweep = now.Add(sweepEvery)
@@ -457,13 +517,17 @@ func (r *broker) sweepInflight(l *poller.Loop[BrokerCmd], now time.Time) {
 	r.b.nInflight.Store(int64(len(r.b.inflight)))
 }
 
-// Shutdown counts what could not be delivered (the held direct cast too). On a stop (cause nil) the
+// Shutdown counts what could not be delivered (the held direct cast and
+// fanout too). On a stop (cause nil) the
 // Drain callers are released; on a restart they keep waiting for the next
 // loop, which keeps draining.
 func (r *broker) Shutdown(_ *poller.Loop[BrokerCmd], pending []BrokerCmd, cause error) {
 	r.b.counters.SendFailed.Add(uint64(r.rq.n))
 	if r.held != nil {
 		r.b.counters.DirectDropped.Add(1)
+	}
+	if r.heldFan != nil {
+		r.b.counters.FanoutDropped.Add(uint64(len(r.heldFan.to)))
 	}
 	for _, c := range pending {
 		if d, ok := c.(*drainCmd); ok {

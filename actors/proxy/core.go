@@ -21,13 +21,9 @@ type core struct {
 	// Hooks.DropAck is set (chosen by init, once per loop).
 	sendAck func(l *poller.Loop[Cmd], frames [][]byte, expires time.Time, id envelope.ID)
 
-	// A direct cast no lane could take yet (see hold): its socket is
-	// paused until a lane takes it.
-	held      *Request
-	heldSock  int
-	heldRetry time.Time
-	wake      func()      // wakeHeld, made once
-	room      atomic.Bool // set by wake: retry the held cast
+	held []held      // messages full lanes could not take yet (see hold)
+	wake func()      // wakeHeld, made once
+	room atomic.Bool // set by wake: retry the held cast
 }
 
 // init sets c up for p's loop; c must not move afterwards.
@@ -152,7 +148,8 @@ func (c *core) answer(l *poller.Loop[Cmd], routing [][]byte, m *envelope.Message
 func (c *core) direct(l *poller.Loop[Cmd], sock int, m *envelope.Message) {
 	req := &Request{Msg: *m}
 	if srv := c.offerDirect(req); srv != nil {
-		c.hold(l, sock, req, srv)
+		c.p.counters.Held.Add(1)
+		c.hold(l, sock, req, nil, srv)
 	}
 }
 
@@ -190,47 +187,70 @@ type DirectWaiter interface {
 	WhenDirectRoom(wake func())
 }
 
-// heldRetry is how often a held direct cast is offered again without a
-// wake (a server that is not a DirectWaiter, or a wake that was lost).
+// heldRetry is how often a held message is offered again without a wake
+// (a server that is not a DirectWaiter, or a wake that was lost).
 const heldRetry = 50 * time.Millisecond
 
-// hold keeps req, which srv's full lane refused, pauses sock until a lane
-// takes it, and asks srv for a wake.
-func (c *core) hold(l *poller.Loop[Cmd], sock int, req *Request, srv DirectServer) {
-	c.held, c.heldSock, c.heldRetry = req, sock, time.Now().Add(heldRetry)
+// held is a direct cast no lane could take yet, or a fanout that the
+// servers in to could not: sock, the socket it came from, is paused until
+// they take it. At most one per socket.
+type held struct {
+	req   *Request
+	to    []DirectServer // a fanout's servers still to take it; nil: a direct cast
+	sock  int
+	retry time.Time
+}
+
+// hold keeps req (to: a fanout's servers whose lanes were full; nil: a
+// direct cast srv's lane refused), pauses sock until it is taken, and
+// asks srv for a wake.
+func (c *core) hold(l *poller.Loop[Cmd], sock int, req *Request, to []DirectServer, srv DirectServer) {
+	c.held = append(c.held, held{req: req, to: to, sock: sock, retry: time.Now().Add(heldRetry)})
 	l.SetPaused(sock, true)
 	if w, ok := srv.(DirectWaiter); ok {
 		w.WhenDirectRoom(c.wake)
 	}
 }
 
-// retryHeld offers the held direct cast again, and resumes its socket once
-// it is taken (or dropped: its server is gone).
+// retryHeld offers every held message again, and resumes the socket of
+// each one taken (or dropped: its servers are gone).
 func (c *core) retryHeld(l *poller.Loop[Cmd]) {
 	c.room.Store(false)
-	req := c.held
-	if req == nil {
-		return
-	}
+	holds := c.held
 	c.held = nil
-	if srv := c.offerDirect(req); srv != nil {
-		c.hold(l, c.heldSock, req, srv)
-		return
+	for _, h := range holds {
+		switch {
+		case h.to != nil:
+			srvs := make([]Server, len(h.to))
+			for i, s := range h.to {
+				srvs[i] = s
+			}
+			if full := c.offerFanout(h.req, srvs, h.to[:0]); len(full) > 0 {
+				c.hold(l, h.sock, h.req, full, full[0])
+				continue
+			}
+		default:
+			if srv := c.offerDirect(h.req); srv != nil {
+				c.hold(l, h.sock, h.req, nil, srv)
+				continue
+			}
+		}
+		l.SetPaused(h.sock, false)
 	}
-	l.SetPaused(c.heldSock, false)
 }
 
-// heldDeadline is when the held direct cast is retried without a wake.
+// heldDeadline is when the held messages are retried without a wake.
 func (c *core) heldDeadline() time.Time {
-	if c.held == nil {
-		return time.Time{}
+	var d time.Time
+	for _, h := range c.held {
+		d = sooner(d, h.retry)
 	}
-	return c.heldRetry
+	return d
 }
 
-// heldTimer retries the held direct cast once its deadline has passed.
+// heldTimer retries the held messages once a deadline has passed.
 func (c *core) heldTimer(l *poller.Loop[Cmd], now time.Time) {
-	if c.held != nil && !now.Before(c.heldRetry) {
+	if d := c.heldDeadline(); !d.IsZero() && !now.Before(d) {
 		c.retryHeld(l)
 	}
 }
@@ -278,16 +298,20 @@ func (c *core) command(l *poller.Loop[Cmd], cmd Cmd) bool {
 	return true
 }
 
-// shutdown drops the held direct cast (counted), hands libzmq the replies
+// shutdown drops the held direct cast or fanout (counted), hands libzmq the replies
 // submitted before the stop (the socket's linger then flushes them) and
 // drops, counted, those still waiting for a full caller pipe: their callers are failed by their own Transport
 // (timeout, or ErrClosed when it is the same one). Route changes are made
 // (the routes outlive the loop); other commands fail with ErrStopped.
 func (c *core) shutdown(l *poller.Loop[Cmd], pending []Cmd, cause error) {
-	if c.held != nil {
-		c.held = nil
-		c.p.counters.DirectDropped.Add(1)
+	for _, h := range c.held {
+		if h.to != nil {
+			c.p.counters.FanoutDropped.Add(uint64(len(h.to)))
+		} else {
+			c.p.counters.DirectDropped.Add(1)
+		}
 	}
+	c.held = nil
 	n := c.rq.n
 	for _, cmd := range pending {
 		switch cmd := cmd.(type) {

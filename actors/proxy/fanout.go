@@ -106,19 +106,45 @@ func (h *public) subscribe(l *poller.Loop[Cmd], key directory.Key, on bool) erro
 	return l.Send(h.fanSock, subFrame(key, on))
 }
 
-// deliverFanout hands a decoded fanout (from the XSUB, or relayed by the
-// daemon) to every local server of its topic, each in its own in-order
-// lane.
-func (c *core) deliverFanout(m *envelope.Message) {
+// deliverFanout hands a decoded fanout (from socket sock: the XSUB, or the
+// member's DEALER to the daemon) to every local server of its topic, each
+// in its own in-order lane. A full lane pushes back like a direct cast's
+// (see hold): the fanout is held for the servers that could not take it
+// and sock is paused until they do. Only a server that is stopping, or
+// that takes no fanouts, loses it (counted).
+func (c *core) deliverFanout(l *poller.Loop[Cmd], sock int, m *envelope.Message) {
 	req := &Request{Msg: *m}
-	for _, srv := range c.p.routes.All(directory.Key{Exchange: m.Exchange, Topic: m.Topic}) {
+	if full := c.offerFanout(req, c.p.routes.All(directory.Key{Exchange: m.Exchange, Topic: m.Topic}), nil); len(full) > 0 {
+		c.p.counters.Held.Add(1)
+		c.hold(l, sock, req, full, full[0])
+	}
+}
+
+// offerFanout offers req to each of srvs and appends to full, which it
+// returns, those whose lane is full.
+func (c *core) offerFanout(req *Request, srvs []Server, full []DirectServer) []DirectServer {
+	for _, srv := range srvs {
 		ds, ok := srv.(DirectServer)
-		if ok && ds.OfferDirect(req) == Accepted {
+		o := Stopping
+		if ok {
+			o = ds.OfferDirect(req)
+		}
+		switch o {
+		case Accepted:
 			c.p.counters.Fanouts.Add(1)
-			continue
+		case Full:
+			full = append(full, ds)
+		default:
+			c.fanoutDropped(req, srv.Name())
 		}
-		if n := c.p.counters.FanoutDropped.Add(1); n&(n-1) == 0 {
-			c.p.log.Warn("fanout dropped: a server could not take it", "topic", m.Topic, "server", srv.Name(), "dropped_total", n)
-		}
+	}
+	return full
+}
+
+// fanoutDropped counts (and logs at powers of two) a fanout that srv,
+// stopping or gone, did not take.
+func (c *core) fanoutDropped(req *Request, srv string) {
+	if n := c.p.counters.FanoutDropped.Add(1); n&(n-1) == 0 {
+		c.p.log.Warn("fanout dropped: its server is stopping", "topic", req.Msg.Topic, "server", srv, "dropped_total", n)
 	}
 }

@@ -218,7 +218,7 @@ func (h *member) control(l *poller.Loop[Cmd], body []byte) {
 	case envelope.KindCast:
 		h.direct(l, 0, &m)
 	case envelope.KindFanout:
-		h.deliverFanout(&m)
+		h.deliverFanout(l, 0, &m)
 	case envelope.KindPing:
 		// The daemon checking that this member is still there.
 	case envelope.KindAck:

@@ -55,7 +55,7 @@ func (h *public) HandleMessage(l *poller.Loop[Cmd], sock int, frames [][]byte) {
 	case h.fanSock:
 		var m envelope.Message
 		if decodeBody(&h.p.counters, frames, 2, envelope.KindFanout, &m) {
-			h.deliverFanout(&m)
+			h.deliverFanout(l, sock, &m)
 		}
 	default:
 		h.hs.Handle(sock, frames)

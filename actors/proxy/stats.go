@@ -21,7 +21,8 @@ type Counters struct {
 	DirectCasts   atomic.Uint64 // direct casts handed to a server
 	DirectDropped atomic.Uint64 // direct casts no server could take (full, or none), dropped
 	Fanouts       atomic.Uint64 // fanout deliveries handed to local servers (one per server)
-	FanoutDropped atomic.Uint64 // fanout deliveries a local server could not take (lane full), dropped
+	FanoutDropped atomic.Uint64 // fanout deliveries a local server (or, in a daemon, a service process) that is gone could not take, dropped
+	Held          atomic.Uint64 // direct casts and fanouts a full lane (or member pipe) could not take at once: their socket paused until it did (push back)
 	AcksDropped   atomic.Uint64 // ACKs dropped by the test hook (Hooks.DropAck)
 	SendFailed    atomic.Uint64 // replies libzmq refused (the caller is gone, or its pipe is full: it does not read), dropped
 	QuickRuns     atomic.Uint64 // requests whose quick handler ran on the loop (QuickServer)
@@ -65,6 +66,7 @@ func (c *Counters) Snapshot() map[string]uint64 {
 		"direct_dropped":   c.DirectDropped.Load(),
 		"fanouts":          c.Fanouts.Load(),
 		"fanout_dropped":   c.FanoutDropped.Load(),
+		"held":             c.Held.Load(),
 		"send_failed":      c.SendFailed.Load(),
 		"quick_runs":       c.QuickRuns.Load(),
 		"quick_overran":    c.QuickOverran.Load(),

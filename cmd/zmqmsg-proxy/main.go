@@ -256,7 +256,7 @@ func reloadAllowed(log *slog.Logger, p *zmqmsg.Proxy, file string) {
 func logStats(log *slog.Logger, msg string, st zmqmsg.ProxyStats) {
 	log.Info(msg, "members", st.Members, "listeners", st.Listeners, "relayed", st.Relayed, "replies", st.Replies,
 		"no_servers", st.NoServers, "overloaded", st.Overloaded, "malformed", st.Malformed, "wrong_kind", st.WrongKind,
-		"direct", st.DirectCasts, "direct_dropped", st.DirectDropped, "fanouts", st.Fanouts, "fanout_dropped", st.FanoutDropped,
+		"direct", st.DirectCasts, "direct_dropped", st.DirectDropped, "fanouts", st.Fanouts, "fanout_dropped", st.FanoutDropped, "held", st.PushedBack,
 		"send_failed", st.SendFailed, "members_lost", st.MembersLost, "conflicts", st.Conflicts, "refused_draining", st.Refused,
 		"handshake_failures", st.HandshakeFailures, "auth_allowed", st.AuthAllowed, "auth_denied", st.AuthDenied)
 }

@@ -71,12 +71,10 @@ counts what the servers got, "expected" is what they should have got (per
 server for fanout, per pool for notify), "lost" the difference after
 waiting up to --drain for stragglers.
 
-Lost messages are accounted for by where they were dropped: fanouts have
-no flow control, so a sender faster than a server overflows the node proxy
-daemon's pipe to the server's process, or the server's lane. Direct casts
-push back instead (a full lane or pipe stops the hop before it reading,
-and the sender's Cast waits, bounded by --timeout): they are dropped only
-where no server is left for them. Before and after the run the client also reads the counters
+Lost messages are accounted for by where they were dropped. Direct casts
+and fanouts push back (a full lane or pipe stops the hop before it
+reading, and the sender's Cast or Fanout waits, bounded by --timeout):
+they are dropped only where no server is left for them. Before and after the run the client also reads the counters
 of each node proxy daemon of the servers (over its call port) and reports
 what each hop dropped of the pattern's messages: "dropped at" (JSON
 "dropped_at": {hop: {counter: n}}), the daemons ("daemon NODE":
@@ -741,10 +739,12 @@ func (c *cli) printDrops(r benchResult, lost string) {
 		if r.Unexplained != nil {
 			unexplained = strconv.FormatInt(*r.Unexplained, 10)
 		}
-		if r.Pattern == "direct" {
-			fmt.Fprintf(c.stdout, "lost %s, dropped at (a direct cast only where no server is left for it):\n", lost)
-		} else if _, oneWay := droppedCounters[r.Pattern]; oneWay {
-			fmt.Fprintf(c.stdout, "lost %s, dropped at (%s has no flow control):\n", lost, r.Pattern)
+		if _, oneWay := droppedCounters[r.Pattern]; oneWay {
+			what := map[string]string{"direct": "direct cast"}[r.Pattern]
+			if what == "" {
+				what = r.Pattern
+			}
+			fmt.Fprintf(c.stdout, "lost %s, dropped at (a %s only where no server is left for it):\n", lost, what)
 		} else {
 			fmt.Fprintf(c.stdout, "lost %s, dropped at (no hop drops a %s unanswered):\n", lost, r.Pattern)
 		}
