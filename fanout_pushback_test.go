@@ -93,3 +93,54 @@ func TestProxyDaemonFanoutPushesBack(t *testing.T) {
 		t.Errorf("the member never held a fanout: %+v", st)
 	}
 }
+
+// A server whose lane is full and whose handler runs until Stop cancels it
+// does not wedge its node: a fanout held for it is dropped for it alone
+// (counted) once it stops, and the other server of the node, held up
+// behind it, gets every fanout in order.
+func TestFanoutHeldForStoppingServerIsDropped(t *testing.T) {
+	dir := newDir(t)
+	srvNode := newNode(t, dir, func(c *Config) { c.ServerQueue = 4 })
+	stuck := serve(t, srvNode, Target{Topic: "fanstop", Server: "a"}, Endpoints{
+		"seq": Method(func(ctx context.Context, i int) (struct{}, error) {
+			<-ctx.Done() // until Stop gives up on it and cancels
+			return struct{}{}, nil
+		}),
+	})
+	const n = 100
+	ran := make(chan int, n)
+	serve(t, srvNode, Target{Topic: "fanstop", Server: "b"}, Endpoints{
+		"seq": Method(func(ctx context.Context, i int) (struct{}, error) {
+			ran <- i
+			return struct{}{}, nil
+		}),
+	})
+	c := newNode(t, dir).Client(Target{Topic: "fanstop", Fanout: true})
+	ctx := testCtx(t, 30*time.Second)
+	for i := 0; i < n; i++ {
+		if err := c.Cast(ctx, "seq", i); err != nil {
+			t.Fatalf("fanout %d: %v", i, err)
+		}
+	}
+	testutil.WaitFor(t, 10*time.Second, "a's full lane to hold a fanout", func() bool { return srvNode.Stats().PushedBack > 0 })
+	sctx, cancel := context.WithTimeout(ctx, 100*time.Millisecond)
+	defer cancel()
+	if err := stuck.Stop(sctx); err == nil {
+		t.Error("Stop returned nil with a handler still running at its deadline")
+	}
+	for want := 0; want < n; want++ {
+		select {
+		case i := <-ran:
+			if i != want {
+				t.Fatalf("server b ran fanout %d where %d was due", i, want)
+			}
+		case <-ctx.Done():
+			t.Fatalf("server b ran only %d of %d fanouts: the node stopped reading (%+v)", want, n, srvNode.Stats())
+		}
+	}
+	// Every fanout reached b, a or a counter: a got some (its lane filled
+	// before the stop), and none is unaccounted for.
+	if st := srvNode.Stats(); st.FanoutDeliveries < n+1 || st.FanoutDeliveries+st.FanoutDropped > 2*n {
+		t.Errorf("deliveries %d, dropped %d: want at least %d and at most %d in all", st.FanoutDeliveries, st.FanoutDropped, n+1, 2*n)
+	}
+}
