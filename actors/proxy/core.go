@@ -221,11 +221,7 @@ func (c *core) retryHeld(l *poller.Loop[Cmd]) {
 	for _, h := range holds {
 		switch {
 		case h.to != nil:
-			srvs := make([]Server, len(h.to))
-			for i, s := range h.to {
-				srvs[i] = s
-			}
-			if full := c.offerFanout(h.req, srvs, h.to[:0]); len(full) > 0 {
+			if full := offerFanout(c, h.req, h.to, h.to[:0]); len(full) > 0 {
 				c.hold(l, h.sock, h.req, full, full[0])
 				continue
 			}

@@ -114,17 +114,18 @@ func (h *public) subscribe(l *poller.Loop[Cmd], key directory.Key, on bool) erro
 // that takes no fanouts, loses it (counted).
 func (c *core) deliverFanout(l *poller.Loop[Cmd], sock int, m *envelope.Message) {
 	req := &Request{Msg: *m}
-	if full := c.offerFanout(req, c.p.routes.All(directory.Key{Exchange: m.Exchange, Topic: m.Topic}), nil); len(full) > 0 {
+	if full := offerFanout(c, req, c.p.routes.All(directory.Key{Exchange: m.Exchange, Topic: m.Topic}), nil); len(full) > 0 {
 		c.p.counters.Held.Add(1)
 		c.hold(l, sock, req, full, full[0])
 	}
 }
 
-// offerFanout offers req to each of srvs and appends to full, which it
-// returns, those whose lane is full.
-func (c *core) offerFanout(req *Request, srvs []Server, full []DirectServer) []DirectServer {
+// offerFanout offers req to each of srvs (a topic's routes, or a held
+// fanout's servers) and appends to full, which it returns, those whose
+// lane is full.
+func offerFanout[S Server](c *core, req *Request, srvs []S, full []DirectServer) []DirectServer {
 	for _, srv := range srvs {
-		ds, ok := srv.(DirectServer)
+		ds, ok := any(srv).(DirectServer)
 		o := Stopping
 		if ok {
 			o = ds.OfferDirect(req)
@@ -142,9 +143,9 @@ func (c *core) offerFanout(req *Request, srvs []Server, full []DirectServer) []D
 }
 
 // fanoutDropped counts (and logs at powers of two) a fanout that srv,
-// stopping or gone, did not take.
+// stopping or taking no fanouts, did not take.
 func (c *core) fanoutDropped(req *Request, srv string) {
 	if n := c.p.counters.FanoutDropped.Add(1); n&(n-1) == 0 {
-		c.p.log.Warn("fanout dropped: its server is stopping", "topic", req.Msg.Topic, "server", srv, "dropped_total", n)
+		c.p.log.Warn("fanout dropped: its server is stopping or takes no fanouts", "topic", req.Msg.Topic, "server", srv, "dropped_total", n)
 	}
 }

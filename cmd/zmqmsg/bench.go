@@ -740,9 +740,9 @@ func (c *cli) printDrops(r benchResult, lost string) {
 			unexplained = strconv.FormatInt(*r.Unexplained, 10)
 		}
 		if _, oneWay := droppedCounters[r.Pattern]; oneWay {
-			what := map[string]string{"direct": "direct cast"}[r.Pattern]
-			if what == "" {
-				what = r.Pattern
+			what := r.Pattern
+			if what == "direct" {
+				what = "direct cast"
 			}
 			fmt.Fprintf(c.stdout, "lost %s, dropped at (a %s only where no server is left for it):\n", lost, what)
 		} else {
