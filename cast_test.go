@@ -314,16 +314,7 @@ func TestDirectCastInOrder(t *testing.T) {
 			t.Fatalf("direct cast %d: %v", i, err)
 		}
 	}
-	for want := 0; want < n; want++ {
-		select {
-		case i := <-got:
-			if i != want {
-				t.Fatalf("direct cast %d arrived where %d was due", i, want)
-			}
-		case <-ctx.Done():
-			t.Fatalf("only %d of %d direct casts arrived", want, n)
-		}
-	}
+	inOrder(t, ctx, got, 0, n, "direct cast", func() string { return "" })
 	if st := serverNode.Stats(); st.DirectCastsRun != n || st.DirectDropped != 0 {
 		t.Fatalf("server ran %d direct casts, dropped %d; want %d, 0", st.DirectCastsRun, st.DirectDropped, n)
 	}
@@ -359,16 +350,7 @@ func TestDirectCastDropsAreCounted(t *testing.T) {
 	}
 	<-entered // cast 0 runs (and blocks); the rest are queued, or wait
 	close(release)
-	for want := 1; want < n; want++ {
-		select {
-		case i := <-entered:
-			if i != want {
-				t.Fatalf("direct cast %d ran where %d was due", i, want)
-			}
-		case <-ctx.Done():
-			t.Fatalf("only %d of %d direct casts ran", want, n)
-		}
-	}
+	inOrder(t, ctx, entered, 1, n, "direct cast", func() string { return "" })
 	if st := serverNode.Stats(); st.DirectCastsRun != n || st.DirectDropped != 0 {
 		t.Fatalf("server ran %d direct casts and dropped %d; want %d and 0", st.DirectCastsRun, st.DirectDropped, n)
 	}

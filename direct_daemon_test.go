@@ -2,6 +2,7 @@ package zmqmsg
 
 import (
 	"context"
+	"fmt"
 	"path/filepath"
 	"testing"
 	"time"
@@ -44,16 +45,7 @@ func TestProxyDaemonDirectCastBurstDropsNothing(t *testing.T) {
 		return d.Stats().DirectCasts >= 100
 	})
 	close(release)
-	for want := 0; want < n; want++ {
-		select {
-		case i := <-ran:
-			if i != want {
-				t.Fatalf("direct cast %d ran where %d was due", i, want)
-			}
-		case <-ctx.Done():
-			t.Fatalf("only %d of %d direct casts ran (daemon %+v)", want, n, d.Stats())
-		}
-	}
+	inOrder(t, ctx, ran, 0, n, "direct cast", func() string { return fmt.Sprintf("(daemon %+v)", d.Stats()) })
 	if st, ds := srvNode.Stats(), d.Stats(); st.DirectDropped != 0 || ds.DirectDropped != 0 || ds.DirectCasts != n || st.DirectCastsRun != n {
 		t.Fatalf("member dropped %d and ran %d, daemon dropped %d and relayed %d; want 0, %d, 0, %d",
 			st.DirectDropped, st.DirectCastsRun, ds.DirectDropped, ds.DirectCasts, n, n)

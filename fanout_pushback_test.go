@@ -2,6 +2,7 @@ package zmqmsg
 
 import (
 	"context"
+	"fmt"
 	"path/filepath"
 	"testing"
 	"time"
@@ -45,16 +46,7 @@ func fanoutPushback(t *testing.T, caster, srvNode *Transport, n int, held func()
 	testutil.WaitFor(t, 30*time.Second, "a full lane to hold a fanout", func() bool { return held() > 0 })
 	close(release)
 	for _, name := range []string{"a", "b"} {
-		for want := 0; want < n; want++ {
-			select {
-			case i := <-ran[name]:
-				if i != want {
-					t.Fatalf("server %s ran fanout %d where %d was due", name, i, want)
-				}
-			case <-ctx.Done():
-				t.Fatalf("server %s ran only %d of %d fanouts (dropped %d)", name, want, n, dropped())
-			}
-		}
+		inOrder(t, ctx, ran[name], 0, n, "server "+name+": fanout", func() string { return fmt.Sprintf("(dropped %d)", dropped()) })
 	}
 	if err := <-sent; err != nil {
 		t.Fatalf("fanout: %v", err)
@@ -128,19 +120,26 @@ func TestFanoutHeldForStoppingServerIsDropped(t *testing.T) {
 	if err := stuck.Stop(sctx); err == nil {
 		t.Error("Stop returned nil with a handler still running at its deadline")
 	}
-	for want := 0; want < n; want++ {
-		select {
-		case i := <-ran:
-			if i != want {
-				t.Fatalf("server b ran fanout %d where %d was due", i, want)
-			}
-		case <-ctx.Done():
-			t.Fatalf("server b ran only %d of %d fanouts: the node stopped reading (%+v)", want, n, srvNode.Stats())
-		}
-	}
+	inOrder(t, ctx, ran, 0, n, "server b: fanout", func() string { return fmt.Sprintf("(the node stopped reading? %+v)", srvNode.Stats()) })
 	// Every fanout reached b, a or a counter: a got some (its lane filled
 	// before the stop), and none is unaccounted for.
 	if st := srvNode.Stats(); st.FanoutDeliveries < n+1 || st.FanoutDeliveries+st.FanoutDropped > 2*n {
 		t.Errorf("deliveries %d, dropped %d: want at least %d and at most %d in all", st.FanoutDeliveries, st.FanoutDropped, n+1, 2*n)
+	}
+}
+
+// inOrder receives from, from+1, ... n-1 from ch, in that order, and fails
+// the test at a number out of order or when ctx ends (saying state()).
+func inOrder(t *testing.T, ctx context.Context, ch <-chan int, from, n int, what string, state func() string) {
+	t.Helper()
+	for want := from; want < n; want++ {
+		select {
+		case i := <-ch:
+			if i != want {
+				t.Fatalf("%s %d ran where %d was due", what, i, want)
+			}
+		case <-ctx.Done():
+			t.Fatalf("only %d of %d: %s %s", want, n, what, state())
+		}
 	}
 }
