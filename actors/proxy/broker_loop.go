@@ -43,12 +43,9 @@ type broker struct {
 	nextSweep  time.Time
 	probeUntil time.Time // after a member connection dropped: probe the members at each sweep until then
 
-	// A direct cast whose member's pipe was full: the PULL is paused until
-	// it is relayed, retried at heldAt (see direct).
-	held     *heldCast
-	heldAt   time.Time
-	heldWait time.Duration
-	heldFan  *heldFanout // a fanout some members' full pipes refused (see fanout)
+	// What members' full pipes refused: at most one message per socket,
+	// which stays paused until it is relayed (see hold).
+	held []bHeld
 }
 
 // Setup binds the public sockets (again, on a restart: to the ports the
@@ -268,43 +265,81 @@ func unreachable(err error) bool {
 // pipe takes it (see retryHeld), so libzmq's high-water marks stop the
 // sender. Only a cast no member is there for is dropped (counted).
 func (r *broker) direct(l *poller.Loop[BrokerCmd], frames [][]byte) {
-	h := heldCast{body: frames[0]}
+	h := bHeld{sock: r.castSock, body: frames[0]}
 	if !decodeBody(&r.b.counters, frames, 1, envelope.KindCast, &h.m) {
 		return
 	}
-	if !r.relayDirect(l, &h) {
-		r.b.counters.Held.Add(1)
-		r.held, r.heldWait = &h, heldFirst
-		r.heldAt = time.Now().Add(r.heldWait)
-		l.SetPaused(r.castSock, true)
+	if !r.relayDirect(l, &h.m, h.body) {
+		r.hold(l, h)
 	}
 }
 
-// heldCast is a direct cast waiting for room in its member's pipe.
-type heldCast struct {
+// bHeld is a direct cast (to == nil) or a fanout (to: the members still to
+// take it) waiting for room in members' pipes. The socket it came from is
+// paused meanwhile.
+type bHeld struct {
+	sock int // PULL or XSUB
 	m    envelope.Message
 	body []byte
+	to   []*bMember
+	at   time.Time // its next try
+	wait time.Duration
 }
 
-// The held direct cast is offered again after heldFirst, then after twice
-// as long each time up to heldMax: a member's pipe gets room as the member
+// A held message is offered again after heldFirst, then after twice as
+// long each time up to heldMax: a member's pipe gets room as the member
 // reads, and libzmq says so to nobody who is not sending.
 const (
 	heldFirst = time.Millisecond
 	heldMax   = 16 * time.Millisecond
 )
 
-// relayDirect sends h to a member serving its target; false: that
-// member's pipe is full. A cast no member can take is dropped and counted.
-func (r *broker) relayDirect(l *poller.Loop[BrokerCmd], h *heldCast) bool {
-	m := &h.m
+// hold keeps h and pauses its socket until h is relayed.
+func (r *broker) hold(l *poller.Loop[BrokerCmd], h bHeld) {
+	r.b.counters.Held.Add(1)
+	h.wait = heldFirst
+	h.at = time.Now().Add(heldFirst)
+	r.held = append(r.held, h)
+	l.SetPaused(h.sock, true)
+}
+
+// retryHeld offers each held message whose time has come again, and
+// resumes its socket once it is relayed (or dropped: nobody is left for
+// it).
+func (r *broker) retryHeld(l *poller.Loop[BrokerCmd], now time.Time) {
+	kept := r.held[:0]
+	for _, h := range r.held {
+		if !now.Before(h.at) {
+			done := false
+			if h.to == nil {
+				done = r.relayDirect(l, &h.m, h.body)
+			} else {
+				h.to = r.relayFanout(l, h.m.Topic, h.body, h.to)
+				done = len(h.to) == 0
+			}
+			if done {
+				l.SetPaused(h.sock, false)
+				continue
+			}
+			h.wait = min(2*h.wait, heldMax)
+			h.at = now.Add(h.wait)
+		}
+		kept = append(kept, h)
+	}
+	r.held = kept
+}
+
+// relayDirect sends a direct cast (m, its body) to a member serving its
+// target; false: that member's pipe is full. A cast no member can take is
+// dropped and counted.
+func (r *broker) relayDirect(l *poller.Loop[BrokerCmd], m *envelope.Message, body []byte) bool {
 	key := directory.Key{Exchange: m.Exchange, Topic: m.Topic}
 	for attempt := 0; attempt < maxPicks; attempt++ {
 		e, ok := r.pick(key, m.Server)
 		if !ok {
 			break
 		}
-		err := l.TrySend(r.back, []byte(e.m.id), h.body)
+		err := l.TrySend(r.back, []byte(e.m.id), body)
 		if err == nil {
 			r.b.counters.DirectCasts.Add(1)
 			return true
@@ -323,26 +358,11 @@ func (r *broker) relayDirect(l *poller.Loop[BrokerCmd], h *heldCast) bool {
 	return true
 }
 
-// retryHeld offers the held direct cast again and resumes the PULL once a
-// member took it (or it was dropped: no member is left for it).
-func (r *broker) retryHeld(l *poller.Loop[BrokerCmd], now time.Time) {
-	if r.held == nil {
-		return
-	}
-	if !r.relayDirect(l, r.held) {
-		r.heldWait = min(2*r.heldWait, heldMax)
-		r.heldAt = now.Add(r.heldWait)
-		return
-	}
-	r.held = nil
-	l.SetPaused(r.castSock, false)
-}
-
 // fanout relays a fanout from the XSUB to every member serving its topic,
 // once per member (the member hands it to each of its servers). A member
 // whose pipe is full pushes back like a direct cast's: the fanout is held
 // for the members that could not take it and the XSUB paused until they
-// do (see retryFanout), so the publishers' high-water marks stop the
+// do (see retryHeld), so the publishers' high-water marks stop the
 // casters. Only a member that is gone loses it (counted).
 func (r *broker) fanout(l *poller.Loop[BrokerCmd], frames [][]byte) {
 	var m envelope.Message
@@ -367,20 +387,8 @@ next:
 		to = append(to, e.m)
 	}
 	if full := r.relayFanout(l, m.Topic, frames[1], to); len(full) > 0 {
-		r.b.counters.Held.Add(1)
-		r.heldFan = &heldFanout{topic: m.Topic, body: frames[1], to: full, wait: heldFirst}
-		r.heldFan.at = time.Now().Add(heldFirst)
-		l.SetPaused(r.fanSock, true)
+		r.hold(l, bHeld{sock: r.fanSock, m: m, body: frames[1], to: full})
 	}
-}
-
-// heldFanout is a fanout waiting for room in some members' pipes.
-type heldFanout struct {
-	topic string
-	body  []byte
-	to    []*bMember // the members still to take it
-	at    time.Time  // its next try
-	wait  time.Duration
 }
 
 // relayFanout sends body to each member of to and returns those whose
@@ -411,22 +419,6 @@ func (r *broker) relayFanout(l *poller.Loop[BrokerCmd], topic string, body []byt
 		r.lose(l, m.id, "its pipe vanished")
 	}
 	return full
-}
-
-// retryFanout offers the held fanout again to the members that could not
-// take it, and resumes the XSUB once all have (or are gone).
-func (r *broker) retryFanout(l *poller.Loop[BrokerCmd], now time.Time) {
-	h := r.heldFan
-	if h == nil {
-		return
-	}
-	if h.to = r.relayFanout(l, h.topic, h.body, h.to); len(h.to) > 0 {
-		h.wait = min(2*h.wait, heldMax)
-		h.at = now.Add(h.wait)
-		return
-	}
-	r.heldFan = nil
-	l.SetPaused(r.fanSock, false)
 }
 
 // fanoutDropped counts and logs (at powers of two) a fanout not relayed.
@@ -461,15 +453,11 @@ func (r *broker) checkDrained() {
 	}
 }
 
-// Deadline is the next sweep, or an earlier reply or held direct cast
-// retry.
+// Deadline is the next sweep, or an earlier reply or held message retry.
 func (r *broker) Deadline() time.Time {
 	d := sooner(r.rq.deadline(), r.nextSweep)
-	if r.held != nil {
-		d = sooner(r.heldAt, d)
-	}
-	if r.heldFan != nil {
-		d = sooner(r.heldFan.at, d)
+	for _, h := range r.held {
+		d = sooner(h.at, d)
 	}
 	return d
 }
@@ -478,12 +466,7 @@ func (r *broker) Deadline() time.Time {
 // forgotten requests.
 func (r *broker) HandleTimer(l *poller.Loop[BrokerCmd], now time.Time) {
 	r.rq.retry(l, now)
-	if r.held != nil && !now.Before(r.heldAt) {
-		r.retryHeld(l, now)
-	}
-	if r.heldFan != nil && !now.Before(r.heldFan.at) {
-		r.retryFanout(l, now)
-	}
+	r.retryHeld(l, now)
 	if !now.Before(r.nextSweep) {
 		r.nextSweep = now.Add(sweepEvery)
 		if now.Before(r.probeUntil) {
@@ -517,17 +500,17 @@ func (r *broker) sweepInflight(l *poller.Loop[BrokerCmd], now time.Time) {
 	r.b.nInflight.Store(int64(len(r.b.inflight)))
 }
 
-// Shutdown counts what could not be delivered (the held direct cast and
-// fanout too). On a stop (cause nil) the
-// Drain callers are released; on a restart they keep waiting for the next
-// loop, which keeps draining.
+// Shutdown counts what could not be delivered (held messages too). On a
+// stop (cause nil) the Drain callers are released; on a restart they keep
+// waiting for the next loop, which keeps draining.
 func (r *broker) Shutdown(_ *poller.Loop[BrokerCmd], pending []BrokerCmd, cause error) {
 	r.b.counters.SendFailed.Add(uint64(r.rq.n))
-	if r.held != nil {
-		r.b.counters.DirectDropped.Add(1)
-	}
-	if r.heldFan != nil {
-		r.b.counters.FanoutDropped.Add(uint64(len(r.heldFan.to)))
+	for _, h := range r.held {
+		if h.to == nil {
+			r.b.counters.DirectDropped.Add(1)
+		} else {
+			r.b.counters.FanoutDropped.Add(uint64(len(h.to)))
+		}
 	}
 	for _, c := range pending {
 		if d, ok := c.(*drainCmd); ok {
