@@ -39,10 +39,6 @@ const (
 	fanoutTopic   = "bench.fanout"
 	fanoutMethod  = "count"
 	fanoutSenders = 16
-	// fanoutQueue is the server nodes' ServerQueue: a server's in-order
-	// lane holds that many fanouts; beyond it the node drops them
-	// (Stats.FanoutDropped).
-	fanoutQueue = 1 << 16
 
 	notifyTopic   = "bench.notify"
 	notifyEvent   = "bench.event"
@@ -181,7 +177,6 @@ func startFanout(tb testing.TB, subs int) *fanoutEnv {
 	nodes, perNode := fanoutLayout(subs)
 	for i := range nodes {
 		cfg := zmqmsgConfig(env.dir, zmqmsg.WaitNetpoll)
-		cfg.ServerQueue = fanoutQueue
 		tr := newZmqmsgTransport(tb, cfg)
 		env.nodes = append(env.nodes, tr)
 		env.perNode = append(env.perNode, nil)
