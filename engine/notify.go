@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"sync/atomic"
 
@@ -70,14 +71,7 @@ func (n *notifier) Notify(ctx context.Context, topic string, meta map[string]str
 	if err := ks.unavailable(); err != nil {
 		return err // not "unheard": nobody knows who listens
 	}
-	pools := map[string][]route{}
-	if p := ks.entries.Load(); p != nil {
-		for _, r := range *p {
-			if r.Node.NotifyPort != 0 {
-				pools[PoolOf(r.Server)] = append(pools[PoolOf(r.Server)], r)
-			}
-		}
-	}
+	pools := ks.notifyPools()
 	n.notifications.Add(1)
 	if len(pools) == 0 {
 		if u := n.unheard.Add(1); u&(u-1) == 0 {
@@ -95,22 +89,34 @@ func (n *notifier) Notify(ctx context.Context, topic string, meta map[string]str
 	withID[MetaNotificationID] = envelope.NewID().String()
 	m := envelope.Message{Kind: envelope.KindNotify, Flags: flags, Exchange: key.Exchange, Topic: topic, Meta: withID, Payload: payload}
 	start := ks.rr.Add(1)
-	type result struct {
-		pool string
-		err  error
+	// Every pool but the last gets a goroutine; the caller delivers to the
+	// last itself (one pool: no goroutine at all).
+	errs := make([]error, len(pools))
+	var done chan int
+	if len(pools) > 1 {
+		done = make(chan int, len(pools)-1)
 	}
-	results := make(chan result, len(pools))
-	for pool, members := range pools {
+	for i := range pools[:len(pools)-1] {
 		m := m
 		m.ID = envelope.NewID()
-		if !n.rt.routines.Go(func() { results <- result{pool, n.notifyPool(ctx, m, members, start)} }) {
-			results <- result{pool, ErrClosed}
+		if !n.rt.routines.Go(func() { errs[i] = n.notifyPool(ctx, m, pools[i].members, start); done <- i }) {
+			errs[i] = ErrClosed
+			done <- i
 		}
 	}
-	failed := map[string]error{}
-	for range pools {
-		if r := <-results; r.err != nil {
-			failed[r.pool] = r.err
+	last := len(pools) - 1
+	m.ID = envelope.NewID()
+	errs[last] = n.notifyPool(ctx, m, pools[last].members, start)
+	for range pools[:last] {
+		<-done
+	}
+	var failed map[string]error
+	for i, err := range errs {
+		if err != nil {
+			if failed == nil {
+				failed = map[string]error{}
+			}
+			failed[pools[i].name] = err
 		}
 	}
 	if err := ctx.Err(); err != nil {
@@ -126,12 +132,15 @@ func (n *notifier) Notify(ctx context.Context, topic string, meta map[string]str
 
 // notifyPool delivers m to one member of a pool, trying the next member
 // when one does not acknowledge.
-func (n *notifier) notifyPool(ctx context.Context, m envelope.Message, members []route, start uint64) error {
+func (n *notifier) notifyPool(ctx context.Context, m envelope.Message, members []poolMember, start uint64) error {
 	var last error
 	for i := range members {
-		r := members[(start+uint64(i))%uint64(len(members))]
-		tag := r.nodeID + "/notify"
-		d, err := n.dealerAt(ctx, r.Node, socketKey(tag, r.Node), tag, r.Node.NotifyEndpoint)
+		r := &members[(start+uint64(i))%uint64(len(members))]
+		d := n.dealers.lookup(r.sockKey)
+		var err error
+		if d == nil {
+			d, err = n.dealerAt(ctx, r.Node, r.sockKey, r.tag, r.Node.NotifyEndpoint)
+		}
 		if err != nil {
 			last = err
 			continue
@@ -141,7 +150,7 @@ func (n *notifier) notifyPool(ctx context.Context, m envelope.Message, members [
 		if err != nil {
 			return fmt.Errorf("zmqmsg: encode notification: %w", err)
 		}
-		if last = n.castAcked(ctx, d, &m, body, tag); last == nil {
+		if last = n.castAcked(ctx, d, &m, body, r.tag); last == nil {
 			return nil
 		}
 		if ctx.Err() != nil || errors.Is(last, ErrClosed) || errors.Is(last, ErrTimeout) {
@@ -151,4 +160,52 @@ func (n *notifier) notifyPool(ctx context.Context, m envelope.Message, members [
 		}
 	}
 	return last
+}
+
+// pool is one pool of listeners of a topic, and its members.
+type pool struct {
+	name    string
+	members []poolMember
+}
+
+// poolMember is a listener, with the name and key of its node's notify
+// socket.
+type poolMember struct {
+	route
+	tag     string // nodeID + "/notify"
+	sockKey string // socketKey(tag, Node)
+}
+
+// notifyPools are the pools of a key's listeners (on a node with a notify
+// port), in the order the directory listed their first members.
+type notifyPools struct {
+	src   *[]route // the entries they were grouped from
+	pools []pool
+}
+
+// notifyPools groups the key's entries by pool, once per refresh of the
+// entries (a concurrent caller may group them too: same result).
+func (ks *keyState) notifyPools() []pool {
+	src := ks.entries.Load()
+	if np := ks.pools.Load(); np != nil && np.src == src {
+		return np.pools
+	}
+	np := &notifyPools{src: src}
+	if src != nil {
+		for _, r := range *src {
+			if r.Node.NotifyPort == 0 {
+				continue
+			}
+			name := PoolOf(r.Server)
+			i := slices.IndexFunc(np.pools, func(p pool) bool { return p.name == name })
+			if i < 0 {
+				i = len(np.pools)
+				np.pools = append(np.pools, pool{name: name})
+			}
+			tag := r.nodeID + "/notify"
+			np.pools[i].members = append(np.pools[i].members, poolMember{route: r, tag: tag, sockKey: socketKey(tag, r.Node)})
+		}
+	}
+	ks.pools.Store(np)
+	return np.pools
 }

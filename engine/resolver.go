@@ -47,6 +47,7 @@ type route struct {
 type keyState struct {
 	entries atomic.Pointer[[]route]
 	rr      atomic.Uint64
+	pools   atomic.Pointer[notifyPools] // NOTIFY: entries grouped by pool
 
 	refreshMu sync.Mutex    // serialises lookup+store, so an older result never overwrites a newer one
 	first     chan struct{} // closed once the first lookup has been tried
