@@ -392,11 +392,19 @@ const natsEchoSubject = "bench.echo"
 
 func startNATSServer(tb testing.TB) *server.Server {
 	tb.Helper()
+	return startNATSServerMax(tb, 0)
+}
+
+// startNATSServerMax starts a server whose payload limit is maxPayload
+// bytes (0: the server's default, 1 MiB).
+func startNATSServerMax(tb testing.TB, maxPayload int32) *server.Server {
+	tb.Helper()
 	s, err := server.NewServer(&server.Options{
-		Host:   "127.0.0.1",
-		Port:   -1,
-		NoLog:  true,
-		NoSigs: true,
+		Host:       "127.0.0.1",
+		Port:       -1,
+		NoLog:      true,
+		NoSigs:     true,
+		MaxPayload: maxPayload,
 	})
 	if err != nil {
 		tb.Fatalf("nats server: %v", err)

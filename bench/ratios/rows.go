@@ -39,6 +39,8 @@ const (
 	natsTopics  = "BenchmarkNATS_ServeTopics/topics="
 	idleNode    = "BenchmarkZmqmsg_IdleNode"
 	natsIdle    = "BenchmarkNATS_IdleConn"
+	callSize    = "BenchmarkZmqmsg_Call_Size/size="
+	natsSize    = "BenchmarkNATS_RequestReply_Size/size="
 )
 
 // Rows are every row the tool knows, in print order. A row whose
@@ -57,6 +59,14 @@ var Rows = []Row{
 	{"throughput", "FANOUT 8 subscribers ÷ raw PUB/SUB", fanout + "8", "deliveries/s", pubSub + "8", "deliveries/s", 0.7, AtLeast},
 	{"throughput", "NOTIFY 2 pools ÷ acked CAST 16 senders", "BenchmarkZmqmsg_Notify/pools=2", "msgs/s", castAcked + "16", "casts/s", 0.9, AtLeast},
 	{"throughput", "CALL 64 callers, daemon ÷ embedded", callDaemon, "calls/s", callConc + "64", "calls/s", 0.8, AtLeast},
+	{"throughput", "sequential CALL 4 KiB, p50 ÷ NATS p50", callSize + "4KiB", "p50-µs", natsSize + "4KiB", "p50-µs", 0, Info},
+	{"throughput", "sequential CALL 64 KiB, p50 ÷ NATS p50", callSize + "64KiB", "p50-µs", natsSize + "64KiB", "p50-µs", 1.2, AtMost},
+	{"throughput", "sequential CALL 1 MiB, p50 ÷ NATS p50", callSize + "1MiB", "p50-µs", natsSize + "1MiB", "p50-µs", 1.2, AtMost},
+	{"throughput", "sequential CALL 64 KiB, p99 ÷ NATS p99", callSize + "64KiB", "p99-µs", natsSize + "64KiB", "p99-µs", 1.2, AtMost},
+	{"throughput", "sequential CALL 4 KiB, p99 ÷ p50", callSize + "4KiB", "p99-µs", callSize + "4KiB", "p50-µs", 2, AtMost},
+	{"throughput", "sequential CALL 64 KiB, p99 ÷ p50", callSize + "64KiB", "p99-µs", callSize + "64KiB", "p50-µs", 2, AtMost},
+	{"throughput", "NATS 4 KiB, p99 ÷ p50", natsSize + "4KiB", "p99-µs", natsSize + "4KiB", "p50-µs", 0, Info},
+	{"throughput", "NATS 64 KiB, p99 ÷ p50", natsSize + "64KiB", "p99-µs", natsSize + "64KiB", "p50-µs", 0, Info},
 
 	{"scale", "idle Transport heap+stacks, KiB per node", idleNode, "heap-KiB/node", "", "", 512, AtMost},
 	{"scale", "idle Transport RSS, KiB per node", idleNode, "rss-KiB/node", "", "", 1024, AtMost},
