@@ -36,9 +36,9 @@ func (t Target) Validate() error {
 }
 
 // message is a request of kind to t's topic: to server ("" for any),
-// with id.
-func (t Target) message(kind envelope.Kind, id envelope.ID, server, method string, flags envelope.Flags, payload []byte) envelope.Message {
-	return envelope.Message{Kind: kind, Flags: flags, ID: id, Exchange: t.Exchange, Topic: t.Topic, Server: server, Method: method, Payload: payload}
+// with id, and the metadata ctx carries (WithMeta).
+func (t Target) message(ctx context.Context, kind envelope.Kind, id envelope.ID, server, method string, flags envelope.Flags, payload []byte) envelope.Message {
+	return envelope.Message{Kind: kind, Flags: flags, ID: id, Exchange: t.Exchange, Topic: t.Topic, Server: server, Method: method, Meta: MetaOf(ctx), Payload: payload}
 }
 
 // caller sends CALLs: it picks a server, hands the encoded request to the
@@ -80,7 +80,7 @@ func (c *caller) Call(ctx context.Context, t Target, method string, flags envelo
 // its node could not be connected to (ErrUnavailable), goes to the next
 // server of the topic on another node; one for a named server fails.
 func (c *caller) call(ctx context.Context, t Target, method string, flags envelope.Flags, payload []byte, deadline, waitUntil time.Time) (envelope.Message, error) {
-	req := t.message(envelope.KindCall, envelope.NewID(), t.Server, method, flags, payload)
+	req := t.message(ctx, envelope.KindCall, envelope.NewID(), t.Server, method, flags, payload)
 	req.Deadline = deadline.UnixNano()
 	body, err := envelope.Encode(&req)
 	if err != nil {

@@ -98,7 +98,7 @@ func (c *caster) cast(ctx context.Context, t Target, id envelope.ID, method stri
 	if err != nil {
 		return entry.nodeID, c.ctxError(err)
 	}
-	m := t.message(envelope.KindCast, id, entry.Server, method, flags, payload) // retries reach the same server
+	m := t.message(ctx, envelope.KindCast, id, entry.Server, method, flags, payload) // retries reach the same server
 	policy := c.cfg.Acks
 	if policy.Disabled {
 		m.Flags |= envelope.FlagNoAck

@@ -32,7 +32,7 @@ func (c *caster) DirectCast(ctx context.Context, t Target, method string, flags 
 	if err != nil {
 		return c.ctxError(err)
 	}
-	m := t.message(envelope.KindCast, envelope.NewID(), entry.Server, method, flags|envelope.FlagNoAck, payload)
+	m := t.message(ctx, envelope.KindCast, envelope.NewID(), entry.Server, method, flags|envelope.FlagNoAck, payload)
 	push := socket.NewPush() // pooled: no allocation once warm
 	if push.Body, err = envelope.AppendMessage(push.Body[:0], &m); err != nil {
 		return fmt.Errorf("zmqmsg: encode cast: %w", err)

@@ -86,7 +86,7 @@ func (f *fanouter) Fanout(ctx context.Context, t Target, method string, flags en
 	if err != nil {
 		return f.ctxError(err)
 	}
-	m := t.message(envelope.KindFanout, envelope.NewID(), "", method, flags, payload)
+	m := t.message(ctx, envelope.KindFanout, envelope.NewID(), "", method, flags, payload)
 	body, err := envelope.Encode(&m)
 	if err != nil {
 		return fmt.Errorf("zmqmsg: encode fanout: %w", err)

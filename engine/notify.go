@@ -64,6 +64,10 @@ func (n *notifier) Notify(ctx context.Context, topic string, meta map[string]str
 	if max := n.cfg.MaxMessageSize; max > 0 && len(payload) > max {
 		return fmt.Errorf("%w: %d bytes, limit %d", ErrTooLarge, len(payload), max)
 	}
+	user := MetaOf(ctx)
+	if err := checkMeta(user); err != nil {
+		return err
+	}
 	ks, err := n.res.state(ctx, key)
 	if err != nil {
 		return n.ctxError(err)
@@ -82,7 +86,10 @@ func (n *notifier) Notify(ctx context.Context, topic string, meta map[string]str
 	// The notification's id travels in the metadata, the same for every
 	// pool; each pool's copy has a message id of its own, for its ACKs and
 	// the members' de-duplication.
-	withID := make(map[string]string, len(meta)+1)
+	withID := make(map[string]string, len(meta)+len(user)+1)
+	for k, v := range user {
+		withID[k] = v
+	}
 	for k, v := range meta {
 		withID[k] = v
 	}

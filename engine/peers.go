@@ -70,6 +70,9 @@ func (p *peers) admit(ctx context.Context, t Target, payload []byte) (time.Time,
 	if max := p.cfg.MaxMessageSize; max > 0 && len(payload) > max {
 		return time.Time{}, fmt.Errorf("%w: %d bytes, limit %d", ErrTooLarge, len(payload), max)
 	}
+	if err := checkMeta(MetaOf(ctx)); err != nil {
+		return time.Time{}, err
+	}
 	waitUntil := time.Now().Add(p.cfg.WaitForServers)
 	if d, ok := ctx.Deadline(); ok {
 		waitUntil = minTime(waitUntil, d)
