@@ -67,16 +67,37 @@ type Transport struct {
 	e     *engine.Engine
 	codec Codec // the engine's, with its default
 	seq   atomic.Uint64
+
+	chain     Invoker             // the client interceptors around invoke; nil without any
+	serverICs []ServerInterceptor // around every handler
 }
 
 // New starts a Transport: it binds the node's ports (a taken port is an
-// error) and returns when the node is reachable.
-func New(cfg Config) (*Transport, error) {
+// error) and returns when the node is reachable. opts add interceptors.
+func New(cfg Config, opts ...Option) (*Transport, error) {
+	var o options
+	for _, opt := range opts {
+		if opt != nil {
+			opt(&o)
+		}
+	}
+	for _, ic := range o.client {
+		if ic == nil {
+			return nil, fmt.Errorf("%w: nil client interceptor", ErrInvalidConfig)
+		}
+	}
+	for _, ic := range o.server {
+		if ic == nil {
+			return nil, fmt.Errorf("%w: nil server interceptor", ErrInvalidConfig)
+		}
+	}
 	e, err := engine.New(cfg)
 	if err != nil {
 		return nil, err
 	}
-	return &Transport{e: e, codec: e.Config().Codec}, nil
+	t := &Transport{e: e, codec: e.Config().Codec, serverICs: o.server}
+	t.chain = chainClient(o.client, t.invoke)
+	return t, nil
 }
 
 // Close shuts the Transport down: calls in flight fail with ErrClosed at
@@ -228,7 +249,14 @@ func (t *Transport) Serve(target Target, endpoints Endpoints, opts ...ServeOptio
 		if !ok {
 			return engine.Reply{}, fmt.Errorf("%w: %q (offered: %s)", ErrNoSuchMethod, req.Msg.Method, offered)
 		}
-		res, err := h(ctx, Args{req: req, codec: codec})
+		ctx = withIncoming(ctx, req.Msg.Meta, false)
+		var res any
+		var err error
+		if len(t.serverICs) == 0 {
+			res, err = h(ctx, Args{req: req, codec: codec})
+		} else {
+			res, err = t.serve(ctx, serverInfo(req, name), Args{req: req, codec: codec}, h)
+		}
 		if err != nil || req.Msg.Kind != envelope.KindCall {
 			return engine.Reply{}, err // a one-way message's result goes nowhere: not encoded
 		}
@@ -340,11 +368,19 @@ func (c *Client) Call(ctx context.Context, method string, args, reply any) error
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	flags, payload, err := encode(c.t.codec, args)
+	if c.t.chain != nil {
+		return c.t.intercepted(ctx, &CallInfo{Pattern: PatternCall, Target: c.target, Method: method}, args, reply)
+	}
+	return c.t.call(ctx, c.target, method, args, reply)
+}
+
+// call sends a CALL and decodes its reply.
+func (t *Transport) call(ctx context.Context, target Target, method string, args, reply any) error {
+	flags, payload, err := encode(t.codec, args)
 	if err != nil {
 		return fmt.Errorf("zmqmsg: encode arguments: %w", err)
 	}
-	m, err := c.t.e.Call(ctx, c.target, method, flags, payload)
+	m, err := t.e.Call(ctx, target, method, flags, payload)
 	if err != nil {
 		return err
 	}
@@ -359,7 +395,7 @@ func (c *Client) Call(ctx context.Context, method string, args, reply any) error
 		*p = m.Payload
 		return nil
 	}
-	if err := c.t.codec.Unmarshal(m.Payload, reply); err != nil {
+	if err := t.codec.Unmarshal(m.Payload, reply); err != nil {
 		return fmt.Errorf("zmqmsg: decode reply: %w", err)
 	}
 	return nil
@@ -380,6 +416,16 @@ func (c *Client) Call(ctx context.Context, method string, args, reply any) error
 func (c *Client) Cast(ctx context.Context, method string, args any) error {
 	if err := ctx.Err(); err != nil {
 		return err
+	}
+	if c.t.chain != nil {
+		info := &CallInfo{Pattern: PatternCast, Target: c.target, Method: method}
+		switch {
+		case c.target.Fanout:
+			info.Pattern = PatternFanout
+		case c.direct:
+			info.Pattern = PatternDirectCast
+		}
+		return c.t.intercepted(ctx, info, args, nil)
 	}
 	flags, payload, err := encode(c.t.codec, args)
 	if err != nil {

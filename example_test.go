@@ -205,3 +205,63 @@ func ExampleTransport_Listen() {
 	// audit: info instance.create vcpus=4
 	// billing: info instance.create vcpus=4
 }
+
+// Interceptors around every message: the client's adds the caller's tenant
+// to the metadata, the server's refuses requests without one before any
+// handler runs.
+func ExampleWithServerInterceptors() {
+	dir := directory.NewMemory()
+	defer dir.Close()
+	requireTenant := func(ctx context.Context, info *zmqmsg.ServerInfo, args zmqmsg.Args, handle zmqmsg.Handler) (any, error) {
+		if zmqmsg.MetadataFrom(ctx)["tenant"] == "" {
+			return nil, errors.New("no tenant")
+		}
+		return handle(ctx, args)
+	}
+	server, err := zmqmsg.New(zmqmsg.Config{Directory: dir, Ports: zmqmsg.Ports{Call: zmqmsg.AnyPort}},
+		zmqmsg.WithServerInterceptors(requireTenant))
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	defer server.Close()
+	srv, err := server.Serve(zmqmsg.Target{Topic: "accounts"}, zmqmsg.Endpoints{
+		"owner": func(ctx context.Context, _ zmqmsg.Args) (any, error) {
+			return "owned by " + zmqmsg.MetadataFrom(ctx)["tenant"], nil
+		},
+	})
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	defer srv.Stop(context.Background())
+
+	addTenant := func(ctx context.Context, info *zmqmsg.CallInfo, args, reply any, invoke zmqmsg.Invoker) error {
+		return invoke(zmqmsg.WithMetadata(ctx, "tenant", "acme"), info, args, reply)
+	}
+	withTenant, err := zmqmsg.New(zmqmsg.Config{Directory: dir, Ports: zmqmsg.Ports{Call: zmqmsg.AnyPort}},
+		zmqmsg.WithClientInterceptors(addTenant))
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	defer withTenant.Close()
+	plain, err := zmqmsg.New(zmqmsg.Config{Directory: dir, Ports: zmqmsg.Ports{Call: zmqmsg.AnyPort}})
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	defer plain.Close()
+
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	var s string
+	err = withTenant.Client(zmqmsg.Target{Topic: "accounts"}).Call(ctx, "owner", nil, &s)
+	fmt.Println(s, err)
+	err = plain.Client(zmqmsg.Target{Topic: "accounts"}).Call(ctx, "owner", nil, &s)
+	var re *zmqmsg.RemoteError
+	fmt.Println(errors.As(err, &re), re.Message)
+	// Output:
+	// owned by acme <nil>
+	// true no tenant
+}

@@ -99,23 +99,35 @@ func (n *Notifier) Notify(ctx context.Context, p Priority, eventType string, pay
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	flags, body, err := encode(n.t.codec, payload)
+	var errs []error
+	for _, topic := range n.topics {
+		var err error
+		if n.t.chain != nil {
+			info := &CallInfo{Pattern: PatternNotify, Target: Target{Exchange: engine.NotifyExchange, Topic: topic}, Method: eventType, priority: p, publisher: n.publisherID}
+			err = n.t.intercepted(ctx, info, payload, nil)
+		} else {
+			err = n.t.notify(ctx, topic, p, eventType, n.publisherID, payload)
+		}
+		if err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// notify sends one notification to one topic.
+func (t *Transport) notify(ctx context.Context, topic string, p Priority, eventType, publisher string, payload any) error {
+	flags, body, err := encode(t.codec, payload)
 	if err != nil {
 		return fmt.Errorf("zmqmsg: encode notification: %w", err)
 	}
 	meta := map[string]string{
 		metaPriority:  string(p),
 		metaEventType: eventType,
-		metaPublisher: n.publisherID,
+		metaPublisher: publisher,
 		metaTimestamp: strconv.FormatInt(time.Now().UnixNano(), 10),
 	}
-	var errs []error
-	for _, topic := range n.topics {
-		if err := n.t.e.Notify(ctx, topic, meta, flags, body); err != nil {
-			errs = append(errs, err)
-		}
-	}
-	return errors.Join(errs...)
+	return t.e.Notify(ctx, topic, meta, flags, body)
 }
 
 // Audit sends a notification of priority Audit.
@@ -249,10 +261,11 @@ func (t *Transport) Listen(topics []string, pool string, h func(ctx context.Cont
 			t.e.NoteFiltered()
 			return engine.Reply{}, nil
 		}
-		if l.batcher != nil {
-			return engine.Reply{}, l.batcher.add(ctx, n) // n owns its payload
+		ctx = withIncoming(ctx, req.Msg.Meta, true)
+		if len(t.serverICs) > 0 {
+			return engine.Reply{}, t.serveNotification(ctx, req, n, l, h)
 		}
-		return engine.Reply{}, h(ctx, n)
+		return engine.Reply{}, l.handle(ctx, n, h)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
@@ -266,6 +279,23 @@ func (t *Transport) Listen(topics []string, pool string, h func(ctx context.Cont
 		l.servers = append(l.servers, s)
 	}
 	return l, nil
+}
+
+// handle gives n to the batch, or to h.
+func (l *Listener) handle(ctx context.Context, n Notification, h func(ctx context.Context, n Notification) error) error {
+	if l.batcher != nil {
+		return l.batcher.add(ctx, n) // n owns its payload
+	}
+	return h(ctx, n)
+}
+
+// serveNotification handles n through the server interceptors (for a batch
+// listener they run as n joins the batch).
+func (t *Transport) serveNotification(ctx context.Context, req *engine.Request, n Notification, l *Listener, h func(ctx context.Context, n Notification) error) error {
+	info := serverInfo(req, req.Msg.Server)
+	info.Method = n.EventType
+	_, err := t.serve(ctx, info, n.args, func(ctx context.Context, _ Args) (any, error) { return nil, l.handle(ctx, n, h) })
+	return err
 }
 
 // notification decodes a request of the notify pipeline.
