@@ -384,6 +384,15 @@ func (t *Transport) call(ctx context.Context, target Target, method string, args
 	if err != nil {
 		return err
 	}
+	if r, ok := reply.(*rawReply); ok {
+		r.msg = m // CallAll: decoded later, by ServerReply.Decode
+		return nil
+	}
+	return decodeReply(t.codec, &m, reply)
+}
+
+// decodeReply decodes a REPLY's payload into reply (nil discards it).
+func decodeReply(codec Codec, m *envelope.Message, reply any) error {
 	if reply == nil {
 		return nil
 	}
@@ -395,7 +404,7 @@ func (t *Transport) call(ctx context.Context, target Target, method string, args
 		*p = m.Payload
 		return nil
 	}
-	if err := t.codec.Unmarshal(m.Payload, reply); err != nil {
+	if err := codec.Unmarshal(m.Payload, reply); err != nil {
 		return fmt.Errorf("zmqmsg: decode reply: %w", err)
 	}
 	return nil
@@ -477,8 +486,9 @@ var (
 	// about the target was cached: nothing was sent, and it is not known
 	// whether the target has servers.
 	ErrDirectoryUnavailable = engine.ErrDirectoryUnavailable
-	// ErrUnreached: a fanout did not reach every node of its topic; the
-	// error is a *FanoutError that names them.
+	// ErrUnreached: a node was not reached. A fanout that missed nodes of
+	// its topic returns a *FanoutError naming them; a CallAll reports each
+	// server whose node could not be reached with an error wrapping it.
 	ErrUnreached = engine.ErrUnreached
 	// ErrNodeDown: the connection to the node serving the request was lost
 	// while the request waited for its answer (the node died, its link was

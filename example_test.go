@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/zmqmsg/zmqmsg"
@@ -264,4 +265,47 @@ func ExampleWithServerInterceptors() {
 	// Output:
 	// owned by acme <nil>
 	// true no tenant
+}
+
+// Scatter-gather: every server of a topic answers, each reply keyed by its
+// server.
+func ExampleClient_CallAll() {
+	dir := directory.NewMemory()
+	defer dir.Close()
+	node, err := zmqmsg.New(zmqmsg.Config{Directory: dir, Ports: zmqmsg.Ports{Call: zmqmsg.AnyPort}})
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	defer node.Close()
+	for _, name := range []string{"eu-1", "us-1"} {
+		srv, err := node.Serve(zmqmsg.Target{Topic: "regions", Server: name}, zmqmsg.Endpoints{
+			"load": func(context.Context, zmqmsg.Args) (any, error) { return len(name), nil },
+		})
+		if err != nil {
+			fmt.Println(err)
+			return
+		}
+		defer srv.Stop(context.Background())
+	}
+
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	replies, err := node.Client(zmqmsg.Target{Topic: "regions"}).CallAll(ctx, "load", nil, zmqmsg.StallAfter(time.Second))
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	slices.SortFunc(replies, func(a, b zmqmsg.ServerReply) int { return strings.Compare(a.Server, b.Server) })
+	for _, r := range replies {
+		var load int
+		if err := r.Decode(&load); err != nil {
+			fmt.Println(r.Server, "failed:", err)
+			continue
+		}
+		fmt.Println(r.Server, load)
+	}
+	// Output:
+	// eu-1 4
+	// us-1 4
 }

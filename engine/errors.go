@@ -24,7 +24,7 @@ var (
 	ErrDirectoryUnavailable       = errors.New("zmqmsg: directory unavailable")
 	ErrNodeDown                   = errors.New("zmqmsg: node down")
 	ErrNotAcked                   = errors.New("zmqmsg: cast not acknowledged")
-	ErrUnreached                  = errors.New("zmqmsg: fanout did not reach every node")
+	ErrUnreached                  = errors.New("zmqmsg: node not reached")
 	ErrNotDelivered               = errors.New("zmqmsg: notification not delivered to every pool")
 	ErrSecurityRequired           = errors.New("zmqmsg: the node requires CURVE; this Transport has no Security")
 	ErrInsecureNode               = errors.New("zmqmsg: the node publishes no CURVE key; refusing to send in plaintext")

@@ -59,6 +59,7 @@ var Rows = []Row{
 	{"throughput", "FANOUT 8 subscribers ÷ raw PUB/SUB", fanout + "8", "deliveries/s", pubSub + "8", "deliveries/s", 0.7, AtLeast},
 	{"throughput", "NOTIFY 2 pools ÷ acked CAST 16 senders", "BenchmarkZmqmsg_Notify/pools=2", "msgs/s", castAcked + "16", "casts/s", 0.9, AtLeast},
 	{"throughput", "CALL 64 callers, daemon ÷ embedded", callDaemon, "calls/s", callConc + "64", "calls/s", 0.8, AtLeast},
+	{"throughput", "CallAll to 8 servers p50 ÷ one CALL p50", "BenchmarkZmqmsg_CallAll/servers=8", "p50-µs", callSeq, "p50-µs", 0, Info},
 	{"throughput", "sequential CALL 4 KiB, p50 ÷ NATS p50", callSize + "4KiB", "p50-µs", natsSize + "4KiB", "p50-µs", 0, Info},
 	{"throughput", "sequential CALL 64 KiB, p50 ÷ NATS p50", callSize + "64KiB", "p50-µs", natsSize + "64KiB", "p50-µs", 1.2, AtMost},
 	{"throughput", "sequential CALL 1 MiB, p50 ÷ NATS p50", callSize + "1MiB", "p50-µs", natsSize + "1MiB", "p50-µs", 1.2, AtMost},

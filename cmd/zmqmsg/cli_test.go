@@ -555,3 +555,30 @@ func TestCurve(t *testing.T) {
 	}
 	mem(t, "call", "secure", "stats", "--curve-key", cliKey).want(t, 2)
 }
+
+func TestCallAll(t *testing.T) {
+	benchServer(t, "t-all", "--name", "b1")
+	benchServer(t, "t-all", "--name", "b2")
+	r := mem(t, "--json", "call", "--all", "t-all", "echo", `{"n": 7}`).want(t, 0)
+	lines := jsonLines(t, r.stdout)
+	if len(lines) != 2 {
+		t.Fatalf("%d lines, want one per server:\n%s", len(lines), r.stdout)
+	}
+	seen := map[string]bool{}
+	for _, l := range lines {
+		reply, _ := l["reply"].(map[string]any)
+		if reply["n"] != float64(7) || l["node"] == "" || l["elapsed_ms"] == nil {
+			t.Errorf("line %v: want the echoed reply, the node and the time", l)
+		}
+		seen[l["server"].(string)] = true
+	}
+	if !seen["b1"] || !seen["b2"] {
+		t.Errorf("servers %v, want b1 and b2", seen)
+	}
+	r = mem(t, "call", "--all", "--stall", "2s", "t-all", "echo", `7`).want(t, 0)
+	if got := strings.Count(r.stdout, "\n"); got != 2 || !strings.Contains(r.stdout, "b1") || !strings.Contains(r.stdout, "b2") {
+		t.Errorf("text output, want a line per server:\n%s", r.stdout)
+	}
+	mem(t, "call", "--stall", "1s", "t-all", "echo").want(t, 2)
+	mem(t, "call", "--all", "--server", "b1", "t-all", "echo").want(t, 2)
+}

@@ -36,6 +36,9 @@ var globalFlags = map[string]bool{
 // own.
 type options struct {
 	server      string        // call, cast
+	all         bool          // call: every server (scatter-gather)
+	stall       time.Duration // call --all
+	maxReplies  int           // call --all
 	direct      bool          // cast
 	priority    string        // notify
 	publisher   string        // notify

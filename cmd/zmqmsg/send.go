@@ -1,7 +1,9 @@
 package main
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"flag"
 	"fmt"
 	"os"
@@ -23,10 +25,20 @@ arguments (JSON null if none; "-" reads them from stdin) and prints the reply
 as JSON: indented, or on one line with --json. A reply that is not JSON (raw
 bytes) is printed as a JSON string. Invalid JSON, or JSON over the 16 MiB
 message size limit, is refused before anything is sent (exit 2). Waits for
-the reply up to --timeout.`,
+the reply up to --timeout.
+
+With --all it calls every server of TOPIC (scatter-gather) and prints one line
+per server as the answers come: name, node, milliseconds, and the reply or
+the error; then a line for each server that did not answer (its node
+unreached, or still silent at --timeout, or --stall after the last answer).
+With --json each line is a JSON object. Exit 0 when every server replied,
+else the code of the first failure.`,
 	minArgs: 2, maxArgs: 3,
 	flags: func(fs *flag.FlagSet, o *options) {
 		fs.StringVar(&o.server, "server", "", "call the server `NAME` of the topic instead of any (round robin)")
+		fs.BoolVar(&o.all, "all", false, "call every server of the topic; a line per server")
+		fs.DurationVar(&o.stall, "stall", 0, "with --all: stop waiting `D` after the last answer (0: wait up to --timeout)")
+		fs.IntVar(&o.maxReplies, "max", 0, "with --all: stop after `N` answers (0: every server)")
 	},
 	run: runCall,
 }
@@ -107,6 +119,15 @@ func runCall(ctx context.Context, c *cli, pos []string) error {
 	if err != nil {
 		return err
 	}
+	if c.o.all {
+		if c.o.server != "" {
+			return usagef("--all calls every server: it takes no --server")
+		}
+		return c.withNode(ctx, r.key, func(n *node, octx context.Context) error { return c.callAll(ctx, octx, n, r) })
+	}
+	if c.o.stall != 0 || c.o.maxReplies != 0 {
+		return usagef("--stall and --max go with --all")
+	}
 	return c.withNode(ctx, r.key, func(n *node, octx context.Context) error {
 		var reply []byte
 		target := zmqmsg.Target{Exchange: c.g.exchange, Topic: r.key.Topic, Server: c.o.server}
@@ -115,6 +136,75 @@ func runCall(ctx context.Context, c *cli, pos []string) error {
 		}
 		return c.printJSON(reply)
 	})
+}
+
+// callAll prints a line per server of r's topic as the answers come, and
+// returns the first failure.
+func (c *cli) callAll(ctx, octx context.Context, n *node, r request) error {
+	target := zmqmsg.Target{Exchange: c.g.exchange, Topic: r.key.Topic}
+	var first error
+	var failed, total int
+	var werr error
+	err := n.t.Client(target).CallAllFunc(octx, r.method, r.args, func(sr zmqmsg.ServerReply) bool {
+		total++
+		var reply []byte
+		err := sr.Decode(&reply)
+		if err != nil {
+			failed++
+			if first == nil {
+				first = err
+			}
+		}
+		if werr == nil {
+			werr = c.serverLine(sr, reply, err)
+		}
+		return werr == nil
+	}, zmqmsg.StallAfter(c.o.stall), zmqmsg.MaxReplies(c.o.maxReplies))
+	switch {
+	case err != nil:
+		return c.failed(ctx, n, "call --all", r, err)
+	case werr != nil:
+		return werr
+	case first != nil:
+		return fmt.Errorf("call --all %s %s: %d of %d servers did not reply: %w", r.key.Topic, r.method, failed, total, first)
+	}
+	return nil
+}
+
+// serverLine prints one server's answer of call --all.
+func (c *cli) serverLine(sr zmqmsg.ServerReply, reply []byte, err error) error {
+	ms := float64(sr.Elapsed.Microseconds()) / 1000
+	var line []byte
+	if c.g.json {
+		v := map[string]any{"server": sr.Server, "node": sr.Node, "elapsed_ms": ms}
+		if err != nil {
+			_, kind := classify(err)
+			v["error"], v["type"] = err.Error(), kind
+		} else {
+			v["reply"] = jsonValue(reply)
+		}
+		b, merr := json.Marshal(v)
+		if merr != nil {
+			return fmt.Errorf("encode output: %w", merr)
+		}
+		line = b
+	} else {
+		answer := "error: "
+		if err != nil {
+			answer += err.Error()
+		} else {
+			var buf bytes.Buffer
+			if cerr := json.Compact(&buf, jsonValue(reply)); cerr != nil {
+				return fmt.Errorf("format reply: %w", cerr)
+			}
+			answer = buf.String()
+		}
+		line = fmt.Appendf(nil, "%-28s %-21s %9.2fms  %s", sr.Server, sr.Node, ms, answer)
+	}
+	if _, err := c.stdout.Write(append(line, '\n')); err != nil {
+		return fmt.Errorf("write stdout: %w", err)
+	}
+	return nil
 }
 
 func runCast(ctx context.Context, c *cli, pos []string) error {
