@@ -14,6 +14,7 @@ import (
 
 	"github.com/zmqmsg/zmqmsg"
 	"github.com/zmqmsg/zmqmsg/directory"
+	"github.com/zmqmsg/zmqmsg/internal/envflag"
 )
 
 var cmdCall = &command{
@@ -37,7 +38,7 @@ else the code of the first failure.`,
 	flags: func(fs *flag.FlagSet, o *options) {
 		fs.StringVar(&o.server, "server", "", "call the server `NAME` of the topic instead of any (round robin)")
 		fs.BoolVar(&o.all, "all", false, "call every server of the topic; a line per server")
-		fs.DurationVar(&o.stall, "stall", 0, "with --all: stop waiting `D` after the last answer (0: wait up to --timeout)")
+		envflag.DurationVar(fs, &o.stall, "stall", 0, "with --all: stop waiting `D` after the last answer (0: wait up to --timeout)")
 		fs.IntVar(&o.maxReplies, "max", 0, "with --all: stop after `N` answers (0: every server)")
 	},
 	run: runCall,
