@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"time"
 
 	"github.com/zmqmsg/zmqmsg/engine"
 	"github.com/zmqmsg/zmqmsg/envelope"
@@ -32,6 +33,7 @@ type CallInfo struct {
 
 	priority  Priority // NOTIFY only
 	publisher string
+	at        time.Time
 }
 
 // Invoker sends the message of info: the next interceptor, or the
@@ -179,7 +181,7 @@ func (t *Transport) invoke(ctx context.Context, info *CallInfo, args, reply any)
 	case PatternCall:
 		return t.call(ctx, info.Target, info.Method, args, reply)
 	case PatternNotify:
-		return t.notify(ctx, info.Target.Topic, info.priority, info.Method, info.publisher, args)
+		return t.notify(ctx, info.Target.Topic, info.priority, info.Method, info.publisher, info.at, args)
 	}
 	flags, payload, err := encode(t.codec, args)
 	if err != nil {

@@ -99,14 +99,15 @@ func (n *Notifier) Notify(ctx context.Context, p Priority, eventType string, pay
 	if err := ctx.Err(); err != nil {
 		return err
 	}
+	now := time.Now() // one timestamp for every topic's copy
 	var errs []error
 	for _, topic := range n.topics {
 		var err error
 		if n.t.chain != nil {
-			info := &CallInfo{Pattern: PatternNotify, Target: Target{Exchange: engine.NotifyExchange, Topic: topic}, Method: eventType, priority: p, publisher: n.publisherID}
+			info := &CallInfo{Pattern: PatternNotify, Target: Target{Exchange: engine.NotifyExchange, Topic: topic}, Method: eventType, priority: p, publisher: n.publisherID, at: now}
 			err = n.t.intercepted(ctx, info, payload, nil)
 		} else {
-			err = n.t.notify(ctx, topic, p, eventType, n.publisherID, payload)
+			err = n.t.notify(ctx, topic, p, eventType, n.publisherID, now, payload)
 		}
 		if err != nil {
 			errs = append(errs, err)
@@ -116,7 +117,7 @@ func (n *Notifier) Notify(ctx context.Context, p Priority, eventType string, pay
 }
 
 // notify sends one notification to one topic.
-func (t *Transport) notify(ctx context.Context, topic string, p Priority, eventType, publisher string, payload any) error {
+func (t *Transport) notify(ctx context.Context, topic string, p Priority, eventType, publisher string, at time.Time, payload any) error {
 	flags, body, err := encode(t.codec, payload)
 	if err != nil {
 		return fmt.Errorf("zmqmsg: encode notification: %w", err)
@@ -125,7 +126,7 @@ func (t *Transport) notify(ctx context.Context, topic string, p Priority, eventT
 		metaPriority:  string(p),
 		metaEventType: eventType,
 		metaPublisher: publisher,
-		metaTimestamp: strconv.FormatInt(time.Now().UnixNano(), 10),
+		metaTimestamp: strconv.FormatInt(at.UnixNano(), 10),
 	}
 	return t.e.Notify(ctx, topic, meta, flags, body)
 }

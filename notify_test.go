@@ -7,6 +7,7 @@ import (
 	"github.com/zmqmsg/zmqmsg/internal/config"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -269,5 +270,38 @@ func TestNotifyMemberDoesNotAnswer(t *testing.T) {
 	testutil.WaitFor(t, 10*time.Second, "every notification at the live member", func() bool { return len(box.of("alive")) == n })
 	if st := notifier.Stats(); st.NotifyFailures != 0 || st.CastsNotAcked == 0 {
 		t.Fatalf("notifier: %d pool failures, %d unacknowledged attempts (want 0 and > 0)", st.NotifyFailures, st.CastsNotAcked)
+	}
+}
+
+// A pool that joins after the notifier grouped the topic's pools gets the
+// notifications once the notifier has read the directory again, and the
+// first pool keeps getting every one (the grouping is rebuilt, not kept).
+func TestNotifyPoolsRegroupedAfterAJoin(t *testing.T) {
+	dir := newDir(t)
+	ctx := testCtx(t, 30*time.Second)
+	var a, b atomic.Int64
+	listen := func(tr *Transport, pool string, n *atomic.Int64) {
+		l, err := tr.Listen([]string{"regroup"}, pool, func(context.Context, Notification) error { n.Add(1); return nil })
+		if err != nil {
+			t.Fatalf("Listen %s: %v", pool, err)
+		}
+		t.Cleanup(func() { _ = l.Stop(context.Background()) })
+	}
+	listen(newNode(t, dir), "a", &a)
+	ntf := newNode(t, dir).Notifier("p", "regroup")
+	if err := ntf.Info(ctx, "e", 1); err != nil || a.Load() != 1 {
+		t.Fatalf("first notification: %v, pool a ran %d", err, a.Load())
+	}
+	listen(newNode(t, dir), "b", &b)
+	sent := int64(1)
+	testutil.WaitFor(t, 20*time.Second, "the new pool to get a notification", func() bool {
+		if err := ntf.Info(ctx, "e", 1); err != nil {
+			t.Fatalf("Info: %v", err)
+		}
+		sent++
+		return b.Load() > 0
+	})
+	if got := a.Load(); got != sent {
+		t.Fatalf("pool a ran %d of %d notifications", got, sent)
 	}
 }

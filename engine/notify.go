@@ -103,17 +103,22 @@ func (n *notifier) Notify(ctx context.Context, topic string, meta map[string]str
 	if len(pools) > 1 {
 		done = make(chan int, len(pools)-1)
 	}
+	closing := false
 	for i := range pools[:len(pools)-1] {
 		m := m
 		m.ID = envelope.NewID()
 		if !n.rt.routines.Go(func() { errs[i] = n.notifyPool(ctx, m, pools[i].members, start); done <- i }) {
-			errs[i] = ErrClosed
+			errs[i], closing = ErrClosed, true
 			done <- i
 		}
 	}
 	last := len(pools) - 1
-	m.ID = envelope.NewID()
-	errs[last] = n.notifyPool(ctx, m, pools[last].members, start)
+	if closing {
+		errs[last] = ErrClosed // closing: no pool is tried any more
+	} else {
+		m.ID = envelope.NewID()
+		errs[last] = n.notifyPool(ctx, m, pools[last].members, start)
+	}
 	for range pools[:last] {
 		<-done
 	}
@@ -143,10 +148,10 @@ func (n *notifier) notifyPool(ctx context.Context, m envelope.Message, members [
 	var last error
 	for i := range members {
 		r := &members[(start+uint64(i))%uint64(len(members))]
-		d := n.dealers.lookup(r.sockKey)
+		d := n.dealers.lookup(r.notifyKey)
 		var err error
 		if d == nil {
-			d, err = n.dealerAt(ctx, r.Node, r.sockKey, r.tag, r.Node.NotifyEndpoint)
+			d, err = n.dealerAt(ctx, r.Node, r.notifyKey, r.tag, r.Node.NotifyEndpoint)
 		}
 		if err != nil {
 			last = err
@@ -179,8 +184,8 @@ type pool struct {
 // socket.
 type poolMember struct {
 	route
-	tag     string // nodeID + "/notify"
-	sockKey string // socketKey(tag, Node)
+	tag       string // nodeID + "/notify"
+	notifyKey string // socketKey(tag, Node): the notify DEALER's, not the route's sockKey
 }
 
 // notifyPools are the pools of a key's listeners (on a node with a notify
@@ -210,7 +215,7 @@ func (ks *keyState) notifyPools() []pool {
 				np.pools = append(np.pools, pool{name: name})
 			}
 			tag := r.nodeID + "/notify"
-			np.pools[i].members = append(np.pools[i].members, poolMember{route: r, tag: tag, sockKey: socketKey(tag, r.Node)})
+			np.pools[i].members = append(np.pools[i].members, poolMember{route: r, tag: tag, notifyKey: socketKey(tag, r.Node)})
 		}
 	}
 	ks.pools.Store(np)
