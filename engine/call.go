@@ -46,6 +46,7 @@ func (t Target) message(ctx context.Context, kind envelope.Kind, id envelope.ID,
 type caller struct {
 	*peers
 	calls, errors, timeouts atomic.Uint64
+	cancels                 atomic.Uint64 // CANCELs sent for calls whose ctx was cancelled
 }
 
 // Call sends a CALL to t and waits for its reply: until the reply arrives,
@@ -143,10 +144,32 @@ func (c *caller) once(ctx context.Context, req *envelope.Message, body []byte, e
 		return result(res.Msg, entry)
 	case <-ctx.Done():
 		c.table.Forget(req.ID)
+		if errors.Is(ctx.Err(), context.Canceled) {
+			c.sendCancel(d, req, entry)
+		}
 		return envelope.Message{}, c.ctxError(ctx.Err())
 	case <-expired:
 		c.table.Forget(req.ID)
 		return envelope.Message{}, ErrTimeout
+	}
+}
+
+// cancelSubmit bounds how long a CANCEL waits for room in the dealer's
+// command queue: it is best effort.
+const cancelSubmit = 100 * time.Millisecond
+
+// sendCancel tells the server running req that its caller gave up: a
+// CANCEL, best effort (no answer, no retry; counted when queued).
+func (c *caller) sendCancel(d *socket.Handle[socket.DealerCmd], req *envelope.Message, entry route) {
+	m := envelope.Message{Kind: envelope.KindCancel, ID: req.ID, Exchange: req.Exchange, Topic: req.Topic, Server: entry.Server}
+	body, err := envelope.Encode(&m)
+	if err != nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), cancelSubmit)
+	defer cancel()
+	if d.Submit(ctx, &socket.Request{ID: req.ID, Body: body}) == nil {
+		c.cancels.Add(1)
 	}
 }
 
@@ -176,4 +199,5 @@ func result(m envelope.Message, entry route) (envelope.Message, error) {
 
 func (c *caller) addStats(st *Stats) {
 	st.Calls, st.CallErrors, st.Timeouts = c.calls.Load(), c.errors.Load(), c.timeouts.Load()
+	st.CancelsSent = c.cancels.Load()
 }

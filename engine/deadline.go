@@ -58,6 +58,13 @@ func (c *lazyDeadline) Value(key any) any {
 	return c.parent.Value(key)
 }
 
+// cancelNow cancels the context (its caller sent a CANCEL). Not after
+// release.
+func (c *lazyDeadline) cancelNow() {
+	c.arm()
+	c.cancel()
+}
+
 // release frees the timer, if the context was armed. Once the handler has
 // returned.
 func (c *lazyDeadline) release() {

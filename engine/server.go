@@ -71,8 +71,11 @@ type Server struct {
 	ctx    context.Context // handler contexts derive from it; cancelled by a Close
 	cancel context.CancelFunc
 	wg     sync.WaitGroup // the server's workers and lane
-	once   sync.Once
-	err    error
+
+	runMu   sync.Mutex
+	running map[envelope.ID]*lazyDeadline // CALLs whose handler runs, for CANCEL
+	once    sync.Once
+	err     error
 }
 
 // serving is the server side of a node: its servers, and the counters
@@ -88,6 +91,7 @@ type serving struct {
 	servers map[*Server]struct{} // under mu
 
 	expired, panics, handlerErrors              atomic.Uint64
+	cancelled                                   atomic.Uint64 // calls whose caller sent a CANCEL while they ran
 	castsRun, castErrors, directRun, fanoutsRun atomic.Uint64
 	notificationsRun, notificationsFiltered     atomic.Uint64
 	fanoutsRefused, directNoMethod              atomic.Uint64 // one-way messages to a method the server does not have
@@ -95,6 +99,7 @@ type serving struct {
 
 func (sv *serving) addStats(st *Stats) {
 	st.Expired, st.HandlerPanics, st.HandlerErrors = sv.expired.Load(), sv.panics.Load(), sv.handlerErrors.Load()
+	st.CallsCancelled = sv.cancelled.Load()
 	st.CastsRun, st.CastErrors, st.DirectCastsRun, st.FanoutsRun = sv.castsRun.Load(), sv.castErrors.Load(), sv.directRun.Load(), sv.fanoutsRun.Load()
 	st.NotificationsRun, st.NotificationsFiltered = sv.notificationsRun.Load(), sv.notificationsFiltered.Load()
 	st.FanoutsRefused, st.DirectRefused = sv.fanoutsRefused.Load(), sv.directNoMethod.Load()
@@ -437,6 +442,21 @@ func duplicateAck(r *Request, o castOutcome) []byte {
 	return ackBody(r, o)
 }
 
+// Cancel cancels the context of the CALL id if its handler is running
+// (proxy.Canceler): the caller has given up. Its reply still goes out, and
+// the caller's reply table drops it as late.
+func (s *Server) Cancel(id envelope.ID) bool {
+	s.runMu.Lock()
+	defer s.runMu.Unlock()
+	lazy := s.running[id]
+	if lazy == nil {
+		return false
+	}
+	lazy.cancelNow()
+	s.sv.cancelled.Add(1)
+	return true
+}
+
 // runCast runs the handler of a one-way message, marks a CAST's or
 // NOTIFY's id as run, and returns its outcome, which the ACK carries: OK, or
 // the handler's error as a CALL's ERROR would carry it (REMOTE, or
@@ -521,7 +541,18 @@ func (s *Server) respond(r *Request) []byte {
 			return nil
 		}
 		lazy := &lazyDeadline{parent: ctx, deadline: deadline}
-		defer lazy.release()
+		s.runMu.Lock()
+		if s.running == nil {
+			s.running = make(map[envelope.ID]*lazyDeadline)
+		}
+		s.running[m.ID] = lazy
+		s.runMu.Unlock()
+		defer func() {
+			s.runMu.Lock()
+			delete(s.running, m.ID)
+			s.runMu.Unlock()
+			lazy.release()
+		}()
 		ctx = lazy
 	}
 	rep, err := s.run(ctx, r)

@@ -15,6 +15,7 @@ import (
 // counted here, so that "nothing lost silently" can be checked.
 type Stats struct {
 	Calls                 uint64 // calls sent
+	CancelsSent           uint64 // CANCELs sent: calls whose ctx was cancelled before their answer
 	CallErrors            uint64 // calls that ended with an error (timeouts included)
 	Timeouts              uint64 // calls that timed out
 	LateReplies           uint64 // replies that arrived after their call gave up, dropped
@@ -24,6 +25,7 @@ type Stats struct {
 	NoServers             uint64 // requests this node's proxy could not route (answered with an error)
 	Overloaded            uint64 // requests refused because a server queue was full (answered)
 	Expired               uint64 // requests whose deadline passed before a worker took them, dropped
+	CallsCancelled        uint64 // calls whose caller gave up (CANCEL) while the handler ran: its ctx was cancelled
 	HandlerErrors         uint64 // handler errors returned to callers
 	HandlerPanics         uint64 // handler panics, returned to callers as RemoteError
 	SendFailures          uint64 // messages libzmq refused (peer gone), dropped

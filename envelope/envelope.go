@@ -51,8 +51,11 @@ const (
 	// KindStats asks a node's call port for its counters; the answer is a
 	// KindReply with the same id and a JSON payload (docs/design.md §5).
 	KindStats
+	// KindCancel: the caller of a CALL gave up before its answer (its ctx
+	// was cancelled); the server cancels the handler's ctx. No answer.
+	KindCancel
 
-	kindMax = KindStats
+	kindMax = KindCancel
 )
 
 var kindNames = [...]string{
@@ -67,6 +70,7 @@ var kindNames = [...]string{
 	KindAttach: "ATTACH",
 	KindDetach: "DETACH",
 	KindStats:  "STATS",
+	KindCancel: "CANCEL",
 }
 
 // String returns the upper-case name of k ("CALL", "REPLY", ...), or

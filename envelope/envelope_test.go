@@ -334,7 +334,7 @@ func TestEncodeErrors(t *testing.T) {
 		{"meta value", Message{Kind: KindCall, Meta: map[string]string{"k": long}}, ErrTooLong},
 		{"meta entries", Message{Kind: KindCall, Meta: tooMany}, ErrTooLong},
 		{"zero kind", Message{}, ErrKind},
-		{"bad kind", Message{Kind: 12}, ErrKind},
+		{"bad kind", Message{Kind: 13}, ErrKind},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -425,7 +425,7 @@ func TestDecodeErrors(t *testing.T) {
 		{"truncated deadline", valid[:25], ErrTruncated, "deadline", 22},
 		{"truncated code", valid[:31], ErrTruncated, "code", 30},
 		{"kind 0", header(0, cat(emptyStrings, []byte{0, 0})...), ErrKind, "kind", 3},
-		{"kind 12", header(12, cat(emptyStrings, []byte{0, 0})...), ErrKind, "kind", 3},
+		{"kind 13", header(13, cat(emptyStrings, []byte{0, 0})...), ErrKind, "kind", 3},
 		{"no strings", valid[:32], ErrTruncated, "exchange", 32},
 		{"half length", valid[:33], ErrTruncated, "exchange", 32},
 		{"topic too short", topicTrunc, ErrTruncated, "topic", 34},
@@ -667,8 +667,8 @@ func TestKindCodeStrings(t *testing.T) {
 	kinds := map[Kind]string{
 		KindCall: "CALL", KindReply: "REPLY", KindCast: "CAST", KindAck: "ACK",
 		KindFanout: "FANOUT", KindNotify: "NOTIFY", KindError: "ERROR", KindPing: "PING",
-		KindAttach: "ATTACH", KindDetach: "DETACH", KindStats: "STATS",
-		0: "Kind(0)", 12: "Kind(12)", 255: "Kind(255)",
+		KindAttach: "ATTACH", KindDetach: "DETACH", KindStats: "STATS", KindCancel: "CANCEL",
+		0: "Kind(0)", 13: "Kind(13)", 255: "Kind(255)",
 	}
 	for k, want := range kinds {
 		if got := k.String(); got != want {

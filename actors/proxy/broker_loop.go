@@ -130,6 +130,10 @@ func (r *broker) fromCaller(l *poller.Loop[BrokerCmd], frames [][]byte) {
 		return
 	}
 	f, resent := r.b.inflight[m.ID]
+	if m.Kind == envelope.KindCancel {
+		r.relayCancel(l, f, resent, routing, body)
+		return
+	}
 	if r.b.draining && !resent {
 		// A resend of a cast still in flight is relayed even while
 		// draining: its member answers IN_PROGRESS or its ACK again.
@@ -153,6 +157,20 @@ func (r *broker) fromCaller(l *poller.Loop[BrokerCmd], frames [][]byte) {
 		delete(r.b.inflight, m.ID)
 	}
 	r.relay(l, &m, routing, body, out[:0])
+}
+
+// relayCancel relays a CANCEL to the member running its call (f, in
+// flight), best effort: nothing answers a CANCEL, and one whose call is
+// not in flight, or whose member's pipe is full, is counted and dropped.
+func (r *broker) relayCancel(l *poller.Loop[BrokerCmd], f inflight, inFlight bool, routing [][]byte, body []byte) {
+	if inFlight {
+		out := append(append(append(make([][]byte, 0, len(routing)+2), []byte(f.member)), routing...), body)
+		if l.TrySend(r.back, out...) == nil {
+			r.b.counters.Cancels.Add(1)
+			return
+		}
+	}
+	r.b.counters.CancelsLate.Add(1)
 }
 
 // relay sends a request (decoded: m) to a member serving its target, and

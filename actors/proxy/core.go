@@ -59,9 +59,22 @@ func (c *core) request(l *poller.Loop[Cmd], frames [][]byte, stats bool) {
 	case !ok:
 	case m.Kind == envelope.KindStats:
 		c.rq.sendStats(l, routing, &m, StatsAnswer{Role: "node", Counters: c.p.counters.Snapshot()})
+	case m.Kind == envelope.KindCancel:
+		c.cancel(&m)
 	default:
 		c.route(l, routing, &m)
 	}
+}
+
+// cancel hands a CANCEL to the named server running its call. Nothing
+// answers it; one whose call is not running here is counted and dropped.
+func (c *core) cancel(m *envelope.Message) {
+	srv := c.p.routes.Pick(directory.Key{Exchange: m.Exchange, Topic: m.Topic}, m.Server)
+	if cs, ok := srv.(Canceler); ok && m.Server != "" && cs.Cancel(m.ID) {
+		c.p.counters.Cancels.Add(1)
+		return
+	}
+	c.p.counters.CancelsLate.Add(1)
 }
 
 // route offers a request to a local server of its target, and answers its

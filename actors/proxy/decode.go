@@ -12,7 +12,7 @@ import (
 // count and drop what does not pass.
 
 // decodeRequest decodes a message from a call port: routing frames (the
-// caller's identity first), then a body of kind CALL, CAST or NOTIFY, or
+// caller's identity first), then a body of kind CALL, CANCEL, CAST or NOTIFY, or
 // STATS where the port answers it (stats). The body is decoded into m.
 // Anything else is counted (Malformed, WrongKind) and ok is false.
 func decodeRequest(c *Counters, frames [][]byte, m *envelope.Message, stats bool) (routing [][]byte, body []byte, ok bool) {
@@ -25,7 +25,7 @@ func decodeRequest(c *Counters, frames [][]byte, m *envelope.Message, stats bool
 		c.Malformed.Add(1)
 		return nil, nil, false
 	}
-	if m.Kind != envelope.KindCall && !OneWay(m.Kind) && (m.Kind != envelope.KindStats || !stats) {
+	if m.Kind != envelope.KindCall && m.Kind != envelope.KindCancel && !OneWay(m.Kind) && (m.Kind != envelope.KindStats || !stats) {
 		c.WrongKind.Add(1)
 		return nil, nil, false
 	}

@@ -52,6 +52,12 @@ type Server interface {
 	Offer(r *Request) Offer
 }
 
+// Canceler is a Server that can cancel a call it is running: the proxy
+// hands it a CANCEL's id. Cancel reports whether the call was there.
+type Canceler interface {
+	Cancel(id envelope.ID) bool
+}
+
 // InlineServer is a Server whose handlers may run on the proxy loop itself.
 // When Inline reports true, the proxy calls HandleInline instead of Offer
 // and sends the returned body (if any) at once: no hand-off to a worker and

@@ -31,6 +31,8 @@ type Counters struct {
 	FailedLost    atomic.Uint64 // daemon: relayed requests answered SERVER_LOST because their service process was lost
 	Conflicts     atomic.Uint64 // daemon: ATTACHes refused because another process serves the name
 	Refused       atomic.Uint64 // daemon: requests refused while draining (answered SHUTTING_DOWN)
+	Cancels       atomic.Uint64 // CANCELs handed to the server running their call (a daemon: relayed to its member)
+	CancelsLate   atomic.Uint64 // CANCELs for a call not running here (answered already, or never had), dropped
 	// HandshakeFailed counts failed handshakes on the public sockets when
 	// CURVE is on: peers without CURVE, keys the ZAP handler refused,
 	// broken handshakes. Dropped; the peer never reaches the loop.
@@ -74,6 +76,8 @@ func (c *Counters) Snapshot() map[string]uint64 {
 		"failed_lost":      c.FailedLost.Load(),
 		"conflicts":        c.Conflicts.Load(),
 		"refused":          c.Refused.Load(),
+		"cancels":          c.Cancels.Load(),
+		"cancels_late":     c.CancelsLate.Load(),
 		"handshake_failed": c.HandshakeFailed.Load(),
 	}
 }
