@@ -316,8 +316,31 @@ func Inline() ServeOption { return func(o *serveOptions) { o.inline = true } }
 type Client struct {
 	t      *Transport
 	target Target
-	direct bool // Cast goes over the direct-cast pipeline (DirectCast)
+	direct bool               // Cast goes over the direct-cast pipeline (DirectCast)
+	opts   engine.CallOptions // Retry, LeastOutstanding
 }
+
+// RetryPolicy retries the calls of idempotent methods on another server of
+// the target, after ErrNodeDown (the call may have run: hence idempotent
+// methods only) or ErrOverloaded (it did not), with backoff and within the
+// call's deadline; see Retry. Counted in Stats.CallRetries.
+type RetryPolicy = engine.RetryPolicy
+
+// Retry makes the client's calls to the methods p names retry (see
+// RetryPolicy). A call to a named server (Target.Server) is not retried:
+// there is no other server to go to.
+func Retry(p RetryPolicy) ClientOption {
+	return func(c *Client) {
+		p.Methods = slices.Clone(p.Methods)
+		c.opts.Retry = &p
+	}
+}
+
+// LeastOutstanding makes the client's calls go to the server of the target
+// with the fewest calls from this Transport still waiting for their answer
+// (round robin between equals), instead of the next server in turn: a slow
+// server then gets fewer calls.
+func LeastOutstanding() ClientOption { return func(c *Client) { c.opts.LeastOutstanding = true } }
 
 // ClientOption configures a Client.
 type ClientOption func(*Client)
@@ -369,18 +392,18 @@ func (c *Client) Call(ctx context.Context, method string, args, reply any) error
 		return err
 	}
 	if c.t.chain != nil {
-		return c.t.intercepted(ctx, &CallInfo{Pattern: PatternCall, Target: c.target, Method: method}, args, reply)
+		return c.t.intercepted(ctx, &CallInfo{Pattern: PatternCall, Target: c.target, Method: method, opts: c.opts}, args, reply)
 	}
-	return c.t.call(ctx, c.target, method, args, reply)
+	return c.t.call(ctx, c.target, method, args, reply, c.opts)
 }
 
 // call sends a CALL and decodes its reply.
-func (t *Transport) call(ctx context.Context, target Target, method string, args, reply any) error {
+func (t *Transport) call(ctx context.Context, target Target, method string, args, reply any, o engine.CallOptions) error {
 	flags, payload, err := encode(t.codec, args)
 	if err != nil {
 		return fmt.Errorf("zmqmsg: encode arguments: %w", err)
 	}
-	m, err := t.e.Call(ctx, target, method, flags, payload)
+	m, err := t.e.CallWith(ctx, target, method, flags, payload, o)
 	if err != nil {
 		return err
 	}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/zmqmsg/zmqmsg/engine"
 	"github.com/zmqmsg/zmqmsg/envelope"
 )
 
@@ -117,7 +118,7 @@ func (c *Client) CallAllFunc(ctx context.Context, method string, args any, fn fu
 			if c.t.chain != nil {
 				err = c.t.intercepted(ctx, &CallInfo{Pattern: PatternCall, Target: target, Method: method}, args, &raw)
 			} else {
-				err = c.t.call(ctx, target, method, args, &raw)
+				err = c.t.call(ctx, target, method, args, &raw, engine.CallOptions{})
 			}
 			results <- result{i, raw.msg, err}
 		}()

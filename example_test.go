@@ -309,3 +309,38 @@ func ExampleClient_CallAll() {
 	// eu-1 4
 	// us-1 4
 }
+
+// A client for an idempotent method: calls go to the least busy server,
+// and one refused as overloaded, or lost with its node, is tried again on
+// another server within its deadline.
+func ExampleRetry() {
+	dir := directory.NewMemory()
+	defer dir.Close()
+	node, err := zmqmsg.New(zmqmsg.Config{Directory: dir, Ports: zmqmsg.Ports{Call: zmqmsg.AnyPort}})
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	defer node.Close()
+	srv, err := node.Serve(zmqmsg.Target{Topic: "inventory"}, zmqmsg.Endpoints{
+		"count": zmqmsg.Method(func(ctx context.Context, sku string) (int, error) { return len(sku), nil }),
+	})
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	defer srv.Stop(context.Background())
+
+	inventory := node.Client(zmqmsg.Target{Topic: "inventory"},
+		zmqmsg.LeastOutstanding(),
+		zmqmsg.Retry(zmqmsg.RetryPolicy{MaxAttempts: 3, InitialBackoff: 10 * time.Millisecond, Methods: []string{"count"}}))
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	var n int
+	if err := inventory.Call(ctx, "count", "sku-123", &n); err != nil {
+		fmt.Println(err)
+		return
+	}
+	fmt.Println(n)
+	// Output: 7
+}

@@ -34,6 +34,7 @@ type CallInfo struct {
 	priority  Priority // NOTIFY only
 	publisher string
 	at        time.Time
+	opts      engine.CallOptions // CALL: the client's retry policy and pick
 }
 
 // Invoker sends the message of info: the next interceptor, or the
@@ -179,7 +180,7 @@ func (t *Transport) intercepted(ctx context.Context, info *CallInfo, args, reply
 func (t *Transport) invoke(ctx context.Context, info *CallInfo, args, reply any) error {
 	switch info.Pattern {
 	case PatternCall:
-		return t.call(ctx, info.Target, info.Method, args, reply)
+		return t.call(ctx, info.Target, info.Method, args, reply, info.opts)
 	case PatternNotify:
 		return t.notify(ctx, info.Target.Topic, info.priority, info.Method, info.publisher, info.at, args)
 	}

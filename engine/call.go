@@ -4,6 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
+	"math/rand/v2"
+	"slices"
 	"sync/atomic"
 	"time"
 
@@ -46,7 +49,52 @@ func (t Target) message(ctx context.Context, kind envelope.Kind, id envelope.ID,
 type caller struct {
 	*peers
 	calls, errors, timeouts atomic.Uint64
+	retried                 atomic.Uint64 // calls sent again after a retryable failure (RetryPolicy)
 	cancels                 atomic.Uint64 // CANCELs sent for calls whose ctx was cancelled
+}
+
+// RetryPolicy retries the calls of idempotent methods on another server
+// (the shape of gRPC's retry policy, gRFC A6): after ErrNodeDown (the call
+// may have run) or ErrOverloaded (it did not), within the call's deadline.
+type RetryPolicy struct {
+	MaxAttempts    int           // attempts in all, the first included; < 2: no retry
+	InitialBackoff time.Duration // the longest wait before the second attempt (default 10ms)
+	MaxBackoff     time.Duration // the cap of the waits (default 1s)
+	Multiplier     float64       // the waits' growth per attempt (default 2)
+	// Methods are the idempotent methods, the only ones retried; "*" is
+	// every method.
+	Methods []string
+}
+
+// retries reports whether a call of method that failed with err after
+// attempt attempts goes again, and how long to wait first: a random time
+// up to the attempt's backoff (full jitter).
+func (p *RetryPolicy) retries(method string, err error, attempt int) (time.Duration, bool) {
+	if p == nil || attempt >= p.MaxAttempts || !(errors.Is(err, ErrNodeDown) || errors.Is(err, ErrOverloaded)) {
+		return 0, false
+	}
+	if !slices.Contains(p.Methods, method) && !slices.Contains(p.Methods, "*") {
+		return 0, false
+	}
+	initial, maxB, mult := p.InitialBackoff, p.MaxBackoff, p.Multiplier
+	if initial <= 0 {
+		initial = 10 * time.Millisecond
+	}
+	if maxB <= 0 {
+		maxB = time.Second
+	}
+	if mult < 1 {
+		mult = 2
+	}
+	b := float64(initial) * math.Pow(mult, float64(attempt-1))
+	b = math.Min(b, float64(maxB))
+	return time.Duration(rand.Int64N(int64(b) + 1)), true
+}
+
+// CallOptions are a client's choices for its calls.
+type CallOptions struct {
+	Retry            *RetryPolicy // nil: no retry
+	LeastOutstanding bool         // pick the server with the fewest calls waiting, not the next in turn
 }
 
 // Call sends a CALL to t and waits for its reply: until the reply arrives,
@@ -54,7 +102,7 @@ type caller struct {
 // returned message is a KindReply; every failure is an error: ErrTimeout,
 // ctx.Err() on cancellation, ErrNoServers, *RemoteError, ErrOverloaded,
 // ErrTooLarge, ErrUnavailable, *NodeDownError, ErrClosed.
-func (c *caller) Call(ctx context.Context, t Target, method string, flags envelope.Flags, payload []byte) (envelope.Message, error) {
+func (c *caller) Call(ctx context.Context, t Target, method string, flags envelope.Flags, payload []byte, o CallOptions) (envelope.Message, error) {
 	if t.Fanout {
 		return envelope.Message{}, fmt.Errorf("%w: Call on a fanout target", ErrInvalidTarget)
 	}
@@ -67,43 +115,83 @@ func (c *caller) Call(ctx context.Context, t Target, method string, flags envelo
 		deadline = time.Now().Add(c.cfg.CallTimeout)
 		waitUntil = minTime(waitUntil, deadline)
 	}
-	m, err := c.call(ctx, t, method, flags, payload, deadline, waitUntil)
-	if err != nil {
-		c.errors.Add(1)
-		if errors.Is(err, ErrTimeout) {
-			c.timeouts.Add(1)
+	var avoid []string
+	for attempt := 1; ; attempt++ {
+		m, node, err := c.call(ctx, t, method, flags, payload, deadline, waitUntil, avoid, o.LeastOutstanding)
+		wait, again := o.Retry.retries(method, err, attempt)
+		if again && t.Server == "" && time.Now().Add(wait).Before(deadline) && c.backoff(ctx, wait) {
+			c.retried.Add(1)
+			avoid = append(avoid, node)
+			continue
 		}
+		if err != nil {
+			c.errors.Add(1)
+			if errors.Is(err, ErrTimeout) {
+				c.timeouts.Add(1)
+			}
+		}
+		return m, err
 	}
-	return m, err
 }
 
-// call sends the call to a server of t. A call that was never sent, because
-// its node could not be connected to (ErrUnavailable), goes to the next
-// server of the topic on another node; one for a named server fails.
-func (c *caller) call(ctx context.Context, t Target, method string, flags envelope.Flags, payload []byte, deadline, waitUntil time.Time) (envelope.Message, error) {
+// backoff waits d, or until ctx ends (false).
+func (c *caller) backoff(ctx context.Context, d time.Duration) bool {
+	if d <= 0 {
+		return ctx.Err() == nil
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}
+
+// call sends the call to a server of t (not on a node in avoid if another
+// serves t) and returns its answer and the node it went to. A call that
+// was never sent, because its node could not be connected to
+// (ErrUnavailable), goes to the next server of the topic on another node;
+// one for a named server fails.
+func (c *caller) call(ctx context.Context, t Target, method string, flags envelope.Flags, payload []byte, deadline, waitUntil time.Time, avoid []string, least bool) (envelope.Message, string, error) {
 	req := t.message(ctx, envelope.KindCall, envelope.NewID(), t.Server, method, flags, payload)
 	req.Deadline = deadline.UnixNano()
-	body, err := envelope.Encode(&req)
-	if err != nil {
-		return envelope.Message{}, fmt.Errorf("zmqmsg: encode call: %w", err)
+	named := least && t.Server == "" // the request names the server picked, encoded after the pick
+	var body []byte
+	var err error
+	if !named {
+		if body, err = envelope.Encode(&req); err != nil {
+			return envelope.Message{}, "", fmt.Errorf("zmqmsg: encode call: %w", err)
+		}
 	}
-	var tried []string
+	tried := avoid
 	for {
-		entry, err := c.res.pickAvoiding(ctx, t.key(), t.Server, waitUntil, deadline, tried)
+		entry, err := c.res.pickAvoiding(ctx, t.key(), t.Server, waitUntil, deadline, tried, least)
 		if err != nil {
-			return envelope.Message{}, c.ctxError(err)
+			return envelope.Message{}, "", c.ctxError(err)
+		}
+		if named {
+			// The node's proxy would otherwise choose among its servers
+			// itself.
+			req.Server = entry.Server
+			if body, err = envelope.Encode(&req); err != nil {
+				return envelope.Message{}, "", fmt.Errorf("zmqmsg: encode call: %w", err)
+			}
 		}
 		counter := &c.calls // the first attempt counts the call once submitted
 		if len(tried) > 0 {
-			counter = nil
+			counter = nil // a reroute, or a retry (counted in CallRetries)
 		}
+		entry.begin()
 		m, err := c.once(ctx, &req, body, entry, deadline, counter)
+		entry.end()
 		if !errors.Is(err, ErrUnavailable) || t.Server != "" || ctx.Err() != nil {
-			return m, err
+			return m, entry.nodeID, err
 		}
-		tried = append(tried, entry.nodeID)
+		tried = append(tried[:len(tried):len(tried)], entry.nodeID)
 		if !c.res.hasAlternative(t.key(), tried) {
-			return m, err
+			return m, entry.nodeID, err
 		}
 		c.rerouted.Add(1)
 	}
@@ -200,4 +288,5 @@ func result(m envelope.Message, entry route) (envelope.Message, error) {
 func (c *caller) addStats(st *Stats) {
 	st.Calls, st.CallErrors, st.Timeouts = c.calls.Load(), c.errors.Load(), c.timeouts.Load()
 	st.CancelsSent = c.cancels.Load()
+	st.CallRetries = c.retried.Load()
 }

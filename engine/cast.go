@@ -90,7 +90,7 @@ const maxResends = 3
 // cast sends one cast to a server of t, on a node not in avoid if there is
 // one, and returns the node it used.
 func (c *caster) cast(ctx context.Context, t Target, id envelope.ID, method string, flags envelope.Flags, payload []byte, waitUntil time.Time, avoid []string) (string, error) {
-	entry, err := c.res.pickAvoiding(ctx, t.key(), t.Server, waitUntil, time.Time{}, avoid)
+	entry, err := c.res.pickAvoiding(ctx, t.key(), t.Server, waitUntil, time.Time{}, avoid, false)
 	if err != nil {
 		return "", c.ctxError(err)
 	}

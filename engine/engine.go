@@ -259,7 +259,12 @@ func (e *Engine) Instance() string { return e.instance }
 
 // Call sends a CALL and waits for its answer; see caller.Call.
 func (e *Engine) Call(ctx context.Context, t Target, method string, flags envelope.Flags, payload []byte) (envelope.Message, error) {
-	return e.caller.Call(ctx, t, method, flags, payload)
+	return e.caller.Call(ctx, t, method, flags, payload, CallOptions{})
+}
+
+// CallWith is Call with a client's retry policy and pick.
+func (e *Engine) CallWith(ctx context.Context, t Target, method string, flags envelope.Flags, payload []byte, o CallOptions) (envelope.Message, error) {
+	return e.caller.Call(ctx, t, method, flags, payload, o)
 }
 
 // Cast sends an acknowledged CAST; see caster.Cast.

@@ -41,6 +41,30 @@ type route struct {
 	directory.Entry
 	nodeID  string
 	sockKey string // socketKey(nodeID, Node): names the node's sockets
+
+	// outstanding counts this Transport's calls to the server that wait
+	// for their answer (the least-outstanding pick); kept across refreshes.
+	outstanding *atomic.Int64
+}
+
+// begin and end count a call to r as outstanding.
+func (r *route) begin() {
+	if r.outstanding != nil {
+		r.outstanding.Add(1)
+	}
+}
+
+func (r *route) end() {
+	if r.outstanding != nil {
+		r.outstanding.Add(-1)
+	}
+}
+
+func (r *route) load() int64 {
+	if r.outstanding == nil {
+		return 0
+	}
+	return r.outstanding.Load()
 }
 
 // keyState is the cache of one key.
@@ -193,10 +217,18 @@ func (r *resolver) refresh(ctx context.Context, key directory.Key, ks *keyState)
 	if p != nil {
 		old = *p
 	}
+	counts := make(map[string]*atomic.Int64, len(old))
+	for _, o := range old {
+		counts[o.nodeID+"\x00"+o.Server] = o.outstanding
+	}
 	routes := make([]route, len(entries))
 	for i, e := range entries {
 		id := e.Node.ID()
-		routes[i] = route{Entry: e, nodeID: id, sockKey: socketKey(id, e.Node)}
+		n := counts[id+"\x00"+e.Server]
+		if n == nil {
+			n = new(atomic.Int64)
+		}
+		routes[i] = route{Entry: e, nodeID: id, sockKey: socketKey(id, e.Node), outstanding: n}
 		if _, down := r.down.Load(id); down && p != nil && !slices.ContainsFunc(old, func(o route) bool { return o.Server == e.Server && o.nodeID == id }) {
 			r.down.Delete(id)
 			r.log.Info("node registered a server again: trying it again", "node", id, "server", e.Server)
@@ -215,14 +247,14 @@ func (r *resolver) refresh(ctx context.Context, key directory.Key, ks *keyState)
 // for the directory to announce one, until waitUntil or ctx ends, then
 // fails with ErrNoServers.
 func (r *resolver) pick(ctx context.Context, key directory.Key, name string, waitUntil time.Time) (route, error) {
-	return r.pickAvoiding(ctx, key, name, waitUntil, time.Time{}, nil)
+	return r.pickAvoiding(ctx, key, name, waitUntil, time.Time{}, nil, false)
 }
 
 // pickAvoiding is pick that also skips the nodes in avoid (a resent cast's
 // or a rerouted call's earlier nodes); a deadline (zero: none but ctx's)
 // that passes while it waits makes it a timeout, not ErrNoServers.
 // earlier nodes) while another node serves the key.
-func (r *resolver) pickAvoiding(ctx context.Context, key directory.Key, name string, waitUntil, deadline time.Time, avoid []string) (route, error) {
+func (r *resolver) pickAvoiding(ctx context.Context, key directory.Key, name string, waitUntil, deadline time.Time, avoid []string, least bool) (route, error) {
 	start := time.Now()
 	ks, err := r.state(ctx, key)
 	if err != nil {
@@ -234,7 +266,7 @@ func (r *resolver) pickAvoiding(ctx context.Context, key directory.Key, name str
 			timer.Stop()
 		}
 	}()
-	if e, ok := ks.choose(name, &r.down, avoid); ok {
+	if e, ok := ks.choose(name, &r.down, avoid, least); ok {
 		return e, nil // the common case: no lock, no timer
 	}
 	for {
@@ -257,7 +289,7 @@ func (r *resolver) pickAvoiding(ctx context.Context, key directory.Key, name str
 			changed = ks.changed
 			ks.mu.Unlock()
 		}
-		if e, ok := ks.choose(name, &r.down, avoid); ok {
+		if e, ok := ks.choose(name, &r.down, avoid, least); ok {
 			return e, nil
 		}
 		wait := time.Until(waitUntil)
@@ -297,7 +329,7 @@ func noServers(key directory.Key, name string) error {
 	return fmt.Errorf("%w: %s", ErrNoServers, key)
 }
 
-func (ks *keyState) choose(name string, down *sync.Map, avoid []string) (route, bool) {
+func (ks *keyState) choose(name string, down *sync.Map, avoid []string, least bool) (route, bool) {
 	p := ks.entries.Load()
 	if p == nil || len(*p) == 0 {
 		return route{}, false
@@ -320,6 +352,22 @@ func (ks *keyState) choose(name string, down *sync.Map, avoid []string) (route, 
 		return !slices.Contains(avoid, e.nodeID)
 	}
 	n := uint64(len(entries))
+	if least {
+		// The usable server with the fewest calls waiting for it, the
+		// round robin deciding between equals.
+		start := ks.rr.Add(1) - 1
+		best := -1
+		for i := uint64(0); i < n; i++ {
+			j := int((start + i) % n)
+			if usable(entries[j]) && (best < 0 || entries[j].load() < entries[best].load()) {
+				best = j
+			}
+		}
+		if best >= 0 {
+			return entries[best], true
+		}
+		return entries[start%n], true
+	}
 	first := entries[(ks.rr.Add(1)-1)%n]
 	e := first
 	for i := uint64(1); i < n; i++ {

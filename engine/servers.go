@@ -31,7 +31,7 @@ func (e *Engine) Servers(ctx context.Context, t Target) ([]ServerRef, error) {
 		deadline = time.Now().Add(p.cfg.CallTimeout)
 	}
 	// A pick waits for the first server and says why there is none.
-	if _, err := e.res.pickAvoiding(ctx, t.key(), t.Server, minTime(waitUntil, deadline), deadline, nil); err != nil {
+	if _, err := e.res.pickAvoiding(ctx, t.key(), t.Server, minTime(waitUntil, deadline), deadline, nil, false); err != nil {
 		return nil, p.ctxError(err)
 	}
 	var refs []ServerRef

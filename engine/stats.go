@@ -16,6 +16,7 @@ import (
 type Stats struct {
 	Calls                 uint64 // calls sent
 	CancelsSent           uint64 // CANCELs sent: calls whose ctx was cancelled before their answer
+	CallRetries           uint64 // calls sent again to another server after a retryable failure (RetryPolicy)
 	CallErrors            uint64 // calls that ended with an error (timeouts included)
 	Timeouts              uint64 // calls that timed out
 	LateReplies           uint64 // replies that arrived after their call gave up, dropped

@@ -60,6 +60,7 @@ var Rows = []Row{
 	{"throughput", "NOTIFY 2 pools ÷ acked CAST 16 senders", "BenchmarkZmqmsg_Notify/pools=2", "msgs/s", castAcked + "16", "casts/s", 0.9, AtLeast},
 	{"throughput", "CALL 64 callers, daemon ÷ embedded", callDaemon, "calls/s", callConc + "64", "calls/s", 0.8, AtLeast},
 	{"throughput", "CallAll to 8 servers p50 ÷ one CALL p50", "BenchmarkZmqmsg_CallAll/servers=8", "p50-µs", callSeq, "p50-µs", 0, Info},
+	{"throughput", "one slow server of 3, 16 callers: p99 least-outstanding ÷ round robin", "BenchmarkZmqmsg_Call_SlowServer/pick=lor", "p99-µs", "BenchmarkZmqmsg_Call_SlowServer/pick=rr", "p99-µs", 0, Info},
 	{"throughput", "sequential CALL 4 KiB, p50 ÷ NATS p50", callSize + "4KiB", "p50-µs", natsSize + "4KiB", "p50-µs", 0, Info},
 	{"throughput", "sequential CALL 64 KiB, p50 ÷ NATS p50", callSize + "64KiB", "p50-µs", natsSize + "64KiB", "p50-µs", 1.2, AtMost},
 	{"throughput", "sequential CALL 1 MiB, p50 ÷ NATS p50", callSize + "1MiB", "p50-µs", natsSize + "1MiB", "p50-µs", 1.2, AtMost},
