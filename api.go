@@ -249,7 +249,7 @@ func (t *Transport) Serve(target Target, endpoints Endpoints, opts ...ServeOptio
 		if !ok {
 			return engine.Reply{}, fmt.Errorf("%w: %q (offered: %s)", ErrNoSuchMethod, req.Msg.Method, offered)
 		}
-		ctx = withIncoming(ctx, req.Msg.Meta, false)
+		ctx = withIncoming(ctx, req.Msg.Meta)
 		var res any
 		var err error
 		if len(t.serverICs) == 0 {

@@ -16,11 +16,13 @@ type ServerReply struct {
 	Server string // the server's name
 	Node   string // its node ("host:port" of the call port)
 	// Err is nil for a reply (Decode it); a *RemoteError for the handler's
-	// error; an error wrapping ErrUnreached (and the cause: ErrNodeDown,
+	// error; ErrOverloaded, ErrNoServers or ErrTooLarge for the node's
+	// refusal; an error wrapping ErrUnreached (and the cause: ErrNodeDown,
 	// ErrUnavailable) when the server's node could not be reached; one
 	// wrapping ErrTimeout when the deadline or the stall timer ended the
 	// wait; one wrapping context.Canceled when the gathering stopped first
-	// (MaxReplies, or the callback said stop); any other error of Call.
+	// (MaxReplies, the callback said stop, or the caller's ctx was
+	// cancelled); any other error of Call.
 	Err     error
 	Elapsed time.Duration // from the start of CallAll to this answer
 
@@ -44,8 +46,8 @@ type callAllOptions struct {
 	stall      time.Duration
 }
 
-// MaxReplies stops the gathering once n servers have answered (a reply or
-// a handler's error); n ≤ 0 means every server.
+// MaxReplies stops the gathering once n servers have answered (a reply, a
+// handler's error, or their node's refusal); n ≤ 0 means every server.
 func MaxReplies(n int) CallAllOption { return func(o *callAllOptions) { o.maxReplies = n } }
 
 // StallAfter stops the gathering when no server has answered for d since
@@ -170,7 +172,11 @@ gather:
 			why = fmt.Errorf("%w: stalled: no answer for %v after the last", ErrTimeout, o.stall)
 			break gather
 		case <-ctx.Done():
-			why = fmt.Errorf("%w: the deadline passed", ErrTimeout)
+			if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+				why = fmt.Errorf("%w: the deadline passed", ErrTimeout)
+			} else {
+				why = fmt.Errorf("%w: the caller cancelled", context.Canceled)
+			}
 			break gather
 		}
 	}
@@ -193,11 +199,12 @@ gather:
 	return nil
 }
 
-// isAnswer reports whether err came from the server itself: its handler's
-// error, or its refusal.
+// isAnswer reports whether err came from the server's node answering: the
+// handler's error, or the node's refusal (overloaded, no such server, too
+// large).
 func isAnswer(err error) bool {
 	var re *RemoteError
-	return errors.As(err, &re)
+	return errors.As(err, &re) || errors.Is(err, ErrOverloaded) || errors.Is(err, ErrNoServers) || errors.Is(err, ErrTooLarge)
 }
 
 // rawReply receives a reply message undecoded (CallAll decodes later).

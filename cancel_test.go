@@ -91,3 +91,28 @@ func TestCancelThroughTheDaemon(t *testing.T) {
 		t.Errorf("daemon counters: cancels %d, late %d; want 1, 0", ns.Counters["cancels"], ns.Counters["cancels_late"])
 	}
 }
+
+// A call for any server goes to the one its node's proxy picks, whatever
+// server the caller's resolver named: the CANCEL still finds it.
+func TestCancelFindsTheServerTheNodePicked(t *testing.T) {
+	dir := newDir(t)
+	srv := newNode(t, dir)
+	entered, returned := make(chan struct{}, 1), make(chan error, 1)
+	wait := Endpoints{"wait": func(ctx context.Context, _ Args) (any, error) {
+		entered <- struct{}{}
+		<-ctx.Done()
+		returned <- ctx.Err()
+		return nil, ctx.Err()
+	}}
+	serve(t, srv, Target{Topic: "cancel2", Server: "w1"}, wait)
+	serve(t, srv, Target{Topic: "cancel2", Server: "w2"}, wait)
+	const calls = 6
+	for range calls {
+		// A new client each time: its resolver's first pick and the node's
+		// need not agree.
+		cancelCall(t, newNode(t, dir).Client(Target{Topic: "cancel2"}), entered, returned)
+	}
+	if st := srv.Stats(); st.CallsCancelled != calls {
+		t.Fatalf("server cancelled %d of %d calls", st.CallsCancelled, calls)
+	}
+}

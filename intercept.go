@@ -126,12 +126,20 @@ func MetadataFrom(ctx context.Context) Metadata {
 }
 
 // withIncoming puts a request's user metadata on its handler's ctx: none
-// (no allocation) when it has none.
-func withIncoming(ctx context.Context, meta map[string]string, notify bool) context.Context {
+// (no allocation) when it has none. Reserved keys (a notification's own
+// fields, "zmqmsg." ones) are left out.
+func withIncoming(ctx context.Context, meta map[string]string) context.Context {
 	if len(meta) == 0 {
 		return ctx
 	}
-	if notify { // the notification's own fields travel in the meta too
+	reserved := false
+	for k := range meta {
+		if engine.ReservedMeta(k) {
+			reserved = true
+			break
+		}
+	}
+	if reserved {
 		var user Metadata
 		for k, v := range meta {
 			if !engine.ReservedMeta(k) {

@@ -289,7 +289,7 @@ func TestNilInterceptorIsAConfigError(t *testing.T) {
 func TestNoMetadataAllocatesNothing(t *testing.T) {
 	ctx := context.Background()
 	if n := testing.AllocsPerRun(100, func() {
-		_ = withIncoming(ctx, nil, false)
+		_ = withIncoming(ctx, nil)
 		_ = OutgoingMetadata(ctx)
 		_ = MetadataFrom(ctx)
 	}); n != 0 {

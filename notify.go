@@ -262,7 +262,7 @@ func (t *Transport) Listen(topics []string, pool string, h func(ctx context.Cont
 			t.e.NoteFiltered()
 			return engine.Reply{}, nil
 		}
-		ctx = withIncoming(ctx, req.Msg.Meta, true)
+		ctx = withIncoming(ctx, req.Msg.Meta)
 		if len(t.serverICs) > 0 {
 			return engine.Reply{}, t.serveNotification(ctx, req, n, l, h)
 		}

@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"os"
@@ -161,9 +162,10 @@ func (r *broker) fromCaller(l *poller.Loop[BrokerCmd], frames [][]byte) {
 
 // relayCancel relays a CANCEL to the member running its call (f, in
 // flight), best effort: nothing answers a CANCEL, and one whose call is
-// not in flight, or whose member's pipe is full, is counted and dropped.
+// not in flight, was not a CALL, came from another caller than the call,
+// or whose member's pipe is full, is counted and dropped.
 func (r *broker) relayCancel(l *poller.Loop[BrokerCmd], f inflight, inFlight bool, routing [][]byte, body []byte) {
-	if inFlight {
+	if inFlight && f.kind == envelope.KindCall && len(f.routing) > 0 && bytes.Equal(f.routing[0], routing[0]) {
 		out := append(append(append(make([][]byte, 0, len(routing)+2), []byte(f.member)), routing...), body)
 		if l.TrySend(r.back, out...) == nil {
 			r.b.counters.Cancels.Add(1)

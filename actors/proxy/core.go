@@ -66,13 +66,22 @@ func (c *core) request(l *poller.Loop[Cmd], frames [][]byte, stats bool) {
 	}
 }
 
-// cancel hands a CANCEL to the named server running its call. Nothing
-// answers it; one whose call is not running here is counted and dropped.
+// cancel hands a CANCEL to the local server running its call: the one it
+// names first, else any server of its topic (a call for any server went to
+// the one this proxy picked, not the one the caller's resolver named).
+// Nothing answers it; one whose call is not running here is counted and
+// dropped.
 func (c *core) cancel(m *envelope.Message) {
-	srv := c.p.routes.Pick(directory.Key{Exchange: m.Exchange, Topic: m.Topic}, m.Server)
-	if cs, ok := srv.(Canceler); ok && m.Server != "" && cs.Cancel(m.ID) {
+	key := directory.Key{Exchange: m.Exchange, Topic: m.Topic}
+	if cs, ok := c.p.routes.Pick(key, m.Server).(Canceler); ok && m.Server != "" && cs.Cancel(m.ID) {
 		c.p.counters.Cancels.Add(1)
 		return
+	}
+	for _, srv := range c.p.routes.All(key) {
+		if cs, ok := srv.(Canceler); ok && srv.Name() != m.Server && cs.Cancel(m.ID) {
+			c.p.counters.Cancels.Add(1)
+			return
+		}
 	}
 	c.p.counters.CancelsLate.Add(1)
 }
