@@ -89,6 +89,23 @@ func percentile(sorted []time.Duration, p float64) time.Duration {
 	return sorted[rank]
 }
 
+// timedLoop runs call n times under the benchmark's timer and returns each
+// run's latency; the first error ends the benchmark.
+func timedLoop(tb testing.TB, tm timer, n int, call func() error) []time.Duration {
+	tb.Helper()
+	lat := make([]time.Duration, n)
+	tm.ResetTimer()
+	for i := range lat {
+		t0 := time.Now()
+		if err := call(); err != nil {
+			tb.Fatal(err)
+		}
+		lat[i] = time.Since(t0)
+	}
+	tm.StopTimer()
+	return lat
+}
+
 func reportLatency(b *testing.B, lat []time.Duration) {
 	slices.Sort(lat)
 	b.ReportMetric(float64(percentile(lat, 50))/float64(time.Microsecond), "p50-µs")
@@ -581,17 +598,7 @@ func zmqEchoSequential(tb testing.TB, tm timer, n int, twoContexts bool) []time.
 		tb.Fatal(err)
 	}
 
-	lat := make([]time.Duration, n)
-	tm.ResetTimer()
-	for i := range lat {
-		t0 := time.Now()
-		if err := zmqRoundTrip(dealer); err != nil {
-			tb.Fatal(err)
-		}
-		lat[i] = time.Since(t0)
-	}
-	tm.StopTimer()
-	return lat
+	return timedLoop(tb, tm, n, func() error { return zmqRoundTrip(dealer) })
 }
 
 // zmqEchoConcurrent: `callers` goroutines, each with its own DEALER, doing n
@@ -804,17 +811,7 @@ func natsRequestSequential(tb testing.TB, tm timer, n int) []time.Duration {
 		tb.Fatal(err)
 	}
 
-	lat := make([]time.Duration, n)
-	tm.ResetTimer()
-	for i := range lat {
-		t0 := time.Now()
-		if err := natsRoundTrip(cli.Conn); err != nil {
-			tb.Fatal(err)
-		}
-		lat[i] = time.Since(t0)
-	}
-	tm.StopTimer()
-	return lat
+	return timedLoop(tb, tm, n, func() error { return natsRoundTrip(cli.Conn) })
 }
 
 // natsRequestConcurrent: callers goroutines sharing ONE connection.

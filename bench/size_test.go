@@ -19,8 +19,8 @@ var payloadSizes = []struct {
 // sizeWarmup round trips precede the measured ones.
 const sizeWarmup = 50
 
-// sequentialSized runs n round trips of one call, after the warm-up, and
-// returns their latencies.
+// sequentialSized runs n timed round trips of one call after sizeWarmup
+// untimed ones.
 func sequentialSized(tb testing.TB, tm timer, n int, call func() error) []time.Duration {
 	tb.Helper()
 	for range sizeWarmup {
@@ -28,17 +28,7 @@ func sequentialSized(tb testing.TB, tm timer, n int, call func() error) []time.D
 			tb.Fatal(err)
 		}
 	}
-	lat := make([]time.Duration, n)
-	tm.ResetTimer()
-	for i := range lat {
-		t0 := time.Now()
-		if err := call(); err != nil {
-			tb.Fatal(err)
-		}
-		lat[i] = time.Since(t0)
-	}
-	tm.StopTimer()
-	return lat
+	return timedLoop(tb, tm, n, call)
 }
 
 // zmqmsgSized: one caller, raw []byte echo of size bytes.

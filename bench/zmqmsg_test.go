@@ -253,17 +253,7 @@ func zmqmsgSequential(tb testing.TB, tm timer, n int, v zmqmsgVariant, json bool
 		call = env.jsonCall
 	}
 	env.warmup(tb, call)
-
-	lat := make([]time.Duration, n)
-	tm.ResetTimer()
-	for i := range lat {
-		t0 := time.Now()
-		if err := call(); err != nil {
-			tb.Fatal(err)
-		}
-		lat[i] = time.Since(t0)
-	}
-	tm.StopTimer()
+	lat := timedLoop(tb, tm, n, call)
 	env.checkStats(tb)
 	return lat
 }
