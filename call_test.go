@@ -38,7 +38,13 @@ func newNode(t testing.TB, dir directory.Directory, mod ...func(*Config)) *Trans
 	for _, m := range mod {
 		m(&cfg)
 	}
-	tr, err := New(cfg)
+	return startTransport(t, cfg)
+}
+
+// startTransport starts a Transport of cfg with opts, closed at cleanup.
+func startTransport(t testing.TB, cfg Config, opts ...Option) *Transport {
+	t.Helper()
+	tr, err := New(cfg, opts...)
 	if err != nil {
 		t.Fatalf("New: %v", err)
 	}

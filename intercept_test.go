@@ -18,16 +18,7 @@ import (
 // newNodeWith starts a Transport with opts, like newNode.
 func newNodeWith(t testing.TB, dir directory.Directory, opts ...Option) *Transport {
 	t.Helper()
-	tr, err := New(Config{Directory: dir, Ports: Ports{Call: AnyPort}}, opts...)
-	if err != nil {
-		t.Fatalf("New: %v", err)
-	}
-	t.Cleanup(func() {
-		if err := tr.Close(); err != nil {
-			t.Errorf("Close: %v", err)
-		}
-	})
-	return tr
+	return startTransport(t, Config{Directory: dir, Ports: Ports{Call: AnyPort}}, opts...)
 }
 
 // trail records what the interceptors and handlers of one test did, in
