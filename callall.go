@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/zmqmsg/zmqmsg/engine"
 	"github.com/zmqmsg/zmqmsg/envelope"
 )
 
@@ -116,12 +115,7 @@ func (c *Client) CallAllFunc(ctx context.Context, method string, args any, fn fu
 		target.Server = s.Server
 		go func() {
 			var raw rawReply
-			var err error
-			if c.t.chain != nil {
-				err = c.t.intercepted(ctx, &CallInfo{Pattern: PatternCall, Target: target, Method: method}, args, &raw)
-			} else {
-				err = c.t.call(ctx, target, method, args, &raw, engine.CallOptions{})
-			}
+			err := c.t.send(ctx, &CallInfo{Pattern: PatternCall, Target: target, Method: method}, args, &raw)
 			results <- result{i, raw.msg, err}
 		}()
 	}

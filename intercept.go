@@ -184,13 +184,21 @@ func (t *Transport) intercepted(ctx context.Context, info *CallInfo, args, reply
 	return t.chain(ctx, info, args, reply)
 }
 
+// send sends info's message through the client interceptors, if any.
+func (t *Transport) send(ctx context.Context, info *CallInfo, args, reply any) error {
+	if t.chain != nil {
+		return t.intercepted(ctx, info, args, reply)
+	}
+	return t.invoke(ctx, info, args, reply)
+}
+
 // invoke is the last Invoker: it sends info's message.
 func (t *Transport) invoke(ctx context.Context, info *CallInfo, args, reply any) error {
 	switch info.Pattern {
 	case PatternCall:
 		return t.call(ctx, info.Target, info.Method, args, reply, info.opts)
 	case PatternNotify:
-		return t.notify(ctx, info.Target.Topic, info.priority, info.Method, info.publisher, info.at, args)
+		return t.notify(ctx, []string{info.Target.Topic}, info.priority, info.Method, info.publisher, info.at, args)
 	}
 	flags, payload, err := encode(t.codec, args)
 	if err != nil {

@@ -100,24 +100,21 @@ func (n *Notifier) Notify(ctx context.Context, p Priority, eventType string, pay
 		return err
 	}
 	now := time.Now() // one timestamp for every topic's copy
+	if n.t.chain == nil {
+		return n.t.notify(ctx, n.topics, p, eventType, n.publisherID, now, payload)
+	}
 	var errs []error
-	for _, topic := range n.topics {
-		var err error
-		if n.t.chain != nil {
-			info := &CallInfo{Pattern: PatternNotify, Target: Target{Exchange: engine.NotifyExchange, Topic: topic}, Method: eventType, priority: p, publisher: n.publisherID, at: now}
-			err = n.t.intercepted(ctx, info, payload, nil)
-		} else {
-			err = n.t.notify(ctx, topic, p, eventType, n.publisherID, now, payload)
-		}
-		if err != nil {
+	for _, topic := range n.topics { // the interceptors see one notification per topic
+		info := &CallInfo{Pattern: PatternNotify, Target: Target{Exchange: engine.NotifyExchange, Topic: topic}, Method: eventType, priority: p, publisher: n.publisherID, at: now}
+		if err := n.t.intercepted(ctx, info, payload, nil); err != nil {
 			errs = append(errs, err)
 		}
 	}
 	return errors.Join(errs...)
 }
 
-// notify sends one notification to one topic.
-func (t *Transport) notify(ctx context.Context, topic string, p Priority, eventType, publisher string, at time.Time, payload any) error {
+// notify sends a notification to each of topics, encoded once.
+func (t *Transport) notify(ctx context.Context, topics []string, p Priority, eventType, publisher string, at time.Time, payload any) error {
 	flags, body, err := encode(t.codec, payload)
 	if err != nil {
 		return fmt.Errorf("zmqmsg: encode notification: %w", err)
@@ -128,7 +125,13 @@ func (t *Transport) notify(ctx context.Context, topic string, p Priority, eventT
 		metaPublisher: publisher,
 		metaTimestamp: strconv.FormatInt(at.UnixNano(), 10),
 	}
-	return t.e.Notify(ctx, topic, meta, flags, body)
+	var errs []error
+	for _, topic := range topics {
+		if err := t.e.Notify(ctx, topic, meta, flags, body); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
 }
 
 // Audit sends a notification of priority Audit.
