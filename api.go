@@ -235,6 +235,9 @@ func (t *Transport) Serve(target Target, endpoints Endpoints, opts ...ServeOptio
 		if h == nil {
 			return nil, fmt.Errorf("%w: nil handler for %q", ErrInvalidConfig, k)
 		}
+		if engine.Reserved(k) {
+			return nil, fmt.Errorf("%w: %q (built-in methods start with %q)", ErrReservedMethod, k, ReservedMethodPrefix)
+		}
 		eps[k] = h
 	}
 	methods := make([]string, 0, len(eps))
@@ -268,7 +271,8 @@ func (t *Transport) Serve(target Target, endpoints Endpoints, opts ...ServeOptio
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	s, err := t.e.Serve(ctx, directory.Key{Exchange: target.Exchange, Topic: target.Topic}, name, methods, dispatch, so.inline)
+	svc := engine.Service{Methods: methods, Metadata: so.meta}
+	s, err := t.e.Serve(ctx, directory.Key{Exchange: target.Exchange, Topic: target.Topic}, name, svc, dispatch, so.inline)
 	if err != nil {
 		return nil, err
 	}
@@ -297,6 +301,7 @@ type ServeOption func(*serveOptions)
 
 type serveOptions struct {
 	inline bool
+	meta   map[string]string // ServeMetadata
 }
 
 // Inline runs the server's handlers on the node proxy's loop goroutine, the
@@ -317,12 +322,12 @@ type Client struct {
 	t      *Transport
 	target Target
 	direct bool               // Cast goes over the direct-cast pipeline (DirectCast)
-	opts   engine.CallOptions // Retry, LeastOutstanding
+	opts   engine.CallOptions // Retry, LeastOutstanding, MonitorEvery
 }
 
 // RetryPolicy retries the calls of idempotent methods on another server of
-// the target, after ErrNodeDown (the call may have run: hence idempotent
-// methods only) or ErrOverloaded (it did not), with backoff and within the
+// the target, after ErrNodeDown or ErrServerLost (the call may have run:
+// hence idempotent methods only) or ErrOverloaded (it did not), with backoff and within the
 // call's deadline; see Retry. Counted in Stats.CallRetries.
 type RetryPolicy = engine.RetryPolicy
 
@@ -341,6 +346,29 @@ func Retry(p RetryPolicy) ClientOption {
 // (round robin between equals), instead of the next server in turn: a slow
 // server then gets fewer calls.
 func LeastOutstanding() ClientOption { return func(c *Client) { c.opts.LeastOutstanding = true } }
+
+// MonitorEvery makes the client's calls ask their server for a heartbeat
+// every d while the handler runs (d is raised to at least 10ms): for long
+// calls, as oslo's call_monitor_timeout. A call whose server has sent one
+// and then stays silent for 2×d fails with ErrServerLost, long before its
+// deadline, whatever the node's connection says; a slow server that is
+// alive never trips it. A server older than the monitor sends none, and
+// its calls wait for their deadline as before (docs/design.md §22).
+func MonitorEvery(d time.Duration) ClientOption {
+	return func(c *Client) { c.opts.MonitorEvery = d }
+}
+
+// MetaMonitor is the reserved metadata key of a monitored CALL (the
+// interval in milliseconds); MinMonitorInterval is the shortest interval.
+const (
+	MetaMonitor        = engine.MetaMonitor
+	MinMonitorInterval = engine.MinMonitor
+)
+
+// ErrServerLost: a call made with MonitorEvery heard no heartbeat from its
+// server for two intervals. The node may be fine; the server is not
+// answering, and the call may have run. Counted in Stats.ServersLost.
+var ErrServerLost = engine.ErrServerLost
 
 // ClientOption configures a Client.
 type ClientOption func(*Client)
@@ -411,7 +439,16 @@ func (t *Transport) call(ctx context.Context, target Target, method string, args
 		r.msg = m // CallAll: decoded later, by ServerReply.Decode
 		return nil
 	}
-	return decodeReply(t.codec, &m, reply)
+	return decodeReply(t.replyCodec(method), &m, reply)
+}
+
+// replyCodec is the codec of method's replies: JSON for the built-in
+// methods, whatever the Transport's.
+func (t *Transport) replyCodec(method string) Codec {
+	if engine.Reserved(method) {
+		return JSON{}
+	}
+	return t.codec
 }
 
 // decodeReply decodes a REPLY's payload into reply (nil discards it).

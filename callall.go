@@ -121,9 +121,10 @@ func (c *Client) CallAllFunc(ctx context.Context, method string, args any, fn fu
 	}
 
 	answered := make([]bool, len(servers))
+	codec := c.t.replyCodec(method)
 	reply := func(i int, msg envelope.Message, err error) ServerReply {
 		answered[i] = true
-		return ServerReply{Server: servers[i].Server, Node: servers[i].Node, Err: err, Elapsed: time.Since(start), msg: msg, codec: c.t.codec}
+		return ServerReply{Server: servers[i].Server, Node: servers[i].Node, Err: err, Elapsed: time.Since(start), msg: msg, codec: codec}
 	}
 	var stall *time.Timer
 	var stalled <-chan time.Time

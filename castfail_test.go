@@ -269,6 +269,17 @@ type ackNode struct {
 }
 
 func startAckNode(t *testing.T, dir directory.Directory, key directory.Key, server string, answer func(*envelope.Message)) *ackNode {
+	return startRawNode(t, dir, key, server, envelope.KindCast, func(m *envelope.Message) envelope.Message {
+		ack := envelope.Message{Kind: envelope.KindAck, ID: m.ID}
+		answer(&ack)
+		return ack
+	})
+}
+
+// startRawNode starts a raw ROUTER registered as a node serving key, as a
+// foreign or older node would: it answers every message of kind with what
+// answer makes of it, and counts them (ackNode.casts).
+func startRawNode(t *testing.T, dir directory.Directory, key directory.Key, server string, kind envelope.Kind, answer func(*envelope.Message) envelope.Message) *ackNode {
 	t.Helper()
 	z, err := testutil.ZMQ(t).NewSocket(zmq.ROUTER)
 	if err != nil {
@@ -301,13 +312,12 @@ func startAckNode(t *testing.T, dir directory.Directory, key directory.Key, serv
 				continue
 			}
 			m, err := envelope.Decode(frames[1])
-			if err != nil || m.Kind != envelope.KindCast {
+			if err != nil || m.Kind != kind {
 				continue
 			}
 			n.casts.Add(1)
-			ack := envelope.Message{Kind: envelope.KindAck, ID: m.ID}
-			answer(&ack)
-			body, err := envelope.Encode(&ack)
+			out := answer(&m)
+			body, err := envelope.Encode(&out)
 			if err == nil {
 				_, _ = z.SendMessage(frames[0], body)
 			}

@@ -344,3 +344,95 @@ func ExampleRetry() {
 	fmt.Println(n)
 	// Output: 7
 }
+
+// Every server answers ping, info and stats without user code; Discover
+// asks every server of every topic what it offers.
+func ExampleTransport_Discover() {
+	dir := directory.NewMemory()
+	defer dir.Close()
+	node, err := zmqmsg.New(zmqmsg.Config{Directory: dir, Ports: zmqmsg.Ports{Call: zmqmsg.AnyPort}})
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	defer node.Close()
+	srv, err := node.Serve(zmqmsg.Target{Topic: "compute", Server: "c1"}, zmqmsg.Endpoints{
+		"add": zmqmsg.Method(func(_ context.Context, a [2]int) (int, error) { return a[0] + a[1], nil }),
+	}, zmqmsg.ServeMetadata(map[string]string{"description": "adds numbers"}))
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	defer srv.Stop(context.Background())
+
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	c := node.Client(zmqmsg.Target{Topic: "compute"})
+	var sum int
+	if err := c.Call(ctx, "add", [2]int{1, 2}, &sum); err != nil {
+		fmt.Println(err)
+		return
+	}
+	found, err := node.Discover(ctx, zmqmsg.Target{})
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	for _, d := range found {
+		fmt.Println(d.Topic, d.Server, d.Info.Methods, d.Info.Metadata["description"])
+	}
+	st, err := c.ServerStats(ctx)
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	for _, m := range st.Methods {
+		fmt.Println(m.Method, "requests:", m.Requests, "errors:", m.Errors)
+	}
+	// Output:
+	// compute c1 [add] adds numbers
+	// add requests: 1 errors: 0
+}
+
+// A long call that asks its server for a heartbeat every 10ms: it may run
+// as long as its deadline allows, and fails with ErrServerLost within
+// 20ms of its server going silent.
+func ExampleMonitorEvery() {
+	dir := directory.NewMemory()
+	defer dir.Close()
+	node, err := zmqmsg.New(zmqmsg.Config{Directory: dir, Ports: zmqmsg.Ports{Call: zmqmsg.AnyPort}})
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	defer node.Close()
+	srv, err := node.Serve(zmqmsg.Target{Topic: "images"}, zmqmsg.Endpoints{
+		"resize": func(ctx context.Context, _ zmqmsg.Args) (any, error) {
+			select { // the work: longer than the monitor's silence
+			case <-time.After(100 * time.Millisecond):
+				return "resized", nil
+			case <-ctx.Done():
+				return nil, ctx.Err()
+			}
+		},
+	})
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	defer srv.Stop(context.Background())
+
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	c := node.Client(zmqmsg.Target{Topic: "images"}, zmqmsg.MonitorEvery(10*time.Millisecond))
+	var out string
+	switch err := c.Call(ctx, "resize", nil, &out); {
+	case errors.Is(err, zmqmsg.ErrServerLost):
+		fmt.Println("the server went silent:", err)
+	case err != nil:
+		fmt.Println(err)
+	default:
+		fmt.Println(out)
+	}
+	// Output: resized
+}

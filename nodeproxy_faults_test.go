@@ -54,7 +54,7 @@ func TestProxyDaemonNoPhantomRouteAfterAttachTimeout(t *testing.T) {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
-	_, err = m.e.Serve(ctx, directory.Key{Topic: "svc"}, "alpha", nil,
+	_, err = m.e.Serve(ctx, directory.Key{Topic: "svc"}, "alpha", engine.Service{},
 		func(context.Context, *engine.Request) (engine.Reply, error) { return engine.Reply{}, nil }, false)
 	cancel()
 	if !errors.Is(err, ErrNoProxy) {
@@ -83,7 +83,7 @@ func TestProxyDaemonServeWithoutDeadlineReturns(t *testing.T) {
 	}
 	done := make(chan error, 1)
 	go func() {
-		_, err := m.e.Serve(context.Background(), directory.Key{Topic: "svc"}, "beta", nil,
+		_, err := m.e.Serve(context.Background(), directory.Key{Topic: "svc"}, "beta", engine.Service{},
 			func(context.Context, *engine.Request) (engine.Reply, error) { return engine.Reply{}, nil }, false)
 		done <- err
 	}()

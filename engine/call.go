@@ -51,11 +51,13 @@ type caller struct {
 	calls, errors, timeouts atomic.Uint64
 	retried                 atomic.Uint64 // calls sent again after a retryable failure (RetryPolicy)
 	cancels                 atomic.Uint64 // CANCELs sent for calls whose ctx was cancelled
+	lost                    atomic.Uint64 // monitored calls whose server went silent (ErrServerLost)
 }
 
 // RetryPolicy retries the calls of idempotent methods on another server
-// (the shape of gRPC's retry policy, gRFC A6): after ErrNodeDown (the call
-// may have run) or ErrOverloaded (it did not), within the call's deadline.
+// (the shape of gRPC's retry policy, gRFC A6): after ErrNodeDown or
+// ErrServerLost (the call may have run) or ErrOverloaded (it did not),
+// within the call's deadline.
 type RetryPolicy struct {
 	MaxAttempts    int           // attempts in all, the first included; < 2: no retry
 	InitialBackoff time.Duration // the longest wait before the second attempt (default 10ms)
@@ -70,7 +72,7 @@ type RetryPolicy struct {
 // attempt attempts goes again, and how long to wait first: a random time
 // up to the attempt's backoff (full jitter).
 func (p *RetryPolicy) retries(method string, err error, attempt int) (time.Duration, bool) {
-	if p == nil || attempt >= p.MaxAttempts || !(errors.Is(err, ErrNodeDown) || errors.Is(err, ErrOverloaded)) {
+	if p == nil || attempt >= p.MaxAttempts || !(errors.Is(err, ErrNodeDown) || errors.Is(err, ErrServerLost) || errors.Is(err, ErrOverloaded)) {
 		return 0, false
 	}
 	if !slices.Contains(p.Methods, method) && !slices.Contains(p.Methods, "*") {
@@ -95,6 +97,10 @@ func (p *RetryPolicy) retries(method string, err error, attempt int) (time.Durat
 type CallOptions struct {
 	Retry            *RetryPolicy // nil: no retry
 	LeastOutstanding bool         // pick the server with the fewest calls waiting, not the next in turn
+	// MonitorEvery > 0 asks the server for a heartbeat every interval
+	// while the handler runs (at least MinMonitor); the call fails with
+	// ErrServerLost after MonitorMisses intervals without one.
+	MonitorEvery time.Duration
 }
 
 // Call sends a CALL to t and waits for its reply: until the reply arrives,
@@ -117,7 +123,7 @@ func (c *caller) Call(ctx context.Context, t Target, method string, flags envelo
 	}
 	var avoid []string
 	for attempt := 1; ; attempt++ {
-		m, node, err := c.call(ctx, t, method, flags, payload, deadline, waitUntil, avoid, o.LeastOutstanding)
+		m, node, err := c.call(ctx, t, method, flags, payload, deadline, waitUntil, avoid, o)
 		wait, again := o.Retry.retries(method, err, attempt)
 		if again && t.Server == "" && time.Now().Add(wait).Before(deadline) && c.backoff(ctx, wait) {
 			c.retried.Add(1)
@@ -154,9 +160,15 @@ func (c *caller) backoff(ctx context.Context, d time.Duration) bool {
 // was never sent, because its node could not be connected to
 // (ErrUnavailable), goes to the next server of the topic on another node;
 // one for a named server fails.
-func (c *caller) call(ctx context.Context, t Target, method string, flags envelope.Flags, payload []byte, deadline, waitUntil time.Time, avoid []string, least bool) (envelope.Message, string, error) {
+func (c *caller) call(ctx context.Context, t Target, method string, flags envelope.Flags, payload []byte, deadline, waitUntil time.Time, avoid []string, o CallOptions) (envelope.Message, string, error) {
 	req := t.message(ctx, envelope.KindCall, envelope.NewID(), t.Server, method, flags, payload)
 	req.Deadline = deadline.UnixNano()
+	every := o.MonitorEvery
+	if every > 0 {
+		every = min(max(every, MinMonitor), MaxMonitor)
+		req.Meta = monitorMeta(req.Meta, every)
+	}
+	least := o.LeastOutstanding
 	named := least && t.Server == "" // the request names the server picked, encoded after the pick
 	var body []byte
 	var err error
@@ -184,7 +196,7 @@ func (c *caller) call(ctx context.Context, t Target, method string, flags envelo
 			counter = nil // a reroute, or a retry (counted in CallRetries)
 		}
 		entry.begin()
-		m, err := c.once(ctx, &req, body, entry, deadline, counter)
+		m, err := c.once(ctx, &req, body, entry, deadline, counter, every)
 		entry.end()
 		if !errors.Is(err, ErrUnavailable) || t.Server != "" || ctx.Err() != nil {
 			return m, entry.nodeID, err
@@ -198,8 +210,10 @@ func (c *caller) call(ctx context.Context, t Target, method string, flags envelo
 }
 
 // once sends the encoded request req to entry's node and waits for its
-// answer; submitted, if not nil, counts it once the socket has it.
-func (c *caller) once(ctx context.Context, req *envelope.Message, body []byte, entry route, deadline time.Time, submitted *atomic.Uint64) (envelope.Message, error) {
+// answer; submitted, if not nil, counts it once the socket has it. With
+// every > 0, the server's heartbeats (IN_PROGRESS) arm and re-arm a
+// silence timer: MonitorMisses intervals without one end the call.
+func (c *caller) once(ctx context.Context, req *envelope.Message, body []byte, entry route, deadline time.Time, submitted *atomic.Uint64, every time.Duration) (envelope.Message, error) {
 	d, err := c.dealer(ctx, entry)
 	if err != nil {
 		return envelope.Message{}, c.ctxError(err)
@@ -223,22 +237,48 @@ func (c *caller) once(ctx context.Context, req *envelope.Message, body []byte, e
 		defer timer.Stop()
 		expired = timer.C
 	}
-	select {
-	case res := <-call.C():
-		c.table.Release(call) // the final result: nothing sends on it any more
-		if res.Err != nil {
-			return envelope.Message{}, c.ctxError(res.Err)
+	var silence *time.Timer
+	var silent <-chan time.Time
+	defer func() {
+		if silence != nil {
+			silence.Stop()
 		}
-		return result(res.Msg, entry)
-	case <-ctx.Done():
-		c.table.Forget(req.ID)
-		if errors.Is(ctx.Err(), context.Canceled) {
-			c.sendCancel(d, req, entry)
+	}()
+	for {
+		select {
+		case res := <-call.C():
+			if res.Err == nil && res.Msg.Kind == envelope.KindAck && res.Msg.Code == envelope.CodeInProgress {
+				if every > 0 { // a heartbeat: the server is alive
+					if silence == nil {
+						silence = time.NewTimer(MonitorMisses * every)
+						silent = silence.C
+					} else {
+						silence.Reset(MonitorMisses * every)
+					}
+				}
+				continue
+			}
+			c.table.Release(call) // the final result: nothing sends on it any more
+			if res.Err != nil {
+				return envelope.Message{}, c.ctxError(res.Err)
+			}
+			return result(res.Msg, entry)
+		case <-ctx.Done():
+			c.table.Forget(req.ID)
+			if errors.Is(ctx.Err(), context.Canceled) {
+				c.sendCancel(d, req, entry)
+			}
+			return envelope.Message{}, c.ctxError(ctx.Err())
+		case <-expired:
+			c.table.Forget(req.ID)
+			return envelope.Message{}, ErrTimeout
+		case <-silent:
+			c.table.Forget(req.ID)
+			c.lost.Add(1)
+			c.sendCancel(d, req, entry) // if it is alive after all, its handler stops
+			return envelope.Message{}, fmt.Errorf("%w: no heartbeat for %v from the server of %s on node %s (the call may have run)",
+				ErrServerLost, MonitorMisses*every, req.Topic, entry.nodeID)
 		}
-		return envelope.Message{}, c.ctxError(ctx.Err())
-	case <-expired:
-		c.table.Forget(req.ID)
-		return envelope.Message{}, ErrTimeout
 	}
 }
 
@@ -287,6 +327,6 @@ func result(m envelope.Message, entry route) (envelope.Message, error) {
 
 func (c *caller) addStats(st *Stats) {
 	st.Calls, st.CallErrors, st.Timeouts = c.calls.Load(), c.errors.Load(), c.timeouts.Load()
-	st.CancelsSent = c.cancels.Load()
+	st.CancelsSent, st.ServersLost = c.cancels.Load(), c.lost.Load()
 	st.CallRetries = c.retried.Load()
 }

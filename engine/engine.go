@@ -290,12 +290,13 @@ func (e *Engine) Notify(ctx context.Context, topic string, meta map[string]strin
 
 // Serve starts a server named name (unique within the topic) for key and
 // returns once it is reachable: routed by the proxy and registered in the
-// directory. methods are the method names dispatch offers, published in
-// the directory entry. With inline, the handlers run on the proxy loop
+// directory. svc.Methods are the method names dispatch offers, published
+// in the directory entry; svc is what the server answers to the built-in
+// methods (InfoMethod). With inline, the handlers run on the proxy loop
 // goroutine itself: no hand-off to a worker and back, but a handler that
 // blocks stalls every request to this node.
-func (e *Engine) Serve(ctx context.Context, key directory.Key, name string, methods []string, dispatch Dispatch, inline bool) (*Server, error) {
-	return e.serving.serve(ctx, e.proxy, key, name, methods, dispatch, inline)
+func (e *Engine) Serve(ctx context.Context, key directory.Key, name string, svc Service, dispatch Dispatch, inline bool) (*Server, error) {
+	return e.serving.serve(ctx, e.proxy, key, name, svc, dispatch, inline)
 }
 
 // ServeNotify starts a notification listener: a server behind the notify
@@ -304,7 +305,7 @@ func (e *Engine) ServeNotify(ctx context.Context, topic, name string, dispatch D
 	if e.notify == nil {
 		return nil, fmt.Errorf("%w: this node has no notify port", ErrInvalidTarget)
 	}
-	return e.serving.serve(ctx, e.notify, directory.Key{Exchange: NotifyExchange, Topic: topic}, name, nil, dispatch, false)
+	return e.serving.serve(ctx, e.notify, directory.Key{Exchange: NotifyExchange, Topic: topic}, name, Service{}, dispatch, false)
 }
 
 // NoteFiltered counts a notification a listener's priority filter dropped.

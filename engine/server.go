@@ -74,8 +74,15 @@ type Server struct {
 
 	runMu   sync.Mutex
 	running map[envelope.ID]*lazyDeadline // CALLs whose handler runs, for CANCEL
-	once    sync.Once
-	err     error
+
+	// Introspection: when it started, the user's metadata, a record per
+	// method (read-only map), requests for a method it does not have.
+	started      time.Time
+	meta         map[string]string
+	records      map[string]*methodRecord
+	noSuchMethod atomic.Uint64
+	once         sync.Once
+	err          error
 }
 
 // serving is the server side of a node: its servers, and the counters
@@ -92,6 +99,7 @@ type serving struct {
 
 	expired, panics, handlerErrors              atomic.Uint64
 	cancelled                                   atomic.Uint64 // calls whose caller sent a CANCEL while they ran
+	heartbeats                                  atomic.Uint64 // IN_PROGRESS ACKs sent for monitored calls
 	castsRun, castErrors, directRun, fanoutsRun atomic.Uint64
 	notificationsRun, notificationsFiltered     atomic.Uint64
 	fanoutsRefused, directNoMethod              atomic.Uint64 // one-way messages to a method the server does not have
@@ -99,7 +107,7 @@ type serving struct {
 
 func (sv *serving) addStats(st *Stats) {
 	st.Expired, st.HandlerPanics, st.HandlerErrors = sv.expired.Load(), sv.panics.Load(), sv.handlerErrors.Load()
-	st.CallsCancelled = sv.cancelled.Load()
+	st.CallsCancelled, st.HeartbeatsSent = sv.cancelled.Load(), sv.heartbeats.Load()
 	st.CastsRun, st.CastErrors, st.DirectCastsRun, st.FanoutsRun = sv.castsRun.Load(), sv.castErrors.Load(), sv.directRun.Load(), sv.fanoutsRun.Load()
 	st.NotificationsRun, st.NotificationsFiltered = sv.notificationsRun.Load(), sv.notificationsFiltered.Load()
 	st.FanoutsRefused, st.DirectRefused = sv.fanoutsRefused.Load(), sv.directNoMethod.Load()
@@ -108,8 +116,8 @@ func (sv *serving) addStats(st *Stats) {
 // serve starts a server named name (unique within the topic) for key
 // behind px (the call proxy, or the notify proxy for listeners) and
 // returns once it is reachable: routed by the proxy and registered in the
-// directory. methods are published in the directory entry.
-func (sv *serving) serve(ctx context.Context, px *proxy.Proxy, key directory.Key, name string, methods []string, dispatch Dispatch, inline bool) (*Server, error) {
+// directory. svc.Methods are published in the directory entry.
+func (sv *serving) serve(ctx context.Context, px *proxy.Proxy, key directory.Key, name string, svc Service, dispatch Dispatch, inline bool) (*Server, error) {
 	if sv.closed.Load() {
 		return nil, ErrClosed
 	}
@@ -121,10 +129,13 @@ func (sv *serving) serve(ctx context.Context, px *proxy.Proxy, key directory.Key
 		px:       px,
 		name:     name,
 		key:      key,
-		reg:      directory.Registration{Key: key, Server: name, Node: sv.node, Methods: methods},
+		reg:      directory.Registration{Key: key, Server: name, Node: sv.node, Methods: svc.Methods},
 		dispatch: dispatch,
 		inline:   inline,
 		casts:    newDedup(dedupSize, dedupTTL),
+		started:  time.Now(),
+		meta:     svc.Metadata,
+		records:  newRecords(svc.Methods),
 
 		quickLimit: int64(orDefault(sv.cfg.Hooks().QuickLimit, quickLimit)),
 	}
@@ -376,7 +387,9 @@ const quickLimit = 50 * time.Microsecond
 // waits in the queue (a quick run must not overtake it), and one of
 // ServerConcurrency's slots is free.
 func (s *Server) Quick(r *Request) bool {
-	if s.runAvg.Load() > s.quickLimit || s.onLoop.Load() > 0 || len(s.calls.queue) > 0 {
+	// A monitored call runs on a worker: its heartbeats go through the
+	// loop, which a quick run holds.
+	if s.runAvg.Load() > s.quickLimit || s.onLoop.Load() > 0 || len(s.calls.queue) > 0 || r.Msg.Meta[MetaMonitor] != "" {
 		return false
 	}
 	s.mu.RLock()
@@ -555,7 +568,16 @@ func (s *Server) respond(r *Request) []byte {
 		}()
 		ctx = lazy
 	}
-	rep, err := s.run(ctx, r)
+	if every := monitorEvery(m); every > 0 && !s.inline {
+		defer s.startHeartbeat(r, every).stop()
+	}
+	var rep Reply
+	var err error
+	if Reserved(m.Method) {
+		rep, err = s.introspect(m.Method)
+	} else {
+		rep, err = s.run(ctx, r)
+	}
 	out := envelope.Message{ID: m.ID}
 	if err == nil {
 		out.Kind, out.Flags = envelope.KindReply, rep.Flags
@@ -594,13 +616,25 @@ func (s *Server) respond(r *Request) []byte {
 	return body
 }
 
-// run calls dispatch, turning a panic into a RemoteError.
+// run calls dispatch, turning a panic into a RemoteError, and counts the
+// run in its method's record.
 func (s *Server) run(ctx context.Context, req *Request) (rep Reply, err error) {
+	rec := s.records[req.Msg.Method]
+	if rec != nil {
+		rec.requests.Add(1)
+		rec.inFlight.Add(1)
+	}
+	start := time.Now()
 	defer func() {
 		if p := recover(); p != nil {
 			s.sv.panics.Add(1)
 			s.sv.rt.log.Error("handler panicked", "server", s.name, "method", req.Msg.Method, "panic", p, "stack", string(debug.Stack()))
 			err = &RemoteError{Type: remoteTypePanic, Message: fmt.Sprint(p)}
+		}
+		if rec != nil {
+			rec.finish(time.Since(start), err)
+		} else if errors.Is(err, ErrNoSuchMethod) {
+			s.noSuchMethod.Add(1)
 		}
 	}()
 	return s.dispatch(ctx, req)

@@ -2,9 +2,12 @@ package engine
 
 import (
 	"context"
+	"fmt"
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/zmqmsg/zmqmsg/directory"
 )
 
 // ServerRef names one server of a topic: its name and its node's id
@@ -42,4 +45,29 @@ func (e *Engine) Servers(ctx context.Context, t Target) ([]ServerRef, error) {
 	}
 	slices.SortFunc(refs, func(a, b ServerRef) int { return strings.Compare(a.Server, b.Server) })
 	return refs, nil
+}
+
+// Topics returns the topics of exchange that the directory lists servers
+// of, sorted; none is not an error. It fails with ErrDirectoryUnavailable
+// (wrapping the cause) when the directory cannot be read, and says so when
+// the directory cannot list its entries.
+func (e *Engine) Topics(ctx context.Context, exchange string) ([]string, error) {
+	ls, ok := e.rt.cfg.Directory.(directory.Lister)
+	if !ok {
+		return nil, fmt.Errorf("zmqmsg: the directory (%T) cannot list its topics", e.rt.cfg.Directory)
+	}
+	entries, err := ls.List(ctx)
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		return nil, fmt.Errorf("%w: %w", ErrDirectoryUnavailable, err)
+	}
+	var topics []string
+	for _, en := range entries {
+		if en.Exchange == exchange && (len(topics) == 0 || topics[len(topics)-1] != en.Topic) {
+			topics = append(topics, en.Topic)
+		}
+	}
+	return topics, nil
 }

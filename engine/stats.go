@@ -27,6 +27,8 @@ type Stats struct {
 	Overloaded            uint64 // requests refused because a server queue was full (answered)
 	Expired               uint64 // requests whose deadline passed before a worker took them, dropped
 	CallsCancelled        uint64 // calls whose caller gave up (CANCEL) while the handler ran: its ctx was cancelled
+	HeartbeatsSent        uint64 // IN_PROGRESS ACKs this node's servers sent for monitored calls (MonitorEvery)
+	ServersLost           uint64 // monitored calls that failed with ErrServerLost: no heartbeat for MonitorMisses intervals
 	HandlerErrors         uint64 // handler errors returned to callers
 	HandlerPanics         uint64 // handler panics, returned to callers as RemoteError
 	SendFailures          uint64 // messages libzmq refused (peer gone), dropped
@@ -148,7 +150,7 @@ func (e *Engine) NodeStats(ctx context.Context, node directory.Node) (NodeStats,
 	if !ok {
 		deadline = time.Now().Add(e.rt.cfg.CallTimeout)
 	}
-	m, err := e.caller.once(ctx, &req, body, r, deadline, nil)
+	m, err := e.caller.once(ctx, &req, body, r, deadline, nil, 0)
 	if err != nil {
 		return a, fmt.Errorf("zmqmsg: stats of node %s: %w", id, err)
 	}

@@ -1,0 +1,154 @@
+package zmqmsg
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"sync"
+
+	"github.com/zmqmsg/zmqmsg/engine"
+)
+
+// The built-in methods every server answers without user code
+// (docs/design.md §21): a CALL to one of them reaches no handler and no
+// server interceptor. Their answers are JSON whatever Config.Codec, and
+// Call, CallAll and ServerReply.Decode decode them as JSON. A user method
+// may not start with ReservedMethodPrefix (Serve fails with
+// ErrReservedMethod). A server older than introspection answers them with
+// a *RemoteError matching ErrNoSuchMethod.
+const (
+	ReservedMethodPrefix = engine.ReservedMethodPrefix
+	PingMethod           = engine.PingMethod  // answered with a Ping
+	InfoMethod           = engine.InfoMethod  // answered with a ServiceInfo
+	StatsMethod          = engine.StatsMethod // answered with a ServerStats
+)
+
+// ErrReservedMethod: Serve was given an endpoint whose name starts with
+// ReservedMethodPrefix.
+var ErrReservedMethod = engine.ErrReservedMethod
+
+type (
+	// Ping is a server's answer to PingMethod: its name, node, zmqmsg
+	// version, start time and uptime.
+	Ping = engine.Ping
+	// ServiceInfo is a server's answer to InfoMethod: a Ping, its exchange
+	// and topic, the methods it offers, the metadata given to Serve
+	// (ServeMetadata) and the envelope version it speaks.
+	ServiceInfo = engine.Info
+	// ServerStats is a server's answer to StatsMethod: a Ping and a record
+	// per method it offers.
+	ServerStats = engine.ServerStats
+	// MethodStats is one method's record on one server: requests, errors,
+	// handlers running, processing time, the last error and when.
+	MethodStats = engine.MethodStats
+)
+
+// ServeMetadata sets what the server answers to InfoMethod besides its
+// methods: a description, a version, whatever a user of Discover needs.
+// The map is copied.
+func ServeMetadata(m map[string]string) ServeOption {
+	return func(o *serveOptions) {
+		o.meta = make(map[string]string, len(m))
+		for k, v := range m {
+			o.meta[k] = v
+		}
+	}
+}
+
+// Info returns what the server answers to InfoMethod.
+func (s *Server) Info() ServiceInfo { return s.s.Info() }
+
+// Stats returns the server's per-method records, as StatsMethod answers.
+func (s *Server) Stats() ServerStats { return s.s.Stats() }
+
+// Ping asks one server of the client's target (the named one, or the next
+// in the pick) for its identity and uptime: a CALL that no handler runs.
+func (c *Client) Ping(ctx context.Context) (Ping, error) {
+	var p Ping
+	err := c.Call(ctx, PingMethod, nil, &p)
+	return p, err
+}
+
+// Info asks one server of the client's target what it offers.
+func (c *Client) Info(ctx context.Context) (ServiceInfo, error) {
+	var in ServiceInfo
+	err := c.Call(ctx, InfoMethod, nil, &in)
+	return in, err
+}
+
+// ServerStats asks one server of the client's target for its per-method
+// records.
+func (c *Client) ServerStats(ctx context.Context) (ServerStats, error) {
+	var st ServerStats
+	err := c.Call(ctx, StatsMethod, nil, &st)
+	return st, err
+}
+
+// Discovered is one server that Discover asked: what it answered to
+// InfoMethod, or why there is no answer.
+type Discovered struct {
+	Topic  string
+	Server string
+	Node   string
+	Info   ServiceInfo // valid when Err is nil
+	Err    error       // as ServerReply.Err
+}
+
+// Discover asks every server of target's topic, or of every topic of
+// target.Exchange when target.Topic is empty (those the directory lists),
+// what it offers: a scatter-gather of InfoMethod (CallAll, with opts) over
+// each topic at once. The answers come sorted by topic and server; the
+// servers that did not answer are in it with their error. The error is
+// non-nil only when nothing could be asked: the directory failed, no
+// server of a named topic, a bad target, ctx done.
+func (t *Transport) Discover(ctx context.Context, target Target, opts ...CallAllOption) ([]Discovered, error) {
+	if target.Fanout {
+		return nil, fmt.Errorf("%w: Discover takes the topic's target, without Fanout", ErrInvalidTarget)
+	}
+	topics := []string{target.Topic}
+	if target.Topic == "" {
+		var err error
+		if topics, err = t.e.Topics(ctx, target.Exchange); err != nil {
+			return nil, err
+		}
+	}
+	var (
+		mu    sync.Mutex
+		found []Discovered
+		errs  = make([]error, len(topics))
+		wg    sync.WaitGroup
+	)
+	for i, topic := range topics {
+		tg := target
+		tg.Topic = topic
+		wg.Go(func() {
+			errs[i] = t.Client(tg).CallAllFunc(ctx, InfoMethod, nil, func(r ServerReply) bool {
+				d := Discovered{Topic: topic, Server: r.Server, Node: r.Node, Err: r.Err}
+				if d.Err == nil {
+					d.Err = r.Decode(&d.Info)
+				}
+				mu.Lock()
+				found = append(found, d)
+				mu.Unlock()
+				return true
+			}, opts...)
+		})
+	}
+	wg.Wait()
+	if target.Topic != "" && errs[0] != nil {
+		return nil, errs[0]
+	}
+	for _, err := range errs {
+		// A listed topic whose servers left since: nothing to report. Any
+		// other failure (the directory, ctx) is the answer's.
+		if err != nil && !errors.Is(err, ErrNoServers) {
+			return found, err
+		}
+	}
+	slices.SortFunc(found, func(a, b Discovered) int {
+		return cmp.Or(cmp.Compare(a.Topic, b.Topic), cmp.Compare(a.Server, b.Server))
+	})
+	return found, nil
+}
