@@ -153,6 +153,7 @@ func TestExitCodes(t *testing.T) {
 		"unreached":         zmqmsg.ErrUnreached,
 		"unavailable":       &zmqmsg.UnavailableError{Node: "n", Cause: "refused"},
 		"node_down":         &zmqmsg.NodeDownError{Node: "n", Cause: "gone"},
+		"server_lost":       zmqmsg.ErrServerLost,
 		"not_acked":         zmqmsg.ErrNotAcked,
 		"not_delivered":     zmqmsg.ErrNotDelivered,
 		"unauthorized":      zmqmsg.ErrUnauthorized,

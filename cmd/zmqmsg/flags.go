@@ -39,6 +39,7 @@ type options struct {
 	all         bool          // call: every server (scatter-gather)
 	stall       time.Duration // call --all
 	maxReplies  int           // call --all
+	monitor     time.Duration // call: heartbeat interval (MonitorEvery)
 	direct      bool          // cast
 	priority    string        // notify
 	publisher   string        // notify
@@ -103,7 +104,7 @@ type cli struct {
 }
 
 var commands = []*command{
-	cmdCall, cmdCast, cmdFanout, cmdNotify, cmdListen, cmdReply, cmdServers, cmdKeygen, cmdBenchServer, cmdBenchClient, cmdVersion,
+	cmdCall, cmdCast, cmdFanout, cmdNotify, cmdListen, cmdReply, cmdServers, cmdPing, cmdInfo, cmdStats, cmdKeygen, cmdBenchServer, cmdBenchClient, cmdVersion,
 }
 
 func findCommand(name string) *command {
@@ -263,10 +264,12 @@ exit codes (with --json, the error's "type" in brackets):
      [no_such_method]
   5  not delivered: no servers [no_servers], a node that could not be connected to
      (nothing sent) [unavailable], a node lost while its answer was awaited (the
-     request may have run) [node_down], a fanout that missed a node [unreached], a
-     cast not acknowledged [not_acked], a notification a pool did not get
-     [not_delivered] or that no pool listens to [unheard], this node's CURVE key
-     refused [unauthorized], CURVE on one side only [security_mismatch]
+     request may have run) [node_down], a server silent for two --monitor
+     intervals [server_lost], a fanout that missed a node or servers that ping,
+     info or stats asked and did not answer [unreached], a cast not acknowledged
+     [not_acked], a notification a pool did not get [not_delivered] or that no
+     pool listens to [unheard], this node's CURVE key refused [unauthorized],
+     CURVE on one side only [security_mismatch]
   6  directory unavailable: it could not be reached or read [directory_unavailable]
 With --json an error is one JSON line on stderr: {"error": message, "type": type,
 "exit": code}, plus "remote_type" and "remote_message" for a remote error,

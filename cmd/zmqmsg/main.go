@@ -1,7 +1,9 @@
 // Command zmqmsg is the operator CLI of zmqmsg: it calls, casts, fans out
 // and publishes notifications to the servers registered in a directory,
-// listens to notifications, lists what the directory knows, and benchmarks
-// every pattern. Arguments go in as JSON, replies come out as JSON.
+// listens to notifications, lists what the directory knows, asks servers
+// who they are, what they offer and how they fare (ping, info, stats), and
+// benchmarks every pattern. Arguments go in as JSON, replies come out as
+// JSON.
 //
 //	zmqmsg call     [flags] TOPIC METHOD [JSON|-]
 //	zmqmsg cast     [flags] TOPIC METHOD [JSON|-]
@@ -10,6 +12,10 @@
 //	zmqmsg listen   [flags] TOPIC...
 //	zmqmsg reply    [flags] TOPIC METHOD --echo | --json VALUE | --command CMD
 //	zmqmsg servers  [flags] [TOPIC]
+//	zmqmsg ping     [flags] [TOPIC]
+//	zmqmsg info     [flags] [TOPIC]
+//	zmqmsg stats    [flags] [TOPIC]
+//	zmqmsg keygen   [flags] FILE
 //	zmqmsg bench server [flags]
 //	zmqmsg bench client [flags]
 //	zmqmsg version      (or zmqmsg --version)
@@ -45,10 +51,12 @@
 //	     [no_such_method]
 //	  5  not delivered: no servers [no_servers], a node that could not be connected to
 //	     (nothing sent) [unavailable], a node lost while its answer was awaited (the
-//	     request may have run) [node_down], a fanout that missed a node [unreached], a
-//	     cast not acknowledged [not_acked], a notification a pool did not get
-//	     [not_delivered] or that no pool listens to [unheard], this node's CURVE key
-//	     refused [unauthorized], CURVE on one side only [security_mismatch]
+//	     request may have run) [node_down], a server silent for two --monitor
+//	     intervals [server_lost], a fanout that missed a node or servers that ping,
+//	     info or stats asked and did not answer [unreached], a cast not acknowledged
+//	     [not_acked], a notification a pool did not get [not_delivered] or that no
+//	     pool listens to [unheard], this node's CURVE key refused [unauthorized],
+//	     CURVE on one side only [security_mismatch]
 //	  6  directory unavailable: it could not be reached or read [directory_unavailable]
 //	With --json an error is one JSON line on stderr: {"error": message, "type": type,
 //	"exit": code}, plus "remote_type" and "remote_message" for a remote error,
@@ -132,6 +140,11 @@ func classify(err error) (int, string) {
 		return exitOK, ""
 	case errors.As(err, &ue), errors.Is(err, directory.ErrBadURL):
 		return exitUsage, "usage"
+	case errors.As(err, new(*silentError)):
+		// Servers that ping, info or stats asked did not answer, whatever
+		// the first one's error (it may be a timeout): before the cases
+		// that it would match.
+		return exitUndelivered, "unreached"
 	case errors.Is(err, zmqmsg.ErrTooLarge):
 		// The CLI sends only what the operator gave it: bad input.
 		return exitUsage, "usage"
@@ -164,6 +177,9 @@ func classify(err error) (int, string) {
 	case errors.Is(err, zmqmsg.ErrNodeDown):
 		// Lost with its node's connection: it may have run.
 		return exitUndelivered, "node_down"
+	case errors.Is(err, zmqmsg.ErrServerLost):
+		// Its server went silent (--monitor): it may have run.
+		return exitUndelivered, "server_lost"
 	case errors.Is(err, zmqmsg.ErrUnauthorized):
 		return exitUndelivered, "unauthorized"
 	case errors.Is(err, zmqmsg.ErrSecurityRequired), errors.Is(err, zmqmsg.ErrInsecureNode):

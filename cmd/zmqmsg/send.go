@@ -33,13 +33,19 @@ per server as the answers come: name, node, milliseconds, and the reply or
 the error; then a line for each server that did not answer (its node
 unreached, or still silent at --timeout, or --stall after the last answer).
 With --json each line is a JSON object. Exit 0 when every server replied,
-else the code of the first failure.`,
+else the code of the first failure.
+
+With --monitor D the server sends a heartbeat every D while the handler
+runs; a server silent for 2×D (frozen, or restarted behind its address)
+fails the call at once (exit 5, server_lost) instead of at --timeout. A
+server older than the monitor sends none: the call waits as without it.`,
 	minArgs: 2, maxArgs: 3,
 	flags: func(fs *flag.FlagSet, o *options) {
 		fs.StringVar(&o.server, "server", "", "call the server `NAME` of the topic instead of any (round robin)")
 		fs.BoolVar(&o.all, "all", false, "call every server of the topic; a line per server")
 		envflag.DurationVar(fs, &o.stall, "stall", 0, "with --all: stop waiting `D` after the last answer (0: wait up to --timeout)")
 		fs.IntVar(&o.maxReplies, "max", 0, "with --all: stop after `N` answers (0: every server)")
+		envflag.DurationVar(fs, &o.monitor, "monitor", 0, "ask the server for a heartbeat every `D` (at least 10ms); fail when it is silent for 2×D (0: off)")
 	},
 	run: runCall,
 }
@@ -129,10 +135,17 @@ func runCall(ctx context.Context, c *cli, pos []string) error {
 	if c.o.stall != 0 || c.o.maxReplies != 0 {
 		return usagef("--stall and --max go with --all")
 	}
+	if c.o.monitor < 0 {
+		return usagef("--monitor %v: a duration of 0 (off) or more", c.o.monitor)
+	}
 	return c.withNode(ctx, r.key, func(n *node, octx context.Context) error {
 		var reply []byte
 		target := zmqmsg.Target{Exchange: c.g.exchange, Topic: r.key.Topic, Server: c.o.server}
-		if err := n.t.Client(target).Call(octx, r.method, r.args, &reply); err != nil {
+		var opts []zmqmsg.ClientOption
+		if c.o.monitor > 0 {
+			opts = append(opts, zmqmsg.MonitorEvery(c.o.monitor))
+		}
+		if err := n.t.Client(target, opts...).Call(octx, r.method, r.args, &reply); err != nil {
 			return c.failed(ctx, n, "call", r, err)
 		}
 		return c.printJSON(reply)
