@@ -352,8 +352,11 @@ func LeastOutstanding() ClientOption { return func(c *Client) { c.opts.LeastOuts
 // calls, as oslo's call_monitor_timeout. A call whose server has sent one
 // and then stays silent for 2×d fails with ErrServerLost, long before its
 // deadline, whatever the node's connection says; a slow server that is
-// alive never trips it. A server older than the monitor sends none, and
-// its calls wait for their deadline as before (docs/design.md §22).
+// alive never trips it, unless its node stalls for 2×d (pick d well above
+// the pauses you expect: a second for a call of minutes). d is cut to an
+// hour. A server older than the monitor sends none, and its calls wait for
+// their deadline as before (docs/design.md §22). It applies to Call; CallAll
+// and Discover do not monitor.
 func MonitorEvery(d time.Duration) ClientOption {
 	return func(c *Client) { c.opts.MonitorEvery = d }
 }
@@ -413,8 +416,10 @@ func (t *Transport) Client(target Target, opts ...ClientOption) *Client {
 // node never had goes to a server of the topic on another node, and fails
 // with an *UnavailableError (ErrUnavailable) when it named its server or no
 // other node serves the topic. One whose node's connection was lost after
-// it was sent fails with a *NodeDownError (ErrNodeDown): it may have run.
-// A ctx that has already ended sends nothing.
+// it was sent fails with a *NodeDownError (ErrNodeDown): it may have run;
+// so does, with ErrServerLost, one whose server stopped sending the
+// heartbeats MonitorEvery asked for. A ctx that has already ended sends
+// nothing.
 func (c *Client) Call(ctx context.Context, method string, args, reply any) error {
 	if err := ctx.Err(); err != nil {
 		return err
@@ -427,6 +432,9 @@ func (c *Client) Call(ctx context.Context, method string, args, reply any) error
 
 // call sends a CALL and decodes its reply.
 func (t *Transport) call(ctx context.Context, target Target, method string, args, reply any, o engine.CallOptions) error {
+	if args == nil && engine.Reserved(method) {
+		args = []byte(nil) // the server ignores them: no codec asked to encode nil
+	}
 	flags, payload, err := encode(t.codec, args)
 	if err != nil {
 		return fmt.Errorf("zmqmsg: encode arguments: %w", err)

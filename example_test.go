@@ -394,9 +394,9 @@ func ExampleTransport_Discover() {
 	// add requests: 1 errors: 0
 }
 
-// A long call that asks its server for a heartbeat every 10ms: it may run
+// A long call that asks its server for a heartbeat every 50ms: it may run
 // as long as its deadline allows, and fails with ErrServerLost within
-// 20ms of its server going silent.
+// 100ms of its server going silent.
 func ExampleMonitorEvery() {
 	dir := directory.NewMemory()
 	defer dir.Close()
@@ -409,7 +409,7 @@ func ExampleMonitorEvery() {
 	srv, err := node.Serve(zmqmsg.Target{Topic: "images"}, zmqmsg.Endpoints{
 		"resize": func(ctx context.Context, _ zmqmsg.Args) (any, error) {
 			select { // the work: longer than the monitor's silence
-			case <-time.After(100 * time.Millisecond):
+			case <-time.After(200 * time.Millisecond):
 				return "resized", nil
 			case <-ctx.Done():
 				return nil, ctx.Err()
@@ -424,7 +424,7 @@ func ExampleMonitorEvery() {
 
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	c := node.Client(zmqmsg.Target{Topic: "images"}, zmqmsg.MonitorEvery(10*time.Millisecond))
+	c := node.Client(zmqmsg.Target{Topic: "images"}, zmqmsg.MonitorEvery(50*time.Millisecond))
 	var out string
 	switch err := c.Call(ctx, "resize", nil, &out); {
 	case errors.Is(err, zmqmsg.ErrServerLost):

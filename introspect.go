@@ -100,9 +100,13 @@ type Discovered struct {
 // target.Exchange when target.Topic is empty (those the directory lists),
 // what it offers: a scatter-gather of InfoMethod (CallAll, with opts) over
 // each topic at once. The answers come sorted by topic and server; the
-// servers that did not answer are in it with their error. The error is
-// non-nil only when nothing could be asked: the directory failed, no
-// server of a named topic, a bad target, ctx done.
+// servers that did not answer are in it with their error. Without answers
+// the error says why nothing could be asked: the directory failed, no
+// server of a named topic, a bad target, ctx done. With every topic, a
+// topic that could not be asked (the directory failed for it, ctx ended)
+// returns its error beside the answers of the others; a topic whose
+// servers left since the listing is skipped (after Config.WaitForServers).
+// The arguments are sent empty.
 func (t *Transport) Discover(ctx context.Context, target Target, opts ...CallAllOption) ([]Discovered, error) {
 	if target.Fanout {
 		return nil, fmt.Errorf("%w: Discover takes the topic's target, without Fanout", ErrInvalidTarget)
@@ -140,6 +144,9 @@ func (t *Transport) Discover(ctx context.Context, target Target, opts ...CallAll
 	if target.Topic != "" && errs[0] != nil {
 		return nil, errs[0]
 	}
+	slices.SortFunc(found, func(a, b Discovered) int {
+		return cmp.Or(cmp.Compare(a.Topic, b.Topic), cmp.Compare(a.Server, b.Server))
+	})
 	for _, err := range errs {
 		// A listed topic whose servers left since: nothing to report. Any
 		// other failure (the directory, ctx) is the answer's.
@@ -147,8 +154,5 @@ func (t *Transport) Discover(ctx context.Context, target Target, opts ...CallAll
 			return found, err
 		}
 	}
-	slices.SortFunc(found, func(a, b Discovered) int {
-		return cmp.Or(cmp.Compare(a.Topic, b.Topic), cmp.Compare(a.Server, b.Server))
-	})
 	return found, nil
 }

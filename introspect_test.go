@@ -19,10 +19,14 @@ import (
 	"github.com/zmqmsg/zmqmsg/internal/testutil"
 )
 
-// taggedCodec is JSON behind a tag: a codec a JSON decoder cannot read.
+// taggedCodec is JSON behind a tag: a codec a JSON decoder cannot read,
+// and that cannot encode nil.
 type taggedCodec struct{}
 
 func (taggedCodec) Marshal(v any) ([]byte, error) {
+	if v == nil {
+		return nil, errors.New("taggedCodec: cannot encode nil") // as gob
+	}
 	b, err := json.Marshal(v)
 	return append([]byte("T:"), b...), err
 }
@@ -59,13 +63,14 @@ func TestIntrospection(t *testing.T) {
 	s, err := srv.Serve(Target{Topic: "svc", Server: "s1"}, Endpoints{
 		"add":  Method(func(_ context.Context, a [2]int) (int, error) { return a[0] + a[1], nil }),
 		"fail": Method(func(_ context.Context, n int) (int, error) { return 0, fmt.Errorf("failure %d", n) }),
+		"boom": func(context.Context, Args) (any, error) { panic("boom") },
 		"slow": func(ctx context.Context, _ Args) (any, error) {
 			entered <- struct{}{}
 			select {
 			case <-release:
 			case <-ctx.Done():
 			}
-			return nil, nil
+			return 0, nil
 		},
 	}, ServeMetadata(map[string]string{"description": "adds numbers", "version": "1.2.0"}))
 	if err != nil {
@@ -92,11 +97,14 @@ func TestIntrospection(t *testing.T) {
 			t.Fatalf("fail: %v, want a RemoteError", err)
 		}
 	}
-	if err := c.Call(ctx, "nope", nil, nil); !errors.Is(err, ErrNoSuchMethod) {
+	if err := c.Call(ctx, "boom", 0, nil); !errors.As(err, new(*RemoteError)) {
+		t.Fatalf("boom: %v, want a RemoteError", err)
+	}
+	if err := c.Call(ctx, "nope", 0, nil); !errors.Is(err, ErrNoSuchMethod) {
 		t.Fatalf("nope: %v, want ErrNoSuchMethod", err)
 	}
 	slowDone := make(chan error, 1)
-	go func() { slowDone <- c.Call(ctx, "slow", nil, nil) }()
+	go func() { slowDone <- c.Call(ctx, "slow", 0, nil) }()
 	<-entered
 	handled := intercepted.Load()
 
@@ -112,7 +120,7 @@ func TestIntrospection(t *testing.T) {
 		t.Fatalf("Info: %v", err)
 	}
 	if in.Server != "s1" || in.Topic != "svc" || in.Exchange != "" || in.Protocol != int(envelope.Version) ||
-		!slices.Equal(in.Methods, []string{"add", "fail", "slow"}) || in.Metadata["description"] != "adds numbers" || in.Metadata["version"] != "1.2.0" {
+		!slices.Equal(in.Methods, []string{"add", "boom", "fail", "slow"}) || in.Metadata["description"] != "adds numbers" || in.Metadata["version"] != "1.2.0" {
 		t.Errorf("Info = %+v", in)
 	}
 	st, err := c.ServerStats(ctx)
@@ -129,8 +137,11 @@ func TestIntrospection(t *testing.T) {
 	if slow.Requests != 1 || slow.InFlight != 1 {
 		t.Errorf("slow = %+v, want 1 request in flight", slow)
 	}
-	if st.NoSuchMethod != 1 || len(st.Methods) != 3 {
-		t.Errorf("stats: no_such_method %d, %d methods; want 1, 3", st.NoSuchMethod, len(st.Methods))
+	if boom := findMethod(st, "boom"); boom.Requests != 1 || boom.Errors != 1 || boom.InFlight != 0 || boom.LastError == "" {
+		t.Errorf("boom = %+v, want 1 request, 1 error (the panic), none in flight", boom)
+	}
+	if st.NoSuchMethod != 1 || len(st.Methods) != 4 {
+		t.Errorf("stats: no_such_method %d, %d methods; want 1, 4", st.NoSuchMethod, len(st.Methods))
 	}
 	if got := s.Stats(); findMethod(got, "add").Requests != 4 {
 		t.Errorf("Server.Stats: %+v", got)
@@ -141,6 +152,9 @@ func TestIntrospection(t *testing.T) {
 	var re *RemoteError
 	if err := c.Call(ctx, "zmqmsg.bogus", nil, nil); !errors.As(err, &re) || !errors.Is(err, ErrNoSuchMethod) {
 		t.Errorf("zmqmsg.bogus: %v, want a NoSuchMethod RemoteError", err)
+	}
+	if st := s.Stats(); st.NoSuchMethod != 2 {
+		t.Errorf("no_such_method %d after zmqmsg.bogus, want 2", st.NoSuchMethod)
 	}
 	release <- struct{}{}
 	if err := <-slowDone; err != nil {

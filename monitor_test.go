@@ -40,17 +40,28 @@ func TestMonitorSlowServerNeverTrips(t *testing.T) {
 	dir := newDir(t)
 	srv := newNode(t, dir)
 	entered, release := held(t, srv, "mon-slow")
-	c := newNode(t, dir).Client(Target{Topic: "mon-slow"}, MonitorEvery(MinMonitorInterval))
+	cl := newNode(t, dir)
+	c := cl.Client(Target{Topic: "mon-slow"}, MonitorEvery(MinMonitorInterval))
 	ctx := testCtx(t, 30*time.Second)
 	done := make(chan error, 1)
 	var got string
 	go func() { done <- c.Call(ctx, "wait", nil, &got) }()
 	<-entered
 	// Ten intervals: five times the silence that would end the call.
-	testutil.WaitFor(t, 10*time.Second, "ten heartbeats", func() bool { return srv.Stats().HeartbeatsSent >= 10 })
+	testutil.WaitFor(t, 10*time.Second, "ten heartbeats", func() bool { return cl.Stats().HeartbeatsReceived >= 10 })
 	close(release)
 	if err := <-done; err != nil || got != "done" {
 		t.Fatalf("monitored slow call: %q, %v", got, err)
+	}
+	// Many short monitored calls: no heartbeat ever follows its answer.
+	for range 200 {
+		if err := c.Call(ctx, "wait", nil, nil); err != nil { // released: returns at once
+			t.Fatalf("short monitored call: %v", err)
+		}
+		<-entered
+	}
+	if st := cl.Stats(); st.LateReplies != 0 || st.UnmatchedReplies != 0 || st.ServersLost != 0 {
+		t.Errorf("late %d, unmatched %d, lost %d; want 0", st.LateReplies, st.UnmatchedReplies, st.ServersLost)
 	}
 }
 
@@ -103,7 +114,7 @@ func TestMonitorThroughTheDaemon(t *testing.T) {
 	done := make(chan error, 1)
 	go func() { done <- c.Call(testCtx(t, 30*time.Second), "wait", nil, nil) }()
 	<-entered
-	testutil.WaitFor(t, 10*time.Second, "ten heartbeats", func() bool { return d.members[0].Stats().HeartbeatsSent >= 10 })
+	testutil.WaitFor(t, 10*time.Second, "ten heartbeats", func() bool { return d.client.Stats().HeartbeatsReceived >= 10 })
 	close(release)
 	if err := <-done; err != nil {
 		t.Fatalf("monitored call through the daemon: %v", err)

@@ -10,6 +10,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/zmqmsg/zmqmsg/actors/reply"
 	"github.com/zmqmsg/zmqmsg/actors/socket"
 	"github.com/zmqmsg/zmqmsg/directory"
 	"github.com/zmqmsg/zmqmsg/envelope"
@@ -52,6 +53,7 @@ type caller struct {
 	retried                 atomic.Uint64 // calls sent again after a retryable failure (RetryPolicy)
 	cancels                 atomic.Uint64 // CANCELs sent for calls whose ctx was cancelled
 	lost                    atomic.Uint64 // monitored calls whose server went silent (ErrServerLost)
+	heartbeats              atomic.Uint64 // IN_PROGRESS ACKs received for monitored calls
 }
 
 // RetryPolicy retries the calls of idempotent methods on another server
@@ -245,24 +247,9 @@ func (c *caller) once(ctx context.Context, req *envelope.Message, body []byte, e
 		}
 	}()
 	for {
+		var res reply.Result
 		select {
-		case res := <-call.C():
-			if res.Err == nil && res.Msg.Kind == envelope.KindAck && res.Msg.Code == envelope.CodeInProgress {
-				if every > 0 { // a heartbeat: the server is alive
-					if silence == nil {
-						silence = time.NewTimer(MonitorMisses * every)
-						silent = silence.C
-					} else {
-						silence.Reset(MonitorMisses * every)
-					}
-				}
-				continue
-			}
-			c.table.Release(call) // the final result: nothing sends on it any more
-			if res.Err != nil {
-				return envelope.Message{}, c.ctxError(res.Err)
-			}
-			return result(res.Msg, entry)
+		case res = <-call.C():
 		case <-ctx.Done():
 			c.table.Forget(req.ID)
 			if errors.Is(ctx.Err(), context.Canceled) {
@@ -273,12 +260,33 @@ func (c *caller) once(ctx context.Context, req *envelope.Message, body []byte, e
 			c.table.Forget(req.ID)
 			return envelope.Message{}, ErrTimeout
 		case <-silent:
-			c.table.Forget(req.ID)
-			c.lost.Add(1)
-			c.sendCancel(d, req, entry) // if it is alive after all, its handler stops
-			return envelope.Message{}, fmt.Errorf("%w: no heartbeat for %v from the server of %s on node %s (the call may have run)",
-				ErrServerLost, MonitorMisses*every, req.Topic, entry.nodeID)
+			select {
+			case res = <-call.C(): // it came with the timer: it wins
+			default:
+				c.table.Forget(req.ID)
+				c.lost.Add(1)
+				c.sendCancel(d, req, entry) // if it is alive after all, its handler stops
+				return envelope.Message{}, fmt.Errorf("%w: no heartbeat for %v from the server of %s on node %s (the call may have run)",
+					ErrServerLost, MonitorMisses*every, req.Topic, entry.nodeID)
+			}
 		}
+		if res.Err == nil && res.Msg.Kind == envelope.KindAck && res.Msg.Code == envelope.CodeInProgress {
+			if every > 0 { // a heartbeat: the server is alive
+				c.heartbeats.Add(1)
+				if silence == nil {
+					silence = time.NewTimer(MonitorMisses * every)
+					silent = silence.C
+				} else {
+					silence.Reset(MonitorMisses * every)
+				}
+			}
+			continue
+		}
+		c.table.Release(call) // the final result: nothing sends on it any more
+		if res.Err != nil {
+			return envelope.Message{}, c.ctxError(res.Err)
+		}
+		return result(res.Msg, entry)
 	}
 }
 
@@ -327,6 +335,6 @@ func result(m envelope.Message, entry route) (envelope.Message, error) {
 
 func (c *caller) addStats(st *Stats) {
 	st.Calls, st.CallErrors, st.Timeouts = c.calls.Load(), c.errors.Load(), c.timeouts.Load()
-	st.CancelsSent, st.ServersLost = c.cancels.Load(), c.lost.Load()
+	st.CancelsSent, st.ServersLost, st.HeartbeatsReceived = c.cancels.Load(), c.lost.Load(), c.heartbeats.Load()
 	st.CallRetries = c.retried.Load()
 }

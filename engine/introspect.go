@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"maps"
 	"runtime/debug"
-	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -53,8 +52,8 @@ type Info struct {
 	Ping
 	Exchange string            `json:"exchange"`
 	Topic    string            `json:"topic"`
-	Methods  []string          `json:"methods"`
-	Metadata map[string]string `json:"metadata"`
+	Methods  []string          `json:"methods"`  // never null
+	Metadata map[string]string `json:"metadata"` // never null
 	Protocol int               `json:"protocol"` // the envelope version it speaks
 }
 
@@ -83,10 +82,10 @@ type MethodStats struct {
 // handler pays for no lock. It is the record the introspection and the
 // metrics read.
 type methodRecord struct {
-	requests, errors atomic.Uint64
-	inFlight         atomic.Int64
-	nanos            atomic.Int64
-	last             atomic.Pointer[lastError]
+	requests, done atomic.Uint64 // handlers started, finished
+	nanos          atomic.Int64  // run time of the finished ones
+	errors         atomic.Uint64
+	last           atomic.Pointer[lastError]
 }
 
 type lastError struct {
@@ -99,7 +98,7 @@ const lastErrorMax = 1024
 
 func (m *methodRecord) finish(d time.Duration, err error) {
 	m.nanos.Add(int64(d))
-	m.inFlight.Add(-1)
+	m.done.Add(1) // after nanos: a reader that sees it sees its time
 	if err != nil {
 		m.errors.Add(1)
 		text := err.Error()
@@ -110,10 +109,18 @@ func (m *methodRecord) finish(d time.Duration, err error) {
 	}
 }
 
+// snapshot reads the record; done before nanos, requests after both, so
+// that the average is over runs whose time is in, and in_flight is never
+// negative.
 func (m *methodRecord) snapshot(method string) MethodStats {
-	st := MethodStats{Method: method, Requests: m.requests.Load(), Errors: m.errors.Load(), InFlight: m.inFlight.Load(), ProcessingTime: time.Duration(m.nanos.Load())}
-	if done := int64(st.Requests) - st.InFlight; done > 0 {
-		st.AverageTime = st.ProcessingTime / time.Duration(done)
+	done := m.done.Load()
+	nanos := m.nanos.Load()
+	st := MethodStats{Method: method, Requests: m.requests.Load(), Errors: m.errors.Load(), ProcessingTime: time.Duration(nanos)}
+	st.InFlight = int64(st.Requests - min(done, st.Requests))
+	if done > 0 {
+		// nanos may hold a run or two that done does not count yet: at
+		// most that much above the true average.
+		st.AverageTime = time.Duration(nanos / int64(done))
 	}
 	if le := m.last.Load(); le != nil {
 		st.LastError, st.LastErrorAt = le.text, le.at
@@ -138,8 +145,12 @@ func (s *Server) ping() Ping {
 
 // Info returns what zmqmsg.info answers.
 func (s *Server) Info() Info {
-	return Info{Ping: s.ping(), Exchange: s.key.Exchange, Topic: s.key.Topic, Methods: slices.Clone(s.reg.Methods),
+	in := Info{Ping: s.ping(), Exchange: s.key.Exchange, Topic: s.key.Topic, Methods: append([]string{}, s.reg.Methods...),
 		Metadata: maps.Clone(s.meta), Protocol: int(envelope.Version)}
+	if in.Metadata == nil {
+		in.Metadata = map[string]string{}
+	}
+	return in
 }
 
 // Stats returns what zmqmsg.stats answers: a record per method, sorted.
@@ -162,6 +173,7 @@ func (s *Server) introspect(method string) (Reply, error) {
 	case StatsMethod:
 		v = s.Stats()
 	default:
+		s.noSuchMethod.Add(1)
 		return Reply{}, fmt.Errorf("%w: %q (built in: %s, %s, %s)", ErrNoSuchMethod, method, PingMethod, InfoMethod, StatsMethod)
 	}
 	payload, err := json.Marshal(v)
@@ -181,8 +193,11 @@ var version = sync.OnceValue(func() string {
 	}
 	for _, d := range bi.Deps {
 		if d.Path == "github.com/zmqmsg/zmqmsg" {
-			if d.Replace != nil {
+			if d.Replace != nil && d.Replace.Version != "" {
 				return d.Replace.Version
+			}
+			if d.Replace != nil {
+				return "(devel)" // replaced by a directory
 			}
 			return d.Version
 		}

@@ -88,7 +88,9 @@ func (s *Server) startHeartbeat(r *Request, every time.Duration) *heartbeat {
 func (h *heartbeat) beat() {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	if h.done {
+	// A handler that outlives its caller's deadline, or the Transport,
+	// has nobody to keep waiting.
+	if exp := expiry(&h.r.Msg); h.done || h.s.sv.rt.ctx.Err() != nil || (!exp.IsZero() && time.Now().After(exp)) {
 		return
 	}
 	h.send()

@@ -425,6 +425,9 @@ func (s *Server) QuickDone() {
 // timed answers r, on the proxy loop or a worker, and adds its run time
 // to the server's average.
 func (s *Server) timed(r *Request) []byte {
+	if Reserved(r.Msg.Method) {
+		return s.answer(r) // not a handler: its time says nothing of theirs
+	}
 	start := time.Now()
 	body := s.answer(r)
 	d := int64(time.Since(start))
@@ -546,13 +549,18 @@ func errorFields(err error) (code envelope.Code, errType, errMsg string, own boo
 func (s *Server) respond(r *Request) []byte {
 	m := &r.Msg
 	ctx := s.ctx
+	if m.Deadline != 0 && time.Now().After(time.Unix(0, m.Deadline)) {
+		// The caller has given up already: running would be wasted.
+		s.sv.expired.Add(1)
+		return nil
+	}
+	if Reserved(m.Method) {
+		// A built-in method: no handler to cancel or monitor.
+		rep, err := s.introspect(m.Method)
+		return s.answerOf(ctx, m, rep, err)
+	}
 	if m.Deadline != 0 {
 		deadline := time.Unix(0, m.Deadline)
-		if time.Now().After(deadline) {
-			// The caller has given up already: running would be wasted.
-			s.sv.expired.Add(1)
-			return nil
-		}
 		lazy := &lazyDeadline{parent: ctx, deadline: deadline}
 		s.runMu.Lock()
 		if s.running == nil {
@@ -571,13 +579,13 @@ func (s *Server) respond(r *Request) []byte {
 	if every := monitorEvery(m); every > 0 && !s.inline {
 		defer s.startHeartbeat(r, every).stop()
 	}
-	var rep Reply
-	var err error
-	if Reserved(m.Method) {
-		rep, err = s.introspect(m.Method)
-	} else {
-		rep, err = s.run(ctx, r)
-	}
+	rep, err := s.run(ctx, r)
+	return s.answerOf(ctx, m, rep, err)
+}
+
+// answerOf encodes the REPLY or ERROR of the CALL m, whose handler (run
+// with ctx) returned rep and err; nil when it cannot be encoded (logged).
+func (s *Server) answerOf(ctx context.Context, m *envelope.Message, rep Reply, err error) []byte {
 	out := envelope.Message{ID: m.ID}
 	if err == nil {
 		out.Kind, out.Flags = envelope.KindReply, rep.Flags
@@ -622,7 +630,6 @@ func (s *Server) run(ctx context.Context, req *Request) (rep Reply, err error) {
 	rec := s.records[req.Msg.Method]
 	if rec != nil {
 		rec.requests.Add(1)
-		rec.inFlight.Add(1)
 	}
 	start := time.Now()
 	defer func() {

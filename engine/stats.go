@@ -29,6 +29,7 @@ type Stats struct {
 	CallsCancelled        uint64 // calls whose caller gave up (CANCEL) while the handler ran: its ctx was cancelled
 	HeartbeatsSent        uint64 // IN_PROGRESS ACKs this node's servers sent for monitored calls (MonitorEvery)
 	ServersLost           uint64 // monitored calls that failed with ErrServerLost: no heartbeat for MonitorMisses intervals
+	HeartbeatsReceived    uint64 // IN_PROGRESS ACKs this Transport's monitored calls received
 	HandlerErrors         uint64 // handler errors returned to callers
 	HandlerPanics         uint64 // handler panics, returned to callers as RemoteError
 	SendFailures          uint64 // messages libzmq refused (peer gone), dropped
