@@ -138,6 +138,14 @@ func newRecords(methods []string) map[string]*methodRecord {
 	return recs
 }
 
+// clock reads the monotonic clock: time since the server started (one
+// clock reading, where time.Now takes two).
+func (s *Server) clock() time.Duration { return time.Since(s.started) }
+
+// record returns method's record, nil for a method the server does not
+// offer.
+func (s *Server) record(method string) *methodRecord { return s.records[method] }
+
 // ping is the identity part of every introspection answer.
 func (s *Server) ping() Ping {
 	return Ping{Server: s.name, Node: s.reg.Node.ID(), Version: Version(), Started: s.started, Uptime: time.Since(s.started)}

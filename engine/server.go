@@ -81,6 +81,7 @@ type Server struct {
 	meta         map[string]string
 	records      map[string]*methodRecord
 	noSuchMethod atomic.Uint64
+	laneNext     time.Duration // the direct lane's next start, if known (its goroutine's alone)
 	once         sync.Once
 	err          error
 }
@@ -336,9 +337,10 @@ func (s *Server) handle(r *Request) {
 // inline: a REPLY or ERROR for a CALL, the ACK carrying the handler's
 // outcome for a CAST or NOTIFY; nil when nothing is due (an expired call,
 // a cast sent without acks).
-func (s *Server) answer(r *Request) []byte {
+func (s *Server) answer(r *Request) ([]byte, time.Duration) {
 	if proxy.OneWay(r.Msg.Kind) {
-		return ackBody(r, s.runCast(r))
+		o, d := s.runCast(r, s.clock())
+		return ackBody(r, o), d
 	}
 	return s.respond(r)
 }
@@ -370,7 +372,8 @@ func (s *Server) HandleInline(r *Request) ([]byte, proxy.Offer) {
 	if stopping {
 		return nil, proxy.Stopping
 	}
-	return s.answer(r), proxy.Accepted
+	body, _ := s.answer(r)
+	return body, proxy.Accepted
 }
 
 // A server's handlers are quick while their running average stays under
@@ -425,14 +428,11 @@ func (s *Server) QuickDone() {
 // timed answers r, on the proxy loop or a worker, and adds its run time
 // to the server's average.
 func (s *Server) timed(r *Request) []byte {
-	if Reserved(r.Msg.Method) {
-		return s.answer(r) // not a handler: its time says nothing of theirs
+	body, d := s.answer(r)
+	if d > 0 { // a handler ran (not a built-in method, not an expired call)
+		avg := s.runAvg.Load() // a lost update between workers costs nothing
+		s.runAvg.Store(avg + (int64(d)-avg)/8)
 	}
-	start := time.Now()
-	body := s.answer(r)
-	d := int64(time.Since(start))
-	avg := s.runAvg.Load() // a lost update between workers costs nothing
-	s.runAvg.Store(avg + (d-avg)/8)
 	return body
 }
 
@@ -482,7 +482,7 @@ func (s *Server) Cancel(id envelope.ID) bool {
 // and logged at the 1st, 2nd, 4th... error; a fanout or an unacknowledged
 // cast whose method the server does not have is counted as refused
 // (FanoutsRefused, DirectRefused) and logged likewise, with its method.
-func (s *Server) runCast(r *Request) castOutcome {
+func (s *Server) runCast(r *Request, start time.Duration) (castOutcome, time.Duration) {
 	m := &r.Msg
 	if m.Kind == envelope.KindNotify {
 		s.sv.notificationsRun.Add(1)
@@ -490,7 +490,7 @@ func (s *Server) runCast(r *Request) castOutcome {
 		s.sv.castsRun.Add(1)
 	}
 	var o castOutcome
-	_, err := s.run(s.ctx, r)
+	_, d, err := s.run(s.ctx, r, start)
 	if err != nil {
 		o.Code, o.ErrType, o.ErrMsg, _ = errorFields(err)
 		s.noteCastError(m, o.Code, err, s.sv.castErrors.Add(1))
@@ -498,7 +498,7 @@ func (s *Server) runCast(r *Request) castOutcome {
 			o = castOutcome{}
 		}
 	}
-	return s.casts.finish(m.ID, o)
+	return s.casts.finish(m.ID, o), d
 }
 
 // noteCastError logs a one-way handler's error at powers of two of its
@@ -546,18 +546,18 @@ func errorFields(err error) (code envelope.Code, errType, errMsg string, own boo
 
 // respond runs one request and returns the encoded reply, or nil when no
 // reply is due (the request expired before it ran).
-func (s *Server) respond(r *Request) []byte {
+func (s *Server) respond(r *Request) ([]byte, time.Duration) {
 	m := &r.Msg
 	ctx := s.ctx
 	if m.Deadline != 0 && time.Now().After(time.Unix(0, m.Deadline)) {
 		// The caller has given up already: running would be wasted.
 		s.sv.expired.Add(1)
-		return nil
+		return nil, 0
 	}
 	if Reserved(m.Method) {
-		// A built-in method: no handler to cancel or monitor.
+		// A built-in method: no handler to cancel or monitor, no time.
 		rep, err := s.introspect(m.Method)
-		return s.answerOf(ctx, m, rep, err)
+		return s.answerOf(ctx, m, rep, err), 0
 	}
 	if m.Deadline != 0 {
 		deadline := time.Unix(0, m.Deadline)
@@ -579,8 +579,8 @@ func (s *Server) respond(r *Request) []byte {
 	if every := monitorEvery(m); every > 0 && !s.inline {
 		defer s.startHeartbeat(r, every).stop()
 	}
-	rep, err := s.run(ctx, r)
-	return s.answerOf(ctx, m, rep, err)
+	rep, d, err := s.run(ctx, r, s.clock())
+	return s.answerOf(ctx, m, rep, err), d
 }
 
 // answerOf encodes the REPLY or ERROR of the CALL m, whose handler (run
@@ -625,26 +625,29 @@ func (s *Server) answerOf(ctx context.Context, m *envelope.Message, rep Reply, e
 }
 
 // run calls dispatch, turning a panic into a RemoteError, and counts the
-// run in its method's record.
-func (s *Server) run(ctx context.Context, req *Request) (rep Reply, err error) {
-	rec := s.records[req.Msg.Method]
+// run, and its time d since start (a clock reading), in its method's
+// record. d is the one measure of a handler's time: the quick-run average
+// reads it too.
+func (s *Server) run(ctx context.Context, req *Request, start time.Duration) (rep Reply, d time.Duration, err error) {
+	rec := s.record(req.Msg.Method)
 	if rec != nil {
 		rec.requests.Add(1)
 	}
-	start := time.Now()
 	defer func() {
 		if p := recover(); p != nil {
 			s.sv.panics.Add(1)
 			s.sv.rt.log.Error("handler panicked", "server", s.name, "method", req.Msg.Method, "panic", p, "stack", string(debug.Stack()))
 			err = &RemoteError{Type: remoteTypePanic, Message: fmt.Sprint(p)}
 		}
+		d = max(s.clock()-start, 1)
 		if rec != nil {
-			rec.finish(time.Since(start), err)
+			rec.finish(d, err)
 		} else if errors.Is(err, ErrNoSuchMethod) {
 			s.noSuchMethod.Add(1)
 		}
 	}()
-	return s.dispatch(ctx, req)
+	rep, err = s.dispatch(ctx, req)
+	return rep, 0, err
 }
 
 // OfferDirect hands a direct cast to the server's in-order lane without
@@ -662,5 +665,15 @@ func (s *Server) runDirect(r *Request) {
 	} else {
 		s.sv.directRun.Add(1)
 	}
-	s.runCast(r)
+	// One clock reading per message while the lane is busy: the end of
+	// one run is the start of the next, already queued.
+	start := s.laneNext
+	if start == 0 {
+		start = s.clock()
+	}
+	_, d := s.runCast(r, start)
+	s.laneNext = 0
+	if len(s.direct.queue) > 0 {
+		s.laneNext = start + d
+	}
 }
