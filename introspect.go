@@ -63,6 +63,11 @@ func (s *Server) Info() ServiceInfo { return s.s.Info() }
 // Stats returns the server's per-method records, as StatsMethod answers.
 func (s *Server) Stats() ServerStats { return s.s.Stats() }
 
+// ServerStats returns the per-method records of every server and listener
+// this Transport runs, as StatsMethod answers them, sorted by exchange,
+// topic and server: what a metrics exporter reads.
+func (t *Transport) ServerStats() []ServerStats { return t.e.ServerStats() }
+
 // Ping asks one server of the client's target (the named one, or the next
 // in the pick) for its identity and uptime: a CALL that no handler runs.
 func (c *Client) Ping(ctx context.Context) (Ping, error) {

@@ -143,8 +143,11 @@ func TestIntrospection(t *testing.T) {
 	if st.NoSuchMethod != 1 || len(st.Methods) != 4 {
 		t.Errorf("stats: no_such_method %d, %d methods; want 1, 4", st.NoSuchMethod, len(st.Methods))
 	}
-	if got := s.Stats(); findMethod(got, "add").Requests != 4 {
+	if got := s.Stats(); findMethod(got, "add").Requests != 4 || got.Topic != "svc" {
 		t.Errorf("Server.Stats: %+v", got)
+	}
+	if all := srv.ServerStats(); len(all) != 1 || all[0].Server != "s1" || findMethod(all[0], "fail").Errors != 2 {
+		t.Errorf("Transport.ServerStats: %+v", all)
 	}
 	if n := intercepted.Load(); n != handled {
 		t.Errorf("the server interceptor saw %d introspection requests", n-handled)
@@ -272,7 +275,7 @@ func TestIntrospectionSpec(t *testing.T) {
 	now := time.Now()
 	ping := Ping{Server: "s", Node: "n", Version: "v", Started: now, Uptime: 1}
 	info := ServiceInfo{Ping: ping, Methods: []string{"m"}, Metadata: map[string]string{"k": "v"}, Protocol: 1}
-	stats := ServerStats{Ping: ping, Methods: []MethodStats{{Method: "m", Requests: 1, Errors: 1, InFlight: 1, ProcessingTime: 1, AverageTime: 1, LastError: "e", LastErrorAt: now}}}
+	stats := ServerStats{Ping: ping, Exchange: "x", Topic: "t", Methods: []MethodStats{{Method: "m", Requests: 1, Errors: 1, InFlight: 1, ProcessingTime: 1, AverageTime: 1, LastError: "e", LastErrorAt: now}}}
 	keys := func(m map[string]any) []string { return slices.Sorted(maps.Keys(m)) }
 	for _, c := range []struct {
 		name      string

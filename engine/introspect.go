@@ -1,11 +1,13 @@
 package engine
 
 import (
+	"cmp"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"maps"
 	"runtime/debug"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -61,6 +63,8 @@ type Info struct {
 // it offers, and the requests for a method it does not offer.
 type ServerStats struct {
 	Ping
+	Exchange     string        `json:"exchange"`
+	Topic        string        `json:"topic"`
 	Methods      []MethodStats `json:"methods"`
 	NoSuchMethod uint64        `json:"no_such_method"`
 }
@@ -163,7 +167,7 @@ func (s *Server) Info() Info {
 
 // Stats returns what zmqmsg.stats answers: a record per method, sorted.
 func (s *Server) Stats() ServerStats {
-	st := ServerStats{Ping: s.ping(), Methods: make([]MethodStats, 0, len(s.records)), NoSuchMethod: s.noSuchMethod.Load()}
+	st := ServerStats{Ping: s.ping(), Exchange: s.key.Exchange, Topic: s.key.Topic, Methods: make([]MethodStats, 0, len(s.records)), NoSuchMethod: s.noSuchMethod.Load()}
 	for _, m := range s.reg.Methods {
 		st.Methods = append(st.Methods, s.records[m].snapshot(m))
 	}
@@ -216,3 +220,23 @@ var version = sync.OnceValue(func() string {
 // Version is the zmqmsg module's version in this binary's build info
 // ("(devel)" when built from its own tree).
 func Version() string { return version() }
+
+// ServerStats returns the records of every server of this node's process
+// (listeners included), sorted by exchange, topic and server.
+func (e *Engine) ServerStats() []ServerStats {
+	sv := e.serving
+	sv.mu.Lock()
+	servers := make([]*Server, 0, len(sv.servers))
+	for s := range sv.servers {
+		servers = append(servers, s)
+	}
+	sv.mu.Unlock()
+	out := make([]ServerStats, 0, len(servers))
+	for _, s := range servers {
+		out = append(out, s.Stats())
+	}
+	slices.SortFunc(out, func(a, b ServerStats) int {
+		return cmp.Or(cmp.Compare(a.Exchange, b.Exchange), cmp.Compare(a.Topic, b.Topic), cmp.Compare(a.Server, b.Server))
+	})
+	return out
+}
