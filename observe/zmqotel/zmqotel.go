@@ -1,0 +1,128 @@
+// Package zmqotel traces zmqmsg messages with OpenTelemetry: a client
+// interceptor starts a span per message and carries its W3C trace context
+// (traceparent, tracestate) in the message's metadata; a server
+// interceptor continues the trace in a span around the handler. A node
+// proxy daemon relays the metadata untouched and adds no span.
+//
+// Attributes follow the semantic conventions of semconv v1.43.0: a CALL is
+// an RPC (span kinds CLIENT and SERVER, rpc.system.name "zmqmsg",
+// rpc.method "[exchange/]topic/method"); a CAST, direct cast, FANOUT or
+// NOTIFY is messaging (PRODUCER and CONSUMER, messaging.system "zmqmsg",
+// messaging.destination.name the topic, messaging.operation.type send or
+// process). A failure sets error.type and the span's status.
+package zmqotel
+
+import (
+	"context"
+
+	"github.com/zmqmsg/zmqmsg"
+	"github.com/zmqmsg/zmqmsg/observe/zmqprom"
+	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/propagation"
+	semconv "go.opentelemetry.io/otel/semconv/v1.43.0"
+	"go.opentelemetry.io/otel/trace"
+)
+
+// ScopeName is the instrumentation scope of the spans.
+const ScopeName = "github.com/zmqmsg/zmqmsg/observe/zmqotel"
+
+// System is the value of rpc.system.name and messaging.system.
+const System = "zmqmsg"
+
+// Option configures the interceptors.
+type Option func(*config)
+
+type config struct {
+	tp   trace.TracerProvider
+	prop propagation.TextMapPropagator
+}
+
+// WithTracerProvider sets the provider (default: otel.GetTracerProvider()).
+func WithTracerProvider(tp trace.TracerProvider) Option { return func(c *config) { c.tp = tp } }
+
+// WithPropagator sets the propagator (default: W3C trace context).
+func WithPropagator(p propagation.TextMapPropagator) Option {
+	return func(c *config) { c.prop = p }
+}
+
+func newConfig(opts []Option) config {
+	c := config{tp: otel.GetTracerProvider(), prop: propagation.TraceContext{}}
+	for _, o := range opts {
+		if o != nil {
+			o(&c)
+		}
+	}
+	return c
+}
+
+// Method is the fully-qualified method name: rpc.method and the span name.
+func Method(t zmqmsg.Target, method string) string {
+	if t.Exchange == "" {
+		return t.Topic + "/" + method
+	}
+	return t.Exchange + "/" + t.Topic + "/" + method
+}
+
+// attributes returns the span kind and attributes of a message.
+func attributes(p zmqmsg.Pattern, t zmqmsg.Target, method string, client bool) (trace.SpanKind, []attribute.KeyValue) {
+	if p == zmqmsg.PatternCall {
+		kind := trace.SpanKindServer
+		if client {
+			kind = trace.SpanKindClient
+		}
+		return kind, []attribute.KeyValue{semconv.RPCSystemNameKey.String(System), semconv.RPCMethodKey.String(Method(t, method))}
+	}
+	kind, op := trace.SpanKindConsumer, semconv.MessagingOperationTypeProcess
+	if client {
+		kind, op = trace.SpanKindProducer, semconv.MessagingOperationTypeSend
+	}
+	return kind, []attribute.KeyValue{semconv.MessagingSystemKey.String(System), semconv.MessagingDestinationName(t.Topic), op,
+		semconv.MessagingOperationName(string(p))}
+}
+
+// end records err on span and ends it.
+func end(span trace.Span, err error) {
+	if err != nil {
+		span.SetAttributes(semconv.ErrorTypeKey.String(zmqprom.Outcome(err)))
+		span.SetStatus(codes.Error, err.Error())
+	}
+	span.End()
+}
+
+// ClientInterceptor starts a span for every message the Transport's
+// clients and notifiers send and injects its context into the metadata.
+func ClientInterceptor(opts ...Option) zmqmsg.ClientInterceptor {
+	c := newConfig(opts)
+	tracer := c.tp.Tracer(ScopeName)
+	return func(ctx context.Context, info *zmqmsg.CallInfo, args, reply any, invoke zmqmsg.Invoker) error {
+		kind, attrs := attributes(info.Pattern, info.Target, info.Method, true)
+		ctx, span := tracer.Start(ctx, Method(info.Target, info.Method), trace.WithSpanKind(kind), trace.WithAttributes(attrs...))
+		carrier := propagation.MapCarrier{}
+		c.prop.Inject(ctx, carrier)
+		for k, v := range carrier {
+			ctx = zmqmsg.WithMetadata(ctx, k, v)
+		}
+		err := invoke(ctx, info, args, reply)
+		end(span, err)
+		return err
+	}
+}
+
+// ServerInterceptor continues the caller's trace in a span around every
+// handler the Transport's servers and listeners run.
+func ServerInterceptor(opts ...Option) zmqmsg.ServerInterceptor {
+	c := newConfig(opts)
+	tracer := c.tp.Tracer(ScopeName)
+	return func(ctx context.Context, info *zmqmsg.ServerInfo, args zmqmsg.Args, handle zmqmsg.Handler) (any, error) {
+		ctx = c.prop.Extract(ctx, propagation.MapCarrier(zmqmsg.MetadataFrom(ctx)))
+		target := info.Target
+		target.Server = ""
+		kind, attrs := attributes(info.Pattern, target, info.Method, false)
+		ctx, span := tracer.Start(ctx, Method(target, info.Method), trace.WithSpanKind(kind), trace.WithAttributes(attrs...))
+		res, err := handle(ctx, args)
+		end(span, err)
+		return res, err
+	}
+}
