@@ -43,6 +43,8 @@ import (
 	"github.com/zmqmsg/zmqmsg"
 	"github.com/zmqmsg/zmqmsg/directory"
 	"github.com/zmqmsg/zmqmsg/internal/envflag"
+	"github.com/zmqmsg/zmqmsg/internal/opshttp"
+	"github.com/zmqmsg/zmqmsg/metrics"
 )
 
 func main() {
@@ -95,6 +97,7 @@ type options struct {
 	logLevel, logFormat          string
 	statsEvery                   time.Duration
 	curveKey, curveAllow         string
+	metricsAddr, pprofAddr       string
 }
 
 // run is the whole command; ready, if not nil, receives the daemon's node
@@ -117,11 +120,49 @@ func run(ctx context.Context, args []string, lookup func(string) (string, bool),
 	}
 	n := p.Node()
 	log.Info("node proxy serving", "host", n.Host, "call", n.CallPort, "fanout", n.FanoutPort, "notify", n.NotifyPort, "cast", n.CastPort, "ipc_dir", cfg.Dir, "curve_key", n.CurveKey)
+	ops, err := o.startOps(log, p)
+	if err != nil {
+		fmt.Fprintf(stderr, "zmqmsg-proxy: %v\n", err)
+		_ = p.Close()
+		return 1
+	}
 	if ready != nil {
 		ready <- n
 	}
 	o.serve(ctx, log, p)
-	return o.stop(log, p)
+	code := o.stop(log, p)
+	for _, s := range ops {
+		cctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		_ = s.Close(cctx)
+		cancel()
+	}
+	return code
+}
+
+// startOps serves /metrics (--metrics-addr) and /debug/pprof/
+// (--pprof-addr) when asked, and logs where.
+func (o options) startOps(log *slog.Logger, p *zmqmsg.Proxy) ([]*opshttp.Server, error) {
+	var ops []*opshttp.Server
+	if o.metricsAddr != "" {
+		s, err := opshttp.Metrics(o.metricsAddr, func() []metrics.Family { return metrics.OfProxy(p.Stats()) })
+		if err != nil {
+			return nil, fmt.Errorf("--metrics-addr: %w", err)
+		}
+		ops = append(ops, s)
+		log.Info("metrics serving", "addr", s.Addr().String(), "path", "/metrics")
+	}
+	if o.pprofAddr != "" {
+		s, err := opshttp.Pprof(o.pprofAddr)
+		if err != nil {
+			for _, s := range ops {
+				_ = s.Close(context.Background())
+			}
+			return nil, fmt.Errorf("--pprof-addr: %w", err)
+		}
+		ops = append(ops, s)
+		log.Info("pprof serving", "addr", s.Addr().String(), "path", "/debug/pprof/")
+	}
+	return ops, nil
 }
 
 // flags declares the command's flags into o.
@@ -148,6 +189,8 @@ func (o *options) flags(stderr io.Writer) *flag.FlagSet {
 	fs.StringVar(&o.logFormat, "log-format", "text", "text or json")
 	envflag.DurationVar(fs, &o.statsEvery, "stats-interval", time.Minute, "log the counters this often (0: never)")
 	fs.StringVar(&o.curveKey, "curve-key", "", "turn CURVE on: the `file` with the node's secret key (mode 0600; make one with 'zmqmsg keygen FILE'); the public key is published to clients through the service processes")
+	fs.StringVar(&o.metricsAddr, "metrics-addr", "", "serve Prometheus metrics at http://`ADDR`/metrics (host:port; off when empty)")
+	fs.StringVar(&o.pprofAddr, "pprof-addr", "", "serve Go profiles at http://`ADDR`/debug/pprof/ (host:port; off when empty; keep it private)")
 	fs.StringVar(&o.curveAllow, "curve-allow", "", "with --curve-key: the `file` of allowed client public keys, one per line (# comments)")
 	fs.Usage = usage(fs)
 	return fs

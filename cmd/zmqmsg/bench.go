@@ -21,6 +21,8 @@ import (
 	"github.com/zmqmsg/zmqmsg"
 	"github.com/zmqmsg/zmqmsg/directory"
 	"github.com/zmqmsg/zmqmsg/internal/envflag"
+	"github.com/zmqmsg/zmqmsg/internal/opshttp"
+	"github.com/zmqmsg/zmqmsg/metrics"
 )
 
 var cmdBenchServer = &command{
@@ -37,9 +39,10 @@ var cmdBenchServer = &command{
           fanouts_refused, expired, overloaded, no_servers, send_failures)
   record  with --journal: appends its payload to the journal file
 and listens for notifications on --topic in the pool --pool. Prints one JSON
-line {"ready":true,...} on stdout once it is reachable. On SIGINT or SIGTERM
-it deregisters, finishes what it accepted, prints its final counters as one
-JSON line and exits 0.`,
+line {"ready":true,...} on stdout once it is reachable (with "metrics" and
+"pprof", the addresses --metrics-addr and --pprof-addr bound). On SIGINT or
+SIGTERM it deregisters, finishes what it accepted, prints its final
+counters as one JSON line and exits 0.`,
 	maxArgs: 0,
 	flags: func(fs *flag.FlagSet, o *options) {
 		fs.StringVar(&o.topic, "topic", "bench", "`topic` to serve and listen to")
@@ -48,6 +51,8 @@ JSON line and exits 0.`,
 		envflag.DurationVar(fs, &o.work, "work", 0, "how long each 'record' handler works (sleeps) before it writes its journal line")
 		fs.IntVar(&o.queue, "queue", 0, "size `N` of the server's request queue, and of its lane of direct casts and fanouts (0: the library's default, 1024); beyond it calls are refused as overloaded, fanouts dropped, and direct casts wait")
 		fs.StringVar(&o.journal, "journal", "", "append the payload of every 'record' call or cast to `FILE`, one line each, written before the ACK (for loss accounting across a kill)")
+		fs.StringVar(&o.metricsAddr, "metrics-addr", "", "serve Prometheus metrics at http://`ADDR`/metrics (host:port; off when empty)")
+		fs.StringVar(&o.pprofAddr, "pprof-addr", "", "serve Go profiles at http://`ADDR`/debug/pprof/ (host:port; off when empty; keep it private)")
 		proxyDirFlag(fs, o)
 	},
 	run:    runBenchServer,
@@ -208,10 +213,16 @@ func runBenchServer(ctx context.Context, c *cli, _ []string) (err error) {
 	if err != nil {
 		return errors.Join(fmt.Errorf("listen %s: %w", c.o.topic, err), srv.Stop(context.Background()))
 	}
-	if err := c.printLine(map[string]any{
+	ready := map[string]any{
 		"ready": true, "server": s.name, "exchange": c.g.exchange, "topic": c.o.topic, "pool": c.o.pool,
 		"node": n.t.Node().CallEndpoint(), "pid": os.Getpid(),
-	}); err != nil {
+	}
+	ops, err := startOps(c.o.metricsAddr, c.o.pprofAddr, n.t, ready)
+	defer closeOps(ops)
+	if err == nil {
+		err = c.printLine(ready)
+	}
+	if err != nil {
 		return errors.Join(err, srv.Stop(context.Background()), l.Stop(context.Background()))
 	}
 	<-ctx.Done()
@@ -778,4 +789,38 @@ func rssKiB() int64 {
 		}
 	}
 	return -1
+}
+
+// startOps serves the Transport's metrics (--metrics-addr) and the
+// profiles (--pprof-addr) when asked, and notes their addresses in ready.
+func startOps(metricsAddr, pprofAddr string, t *zmqmsg.Transport, ready map[string]any) ([]*opshttp.Server, error) {
+	var ops []*opshttp.Server
+	if metricsAddr != "" {
+		var fams metrics.Servers
+		s, err := opshttp.Metrics(metricsAddr, func() []metrics.Family { return fams.Transport(t) })
+		if err != nil {
+			return nil, fmt.Errorf("--metrics-addr: %w", err)
+		}
+		ops = append(ops, s)
+		ready["metrics"] = s.Addr().String()
+	}
+	if pprofAddr != "" {
+		s, err := opshttp.Pprof(pprofAddr)
+		if err != nil {
+			closeOps(ops)
+			return nil, fmt.Errorf("--pprof-addr: %w", err)
+		}
+		ops = append(ops, s)
+		ready["pprof"] = s.Addr().String()
+	}
+	return ops, nil
+}
+
+// closeOps stops the operator endpoints.
+func closeOps(ops []*opshttp.Server) {
+	for _, s := range ops {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		_ = s.Close(ctx)
+		cancel()
+	}
 }

@@ -40,6 +40,8 @@ type options struct {
 	stall       time.Duration // call --all
 	maxReplies  int           // call --all
 	monitor     time.Duration // call: heartbeat interval (MonitorEvery)
+	metricsAddr string        // bench server: /metrics
+	pprofAddr   string        // bench server: /debug/pprof/
 	direct      bool          // cast
 	priority    string        // notify
 	publisher   string        // notify

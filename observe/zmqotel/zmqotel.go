@@ -9,19 +9,24 @@
 // rpc.method "[exchange/]topic/method"); a CAST, direct cast, FANOUT or
 // NOTIFY is messaging (PRODUCER and CONSUMER, messaging.system "zmqmsg",
 // messaging.destination.name the topic, messaging.operation.type send or
-// process). A failure sets error.type and the span's status.
+// process). A failure sets error.type and the span's status. A CALL's
+// duration, in seconds, is recorded in rpc.client.call.duration and
+// rpc.server.call.duration.
 package zmqotel
 
 import (
 	"context"
+	"time"
 
 	"github.com/zmqmsg/zmqmsg"
 	"github.com/zmqmsg/zmqmsg/observe/zmqprom"
 	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/metric"
 	"go.opentelemetry.io/otel/propagation"
 	semconv "go.opentelemetry.io/otel/semconv/v1.43.0"
+	"go.opentelemetry.io/otel/semconv/v1.43.0/rpcconv"
 	"go.opentelemetry.io/otel/trace"
 )
 
@@ -36,8 +41,14 @@ type Option func(*config)
 
 type config struct {
 	tp   trace.TracerProvider
+	mp   metric.MeterProvider
 	prop propagation.TextMapPropagator
 }
+
+// WithMeterProvider sets the provider of the call duration histograms,
+// rpc.client.call.duration and rpc.server.call.duration (default:
+// otel.GetMeterProvider()).
+func WithMeterProvider(mp metric.MeterProvider) Option { return func(c *config) { c.mp = mp } }
 
 // WithTracerProvider sets the provider (default: otel.GetTracerProvider()).
 func WithTracerProvider(tp trace.TracerProvider) Option { return func(c *config) { c.tp = tp } }
@@ -48,7 +59,7 @@ func WithPropagator(p propagation.TextMapPropagator) Option {
 }
 
 func newConfig(opts []Option) config {
-	c := config{tp: otel.GetTracerProvider(), prop: propagation.TraceContext{}}
+	c := config{tp: otel.GetTracerProvider(), mp: otel.GetMeterProvider(), prop: propagation.TraceContext{}}
 	for _, o := range opts {
 		if o != nil {
 			o(&c)
@@ -66,13 +77,13 @@ func Method(t zmqmsg.Target, method string) string {
 }
 
 // attributes returns the span kind and attributes of a message.
-func attributes(p zmqmsg.Pattern, t zmqmsg.Target, method string, client bool) (trace.SpanKind, []attribute.KeyValue) {
+func attributes(p zmqmsg.Pattern, t zmqmsg.Target, name string, client bool) (trace.SpanKind, []attribute.KeyValue) {
 	if p == zmqmsg.PatternCall {
 		kind := trace.SpanKindServer
 		if client {
 			kind = trace.SpanKindClient
 		}
-		return kind, []attribute.KeyValue{semconv.RPCSystemNameKey.String(System), semconv.RPCMethodKey.String(Method(t, method))}
+		return kind, []attribute.KeyValue{semconv.RPCSystemNameKey.String(System), semconv.RPCMethodKey.String(name)}
 	}
 	kind, op := trace.SpanKindConsumer, semconv.MessagingOperationTypeProcess
 	if client {
@@ -82,13 +93,22 @@ func attributes(p zmqmsg.Pattern, t zmqmsg.Target, method string, client bool) (
 		semconv.MessagingOperationName(string(p))}
 }
 
-// end records err on span and ends it.
-func end(span trace.Span, err error) {
+// end records err on span and ends it; a CALL's duration goes to rec too.
+func end(ctx context.Context, span trace.Span, err error, p zmqmsg.Pattern, rpcMethod string, start time.Time, rec func(context.Context, float64, rpcconv.SystemNameAttr, ...attribute.KeyValue)) {
+	var errType attribute.KeyValue
 	if err != nil {
-		span.SetAttributes(semconv.ErrorTypeKey.String(zmqprom.Outcome(err)))
+		errType = semconv.ErrorTypeKey.String(zmqprom.Outcome(err))
+		span.SetAttributes(errType)
 		span.SetStatus(codes.Error, err.Error())
 	}
 	span.End()
+	if p == zmqmsg.PatternCall {
+		attrs := []attribute.KeyValue{semconv.RPCMethodKey.String(rpcMethod)}
+		if err != nil {
+			attrs = append(attrs, errType)
+		}
+		rec(ctx, time.Since(start).Seconds(), System, attrs...)
+	}
 }
 
 // ClientInterceptor starts a span for every message the Transport's
@@ -96,16 +116,21 @@ func end(span trace.Span, err error) {
 func ClientInterceptor(opts ...Option) zmqmsg.ClientInterceptor {
 	c := newConfig(opts)
 	tracer := c.tp.Tracer(ScopeName)
+	dur, _ := rpcconv.NewClientCallDuration(c.mp.Meter(ScopeName)) // on error: a no-op histogram
 	return func(ctx context.Context, info *zmqmsg.CallInfo, args, reply any, invoke zmqmsg.Invoker) error {
-		kind, attrs := attributes(info.Pattern, info.Target, info.Method, true)
-		ctx, span := tracer.Start(ctx, Method(info.Target, info.Method), trace.WithSpanKind(kind), trace.WithAttributes(attrs...))
-		carrier := propagation.MapCarrier{}
-		c.prop.Inject(ctx, carrier)
-		for k, v := range carrier {
-			ctx = zmqmsg.WithMetadata(ctx, k, v)
+		start := time.Now()
+		name := Method(info.Target, info.Method)
+		kind, attrs := attributes(info.Pattern, info.Target, name, true)
+		ctx, span := tracer.Start(ctx, name, trace.WithSpanKind(kind), trace.WithAttributes(attrs...))
+		if span.SpanContext().IsValid() {
+			carrier := propagation.MapCarrier{}
+			c.prop.Inject(ctx, carrier)
+			for k, v := range carrier {
+				ctx = zmqmsg.WithMetadata(ctx, k, v)
+			}
 		}
 		err := invoke(ctx, info, args, reply)
-		end(span, err)
+		end(ctx, span, err, info.Pattern, name, start, dur.Record)
 		return err
 	}
 }
@@ -115,14 +140,17 @@ func ClientInterceptor(opts ...Option) zmqmsg.ClientInterceptor {
 func ServerInterceptor(opts ...Option) zmqmsg.ServerInterceptor {
 	c := newConfig(opts)
 	tracer := c.tp.Tracer(ScopeName)
+	dur, _ := rpcconv.NewServerCallDuration(c.mp.Meter(ScopeName)) // on error: a no-op histogram
 	return func(ctx context.Context, info *zmqmsg.ServerInfo, args zmqmsg.Args, handle zmqmsg.Handler) (any, error) {
+		start := time.Now()
 		ctx = c.prop.Extract(ctx, propagation.MapCarrier(zmqmsg.MetadataFrom(ctx)))
 		target := info.Target
 		target.Server = ""
-		kind, attrs := attributes(info.Pattern, target, info.Method, false)
-		ctx, span := tracer.Start(ctx, Method(target, info.Method), trace.WithSpanKind(kind), trace.WithAttributes(attrs...))
+		name := Method(target, info.Method)
+		kind, attrs := attributes(info.Pattern, target, name, false)
+		ctx, span := tracer.Start(ctx, name, trace.WithSpanKind(kind), trace.WithAttributes(attrs...))
 		res, err := handle(ctx, args)
-		end(span, err)
+		end(ctx, span, err, info.Pattern, name, start, dur.Record)
 		return res, err
 	}
 }

@@ -3,6 +3,8 @@ package zmqotel_test
 import (
 	"context"
 	"errors"
+	"maps"
+	"path/filepath"
 	"testing"
 	"time"
 
@@ -11,6 +13,8 @@ import (
 	"github.com/zmqmsg/zmqmsg/observe/zmqotel"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
+	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
+	"go.opentelemetry.io/otel/sdk/metric/metricdata"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 	"go.opentelemetry.io/otel/trace"
@@ -105,5 +109,101 @@ func TestTraceCrossesTransports(t *testing.T) {
 		spans[0].SpanContext().TraceID() != spans[1].SpanContext().TraceID() || attr(spans[1], "messaging.system") != "zmqmsg" ||
 		attr(spans[0], "messaging.destination.name") != "calc" {
 		t.Fatalf("cast spans: %v", spans)
+	}
+}
+
+// Through a node proxy daemon (it relays the metadata untouched and adds
+// no span) the member's server span is the client span's child.
+func TestTraceCrossesTheDaemon(t *testing.T) {
+	rec := tracetest.NewSpanRecorder()
+	tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(rec))
+	t.Cleanup(func() { _ = tp.Shutdown(context.Background()) })
+	dir := directory.NewMemory()
+	t.Cleanup(func() { _ = dir.Close() })
+	ipc := filepath.Join(t.TempDir(), "zmqmsg")
+	p, err := zmqmsg.StartProxy(zmqmsg.ProxyConfig{Dir: ipc, Ports: zmqmsg.Ports{Call: zmqmsg.AnyPort}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = p.Close() })
+	member, err := zmqmsg.New(zmqmsg.Config{Directory: dir, ProxyDir: ipc},
+		zmqmsg.WithServerInterceptors(zmqotel.ServerInterceptor(zmqotel.WithTracerProvider(tp))))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = member.Close() })
+	s, err := member.Serve(zmqmsg.Target{Topic: "d"}, zmqmsg.Endpoints{"m": func(context.Context, zmqmsg.Args) (any, error) { return 1, nil }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = s.Stop(context.Background()) })
+	cl := node(t, dir, zmqmsg.WithClientInterceptors(zmqotel.ClientInterceptor(zmqotel.WithTracerProvider(tp))))
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := cl.Client(zmqmsg.Target{Topic: "d"}).Call(ctx, "m", nil, nil); err != nil {
+		t.Fatal(err)
+	}
+	spans := rec.Ended()
+	if len(spans) != 2 || spans[0].SpanKind() != trace.SpanKindServer || spans[0].Parent().SpanID() != spans[1].SpanContext().SpanID() {
+		t.Fatalf("spans through the daemon: %v", spans)
+	}
+}
+
+// Every CALL's duration is recorded once on each side, with rpc.method and,
+// for a failure, error.type; a CAST is not an RPC and records none.
+func TestCallDurationMetrics(t *testing.T) {
+	reader := sdkmetric.NewManualReader()
+	mp := sdkmetric.NewMeterProvider(sdkmetric.WithReader(reader))
+	t.Cleanup(func() { _ = mp.Shutdown(context.Background()) })
+	dir := directory.NewMemory()
+	t.Cleanup(func() { _ = dir.Close() })
+	srv := node(t, dir, zmqmsg.WithServerInterceptors(zmqotel.ServerInterceptor(zmqotel.WithMeterProvider(mp))))
+	s, err := srv.Serve(zmqmsg.Target{Topic: "calc"}, zmqmsg.Endpoints{
+		"add":  func(context.Context, zmqmsg.Args) (any, error) { return 1, nil },
+		"fail": func(context.Context, zmqmsg.Args) (any, error) { return nil, errors.New("no") },
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = s.Stop(context.Background()) })
+	c := node(t, dir, zmqmsg.WithClientInterceptors(zmqotel.ClientInterceptor(zmqotel.WithMeterProvider(mp)))).Client(zmqmsg.Target{Topic: "calc"})
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	for range 3 {
+		if err := c.Call(ctx, "add", nil, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	_ = c.Call(ctx, "fail", nil, nil)
+	if err := c.Cast(ctx, "add", nil); err != nil {
+		t.Fatal(err)
+	}
+	var rm metricdata.ResourceMetrics
+	if err := reader.Collect(ctx, &rm); err != nil {
+		t.Fatal(err)
+	}
+	counts := map[string]uint64{}
+	for _, sm := range rm.ScopeMetrics {
+		for _, m := range sm.Metrics {
+			h, ok := m.Data.(metricdata.Histogram[float64])
+			if !ok {
+				t.Fatalf("%s: %T", m.Name, m.Data)
+			}
+			if m.Unit != "s" {
+				t.Errorf("%s: unit %q", m.Name, m.Unit)
+			}
+			for _, dp := range h.DataPoints {
+				method, _ := dp.Attributes.Value("rpc.method")
+				et, _ := dp.Attributes.Value("error.type")
+				counts[m.Name+" "+method.AsString()+" "+et.AsString()] += dp.Count
+			}
+		}
+	}
+	want := map[string]uint64{
+		"rpc.client.call.duration calc/add ": 3, "rpc.client.call.duration calc/fail remote_error": 1,
+		"rpc.server.call.duration calc/add ": 3, "rpc.server.call.duration calc/fail error": 1,
+	}
+	if !maps.Equal(counts, want) {
+		t.Fatalf("histogram counts %v, want %v", counts, want)
 	}
 }

@@ -7,6 +7,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/zmqmsg/zmqmsg"
+	"github.com/zmqmsg/zmqmsg/metrics"
 )
 
 // Metrics are latency histograms, fed by its interceptors: the duration of
@@ -17,8 +18,8 @@ import (
 // ServerInterceptor with zmqmsg.WithClientInterceptors and
 // zmqmsg.WithServerInterceptors.
 type Metrics struct {
-	client, server *prometheus.HistogramVec
-	labels         labels
+	client, server          *prometheus.HistogramVec
+	exchange, topic, method metrics.Limiter
 }
 
 // Buckets are the classic buckets of both histograms, in seconds: 50 µs to
@@ -58,7 +59,7 @@ func (m *Metrics) ClientInterceptor() zmqmsg.ClientInterceptor {
 	return func(ctx context.Context, info *zmqmsg.CallInfo, args, reply any, invoke zmqmsg.Invoker) error {
 		start := time.Now()
 		err := invoke(ctx, info, args, reply)
-		ex, topic, method := m.labels.of(info.Target.Exchange, info.Target.Topic, info.Method)
+		ex, topic, method := m.exchange.Value(info.Target.Exchange), m.topic.Value(info.Target.Topic), m.method.Value(info.Method)
 		m.client.WithLabelValues(string(info.Pattern), ex, topic, method, Outcome(err)).Observe(time.Since(start).Seconds())
 		return err
 	}
@@ -69,7 +70,7 @@ func (m *Metrics) ServerInterceptor() zmqmsg.ServerInterceptor {
 	return func(ctx context.Context, info *zmqmsg.ServerInfo, args zmqmsg.Args, handle zmqmsg.Handler) (any, error) {
 		start := time.Now()
 		res, err := handle(ctx, args)
-		ex, topic, method := m.labels.of(info.Target.Exchange, info.Target.Topic, info.Method)
+		ex, topic, method := m.exchange.Value(info.Target.Exchange), m.topic.Value(info.Target.Topic), m.method.Value(info.Method)
 		m.server.WithLabelValues(string(info.Pattern), ex, topic, method, Outcome(err)).Observe(time.Since(start).Seconds())
 		return res, err
 	}

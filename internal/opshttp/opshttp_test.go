@@ -1,0 +1,57 @@
+package opshttp
+
+import (
+	"context"
+	"io"
+	"net/http"
+	"strings"
+	"testing"
+
+	"github.com/zmqmsg/zmqmsg/metrics"
+	"go.uber.org/goleak"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+func get(t *testing.T, url string) (int, string) {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
+
+// Each endpoint serves its paths only, and Close leaves nothing running.
+func TestEndpoints(t *testing.T) {
+	m, err := Metrics("127.0.0.1:0", func() []metrics.Family {
+		return []metrics.Family{{Name: "zmqmsg_x_total", Help: "x.", Kind: metrics.Counter, Samples: []metrics.Sample{{Value: 3}}}}
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := Pprof("127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if code, body := get(t, "http://"+m.Addr().String()+"/metrics"); code != 200 || !strings.Contains(body, "zmqmsg_x_total 3\n") {
+		t.Errorf("/metrics: %d %q", code, body)
+	}
+	if code, _ := get(t, "http://"+m.Addr().String()+"/debug/pprof/"); code != 404 {
+		t.Errorf("pprof on the metrics listener: %d", code)
+	}
+	if code, _ := get(t, "http://"+p.Addr().String()+"/debug/pprof/"); code != 200 {
+		t.Errorf("/debug/pprof/: %d", code)
+	}
+	if _, err := Metrics(m.Addr().String(), nil); err == nil {
+		t.Error("a taken address: no error")
+	}
+	http.DefaultClient.CloseIdleConnections()
+	for _, s := range []*Server{m, p} {
+		if err := s.Close(context.Background()); err != nil {
+			t.Error(err)
+		}
+	}
+}
