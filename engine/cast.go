@@ -167,8 +167,8 @@ func (c *caster) castAcked(ctx context.Context, d *socket.Handle[socket.DealerCm
 		}
 		if attempt == policy.Resends() {
 			c.notAcked.Add(1)
-			c.rt.log.Warn("cast not acknowledged", "topic", m.Topic, "server", m.Server, "node", nodeID,
-				"method", m.Method, "id", m.ID.String(), "attempts", attempt+1)
+			c.rt.log.Warn("cast not acknowledged", append(envelope.LogAttrs(m), "topic", m.Topic, "server", m.Server, "node", nodeID,
+				"method", m.Method, "attempts", attempt+1)...)
 			return fmt.Errorf("%w: %s.%s to server %q on %s after %d attempts", ErrNotAcked, m.Topic, m.Method, m.Server, nodeID, attempt+1)
 		}
 		attempt++

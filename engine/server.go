@@ -516,13 +516,13 @@ func (s *Server) noteCastError(m *envelope.Message, code envelope.Code, err erro
 		}
 		if refused != nil {
 			if n := refused.Add(1); n&(n-1) == 0 {
-				s.sv.rt.log.Warn(what+" refused: the server has no such method; dropped", "server", s.name, "topic", m.Topic, "method", m.Method, "refused_total", n)
+				s.sv.rt.log.Warn(what+" refused: the server has no such method; dropped", append(envelope.LogAttrs(m), "server", s.name, "topic", m.Topic, "method", m.Method, "refused_total", n)...)
 			}
 			return
 		}
 	}
 	if failed&(failed-1) == 0 {
-		s.sv.rt.log.Warn("cast handler failed", "server", s.name, "method", m.Method, "err", err, "failed_total", failed)
+		s.sv.rt.log.Warn("cast handler failed", append(envelope.LogAttrs(m), "server", s.name, "method", m.Method, "err", err, "failed_total", failed)...)
 	}
 }
 
@@ -636,7 +636,7 @@ func (s *Server) run(ctx context.Context, req *Request, start time.Duration) (re
 	defer func() {
 		if p := recover(); p != nil {
 			s.sv.panics.Add(1)
-			s.sv.rt.log.Error("handler panicked", "server", s.name, "method", req.Msg.Method, "panic", p, "stack", string(debug.Stack()))
+			s.sv.rt.log.Error("handler panicked", append(envelope.LogAttrs(&req.Msg), "server", s.name, "method", req.Msg.Method, "panic", p, "stack", string(debug.Stack()))...)
 			err = &RemoteError{Type: remoteTypePanic, Message: fmt.Sprint(p)}
 		}
 		d = max(s.clock()-start, 1)

@@ -373,7 +373,7 @@ func (r *broker) relayDirect(l *poller.Loop[BrokerCmd], m *envelope.Message, bod
 		r.lose(l, e.m.id, "its pipe vanished")
 	}
 	if n := r.b.counters.DirectDropped.Add(1); n&(n-1) == 0 {
-		r.b.log.Warn("direct cast dropped: no service process for it", "topic", m.Topic, "server", m.Server, "dropped_total", n)
+		r.b.log.Warn("direct cast dropped: no service process for it", append(envelope.LogAttrs(m), "topic", m.Topic, "server", m.Server, "dropped_total", n)...)
 	}
 	return true
 }

@@ -198,7 +198,7 @@ func (c *core) offerDirect(req *Request) DirectServer {
 		}
 	}
 	if n := c.p.counters.DirectDropped.Add(1); n&(n-1) == 0 {
-		c.p.log.Warn("direct cast dropped: no server for it", "topic", m.Topic, "server", m.Server, "dropped_total", n)
+		c.p.log.Warn("direct cast dropped: no server for it", append(envelope.LogAttrs(m), "topic", m.Topic, "server", m.Server, "dropped_total", n)...)
 	}
 	return nil
 }

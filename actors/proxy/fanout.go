@@ -146,6 +146,6 @@ func offerFanout[S Server](c *core, req *Request, srvs []S, full []DirectServer)
 // stopping or taking no fanouts, did not take.
 func (c *core) fanoutDropped(req *Request, srv string) {
 	if n := c.p.counters.FanoutDropped.Add(1); n&(n-1) == 0 {
-		c.p.log.Warn("fanout dropped: its server is stopping or takes no fanouts", "topic", req.Msg.Topic, "server", srv, "dropped_total", n)
+		c.p.log.Warn("fanout dropped: its server is stopping or takes no fanouts", append(envelope.LogAttrs(&req.Msg), "topic", req.Msg.Topic, "server", srv, "dropped_total", n)...)
 	}
 }
