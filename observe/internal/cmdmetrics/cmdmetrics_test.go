@@ -1,6 +1,7 @@
-// Package cmdmetrics tests the commands' --metrics-addr endpoints as real
-// processes, with Prometheus's own parser and linter (which the root
-// module, where the commands live, does not depend on).
+// Package cmdmetrics tests, with real processes, what the root module
+// cannot (it depends on neither): the commands' --metrics-addr endpoints
+// with Prometheus's own parser and linter, and a trace across a node proxy
+// daemon and a service process.
 package cmdmetrics
 
 import (
@@ -21,6 +22,9 @@ import (
 	"github.com/zmqmsg/zmqmsg"
 	"github.com/zmqmsg/zmqmsg/directory"
 	"github.com/zmqmsg/zmqmsg/internal/redistest"
+	"github.com/zmqmsg/zmqmsg/observe/zmqotel"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 	"go.uber.org/goleak"
 )
 
@@ -183,5 +187,102 @@ func TestCommandsServeMetrics(t *testing.T) {
 	}
 	if got := sample(t, d, "zmqmsg_daemon_members", nil); got != 1 {
 		t.Errorf("daemon: members %v, want 1", got)
+	}
+}
+
+// A trace crosses processes: a client span here, the server span in a
+// service process behind a node proxy daemon (zmqmsg-proxy), one trace,
+// the server's span the child of the client's.
+func TestTraceAcrossDaemonAndMemberProcess(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds binaries and runs processes; skipped with -short")
+	}
+	_, daemon := build(t)
+	member := filepath.Join(t.TempDir(), "tracedserver")
+	if b, err := exec.Command("go", "build", "-o", member, "github.com/zmqmsg/zmqmsg/observe/internal/tracedserver").CombinedOutput(); err != nil {
+		t.Fatalf("build tracedserver: %v\n%s", err, b)
+	}
+	rds := redistest.Start(t)
+	ipc := filepath.Join(t.TempDir(), "zmqmsg")
+	spawn(t, daemon, true, "node proxy serving", "--host", "127.0.0.1", "--ipc-dir", ipc,
+		"--call-port", "0", "--fanout-port", "0", "--notify-port", "0", "--cast-port", "0")
+	cmd := exec.Command(member, "--directory", rds.URL(), "--proxy-dir", ipc, "--topic", "traced")
+	spans, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+	serving := make(chan bool, 1)
+	go func() {
+		s := bufio.NewScanner(stderr)
+		for s.Scan() {
+			if s.Text() == "serving" {
+				serving <- true
+			}
+		}
+		close(serving)
+	}()
+	select {
+	case ok := <-serving:
+		if !ok {
+			t.Fatal("tracedserver exited before serving")
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("tracedserver not serving within 30s")
+	}
+	serverSpan := make(chan map[string]any, 1)
+	go func() {
+		dec := json.NewDecoder(spans)
+		for {
+			var s map[string]any
+			if dec.Decode(&s) != nil {
+				close(serverSpan)
+				return
+			}
+			serverSpan <- s
+		}
+	}()
+
+	rec := tracetest.NewSpanRecorder()
+	tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(rec))
+	defer tp.Shutdown(context.Background())
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	dir, err := directory.Open(ctx, rds.URL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer dir.Close()
+	tr, err := zmqmsg.New(zmqmsg.Config{Directory: dir, Ports: zmqmsg.Ports{Call: zmqmsg.AnyPort}},
+		zmqmsg.WithClientInterceptors(zmqotel.ClientInterceptor(zmqotel.WithTracerProvider(tp))))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tr.Close()
+	if err := tr.Client(zmqmsg.Target{Topic: "traced"}).Call(ctx, "echo", []byte("x"), nil); err != nil {
+		t.Fatal(err)
+	}
+	client := rec.Ended()
+	if len(client) != 1 {
+		t.Fatalf("%d client spans", len(client))
+	}
+	var s map[string]any
+	select {
+	case s = <-serverSpan:
+	case <-time.After(10 * time.Second):
+		t.Fatal("no span from the service process")
+	}
+	sc, _ := s["SpanContext"].(map[string]any)
+	parent, _ := s["Parent"].(map[string]any)
+	if sc["TraceID"] != client[0].SpanContext().TraceID().String() || parent["SpanID"] != client[0].SpanContext().SpanID().String() ||
+		parent["Remote"] != true || s["Name"] != "traced/echo" {
+		t.Fatalf("server span %v: want trace %s, parent %s (remote)", s, client[0].SpanContext().TraceID(), client[0].SpanContext().SpanID())
 	}
 }
