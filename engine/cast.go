@@ -80,7 +80,8 @@ func (c *caster) Cast(ctx context.Context, t Target, method string, flags envelo
 			continue
 		}
 		c.resent.Add(1)
-		c.rt.log.Warn("cast not acknowledged by its server; sending it to another server", "topic", t.Topic, "method", method, "id", id.String(), "err", err)
+		c.rt.log.Warn("cast not acknowledged by its server; sending it to another server",
+			append(envelope.LogAttrs(&envelope.Message{ID: id, Meta: MetaOf(ctx)}), "topic", t.Topic, "method", method, "err", err)...)
 	}
 }
 

@@ -122,7 +122,7 @@ func (f *fanouter) Fanout(ctx context.Context, t Target, method string, flags en
 	}
 	if len(failed) > 0 {
 		f.unreached.Add(uint64(len(failed)))
-		f.rt.log.Warn("fanout did not reach every node", "topic", t.Topic, "method", method, "unreached", len(failed), "nodes", len(view.nodes))
+		f.rt.log.Warn("fanout did not reach every node", append(envelope.LogAttrs(&m), "topic", t.Topic, "method", method, "unreached", len(failed), "nodes", len(view.nodes))...)
 		return &FanoutError{Unreached: failed}
 	}
 	return nil

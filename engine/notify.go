@@ -79,7 +79,7 @@ func (n *notifier) Notify(ctx context.Context, topic string, meta map[string]str
 	n.notifications.Add(1)
 	if len(pools) == 0 {
 		if u := n.unheard.Add(1); u&(u-1) == 0 {
-			n.rt.log.Info("notification to a topic nobody listens to", "topic", topic, "unheard_total", u)
+			n.rt.log.Info("notification to a topic nobody listens to", append(envelope.TraceAttrs(user), "topic", topic, "unheard_total", u)...)
 		}
 		return nil
 	}
@@ -136,7 +136,7 @@ func (n *notifier) Notify(ctx context.Context, topic string, meta map[string]str
 	}
 	if len(failed) > 0 {
 		n.failures.Add(uint64(len(failed)))
-		n.rt.log.Warn("notification not delivered to every pool", "topic", topic, "failed", len(failed), "pools", len(pools))
+		n.rt.log.Warn("notification not delivered to every pool", append(envelope.TraceAttrs(user), "topic", topic, "failed", len(failed), "pools", len(pools))...)
 		return &NotifyError{Pools: failed}
 	}
 	return nil

@@ -8,8 +8,19 @@ const MetaTraceParent = "traceparent"
 
 // TraceID returns the trace id of m's traceparent metadata entry
 // (version-traceid-spanid-flags, W3C Trace Context), "" without a valid one.
-func (m *Message) TraceID() string {
-	tp := m.Meta[MetaTraceParent]
+func (m *Message) TraceID() string { return traceID(m.Meta) }
+
+// TraceAttrs is "trace_id" and the trace id of meta's traceparent, or
+// nothing: for a log line about a message not built yet.
+func TraceAttrs(meta map[string]string) []any {
+	if t := traceID(meta); t != "" {
+		return []any{"trace_id", t}
+	}
+	return nil
+}
+
+func traceID(meta map[string]string) string {
+	tp := meta[MetaTraceParent]
 	parts := strings.Split(tp, "-")
 	if len(parts) < 4 || len(parts[1]) != 32 || strings.Trim(parts[1], "0123456789abcdef") != "" || strings.Trim(parts[1], "0") == "" {
 		return ""

@@ -14,6 +14,7 @@ import (
 	"bufio"
 	"fmt"
 	"io"
+	"maps"
 	"math"
 	"net/http"
 	"reflect"
@@ -75,7 +76,10 @@ type Limiter struct {
 }
 
 // Value returns v, or Other once MaxLabelValues other values were seen.
+// Bytes that are not UTF-8 become U+FFFD: a label value must be UTF-8,
+// and a topic or method name need not be.
 func (l *Limiter) Value(v string) string {
+	v = strings.ToValidUTF8(v, "\uFFFD")
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if _, ok := l.seen[v]; ok {
@@ -243,9 +247,26 @@ func OfProxy(st zmqmsg.ProxyStats) []Family {
 
 // Servers makes the per-method families of a process's servers, their
 // labels bounded. Its zero value is ready; keep one per exporter, so that
-// a label keeps its values from scrape to scrape.
+// a label keeps its values and a counter its base from scrape to scrape.
 type Servers struct {
 	exchange, topic, method Limiter
+
+	mu   sync.Mutex
+	last map[serverKey]serverCounts // each server's counts at the last scrape
+	base map[methodKey]*methodSum   // the counts of the servers that stopped since
+	gone map[[2]string]float64      // the no_such_method counts of the servers that stopped
+}
+
+// serverKey names one run of one server: a restarted server is another.
+type serverKey struct {
+	exchange, topic, server string
+	started                 int64
+}
+
+type serverCounts struct {
+	methods map[methodKey]methodSum
+	unknown [2]string
+	noSuch  float64
 }
 
 type methodKey struct{ exchange, topic, method string }
@@ -259,32 +280,73 @@ type methodSum struct {
 // Of returns zmqmsg_server_requests_total, _errors_total,
 // _processing_seconds_total, zmqmsg_server_in_flight (per exchange, topic
 // and method, summed over the servers of a topic) and
-// zmqmsg_server_no_such_method_total (per exchange and topic). A server
-// that stops takes its counts with it: a scraper sees a counter reset.
+// zmqmsg_server_no_such_method_total (per exchange and topic). The counts
+// of a server that stops stay in the sums (kept from its last scrape), so
+// a counter never decreases while this Servers lives.
 func (s *Servers) Of(stats []zmqmsg.ServerStats) []Family {
-	sums := map[methodKey]*methodSum{}
-	unknown := map[[2]string]float64{}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.base == nil {
+		s.last, s.base, s.gone = map[serverKey]serverCounts{}, map[methodKey]*methodSum{}, map[[2]string]float64{}
+	}
+	now := make(map[serverKey]serverCounts, len(stats))
 	for _, st := range stats {
 		ex, topic := s.exchange.Value(st.Exchange), s.topic.Value(st.Topic)
+		c := serverCounts{methods: make(map[methodKey]methodSum, len(st.Methods)), unknown: [2]string{ex, topic}, noSuch: float64(st.NoSuchMethod)}
 		for _, m := range st.Methods {
 			k := methodKey{ex, topic, s.method.Value(m.Method)}
+			sum := c.methods[k]
+			sum.requests += float64(m.Requests)
+			sum.errors += float64(m.Errors)
+			sum.inFlight += float64(m.InFlight)
+			sum.seconds += m.ProcessingTime.Seconds()
+			c.methods[k] = sum
+		}
+		now[serverKey{st.Exchange, st.Topic, st.Server, st.Started.UnixNano()}] = c
+	}
+	for k, c := range s.last {
+		if _, ok := now[k]; ok {
+			continue
+		}
+		for mk, v := range c.methods { // stopped: its counts go to the base
+			b := s.base[mk]
+			if b == nil {
+				b = &methodSum{}
+				s.base[mk] = b
+			}
+			b.requests += v.requests
+			b.errors += v.errors
+			b.seconds += v.seconds
+		}
+		s.gone[c.unknown] += c.noSuch
+	}
+	s.last = now
+
+	sums := map[methodKey]*methodSum{}
+	for k, b := range s.base {
+		v := *b
+		sums[k] = &v
+	}
+	unknown := maps.Clone(s.gone)
+	for _, c := range now {
+		for k, v := range c.methods {
 			sum := sums[k]
 			if sum == nil {
 				sum = &methodSum{}
 				sums[k] = sum
 			}
-			sum.requests += float64(m.Requests)
-			sum.errors += float64(m.Errors)
-			sum.inFlight += float64(m.InFlight)
-			sum.seconds += m.ProcessingTime.Seconds()
+			sum.requests += v.requests
+			sum.errors += v.errors
+			sum.inFlight += v.inFlight
+			sum.seconds += v.seconds
 		}
-		if st.NoSuchMethod > 0 {
-			unknown[[2]string{ex, topic}] += float64(st.NoSuchMethod)
+		if c.noSuch > 0 {
+			unknown[c.unknown] += c.noSuch
 		}
 	}
 	l := []string{"exchange", "topic", "method"}
 	fams := []Family{
-		{Name: Namespace + "_server_requests_total", Help: "Handlers started by this process's servers, per method (calls, casts, fanouts).", Kind: Counter, Labels: l},
+		{Name: Namespace + "_server_requests_total", Help: "Handlers started by this process's servers and listeners, per method (calls, casts, fanouts, notifications).", Kind: Counter, Labels: l},
 		{Name: Namespace + "_server_errors_total", Help: "Handlers that returned an error or panicked, per method.", Kind: Counter, Labels: l},
 		{Name: Namespace + "_server_in_flight", Help: "Handlers running now, per method.", Kind: Gauge, Labels: l},
 		{Name: Namespace + "_server_processing_seconds_total", Help: "Run time of the finished handlers, per method.", Kind: Counter, Labels: l},
@@ -298,7 +360,9 @@ func (s *Servers) Of(stats []zmqmsg.ServerStats) []Family {
 		fams[3].Samples = append(fams[3].Samples, Sample{vals, v.seconds})
 	}
 	for k, v := range unknown {
-		fams[4].Samples = append(fams[4].Samples, Sample{[]string{k[0], k[1]}, v})
+		if v > 0 {
+			fams[4].Samples = append(fams[4].Samples, Sample{[]string{k[0], k[1]}, v})
+		}
 	}
 	for i := range fams {
 		sort.Slice(fams[i].Samples, func(a, b int) bool {

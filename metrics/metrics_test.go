@@ -48,30 +48,46 @@ func TestEveryFieldHasHelp(t *testing.T) {
 func TestWriteTextAndServers(t *testing.T) {
 	var s Servers
 	stats := []zmqmsg.ServerStats{
-		{Topic: "calc", Methods: []zmqmsg.MethodStats{{Method: "add", Requests: 3, Errors: 1, InFlight: 1, ProcessingTime: 1500 * time.Millisecond}}, NoSuchMethod: 2},
-		{Topic: "calc", Methods: []zmqmsg.MethodStats{{Method: "add", Requests: 2}}},
-		{Topic: "we\"ird\\", Methods: []zmqmsg.MethodStats{{Method: "m"}}},
+		{Ping: zmqmsg.Ping{Server: "a"}, Topic: "calc", Methods: []zmqmsg.MethodStats{{Method: "add", Requests: 3, Errors: 1, InFlight: 1, ProcessingTime: 1500 * time.Millisecond}}, NoSuchMethod: 2},
+		{Ping: zmqmsg.Ping{Server: "b"}, Topic: "calc", Methods: []zmqmsg.MethodStats{{Method: "add", Requests: 2}}},
+		{Topic: "we\"ird\\", Methods: []zmqmsg.MethodStats{{Method: "m\xff"}}},
 	}
 	var b strings.Builder
 	if err := WriteText(&b, s.Of(stats)); err != nil {
 		t.Fatal(err)
 	}
 	for _, want := range []string{
-		"# HELP zmqmsg_server_requests_total Handlers started by this process's servers, per method (calls, casts, fanouts).\n# TYPE zmqmsg_server_requests_total counter\n",
+		"# HELP zmqmsg_server_requests_total Handlers started by this process's servers and listeners, per method (calls, casts, fanouts, notifications).\n# TYPE zmqmsg_server_requests_total counter\n",
 		`zmqmsg_server_requests_total{exchange="",topic="calc",method="add"} 5` + "\n",
 		`zmqmsg_server_errors_total{exchange="",topic="calc",method="add"} 1` + "\n",
 		`zmqmsg_server_in_flight{exchange="",topic="calc",method="add"} 1` + "\n",
 		`zmqmsg_server_processing_seconds_total{exchange="",topic="calc",method="add"} 1.5` + "\n",
 		`zmqmsg_server_no_such_method_total{exchange="",topic="calc"} 2` + "\n",
-		`topic="we\"ird\\",method="m"} 0` + "\n",
+		`topic="we\"ird\\",method="m�"} 0` + "\n", // not UTF-8: replaced
 	} {
 		if !strings.Contains(b.String(), want) {
 			t.Errorf("missing %q in\n%s", want, b.String())
 		}
 	}
+	// Server a stops: its counts stay in the sums, which never decrease.
+	b.Reset()
+	if err := WriteText(&b, s.Of(stats[1:])); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{`zmqmsg_server_requests_total{exchange="",topic="calc",method="add"} 5` + "\n",
+		`zmqmsg_server_in_flight{exchange="",topic="calc",method="add"} 0` + "\n", `zmqmsg_server_no_such_method_total{exchange="",topic="calc"} 2` + "\n"} {
+		if !strings.Contains(b.String(), want) {
+			t.Errorf("after a server stopped: missing %q in\n%s", want, b.String())
+		}
+	}
+	b.Reset()
+	_ = WriteText(&b, []Family{{Name: "x", Help: "a \\ and\na line", Kind: Gauge, Samples: []Sample{{Value: 1}}}})
+	if want := "# HELP x a \\\\ and\\na line\n"; !strings.HasPrefix(b.String(), want) {
+		t.Errorf("help escaping: %q, want prefix %q", b.String(), want)
+	}
 	var many []zmqmsg.ServerStats
 	for i := range MaxLabelValues + 5 {
-		many = append(many, zmqmsg.ServerStats{Topic: fmt.Sprintf("t%03d", i), Methods: []zmqmsg.MethodStats{{Method: "m", Requests: 1}}})
+		many = append(many, zmqmsg.ServerStats{Ping: zmqmsg.Ping{Server: fmt.Sprint(i)}, Topic: fmt.Sprintf("t%03d", i), Methods: []zmqmsg.MethodStats{{Method: "m", Requests: 1}}})
 	}
 	var s2 Servers
 	fams := s2.Of(many)

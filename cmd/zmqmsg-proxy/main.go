@@ -113,19 +113,20 @@ func run(ctx context.Context, args []string, lookup func(string) (string, bool),
 		fmt.Fprintf(stderr, "zmqmsg-proxy: %v\n", err)
 		return 2
 	}
+	ml, pl, err := o.listenOps()
+	if err != nil {
+		fmt.Fprintf(stderr, "zmqmsg-proxy: cannot start: %v\n", err)
+		return 1
+	}
 	p, err := zmqmsg.StartProxy(cfg)
 	if err != nil {
+		closeListeners(ml, pl)
 		fmt.Fprintf(stderr, "zmqmsg-proxy: cannot start: %s%v\n", o.portFlag(err), err)
 		return 1
 	}
 	n := p.Node()
 	log.Info("node proxy serving", "host", n.Host, "call", n.CallPort, "fanout", n.FanoutPort, "notify", n.NotifyPort, "cast", n.CastPort, "ipc_dir", cfg.Dir, "curve_key", n.CurveKey)
-	ops, err := o.startOps(log, p)
-	if err != nil {
-		fmt.Fprintf(stderr, "zmqmsg-proxy: %v\n", err)
-		_ = p.Close()
-		return 1
-	}
+	ops := startOps(log, p, ml, pl)
 	if ready != nil {
 		ready <- n
 	}
@@ -139,30 +140,46 @@ func run(ctx context.Context, args []string, lookup func(string) (string, bool),
 	return code
 }
 
-// startOps serves /metrics (--metrics-addr) and /debug/pprof/
-// (--pprof-addr) when asked, and logs where.
-func (o options) startOps(log *slog.Logger, p *zmqmsg.Proxy) ([]*opshttp.Server, error) {
-	var ops []*opshttp.Server
+// listenOps binds --metrics-addr and --pprof-addr (nil when not asked),
+// before anything else starts.
+func (o options) listenOps() (ml, pl net.Listener, err error) {
 	if o.metricsAddr != "" {
-		s, err := opshttp.Metrics(o.metricsAddr, func() []metrics.Family { return metrics.OfProxy(p.Stats()) })
-		if err != nil {
-			return nil, fmt.Errorf("--metrics-addr: %w", err)
+		if ml, err = opshttp.Listen(o.metricsAddr); err != nil {
+			return nil, nil, fmt.Errorf("--metrics-addr: %w", err)
 		}
+	}
+	if o.pprofAddr != "" {
+		if pl, err = opshttp.Listen(o.pprofAddr); err != nil {
+			closeListeners(ml)
+			return nil, nil, fmt.Errorf("--pprof-addr: %w", err)
+		}
+	}
+	return ml, pl, nil
+}
+
+func closeListeners(ls ...net.Listener) {
+	for _, l := range ls {
+		if l != nil {
+			_ = l.Close()
+		}
+	}
+}
+
+// startOps serves /metrics and /debug/pprof/ on the listeners bound, and
+// logs where.
+func startOps(log *slog.Logger, p *zmqmsg.Proxy, ml, pl net.Listener) []*opshttp.Server {
+	var ops []*opshttp.Server
+	if ml != nil {
+		s := opshttp.Metrics(ml, func() []metrics.Family { return metrics.OfProxy(p.Stats()) })
 		ops = append(ops, s)
 		log.Info("metrics serving", "addr", s.Addr().String(), "path", "/metrics")
 	}
-	if o.pprofAddr != "" {
-		s, err := opshttp.Pprof(o.pprofAddr)
-		if err != nil {
-			for _, s := range ops {
-				_ = s.Close(context.Background())
-			}
-			return nil, fmt.Errorf("--pprof-addr: %w", err)
-		}
+	if pl != nil {
+		s := opshttp.Pprof(pl)
 		ops = append(ops, s)
 		log.Info("pprof serving", "addr", s.Addr().String(), "path", "/debug/pprof/")
 	}
-	return ops, nil
+	return ops
 }
 
 // flags declares the command's flags into o.

@@ -1,9 +1,13 @@
 package main
 
 import (
+	"bytes"
+	"context"
 	"encoding/json"
 	"io"
+	"net"
 	"net/http"
+	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -55,5 +59,21 @@ func TestDaemonMetricsAndPprof(t *testing.T) {
 	stop()
 	if c := wait(); c != 0 {
 		t.Fatalf("exit %d: %s", c, stderr.String())
+	}
+}
+
+// A taken --metrics-addr stops the daemon before it serves anything.
+func TestDaemonMetricsAddrTaken(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	var stderr bytes.Buffer
+	args := []string{"--call-port", "0", "--fanout-port", "0", "--notify-port", "0", "--cast-port", "0",
+		"--ipc-dir", filepath.Join(t.TempDir(), "ipc"), "--metrics-addr", l.Addr().String()}
+	if code := run(context.Background(), args, noEnv, &bytes.Buffer{}, &stderr, nil); code != 1 ||
+		!strings.Contains(stderr.String(), "--metrics-addr") || strings.Contains(stderr.String(), "node proxy serving") {
+		t.Fatalf("exit %d, stderr %q: want 1, naming --metrics-addr, before serving", code, stderr.String())
 	}
 }

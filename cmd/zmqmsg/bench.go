@@ -8,6 +8,7 @@ import (
 	"flag"
 	"fmt"
 	"maps"
+	"net"
 	"os"
 	"runtime"
 	"slices"
@@ -180,6 +181,21 @@ func runBenchServer(ctx context.Context, c *cli, _ []string) (err error) {
 	if c.o.queue < 0 {
 		return usagef("--queue %d is negative", c.o.queue)
 	}
+	// The endpoints are bound first: a taken address stops the server
+	// before it is reachable.
+	ml, err := listenOp("--metrics-addr", c.o.metricsAddr)
+	if err != nil {
+		return err
+	}
+	pl, err := listenOp("--pprof-addr", c.o.pprofAddr)
+	if err != nil {
+		if ml != nil {
+			_ = ml.Close()
+		}
+		return err
+	}
+	ops := startOps(ml, pl) // /metrics is empty until the node exists
+	defer closeOps(ops.servers)
 	n, err := c.startNode(ctx, key, func(cfg *zmqmsg.Config) {
 		cfg.ProxyDir, cfg.RegistrationTTL, cfg.ServerQueue = c.o.proxyDir, c.o.ttl, c.o.queue
 	})
@@ -217,12 +233,9 @@ func runBenchServer(ctx context.Context, c *cli, _ []string) (err error) {
 		"ready": true, "server": s.name, "exchange": c.g.exchange, "topic": c.o.topic, "pool": c.o.pool,
 		"node": n.t.Node().CallEndpoint(), "pid": os.Getpid(),
 	}
-	ops, err := startOps(c.o.metricsAddr, c.o.pprofAddr, n.t, ready)
-	defer closeOps(ops)
-	if err == nil {
-		err = c.printLine(ready)
-	}
-	if err != nil {
+	ops.t.Store(n.t)
+	ops.note(ready)
+	if err := c.printLine(ready); err != nil {
 		return errors.Join(err, srv.Stop(context.Background()), l.Stop(context.Background()))
 	}
 	<-ctx.Done()
@@ -791,34 +804,58 @@ func rssKiB() int64 {
 	return -1
 }
 
-// startOps serves the Transport's metrics (--metrics-addr) and the
-// profiles (--pprof-addr) when asked, and notes their addresses in ready.
-func startOps(metricsAddr, pprofAddr string, t *zmqmsg.Transport, ready map[string]any) ([]*opshttp.Server, error) {
-	var ops []*opshttp.Server
-	if metricsAddr != "" {
+// listenOp binds addr for flag, or nothing when addr is empty.
+func listenOp(flag, addr string) (net.Listener, error) {
+	if addr == "" {
+		return nil, nil
+	}
+	l, err := opshttp.Listen(addr)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", flag, err)
+	}
+	return l, nil
+}
+
+// ops are a bench server's operator endpoints; /metrics shows nothing until
+// the Transport is set.
+type ops struct {
+	t       atomic.Pointer[zmqmsg.Transport]
+	servers []*opshttp.Server
+	addrs   map[string]string
+}
+
+// startOps serves /metrics on ml and /debug/pprof/ on pl (each if not nil).
+func startOps(ml, pl net.Listener) *ops {
+	o := &ops{addrs: map[string]string{}}
+	if ml != nil {
 		var fams metrics.Servers
-		s, err := opshttp.Metrics(metricsAddr, func() []metrics.Family { return fams.Transport(t) })
-		if err != nil {
-			return nil, fmt.Errorf("--metrics-addr: %w", err)
-		}
-		ops = append(ops, s)
-		ready["metrics"] = s.Addr().String()
+		s := opshttp.Metrics(ml, func() []metrics.Family {
+			if t := o.t.Load(); t != nil {
+				return fams.Transport(t)
+			}
+			return nil
+		})
+		o.servers = append(o.servers, s)
+		o.addrs["metrics"] = s.Addr().String()
 	}
-	if pprofAddr != "" {
-		s, err := opshttp.Pprof(pprofAddr)
-		if err != nil {
-			closeOps(ops)
-			return nil, fmt.Errorf("--pprof-addr: %w", err)
-		}
-		ops = append(ops, s)
-		ready["pprof"] = s.Addr().String()
+	if pl != nil {
+		s := opshttp.Pprof(pl)
+		o.servers = append(o.servers, s)
+		o.addrs["pprof"] = s.Addr().String()
 	}
-	return ops, nil
+	return o
+}
+
+// note adds the endpoints' addresses to the ready line.
+func (o *ops) note(ready map[string]any) {
+	for k, v := range o.addrs {
+		ready[k] = v
+	}
 }
 
 // closeOps stops the operator endpoints.
-func closeOps(ops []*opshttp.Server) {
-	for _, s := range ops {
+func closeOps(servers []*opshttp.Server) {
+	for _, s := range servers {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		_ = s.Close(ctx)
 		cancel()

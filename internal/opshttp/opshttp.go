@@ -25,35 +25,41 @@ type Server struct {
 // Addr is the address it listens on (the port chosen for ":0").
 func (s *Server) Addr() net.Addr { return s.addr }
 
-// Metrics serves the families collect returns at /metrics on addr.
-func Metrics(addr string, collect func() []metrics.Family) (*Server, error) {
-	mux := http.NewServeMux()
-	mux.Handle("GET /metrics", metrics.Handler(collect))
-	return start(addr, mux)
+// Listen binds addr: a command binds its endpoints before it starts
+// serving messages, so that a taken address stops it before anything else.
+func Listen(addr string) (net.Listener, error) {
+	l, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("listen %s: %w", addr, err)
+	}
+	return l, nil
 }
 
-// Pprof serves net/http/pprof's handlers at /debug/pprof/ on addr.
-func Pprof(addr string) (*Server, error) {
+// Metrics serves the families collect returns at /metrics on l.
+func Metrics(l net.Listener, collect func() []metrics.Family) *Server {
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", metrics.Handler(collect))
+	return serve(l, mux)
+}
+
+// Pprof serves net/http/pprof's handlers at /debug/pprof/ on l.
+func Pprof(l net.Listener) *Server {
 	mux := http.NewServeMux()
 	mux.HandleFunc("/debug/pprof/", pprof.Index)
 	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
 	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
 	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
 	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
-	return start(addr, mux)
+	return serve(l, mux)
 }
 
-func start(addr string, h http.Handler) (*Server, error) {
-	l, err := net.Listen("tcp", addr)
-	if err != nil {
-		return nil, fmt.Errorf("listen %s: %w", addr, err)
-	}
-	s := &Server{srv: &http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second}, addr: l.Addr(), done: make(chan struct{})}
+func serve(l net.Listener, h http.Handler) *Server {
+	s := &Server{srv: &http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second, IdleTimeout: time.Minute}, addr: l.Addr(), done: make(chan struct{})}
 	go func() {
 		defer close(s.done)
 		_ = s.srv.Serve(l) // ErrServerClosed after Close
 	}()
-	return s, nil
+	return s
 }
 
 // Close stops the server, waiting (bounded by ctx) for requests in
@@ -62,10 +68,15 @@ func (s *Server) Close(ctx context.Context) error {
 	if s == nil {
 		return nil
 	}
-	err := s.srv.Shutdown(ctx)
-	if errors.Is(err, context.DeadlineExceeded) {
-		err = s.srv.Close()
+	if err := s.srv.Shutdown(ctx); err != nil {
+		// ctx ended with requests still running (a profile, a trace):
+		// cut their connections.
+		_ = s.srv.Close()
+		if !errors.Is(err, context.DeadlineExceeded) && !errors.Is(err, context.Canceled) {
+			<-s.done
+			return err
+		}
 	}
 	<-s.done
-	return err
+	return nil
 }

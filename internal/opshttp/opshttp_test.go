@@ -26,16 +26,18 @@ func get(t *testing.T, url string) (int, string) {
 
 // Each endpoint serves its paths only, and Close leaves nothing running.
 func TestEndpoints(t *testing.T) {
-	m, err := Metrics("127.0.0.1:0", func() []metrics.Family {
+	ml, err := Listen("127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := Metrics(ml, func() []metrics.Family {
 		return []metrics.Family{{Name: "zmqmsg_x_total", Help: "x.", Kind: metrics.Counter, Samples: []metrics.Sample{{Value: 3}}}}
 	})
+	pl, err := Listen("127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	p, err := Pprof("127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
+	p := Pprof(pl)
 	if code, body := get(t, "http://"+m.Addr().String()+"/metrics"); code != 200 || !strings.Contains(body, "zmqmsg_x_total 3\n") {
 		t.Errorf("/metrics: %d %q", code, body)
 	}
@@ -45,7 +47,7 @@ func TestEndpoints(t *testing.T) {
 	if code, _ := get(t, "http://"+p.Addr().String()+"/debug/pprof/"); code != 200 {
 		t.Errorf("/debug/pprof/: %d", code)
 	}
-	if _, err := Metrics(m.Addr().String(), nil); err == nil {
+	if _, err := Listen(m.Addr().String()); err == nil {
 		t.Error("a taken address: no error")
 	}
 	http.DefaultClient.CloseIdleConnections()
@@ -54,4 +56,33 @@ func TestEndpoints(t *testing.T) {
 			t.Error(err)
 		}
 	}
+}
+
+// Close with a request still running (a 30 s CPU profile) cuts it once
+// its ctx ends, and returns.
+func TestCloseCutsARunningRequest(t *testing.T) {
+	l, err := Listen("127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := Pprof(l)
+	started := make(chan struct{})
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		req, _ := http.NewRequest(http.MethodGet, "http://"+p.Addr().String()+"/debug/pprof/profile?seconds=30", nil)
+		close(started)
+		if resp, err := http.DefaultClient.Do(req); err == nil {
+			_, _ = io.ReadAll(resp.Body)
+			resp.Body.Close()
+		}
+	}()
+	<-started
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if err := p.Close(ctx); err != nil {
+		t.Errorf("Close: %v", err)
+	}
+	<-done
+	http.DefaultClient.CloseIdleConnections()
 }

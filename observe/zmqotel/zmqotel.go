@@ -5,11 +5,14 @@
 // proxy daemon relays the metadata untouched and adds no span.
 //
 // Attributes follow the semantic conventions of semconv v1.43.0: a CALL is
-// an RPC (span kinds CLIENT and SERVER, rpc.system.name "zmqmsg",
-// rpc.method "[exchange/]topic/method"); a CAST, direct cast, FANOUT or
-// NOTIFY is messaging (PRODUCER and CONSUMER, messaging.system "zmqmsg",
+// an RPC (span kinds CLIENT and SERVER, named and with rpc.method
+// "[exchange/]topic/method", rpc.system.name "zmqmsg"); a CAST, direct
+// cast, FANOUT or NOTIFY is messaging (PRODUCER and CONSUMER, named
+// "{pattern} {topic}", messaging.system "zmqmsg",
 // messaging.destination.name the topic, messaging.operation.type send or
-// process). A failure sets error.type and the span's status. A CALL's
+// process, messaging.operation.name the pattern). The trace context never
+// pushes a message's metadata over zmqmsg.MaxMetadata: without room it is
+// not propagated, and the client span says so in an event. A failure sets error.type and the span's status. A CALL's
 // duration, in seconds, is recorded in rpc.client.call.duration and
 // rpc.server.call.duration.
 package zmqotel
@@ -76,6 +79,15 @@ func Method(t zmqmsg.Target, method string) string {
 	return t.Exchange + "/" + t.Topic + "/" + method
 }
 
+// spanName is rpc.method for a CALL, "{operation} {destination}" (the
+// pattern and the topic) for the messaging patterns.
+func spanName(p zmqmsg.Pattern, t zmqmsg.Target, rpcMethod string) string {
+	if p == zmqmsg.PatternCall {
+		return rpcMethod
+	}
+	return string(p) + " " + t.Topic
+}
+
 // attributes returns the span kind and attributes of a message.
 func attributes(p zmqmsg.Pattern, t zmqmsg.Target, name string, client bool) (trace.SpanKind, []attribute.KeyValue) {
 	if p == zmqmsg.PatternCall {
@@ -111,6 +123,33 @@ func end(ctx context.Context, span trace.Span, err error, p zmqmsg.Pattern, rpcM
 	}
 }
 
+// inject puts ctx's trace context into the outgoing metadata, within
+// zmqmsg.MaxMetadata entries: a caller's metadata that leaves no room
+// drops tracestate first, then the whole context (a span event says so),
+// rather than fail the call.
+func inject(ctx context.Context, prop propagation.TextMapPropagator, span trace.Span) context.Context {
+	carrier := propagation.MapCarrier{}
+	prop.Inject(ctx, carrier)
+	out := zmqmsg.OutgoingMetadata(ctx)
+	room := zmqmsg.MaxMetadata - len(out)
+	for k := range carrier {
+		if _, ok := out[k]; ok {
+			room++ // replaced, not added
+		}
+	}
+	if len(carrier) > room {
+		delete(carrier, "tracestate")
+	}
+	if len(carrier) > room {
+		span.AddEvent("zmqmsg: trace context not propagated: the message's metadata is full")
+		return ctx
+	}
+	for k, v := range carrier {
+		ctx = zmqmsg.WithMetadata(ctx, k, v)
+	}
+	return ctx
+}
+
 // ClientInterceptor starts a span for every message the Transport's
 // clients and notifiers send and injects its context into the metadata.
 func ClientInterceptor(opts ...Option) zmqmsg.ClientInterceptor {
@@ -121,13 +160,9 @@ func ClientInterceptor(opts ...Option) zmqmsg.ClientInterceptor {
 		start := time.Now()
 		name := Method(info.Target, info.Method)
 		kind, attrs := attributes(info.Pattern, info.Target, name, true)
-		ctx, span := tracer.Start(ctx, name, trace.WithSpanKind(kind), trace.WithAttributes(attrs...))
+		ctx, span := tracer.Start(ctx, spanName(info.Pattern, info.Target, name), trace.WithSpanKind(kind), trace.WithAttributes(attrs...))
 		if span.SpanContext().IsValid() {
-			carrier := propagation.MapCarrier{}
-			c.prop.Inject(ctx, carrier)
-			for k, v := range carrier {
-				ctx = zmqmsg.WithMetadata(ctx, k, v)
-			}
+			ctx = inject(ctx, c.prop, span)
 		}
 		err := invoke(ctx, info, args, reply)
 		end(ctx, span, err, info.Pattern, name, start, dur.Record)
@@ -148,7 +183,7 @@ func ServerInterceptor(opts ...Option) zmqmsg.ServerInterceptor {
 		target.Server = ""
 		name := Method(target, info.Method)
 		kind, attrs := attributes(info.Pattern, target, name, false)
-		ctx, span := tracer.Start(ctx, name, trace.WithSpanKind(kind), trace.WithAttributes(attrs...))
+		ctx, span := tracer.Start(ctx, spanName(info.Pattern, target, name), trace.WithSpanKind(kind), trace.WithAttributes(attrs...))
 		res, err := handle(ctx, args)
 		end(ctx, span, err, info.Pattern, name, start, dur.Record)
 		return res, err

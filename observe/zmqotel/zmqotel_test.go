@@ -3,8 +3,10 @@ package zmqotel_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"maps"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -95,6 +97,9 @@ func TestTraceCrossesTransports(t *testing.T) {
 		t.Fatalf("fail: %v", err)
 	}
 	spans = rec.Ended()[2:]
+	if len(spans) != 2 {
+		t.Fatalf("%d spans for the failed call, want 2", len(spans))
+	}
 	for _, sp := range spans {
 		if sp.Status().Code != codes.Error || attr(sp, "error.type") == "" {
 			t.Errorf("span %s %v: status %v, error.type %q", sp.Name(), sp.SpanKind(), sp.Status(), attr(sp, "error.type"))
@@ -107,7 +112,7 @@ func TestTraceCrossesTransports(t *testing.T) {
 	spans = rec.Ended()[4:]
 	if len(spans) != 2 || spans[0].SpanKind() != trace.SpanKindConsumer || spans[1].SpanKind() != trace.SpanKindProducer ||
 		spans[0].SpanContext().TraceID() != spans[1].SpanContext().TraceID() || attr(spans[1], "messaging.system") != "zmqmsg" ||
-		attr(spans[0], "messaging.destination.name") != "calc" {
+		attr(spans[0], "messaging.destination.name") != "calc" || spans[1].Name() != "cast calc" {
 		t.Fatalf("cast spans: %v", spans)
 	}
 }
@@ -205,5 +210,34 @@ func TestCallDurationMetrics(t *testing.T) {
 	}
 	if !maps.Equal(counts, want) {
 		t.Fatalf("histogram counts %v, want %v", counts, want)
+	}
+}
+
+// A caller's metadata at its bound leaves no room for the trace context:
+// the call still goes, without it, and the client span says why.
+func TestFullMetadataStillCalls(t *testing.T) {
+	rec := tracetest.NewSpanRecorder()
+	tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(rec))
+	t.Cleanup(func() { _ = tp.Shutdown(context.Background()) })
+	dir := directory.NewMemory()
+	t.Cleanup(func() { _ = dir.Close() })
+	srv := node(t, dir)
+	s, err := srv.Serve(zmqmsg.Target{Topic: "full"}, zmqmsg.Endpoints{"m": func(context.Context, zmqmsg.Args) (any, error) { return 1, nil }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = s.Stop(context.Background()) })
+	c := node(t, dir, zmqmsg.WithClientInterceptors(zmqotel.ClientInterceptor(zmqotel.WithTracerProvider(tp)))).Client(zmqmsg.Target{Topic: "full"})
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	for i := range zmqmsg.MaxMetadata {
+		ctx = zmqmsg.WithMetadata(ctx, fmt.Sprintf("k%02d", i), "v")
+	}
+	if err := c.Call(ctx, "m", nil, nil); err != nil {
+		t.Fatalf("a call with full metadata, traced: %v", err)
+	}
+	spans := rec.Ended()
+	if len(spans) != 1 || len(spans[0].Events()) != 1 || !strings.Contains(spans[0].Events()[0].Name, "not propagated") {
+		t.Fatalf("spans %v: want one client span with the event", spans)
 	}
 }
