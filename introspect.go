@@ -102,62 +102,73 @@ type Discovered struct {
 }
 
 // Discover asks every server of target's topic, or of every topic of
-// target.Exchange when target.Topic is empty (those the directory lists),
-// what it offers: a scatter-gather of InfoMethod (CallAll, with opts) over
-// each topic at once. The answers come sorted by topic and server; the
-// servers that did not answer are in it with their error. Without answers
-// the error says why nothing could be asked: the directory failed, no
-// server of a named topic, a bad target, ctx done. With every topic, a
-// topic that could not be asked (the directory failed for it, ctx ended)
-// returns its error beside the answers of the others; a topic whose
-// servers left since the listing is skipped (after Config.WaitForServers).
-// The arguments are sent empty.
+// target.Exchange when target.Topic is empty, what it offers: Gather of
+// InfoMethod. The answers come sorted by topic and server; the servers
+// that did not answer are in it with their error. The error is Gather's;
+// for a named topic, none is returned with it.
 func (t *Transport) Discover(ctx context.Context, target Target, opts ...CallAllOption) ([]Discovered, error) {
+	var found []Discovered
+	err := t.Gather(ctx, target, InfoMethod, nil, func(topic string, r ServerReply) {
+		d := Discovered{Topic: topic, Server: r.Server, Node: r.Node, Err: r.Err}
+		if d.Err == nil {
+			d.Err = r.Decode(&d.Info)
+		}
+		found = append(found, d)
+	}, opts...)
+	if target.Topic != "" && err != nil {
+		return nil, err
+	}
+	slices.SortFunc(found, func(a, b Discovered) int {
+		return cmp.Or(cmp.Compare(a.Topic, b.Topic), cmp.Compare(a.Server, b.Server))
+	})
+	return found, err
+}
+
+// Gather is CallAllFunc (with opts) over every server of target's topic,
+// or, when target.Topic is empty, of every topic of target.Exchange that
+// the directory lists, each topic at once: fn gets each answer with its
+// topic, one at a time, as they come. The error says why a topic could not
+// be asked: for a named topic, CallAllFunc's; for every topic, the
+// directory's listing, or the first topic that failed other than by having
+// no servers (a topic whose servers left since the listing is skipped,
+// after Config.WaitForServers); the answers of the others came all the
+// same.
+func (t *Transport) Gather(ctx context.Context, target Target, method string, args any, fn func(topic string, r ServerReply), opts ...CallAllOption) error {
 	if target.Fanout {
-		return nil, fmt.Errorf("%w: Discover takes the topic's target, without Fanout", ErrInvalidTarget)
+		return fmt.Errorf("%w: Gather takes the topic's target, without Fanout", ErrInvalidTarget)
 	}
 	topics := []string{target.Topic}
 	if target.Topic == "" {
 		var err error
 		if topics, err = t.e.Topics(ctx, target.Exchange); err != nil {
-			return nil, err
+			return err
 		}
 	}
 	var (
-		mu    sync.Mutex
-		found []Discovered
-		errs  = make([]error, len(topics))
-		wg    sync.WaitGroup
+		mu   sync.Mutex
+		errs = make([]error, len(topics))
+		wg   sync.WaitGroup
 	)
 	for i, topic := range topics {
 		tg := target
 		tg.Topic = topic
 		wg.Go(func() {
-			errs[i] = t.Client(tg).CallAllFunc(ctx, InfoMethod, nil, func(r ServerReply) bool {
-				d := Discovered{Topic: topic, Server: r.Server, Node: r.Node, Err: r.Err}
-				if d.Err == nil {
-					d.Err = r.Decode(&d.Info)
-				}
+			errs[i] = t.Client(tg).CallAllFunc(ctx, method, args, func(r ServerReply) bool {
 				mu.Lock()
-				found = append(found, d)
+				fn(topic, r)
 				mu.Unlock()
 				return true
 			}, opts...)
 		})
 	}
 	wg.Wait()
-	if target.Topic != "" && errs[0] != nil {
-		return nil, errs[0]
+	if target.Topic != "" {
+		return errs[0]
 	}
-	slices.SortFunc(found, func(a, b Discovered) int {
-		return cmp.Or(cmp.Compare(a.Topic, b.Topic), cmp.Compare(a.Server, b.Server))
-	})
 	for _, err := range errs {
-		// A listed topic whose servers left since: nothing to report. Any
-		// other failure (the directory, ctx) is the answer's.
 		if err != nil && !errors.Is(err, ErrNoServers) {
-			return found, err
+			return err
 		}
 	}
-	return found, nil
+	return nil
 }

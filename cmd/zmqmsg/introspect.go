@@ -3,12 +3,10 @@ package main
 import (
 	"cmp"
 	"context"
-	"errors"
 	"fmt"
 	"maps"
 	"slices"
 	"strings"
-	"sync"
 	"text/tabwriter"
 	"time"
 	"unicode/utf8"
@@ -143,7 +141,6 @@ func runInfo(ctx context.Context, c *cli, pos []string) error {
 		for _, d := range found {
 			rows = append(rows, answer[zmqmsg.ServiceInfo]{topic: d.Topic, server: d.Server, node: d.Node, v: d.Info, err: d.Err})
 		}
-		sortAnswers(rows) // Discover sorts them, but not those it returns with an error
 		return walkDone(ctx, c, n, target, rows, err, c.printInfo)
 	})
 }
@@ -156,56 +153,18 @@ func runStats(ctx context.Context, c *cli, pos []string) error {
 	})
 }
 
-// gather calls method on every server of target's topic, or of every topic
-// of its exchange (those Discover finds), one scatter-gather per topic, all
-// at once, and returns the answers sorted by topic and server. The error is
-// that of a named topic's scatter-gather, or of the listing; a listed topic
-// whose servers have left since is left out.
+// gather calls method on every server of target's topic, or of every
+// topic of its exchange (Transport.Gather), and returns the answers sorted
+// by topic and server, with Gather's error.
 func gather[T any](ctx context.Context, n *node, target zmqmsg.Target, method string) ([]answer[T], error) {
-	topics := []string{target.Topic}
-	if target.Topic == "" {
-		found, err := n.t.Discover(ctx, target)
-		if err != nil {
-			return nil, err
-		}
-		topics = topics[:0]
-		for _, d := range found { // sorted by topic
-			if len(topics) == 0 || topics[len(topics)-1] != d.Topic {
-				topics = append(topics, d.Topic)
-			}
-		}
-	}
-	var (
-		mu   sync.Mutex
-		out  []answer[T]
-		errs = make([]error, len(topics))
-		wg   sync.WaitGroup
-	)
-	for i, topic := range topics {
-		tg := target
-		tg.Topic = topic
-		wg.Go(func() {
-			errs[i] = n.t.Client(tg).CallAllFunc(ctx, method, nil, func(r zmqmsg.ServerReply) bool {
-				a := answer[T]{topic: topic, server: r.Server, node: r.Node, rtt: r.Elapsed}
-				a.err = r.Decode(&a.v)
-				mu.Lock()
-				out = append(out, a)
-				mu.Unlock()
-				return true
-			})
-		})
-	}
-	wg.Wait()
+	var out []answer[T]
+	err := n.t.Gather(ctx, target, method, nil, func(topic string, r zmqmsg.ServerReply) {
+		a := answer[T]{topic: topic, server: r.Server, node: r.Node, rtt: r.Elapsed}
+		a.err = r.Decode(&a.v)
+		out = append(out, a)
+	})
 	sortAnswers(out)
-	if target.Topic != "" {
-		return out, errs[0]
-	}
-	for _, err := range errs {
-		if err != nil && !errors.Is(err, zmqmsg.ErrNoServers) {
-			return out, err
-		}
-	}
-	return out, nil
+	return out, err
 }
 
 func sortAnswers[T any](rows []answer[T]) {
