@@ -113,73 +113,31 @@ func run(ctx context.Context, args []string, lookup func(string) (string, bool),
 		fmt.Fprintf(stderr, "zmqmsg-proxy: %v\n", err)
 		return 2
 	}
-	ml, pl, err := o.listenOps()
+	ops, err := opshttp.Bind(o.metricsAddr, o.pprofAddr) // a taken address stops it before anything starts
 	if err != nil {
 		fmt.Fprintf(stderr, "zmqmsg-proxy: cannot start: %v\n", err)
 		return 1
 	}
+	defer ops.Close()
 	p, err := zmqmsg.StartProxy(cfg)
 	if err != nil {
-		closeListeners(ml, pl)
 		fmt.Fprintf(stderr, "zmqmsg-proxy: cannot start: %s%v\n", o.portFlag(err), err)
 		return 1
 	}
 	n := p.Node()
 	log.Info("node proxy serving", "host", n.Host, "call", n.CallPort, "fanout", n.FanoutPort, "notify", n.NotifyPort, "cast", n.CastPort, "ipc_dir", cfg.Dir, "curve_key", n.CurveKey)
-	ops := startOps(log, p, ml, pl)
+	ops.Serve(func() []metrics.Family { return metrics.OfProxy(p.Stats()) })
+	if ops.Metrics != nil {
+		log.Info("metrics serving", "addr", ops.Metrics.Addr().String(), "path", "/metrics")
+	}
+	if ops.Pprof != nil {
+		log.Info("pprof serving", "addr", ops.Pprof.Addr().String(), "path", "/debug/pprof/")
+	}
 	if ready != nil {
 		ready <- n
 	}
 	o.serve(ctx, log, p)
-	code := o.stop(log, p)
-	for _, s := range ops {
-		cctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		_ = s.Close(cctx)
-		cancel()
-	}
-	return code
-}
-
-// listenOps binds --metrics-addr and --pprof-addr (nil when not asked),
-// before anything else starts.
-func (o options) listenOps() (ml, pl net.Listener, err error) {
-	if o.metricsAddr != "" {
-		if ml, err = opshttp.Listen(o.metricsAddr); err != nil {
-			return nil, nil, fmt.Errorf("--metrics-addr: %w", err)
-		}
-	}
-	if o.pprofAddr != "" {
-		if pl, err = opshttp.Listen(o.pprofAddr); err != nil {
-			closeListeners(ml)
-			return nil, nil, fmt.Errorf("--pprof-addr: %w", err)
-		}
-	}
-	return ml, pl, nil
-}
-
-func closeListeners(ls ...net.Listener) {
-	for _, l := range ls {
-		if l != nil {
-			_ = l.Close()
-		}
-	}
-}
-
-// startOps serves /metrics and /debug/pprof/ on the listeners bound, and
-// logs where.
-func startOps(log *slog.Logger, p *zmqmsg.Proxy, ml, pl net.Listener) []*opshttp.Server {
-	var ops []*opshttp.Server
-	if ml != nil {
-		s := opshttp.Metrics(ml, func() []metrics.Family { return metrics.OfProxy(p.Stats()) })
-		ops = append(ops, s)
-		log.Info("metrics serving", "addr", s.Addr().String(), "path", "/metrics")
-	}
-	if pl != nil {
-		s := opshttp.Pprof(pl)
-		ops = append(ops, s)
-		log.Info("pprof serving", "addr", s.Addr().String(), "path", "/debug/pprof/")
-	}
-	return ops
+	return o.stop(log, p)
 }
 
 // flags declares the command's flags into o.

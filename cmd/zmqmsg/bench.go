@@ -8,7 +8,6 @@ import (
 	"flag"
 	"fmt"
 	"maps"
-	"net"
 	"os"
 	"runtime"
 	"slices"
@@ -181,21 +180,12 @@ func runBenchServer(ctx context.Context, c *cli, _ []string) (err error) {
 	if c.o.queue < 0 {
 		return usagef("--queue %d is negative", c.o.queue)
 	}
-	// The endpoints are bound first: a taken address stops the server
-	// before it is reachable.
-	ml, err := listenOp("--metrics-addr", c.o.metricsAddr)
+	// Bound first: a taken address stops the server before it is reachable.
+	ops, err := opshttp.Bind(c.o.metricsAddr, c.o.pprofAddr)
 	if err != nil {
 		return err
 	}
-	pl, err := listenOp("--pprof-addr", c.o.pprofAddr)
-	if err != nil {
-		if ml != nil {
-			_ = ml.Close()
-		}
-		return err
-	}
-	ops := startOps(ml, pl) // /metrics is empty until the node exists
-	defer closeOps(ops.servers)
+	defer ops.Close()
 	n, err := c.startNode(ctx, key, func(cfg *zmqmsg.Config) {
 		cfg.ProxyDir, cfg.RegistrationTTL, cfg.ServerQueue = c.o.proxyDir, c.o.ttl, c.o.queue
 	})
@@ -233,8 +223,14 @@ func runBenchServer(ctx context.Context, c *cli, _ []string) (err error) {
 		"ready": true, "server": s.name, "exchange": c.g.exchange, "topic": c.o.topic, "pool": c.o.pool,
 		"node": n.t.Node().CallEndpoint(), "pid": os.Getpid(),
 	}
-	ops.t.Store(n.t)
-	ops.note(ready)
+	var fams metrics.Servers
+	ops.Serve(func() []metrics.Family { return fams.Transport(n.t) })
+	if ops.Metrics != nil {
+		ready["metrics"] = ops.Metrics.Addr().String()
+	}
+	if ops.Pprof != nil {
+		ready["pprof"] = ops.Pprof.Addr().String()
+	}
 	if err := c.printLine(ready); err != nil {
 		return errors.Join(err, srv.Stop(context.Background()), l.Stop(context.Background()))
 	}
@@ -802,62 +798,4 @@ func rssKiB() int64 {
 		}
 	}
 	return -1
-}
-
-// listenOp binds addr for flag, or nothing when addr is empty.
-func listenOp(flag, addr string) (net.Listener, error) {
-	if addr == "" {
-		return nil, nil
-	}
-	l, err := opshttp.Listen(addr)
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w", flag, err)
-	}
-	return l, nil
-}
-
-// ops are a bench server's operator endpoints; /metrics shows nothing until
-// the Transport is set.
-type ops struct {
-	t       atomic.Pointer[zmqmsg.Transport]
-	servers []*opshttp.Server
-	addrs   map[string]string
-}
-
-// startOps serves /metrics on ml and /debug/pprof/ on pl (each if not nil).
-func startOps(ml, pl net.Listener) *ops {
-	o := &ops{addrs: map[string]string{}}
-	if ml != nil {
-		var fams metrics.Servers
-		s := opshttp.Metrics(ml, func() []metrics.Family {
-			if t := o.t.Load(); t != nil {
-				return fams.Transport(t)
-			}
-			return nil
-		})
-		o.servers = append(o.servers, s)
-		o.addrs["metrics"] = s.Addr().String()
-	}
-	if pl != nil {
-		s := opshttp.Pprof(pl)
-		o.servers = append(o.servers, s)
-		o.addrs["pprof"] = s.Addr().String()
-	}
-	return o
-}
-
-// note adds the endpoints' addresses to the ready line.
-func (o *ops) note(ready map[string]any) {
-	for k, v := range o.addrs {
-		ready[k] = v
-	}
-}
-
-// closeOps stops the operator endpoints.
-func closeOps(servers []*opshttp.Server) {
-	for _, s := range servers {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		_ = s.Close(ctx)
-		cancel()
-	}
 }

@@ -80,3 +80,58 @@ func (s *Server) Close(ctx context.Context) error {
 	<-s.done
 	return nil
 }
+
+// Endpoints are a command's --metrics-addr and --pprof-addr: bound first
+// (Bind), served once what they report exists (Serve), closed last.
+type Endpoints struct {
+	ml, pl         net.Listener
+	Metrics, Pprof *Server // nil until Serve, or when not asked for
+}
+
+// Bind binds the addresses given (an empty one is not asked for); an error
+// names its flag.
+func Bind(metricsAddr, pprofAddr string) (*Endpoints, error) {
+	e := &Endpoints{}
+	var err error
+	if metricsAddr != "" {
+		if e.ml, err = Listen(metricsAddr); err != nil {
+			return nil, fmt.Errorf("--metrics-addr: %w", err)
+		}
+	}
+	if pprofAddr != "" {
+		if e.pl, err = Listen(pprofAddr); err != nil {
+			e.Close()
+			return nil, fmt.Errorf("--pprof-addr: %w", err)
+		}
+	}
+	return e, nil
+}
+
+// Serve starts serving /metrics (what collect returns) and /debug/pprof/
+// on the addresses bound.
+func (e *Endpoints) Serve(collect func() []metrics.Family) {
+	if e.ml != nil {
+		e.Metrics = Metrics(e.ml, collect)
+	}
+	if e.pl != nil {
+		e.Pprof = Pprof(e.pl)
+	}
+}
+
+// Close stops what serves (waiting up to 5 s for requests in progress) and
+// closes what was bound but never served.
+func (e *Endpoints) Close() {
+	for _, p := range []struct {
+		l net.Listener
+		s *Server
+	}{{e.ml, e.Metrics}, {e.pl, e.Pprof}} {
+		switch {
+		case p.s != nil:
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			_ = p.s.Close(ctx)
+			cancel()
+		case p.l != nil:
+			_ = p.l.Close()
+		}
+	}
+}

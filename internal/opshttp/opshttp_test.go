@@ -86,3 +86,37 @@ func TestCloseCutsARunningRequest(t *testing.T) {
 	<-done
 	http.DefaultClient.CloseIdleConnections()
 }
+
+// Bind names the flag whose address is taken and leaves nothing bound;
+// Close of endpoints never served frees their addresses.
+func TestBind(t *testing.T) {
+	taken, err := Listen("127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer taken.Close()
+	free, err := Listen("127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := free.Addr().String()
+	free.Close()
+	if _, err := Bind(addr, taken.Addr().String()); err == nil || !strings.Contains(err.Error(), "--pprof-addr") {
+		t.Fatalf("Bind with a taken pprof address: %v", err)
+	}
+	e, err := Bind(addr, "")
+	if err != nil {
+		t.Fatalf("the metrics address was left bound: %v", err)
+	}
+	e.Close()
+	e, err = Bind(addr, "")
+	if err != nil {
+		t.Fatalf("Close left it bound: %v", err)
+	}
+	e.Serve(func() []metrics.Family { return nil })
+	if code, _ := get(t, "http://"+e.Metrics.Addr().String()+"/metrics"); code != 200 {
+		t.Errorf("/metrics: %d", code)
+	}
+	http.DefaultClient.CloseIdleConnections()
+	e.Close()
+}
