@@ -18,7 +18,7 @@ import (
 	"math"
 	"net/http"
 	"reflect"
-	"sort"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -365,9 +365,7 @@ func (s *Servers) Of(stats []zmqmsg.ServerStats) []Family {
 		}
 	}
 	for i := range fams {
-		sort.Slice(fams[i].Samples, func(a, b int) bool {
-			return strings.Join(fams[i].Samples[a].Values, "\xff") < strings.Join(fams[i].Samples[b].Values, "\xff")
-		})
+		slices.SortFunc(fams[i].Samples, func(a, b Sample) int { return slices.Compare(a.Values, b.Values) })
 	}
 	return fams
 }

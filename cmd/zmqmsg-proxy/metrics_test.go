@@ -4,12 +4,13 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"io"
 	"net"
 	"net/http"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/zmqmsg/zmqmsg/internal/testutil"
 )
 
 // opsAddr returns the addr of the log line msg ("metrics serving").
@@ -25,35 +26,21 @@ func opsAddr(t *testing.T, logs, msg string) string {
 	return ""
 }
 
-func get(t *testing.T, url string) (int, string) {
-	t.Helper()
-	resp, err := http.Get(url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return resp.StatusCode, string(b)
-}
-
 // --metrics-addr serves the daemon's counters in the Prometheus text
 // format; --pprof-addr the profiles, on their own listener only.
 func TestDaemonMetricsAndPprof(t *testing.T) {
 	stop, _, wait, stderr := start(t, []string{"--log-format", "json", "--metrics-addr", "127.0.0.1:0", "--pprof-addr", "127.0.0.1:0"}, noEnv)
 	maddr, paddr := opsAddr(t, stderr.String(), "metrics serving"), opsAddr(t, stderr.String(), "pprof serving")
-	code, body := get(t, "http://"+maddr+"/metrics")
+	code, body := testutil.Get(t, "http://"+maddr+"/metrics")
 	for _, want := range []string{"# TYPE zmqmsg_daemon_relayed_total counter\nzmqmsg_daemon_relayed_total 0\n", "# TYPE zmqmsg_daemon_members gauge\n", "zmqmsg_daemon_draining 0\n"} {
 		if code != http.StatusOK || !strings.Contains(body, want) {
 			t.Errorf("/metrics: %d, lacks %q:\n%s", code, want, body)
 		}
 	}
-	if code, _ := get(t, "http://"+paddr+"/debug/pprof/"); code != http.StatusOK {
+	if code, _ := testutil.Get(t, "http://"+paddr+"/debug/pprof/"); code != http.StatusOK {
 		t.Errorf("/debug/pprof/: %d", code)
 	}
-	if code, _ := get(t, "http://"+maddr+"/debug/pprof/"); code != http.StatusNotFound {
+	if code, _ := testutil.Get(t, "http://"+maddr+"/debug/pprof/"); code != http.StatusNotFound {
 		t.Errorf("pprof on the metrics listener: %d, want 404", code)
 	}
 	stop()

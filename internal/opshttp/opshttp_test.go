@@ -7,22 +7,12 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/zmqmsg/zmqmsg/internal/testutil"
 	"github.com/zmqmsg/zmqmsg/metrics"
 	"go.uber.org/goleak"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
-
-func get(t *testing.T, url string) (int, string) {
-	t.Helper()
-	resp, err := http.Get(url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	return resp.StatusCode, string(b)
-}
 
 // Each endpoint serves its paths only, and Close leaves nothing running.
 func TestEndpoints(t *testing.T) {
@@ -38,13 +28,13 @@ func TestEndpoints(t *testing.T) {
 		t.Fatal(err)
 	}
 	p := Pprof(pl)
-	if code, body := get(t, "http://"+m.Addr().String()+"/metrics"); code != 200 || !strings.Contains(body, "zmqmsg_x_total 3\n") {
+	if code, body := testutil.Get(t, "http://"+m.Addr().String()+"/metrics"); code != 200 || !strings.Contains(body, "zmqmsg_x_total 3\n") {
 		t.Errorf("/metrics: %d %q", code, body)
 	}
-	if code, _ := get(t, "http://"+m.Addr().String()+"/debug/pprof/"); code != 404 {
+	if code, _ := testutil.Get(t, "http://"+m.Addr().String()+"/debug/pprof/"); code != 404 {
 		t.Errorf("pprof on the metrics listener: %d", code)
 	}
-	if code, _ := get(t, "http://"+p.Addr().String()+"/debug/pprof/"); code != 200 {
+	if code, _ := testutil.Get(t, "http://"+p.Addr().String()+"/debug/pprof/"); code != 200 {
 		t.Errorf("/debug/pprof/: %d", code)
 	}
 	if _, err := Listen(m.Addr().String()); err == nil {
@@ -114,7 +104,7 @@ func TestBind(t *testing.T) {
 		t.Fatalf("Close left it bound: %v", err)
 	}
 	e.Serve(func() []metrics.Family { return nil })
-	if code, _ := get(t, "http://"+e.Metrics.Addr().String()+"/metrics"); code != 200 {
+	if code, _ := testutil.Get(t, "http://"+e.Metrics.Addr().String()+"/metrics"); code != 200 {
 		t.Errorf("/metrics: %d", code)
 	}
 	http.DefaultClient.CloseIdleConnections()

@@ -12,6 +12,7 @@ import (
 
 	"github.com/zmqmsg/zmqmsg"
 	"github.com/zmqmsg/zmqmsg/directory"
+	"github.com/zmqmsg/zmqmsg/observe/internal/obstest"
 	"github.com/zmqmsg/zmqmsg/observe/zmqotel"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
@@ -24,20 +25,6 @@ import (
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
-
-func node(t *testing.T, dir directory.Directory, opts ...zmqmsg.Option) *zmqmsg.Transport {
-	t.Helper()
-	tr, err := zmqmsg.New(zmqmsg.Config{Directory: dir, Ports: zmqmsg.Ports{Call: zmqmsg.AnyPort}}, opts...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if err := tr.Close(); err != nil {
-			t.Error(err)
-		}
-	})
-	return tr
-}
 
 func attr(s sdktrace.ReadOnlySpan, k attribute.Key) string {
 	for _, a := range s.Attributes() {
@@ -58,7 +45,7 @@ func TestTraceCrossesTransports(t *testing.T) {
 	dir := directory.NewMemory()
 	t.Cleanup(func() { _ = dir.Close() })
 
-	srv := node(t, dir, zmqmsg.WithServerInterceptors(zmqotel.ServerInterceptor(zmqotel.WithTracerProvider(tp))))
+	srv := obstest.Node(t, dir, zmqmsg.WithServerInterceptors(zmqotel.ServerInterceptor(zmqotel.WithTracerProvider(tp))))
 	s, err := srv.Serve(zmqmsg.Target{Topic: "calc"}, zmqmsg.Endpoints{
 		"add":  zmqmsg.Method(func(_ context.Context, a [2]int) (int, error) { return a[0] + a[1], nil }),
 		"fail": func(context.Context, zmqmsg.Args) (any, error) { return nil, errors.New("no") },
@@ -67,7 +54,7 @@ func TestTraceCrossesTransports(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = s.Stop(context.Background()) })
-	cl := node(t, dir, zmqmsg.WithClientInterceptors(zmqotel.ClientInterceptor(zmqotel.WithTracerProvider(tp))))
+	cl := obstest.Node(t, dir, zmqmsg.WithClientInterceptors(zmqotel.ClientInterceptor(zmqotel.WithTracerProvider(tp))))
 	c := cl.Client(zmqmsg.Target{Topic: "calc"})
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
@@ -142,7 +129,7 @@ func TestTraceCrossesTheDaemon(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = s.Stop(context.Background()) })
-	cl := node(t, dir, zmqmsg.WithClientInterceptors(zmqotel.ClientInterceptor(zmqotel.WithTracerProvider(tp))))
+	cl := obstest.Node(t, dir, zmqmsg.WithClientInterceptors(zmqotel.ClientInterceptor(zmqotel.WithTracerProvider(tp))))
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	if err := cl.Client(zmqmsg.Target{Topic: "d"}).Call(ctx, "m", nil, nil); err != nil {
@@ -162,7 +149,7 @@ func TestCallDurationMetrics(t *testing.T) {
 	t.Cleanup(func() { _ = mp.Shutdown(context.Background()) })
 	dir := directory.NewMemory()
 	t.Cleanup(func() { _ = dir.Close() })
-	srv := node(t, dir, zmqmsg.WithServerInterceptors(zmqotel.ServerInterceptor(zmqotel.WithMeterProvider(mp))))
+	srv := obstest.Node(t, dir, zmqmsg.WithServerInterceptors(zmqotel.ServerInterceptor(zmqotel.WithMeterProvider(mp))))
 	s, err := srv.Serve(zmqmsg.Target{Topic: "calc"}, zmqmsg.Endpoints{
 		"add":  func(context.Context, zmqmsg.Args) (any, error) { return 1, nil },
 		"fail": func(context.Context, zmqmsg.Args) (any, error) { return nil, errors.New("no") },
@@ -171,7 +158,7 @@ func TestCallDurationMetrics(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = s.Stop(context.Background()) })
-	c := node(t, dir, zmqmsg.WithClientInterceptors(zmqotel.ClientInterceptor(zmqotel.WithMeterProvider(mp)))).Client(zmqmsg.Target{Topic: "calc"})
+	c := obstest.Node(t, dir, zmqmsg.WithClientInterceptors(zmqotel.ClientInterceptor(zmqotel.WithMeterProvider(mp)))).Client(zmqmsg.Target{Topic: "calc"})
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	for range 3 {
@@ -221,13 +208,13 @@ func TestFullMetadataStillCalls(t *testing.T) {
 	t.Cleanup(func() { _ = tp.Shutdown(context.Background()) })
 	dir := directory.NewMemory()
 	t.Cleanup(func() { _ = dir.Close() })
-	srv := node(t, dir)
+	srv := obstest.Node(t, dir)
 	s, err := srv.Serve(zmqmsg.Target{Topic: "full"}, zmqmsg.Endpoints{"m": func(context.Context, zmqmsg.Args) (any, error) { return 1, nil }})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = s.Stop(context.Background()) })
-	c := node(t, dir, zmqmsg.WithClientInterceptors(zmqotel.ClientInterceptor(zmqotel.WithTracerProvider(tp)))).Client(zmqmsg.Target{Topic: "full"})
+	c := obstest.Node(t, dir, zmqmsg.WithClientInterceptors(zmqotel.ClientInterceptor(zmqotel.WithTracerProvider(tp)))).Client(zmqmsg.Target{Topic: "full"})
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	for i := range zmqmsg.MaxMetadata {

@@ -17,25 +17,12 @@ import (
 	"github.com/prometheus/common/model"
 	"github.com/zmqmsg/zmqmsg"
 	"github.com/zmqmsg/zmqmsg/directory"
+	"github.com/zmqmsg/zmqmsg/observe/internal/obstest"
 	"github.com/zmqmsg/zmqmsg/observe/zmqprom"
 	"go.uber.org/goleak"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
-
-func node(t *testing.T, dir directory.Directory, opts ...zmqmsg.Option) *zmqmsg.Transport {
-	t.Helper()
-	tr, err := zmqmsg.New(zmqmsg.Config{Directory: dir, Ports: zmqmsg.Ports{Call: zmqmsg.AnyPort}}, opts...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if err := tr.Close(); err != nil {
-			t.Error(err)
-		}
-	})
-	return tr
-}
 
 // scrape serves reg over a real HTTP server, GETs /metrics in the text
 // format and parses it with Prometheus's own parser.
@@ -99,7 +86,7 @@ func TestScrapeCountsTheTraffic(t *testing.T) {
 	dir := directory.NewMemory()
 	t.Cleanup(func() { _ = dir.Close() })
 	srvMetrics, cliMetrics := zmqprom.NewMetrics(), zmqprom.NewMetrics()
-	srv := node(t, dir, zmqmsg.WithServerInterceptors(srvMetrics.ServerInterceptor()))
+	srv := obstest.Node(t, dir, zmqmsg.WithServerInterceptors(srvMetrics.ServerInterceptor()))
 	s, err := srv.Serve(zmqmsg.Target{Topic: "calc"}, zmqmsg.Endpoints{
 		"add":  zmqmsg.Method(func(_ context.Context, a [2]int) (int, error) { return a[0] + a[1], nil }),
 		"fail": func(context.Context, zmqmsg.Args) (any, error) { return nil, errors.New("no") },
@@ -108,7 +95,7 @@ func TestScrapeCountsTheTraffic(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = s.Stop(context.Background()) })
-	cl := node(t, dir, zmqmsg.WithClientInterceptors(cliMetrics.ClientInterceptor()))
+	cl := obstest.Node(t, dir, zmqmsg.WithClientInterceptors(cliMetrics.ClientInterceptor()))
 	c := cl.Client(zmqmsg.Target{Topic: "calc"})
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
@@ -181,7 +168,7 @@ func TestLabelsAreBounded(t *testing.T) {
 	dir := directory.NewMemory()
 	t.Cleanup(func() { _ = dir.Close() })
 	m := zmqprom.NewMetrics()
-	cl := node(t, dir, zmqmsg.WithClientInterceptors(m.ClientInterceptor()))
+	cl := obstest.Node(t, dir, zmqmsg.WithClientInterceptors(m.ClientInterceptor()))
 	for i := range zmqprom.MaxLabelValues + 20 {
 		// No server: each call ends at its 1 ms deadline, still observed.
 		tctx, tcancel := context.WithTimeout(context.Background(), time.Millisecond)

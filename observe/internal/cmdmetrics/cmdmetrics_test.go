@@ -8,6 +8,7 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"io"
 	"net/http"
 	"os/exec"
 	"path/filepath"
@@ -44,17 +45,23 @@ func build(t *testing.T) (cli, daemon string) {
 }
 
 // spawn starts bin and returns the first line of its output (stdout, or
-// stderr when onStderr) that contains want; the process is killed at the
-// end of the test.
-func spawn(t *testing.T, bin string, onStderr bool, want string, args ...string) string {
+// stderr when onStderr) that contains want; watching stderr, it also
+// returns stdout, for the caller to read (the process may block on it
+// otherwise); watching stdout, stderr is discarded. The process is killed
+// at the end of the test.
+func spawn(t *testing.T, bin string, onStderr bool, want string, args ...string) (string, io.Reader) {
 	t.Helper()
 	cmd := exec.Command(bin, args...)
-	pipe, err := cmd.StdoutPipe()
-	if onStderr {
-		pipe, err = cmd.StderrPipe()
-	}
+	stdout, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)
+	}
+	pipe, other := stdout, io.Reader(nil)
+	if onStderr {
+		if pipe, err = cmd.StderrPipe(); err != nil {
+			t.Fatal(err)
+		}
+		other = stdout
 	}
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -77,11 +84,11 @@ func spawn(t *testing.T, bin string, onStderr bool, want string, args ...string)
 		if !ok {
 			t.Fatalf("%s exited before printing %q", bin, want)
 		}
-		return l
+		return l, other
 	case <-time.After(30 * time.Second):
 		t.Fatalf("%s did not print %q within 30s", bin, want)
 	}
-	return ""
+	return "", nil
 }
 
 // scrape GETs url, lints the text with promlint and parses it with expfmt.
@@ -143,13 +150,13 @@ func TestCommandsServeMetrics(t *testing.T) {
 	cli, daemon := build(t)
 	rds := redistest.Start(t)
 	ipc := filepath.Join(t.TempDir(), "zmqmsg")
-	line := spawn(t, daemon, true, "metrics serving", "--host", "127.0.0.1", "--ipc-dir", ipc, "--log-format", "json",
+	line, _ := spawn(t, daemon, true, "metrics serving", "--host", "127.0.0.1", "--ipc-dir", ipc, "--log-format", "json",
 		"--call-port", "0", "--fanout-port", "0", "--notify-port", "0", "--cast-port", "0", "--metrics-addr", "127.0.0.1:0")
 	var dlog struct{ Addr string }
 	if err := json.Unmarshal([]byte(line), &dlog); err != nil || dlog.Addr == "" {
 		t.Fatalf("daemon log %q: %v", line, err)
 	}
-	line = spawn(t, cli, false, `"ready":true`, "--directory", rds.URL(), "bench", "server", "--topic", "m", "--name", "m1",
+	line, _ = spawn(t, cli, false, `"ready":true`, "--directory", rds.URL(), "bench", "server", "--topic", "m", "--name", "m1",
 		"--proxy-dir", ipc, "--metrics-addr", "127.0.0.1:0")
 	var ready struct{ Metrics string }
 	if err := json.Unmarshal([]byte(line), &ready); err != nil || ready.Metrics == "" {
@@ -206,37 +213,7 @@ func TestTraceAcrossDaemonAndMemberProcess(t *testing.T) {
 	ipc := filepath.Join(t.TempDir(), "zmqmsg")
 	spawn(t, daemon, true, "node proxy serving", "--host", "127.0.0.1", "--ipc-dir", ipc,
 		"--call-port", "0", "--fanout-port", "0", "--notify-port", "0", "--cast-port", "0")
-	cmd := exec.Command(member, "--directory", rds.URL(), "--proxy-dir", ipc, "--topic", "traced")
-	spans, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	stderr, err := cmd.StderrPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
-	serving := make(chan bool, 1)
-	go func() {
-		s := bufio.NewScanner(stderr)
-		for s.Scan() {
-			if s.Text() == "serving" {
-				serving <- true
-			}
-		}
-		close(serving)
-	}()
-	select {
-	case ok := <-serving:
-		if !ok {
-			t.Fatal("tracedserver exited before serving")
-		}
-	case <-time.After(30 * time.Second):
-		t.Fatal("tracedserver not serving within 30s")
-	}
+	_, spans := spawn(t, member, true, "serving", "--directory", rds.URL(), "--proxy-dir", ipc, "--topic", "traced")
 	serverSpan := make(chan map[string]any, 1)
 	go func() {
 		dec := json.NewDecoder(spans)

@@ -9,6 +9,7 @@ import (
 
 	"github.com/zmqmsg/zmqmsg"
 	"github.com/zmqmsg/zmqmsg/directory"
+	"github.com/zmqmsg/zmqmsg/observe/internal/obstest"
 	"github.com/zmqmsg/zmqmsg/observe/zmqotel"
 	"github.com/zmqmsg/zmqmsg/observe/zmqprom"
 	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
@@ -35,16 +36,14 @@ func BenchmarkCall(b *testing.B) {
 	} {
 		b.Run(c.name, func(b *testing.B) {
 			dir := directory.NewMemory()
-			defer dir.Close()
-			srv := node(b, dir, zmqmsg.WithServerInterceptors(c.server...))
-			defer srv.Close()
+			b.Cleanup(func() { _ = dir.Close() }) // after the nodes (cleanups run last first)
+			srv := obstest.Node(b, dir, zmqmsg.WithServerInterceptors(c.server...))
 			s, err := srv.Serve(zmqmsg.Target{Topic: "cost"}, zmqmsg.Endpoints{"echo": func(_ context.Context, a zmqmsg.Args) (any, error) { return a.Raw(), nil }})
 			if err != nil {
 				b.Fatal(err)
 			}
 			defer s.Stop(context.Background())
-			cl := node(b, dir, zmqmsg.WithClientInterceptors(c.client...))
-			defer cl.Close()
+			cl := obstest.Node(b, dir, zmqmsg.WithClientInterceptors(c.client...))
 			client := cl.Client(zmqmsg.Target{Topic: "cost"})
 			payload := []byte("0123456789abcdef")
 			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
@@ -77,11 +76,3 @@ var (
 	tp1pct   = sdktrace.NewTracerProvider(sdktrace.WithSampler(sdktrace.ParentBased(sdktrace.TraceIDRatioBased(0.01))))
 	otel1pct = []zmqotel.Option{zmqotel.WithTracerProvider(tp1pct), zmqotel.WithMeterProvider(mp)}
 )
-
-func node(b *testing.B, dir directory.Directory, opts ...zmqmsg.Option) *zmqmsg.Transport {
-	tr, err := zmqmsg.New(zmqmsg.Config{Directory: dir, Ports: zmqmsg.Ports{Call: zmqmsg.AnyPort}}, opts...)
-	if err != nil {
-		b.Fatal(err)
-	}
-	return tr
-}
