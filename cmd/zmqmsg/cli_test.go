@@ -122,18 +122,7 @@ func TestCastFanoutDirect(t *testing.T) {
 func TestFanoutMethods(t *testing.T) {
 	_, a := benchServer(t, "t-fan-m", "--name", "a")
 	// An older node's server on a's node: no methods published.
-	ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
-	defer cancel()
-	key := directory.Key{Topic: "t-fan-m"}
-	es, err := directory.Shared().Lookup(ctx, key)
-	if err != nil || len(es) != 1 {
-		t.Fatalf("lookup: %v %+v", err, es)
-	}
-	old := directory.Registration{Key: key, Server: "old", Node: es[0].Node}
-	if err := directory.Shared().Register(ctx, old, time.Minute); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = directory.Shared().Deregister(context.Background(), old) }) // the test's own entry
+	registerBeside(t, directory.Key{Topic: "t-fan-m"}, "old")
 
 	mem(t, "fanout", "t-fan-m", "sink").want(t, 0)
 	r := mem(t, "fanout", "t-fan-m", "nope").want(t, exitRemote)
@@ -581,4 +570,22 @@ func TestCallAll(t *testing.T) {
 	}
 	mem(t, "call", "--stall", "1s", "t-all", "echo").want(t, 2)
 	mem(t, "call", "--all", "--server", "b1", "t-all", "echo").want(t, 2)
+}
+
+// registerBeside registers, in the process-wide "memory:" directory, a
+// server named name on the node of key's only server, with no methods
+// published, as an older node would; the test's cleanup removes it.
+func registerBeside(t *testing.T, key directory.Key, name string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
+	defer cancel()
+	es, err := directory.Shared().Lookup(ctx, key)
+	if err != nil || len(es) != 1 {
+		t.Fatalf("lookup: %v %+v", err, es)
+	}
+	reg := directory.Registration{Key: key, Server: name, Node: es[0].Node}
+	if err := directory.Shared().Register(ctx, reg, time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = directory.Shared().Deregister(context.Background(), reg) })
 }

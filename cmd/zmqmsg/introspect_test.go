@@ -299,18 +299,7 @@ func TestIntrospectPartial(t *testing.T) {
 	a := introServer(t, zmqmsg.Target{Exchange: ex, Topic: "calc", Server: "z"}, calcEndpoints)
 	// A server that a's node does not have: the node refuses it. Its name
 	// sorts first, its line in a table comes last (after the answers).
-	ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
-	defer cancel()
-	key := directory.Key{Exchange: ex, Topic: "calc"}
-	es, err := directory.Shared().Lookup(ctx, key)
-	if err != nil || len(es) != 1 {
-		t.Fatalf("lookup: %v %+v", err, es)
-	}
-	ghost := directory.Registration{Key: key, Server: "ghost", Node: es[0].Node}
-	if err := directory.Shared().Register(ctx, ghost, time.Minute); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = directory.Shared().Deregister(context.Background(), ghost) }) // the test's own entry
+	registerBeside(t, directory.Key{Exchange: ex, Topic: "calc"}, "ghost")
 
 	for _, cmd := range []string{"ping", "info", "stats"} {
 		for _, args := range [][]string{{cmd, "calc"}, {cmd}} {
